@@ -1,0 +1,1 @@
+//! The fedjob federation control plane.

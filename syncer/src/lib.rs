@@ -1,0 +1,1 @@
+//! The fedjob syncer agent.

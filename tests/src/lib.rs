@@ -1,0 +1,1 @@
+//! fedjob test tools.
