@@ -7,3 +7,4 @@
 //! [`model`] and does no I/O; everything else is a thin edge around it.
 
 pub mod model;
+pub mod store;
