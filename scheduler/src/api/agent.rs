@@ -1,0 +1,378 @@
+//! The agent API, `fedjob.v1.Agent`: registration and the long-lived session stream of each
+//! member cluster's syncer.
+//!
+//! A session runs three loops so that none waits on another: the *reader* takes messages off
+//! the stream (heartbeats are handled at once, so a busy store never makes a cluster NotReady),
+//! the *reporter* writes shard status to the store, coalescing whatever queued up meanwhile, and
+//! the *dispatcher* sends the cluster what changed, comparing each shard's desired revision with
+//! the one it last sent.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fedjob_proto::v1::{
+    self, AgentMessage, AssignmentBatch, HeartbeatAck, SchedulerMessage, agent_message::Msg,
+    agent_server::Agent, scheduler_message,
+};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{debug, info, warn};
+
+use super::{convert, measured, status};
+use crate::control_plane::{ControlPlane, SessionInbox, ShardReport};
+use crate::metrics::ReasonLabels;
+use crate::model::job::ShardState;
+use crate::shutdown::Shutdown;
+
+/// Assignments per message.
+const BATCH: usize = 256;
+/// How long an agent has to say hello after opening the stream.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `fedjob.v1.Agent`.
+#[derive(Clone)]
+pub struct AgentApi {
+    cp: Arc<ControlPlane>,
+    shutdown: Shutdown,
+}
+
+impl AgentApi {
+    /// A service over `cp`; sessions end when `shutdown` fires.
+    pub fn new(cp: Arc<ControlPlane>, shutdown: Shutdown) -> Self {
+        Self { cp, shutdown }
+    }
+
+    fn refuse(&self, reason: &str, status: Status) -> Status {
+        self.cp
+            .metrics()
+            .agent_refused
+            .get_or_create(&ReasonLabels { reason: reason.to_owned() })
+            .inc();
+        status
+    }
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<SchedulerMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Agent for AgentApi {
+    async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::RegisterResponse>, Status> {
+        measured(self.cp.metrics(), "Agent/Register", async {
+            let r = req.into_inner();
+            if let Err(rule) = validate_cluster_name(&r.cluster) {
+                return Err(self.refuse("invalid", Status::invalid_argument(format!(
+                    "cluster: Invalid value: \"{}\": {rule}", r.cluster
+                ))));
+            }
+            let labels: BTreeMap<String, String> = r.labels.into_iter().collect();
+            let (session, epoch) = self
+                .cp
+                .register_cluster(&r.cluster, labels, &r.agent_version)
+                .await
+                .map_err(status)?;
+            Ok(Response::new(v1::RegisterResponse {
+                session,
+                heartbeat_interval_ms: self.cp.settings().heartbeat_interval.as_millis() as u64,
+                epoch,
+            }))
+        })
+        .await
+    }
+
+    type SessionStream = SessionStream;
+
+    async fn session(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<SessionStream>, Status> {
+        let mut inbound = req.into_inner();
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(AgentMessage { msg: Some(Msg::Hello(hello)) }))) => hello,
+            Ok(Err(e)) => return Err(e),
+            _ => {
+                return Err(self.refuse(
+                    "no-hello",
+                    Status::invalid_argument("the first message of a session must be hello"),
+                ));
+            }
+        };
+        let inbox = self
+            .cp
+            .attach_session(&hello.cluster, &hello.session)
+            .map_err(|e| self.refuse("stale-session", status(e)))?;
+        info!(cluster = %hello.cluster, held = hello.held.len(), "agent session open");
+        let (tx, rx) = mpsc::channel(64);
+        let session = Session {
+            cp: self.cp.clone(),
+            cluster: hello.cluster,
+            token: hello.session,
+            inbox,
+            tx,
+            sent: HashMap::new(),
+        };
+        tokio::spawn(session.run(hello.held, inbound, self.shutdown.clone()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// The shards of one Job that a session last told its agent about.
+struct SentJob {
+    uid: String,
+    namespace: String,
+    /// Shard name → revision sent.
+    shards: HashMap<String, u64>,
+}
+
+struct Session {
+    cp: Arc<ControlPlane>,
+    cluster: String,
+    token: String,
+    inbox: Arc<SessionInbox>,
+    tx: mpsc::Sender<Result<SchedulerMessage, Status>>,
+    sent: HashMap<String, SentJob>,
+}
+
+/// Why a session ended.
+enum End {
+    AgentClosed,
+    Superseded,
+    Shutdown,
+    Refused(Status),
+}
+
+impl Session {
+    async fn run(mut self, held: Vec<v1::ShardStatus>, inbound: Streaming<AgentMessage>, mut shutdown: Shutdown) {
+        self.cp.heartbeat(&self.cluster).await;
+        let end = self.serve(held, inbound, &mut shutdown).await;
+        let reason = match end {
+            End::AgentClosed => "agent closed the stream".to_owned(),
+            End::Superseded => "a newer session replaced it".to_owned(),
+            End::Shutdown => {
+                let _ = self.tx.send(Err(Status::unavailable("the scheduler is shutting down"))).await;
+                "scheduler shutting down".to_owned()
+            }
+            End::Refused(s) => {
+                let message = s.message().to_owned();
+                let _ = self.tx.send(Err(s)).await;
+                message
+            }
+        };
+        self.cp.detach_session(&self.cluster, &self.token, &self.inbox);
+        info!(cluster = %self.cluster, reason, "agent session closed");
+    }
+
+    async fn serve(&mut self, held: Vec<v1::ShardStatus>, inbound: Streaming<AgentMessage>, shutdown: &mut Shutdown) -> End {
+        // What the agent holds is reported first, so that the answer accounts for it.
+        let reports: Vec<ShardReport> = held.iter().map(convert::shard_report).collect();
+        match self.cp.report(&self.cluster, reports).await {
+            Ok(unknown) => {
+                for r in unknown {
+                    let forget = convert::forget(&r.job_uid, &r.namespace, &r.shard);
+                    if self.send(vec![forget], false).await.is_err() {
+                        return End::AgentClosed;
+                    }
+                }
+            }
+            Err(e) => warn!(cluster = %self.cluster, error = %e, "held shards not recorded"),
+        }
+        for h in &held {
+            if let Some(key) = self.cp.job_key_by_uid(&h.job_uid) {
+                let entry = self.sent.entry(key).or_insert_with(|| SentJob {
+                    uid: h.job_uid.clone(),
+                    namespace: h.namespace.clone(),
+                    shards: HashMap::new(),
+                });
+                entry.shards.insert(h.shard.clone(), h.revision);
+            }
+        }
+        let mut all: HashSet<String> = self.cp.jobs_in_cluster(&self.cluster).into_iter().collect();
+        all.extend(self.sent.keys().cloned());
+        if self.dispatch(all, true).await.is_err() {
+            return End::AgentClosed;
+        }
+
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let (forget_tx, mut forget_rx) = mpsc::unbounded_channel();
+        let mut reader = tokio::spawn(read(self.cp.clone(), self.cluster.clone(), inbound, self.tx.clone(), report_tx));
+        let reporter = tokio::spawn(report(self.cp.clone(), self.cluster.clone(), report_rx, forget_tx));
+        let mut check = tokio::time::interval(Duration::from_secs(1));
+        let end = loop {
+            tokio::select! {
+                _ = self.inbox.notify.notified() => {
+                    let dirty = std::mem::take(&mut *self.inbox.dirty.lock());
+                    if self.dispatch(dirty, false).await.is_err() {
+                        break End::AgentClosed;
+                    }
+                }
+                Some(unknown) = forget_rx.recv() => {
+                    let forgets: Vec<_> = unknown.iter().map(|r: &ShardReport| convert::forget(&r.job_uid, &r.namespace, &r.shard)).collect();
+                    if self.send(forgets, false).await.is_err() {
+                        break End::AgentClosed;
+                    }
+                }
+                read = &mut reader => {
+                    break match read {
+                        Ok(Some(refusal)) => End::Refused(refusal),
+                        _ => End::AgentClosed,
+                    };
+                }
+                _ = check.tick() => {
+                    if !self.cp.session_current(&self.cluster, &self.token) {
+                        break End::Superseded;
+                    }
+                }
+                _ = shutdown.fired() => break End::Shutdown,
+            }
+        };
+        // The reporter ends by itself once the reader is gone, after writing what was queued.
+        reader.abort();
+        drop(reporter);
+        end
+    }
+
+    /// Sends the agent whatever changed in the given Jobs since it was last told.
+    async fn dispatch(&mut self, keys: HashSet<String>, initial: bool) -> Result<(), ()> {
+        let mut out = Vec::new();
+        for key in keys {
+            self.diff(&key, &mut out);
+            if out.len() >= BATCH {
+                self.send(std::mem::take(&mut out), false).await?;
+            }
+        }
+        if !out.is_empty() || initial {
+            self.send(out, initial).await?;
+        }
+        Ok(())
+    }
+
+    fn diff(&mut self, key: &str, out: &mut Vec<v1::Assignment>) {
+        let job = self.cp.job(key);
+        let same_job = job.as_ref().is_some_and(|j| {
+            self.sent.get(key).is_none_or(|s| s.uid == j.record.uid())
+        });
+        if !same_job && let Some(gone) = self.sent.remove(key) {
+            // Deleted without cascade (or replaced by a new Job of the same name): the
+            // federation no longer manages these shards; the agent leaves them be.
+            out.extend(gone.shards.keys().map(|s| convert::forget(&gone.uid, &gone.namespace, s)));
+        }
+        let Some(job) = job else { return };
+        let record = &job.record;
+        let entry = self.sent.entry(key.to_owned()).or_insert_with(|| SentJob {
+            uid: record.uid().to_owned(),
+            namespace: record.namespace().to_owned(),
+            shards: HashMap::new(),
+        });
+        let mut current = HashSet::new();
+        for shard in record.shards_in(&self.cluster) {
+            if shard.state == ShardState::Stopped {
+                entry.shards.remove(&shard.name);
+                continue;
+            }
+            current.insert(shard.name.as_str());
+            if entry.shards.get(&shard.name) != Some(&shard.revision) {
+                out.push(convert::assignment(record, shard));
+                entry.shards.insert(shard.name.clone(), shard.revision);
+            }
+        }
+        let stale: Vec<String> = entry.shards.keys().filter(|s| !current.contains(s.as_str())).cloned().collect();
+        for name in stale {
+            entry.shards.remove(&name);
+            out.push(convert::forget(&entry.uid, &entry.namespace, &name));
+        }
+        if entry.shards.is_empty() {
+            self.sent.remove(key);
+        }
+    }
+
+    async fn send(&self, assignments: Vec<v1::Assignment>, synced: bool) -> Result<(), ()> {
+        let count = assignments.len() as u64;
+        let message = SchedulerMessage {
+            msg: Some(scheduler_message::Msg::Assignments(AssignmentBatch { assignments, synced })),
+        };
+        self.tx.send(Ok(message)).await.map_err(|_| ())?;
+        self.cp.metrics().assignments_sent.inc_by(count);
+        debug!(cluster = %self.cluster, count, synced, "assignments sent");
+        Ok(())
+    }
+}
+
+/// Reads the agent's messages until the stream ends. Returns the refusal to send back when the
+/// agent broke the protocol.
+async fn read(
+    cp: Arc<ControlPlane>,
+    cluster: String,
+    mut inbound: Streaming<AgentMessage>,
+    tx: mpsc::Sender<Result<SchedulerMessage, Status>>,
+    reports: mpsc::UnboundedSender<Vec<ShardReport>>,
+) -> Option<Status> {
+    loop {
+        let message = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return None,
+            Err(e) => {
+                debug!(cluster = %cluster, error = %e, "agent stream broke");
+                return None;
+            }
+        };
+        cp.heartbeat(&cluster).await;
+        match message.msg {
+            Some(Msg::Heartbeat(hb)) => {
+                let ack = SchedulerMessage {
+                    msg: Some(scheduler_message::Msg::HeartbeatAck(HeartbeatAck { seq: hb.seq })),
+                };
+                if tx.send(Ok(ack)).await.is_err() {
+                    return None;
+                }
+            }
+            Some(Msg::Status(report)) => {
+                let decoded = report.shards.iter().map(convert::shard_report).collect();
+                if reports.send(decoded).is_err() {
+                    return None;
+                }
+            }
+            Some(Msg::Hello(_)) | None => {
+                cp.metrics().agent_refused.get_or_create(&ReasonLabels { reason: "protocol".into() }).inc();
+                warn!(cluster = %cluster, "agent broke the protocol (second hello or empty message)");
+                return Some(Status::invalid_argument("hello may only be the first message; every message needs a body"));
+            }
+        }
+    }
+}
+
+/// Writes shard status to the store, coalescing reports that queued up meanwhile.
+async fn report(
+    cp: Arc<ControlPlane>,
+    cluster: String,
+    mut queue: mpsc::UnboundedReceiver<Vec<ShardReport>>,
+    forget: mpsc::UnboundedSender<Vec<ShardReport>>,
+) {
+    while let Some(mut batch) = queue.recv().await {
+        while let Ok(more) = queue.try_recv() {
+            batch.extend(more);
+        }
+        match cp.report(&cluster, batch).await {
+            Ok(unknown) if !unknown.is_empty() => {
+                let _ = forget.send(unknown);
+            }
+            Ok(_) => {}
+            Err(e) => warn!(cluster = %cluster, error = %e, "shard status not recorded"),
+        }
+    }
+}
+
+/// A cluster name must be a DNS-1123 label; returns the rule broken.
+pub fn validate_cluster_name(name: &str) -> Result<(), &'static str> {
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = name
+        .bytes()
+        .next()
+        .zip(name.bytes().last())
+        .is_some_and(|(f, l)| f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric());
+    if name.is_empty() || name.len() > 63 || !ok_chars || !ok_ends {
+        return Err(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character, at most 63 characters",
+        );
+    }
+    Ok(())
+}

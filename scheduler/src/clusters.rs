@@ -1,0 +1,242 @@
+//! Member clusters: what is stored of them, and their liveness, which is not stored.
+//!
+//! A cluster is `Ready` while its agent's heartbeats arrive within the grace period. Liveness is
+//! kept in memory only: after a scheduler restart every known cluster gets one grace period from
+//! the start to reconnect before it is declared NotReady, so a restart alone never moves work.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::model::planner::{ClusterView, Clusters};
+
+/// What the federation stores of a member cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// Cluster name (a DNS-1123 label).
+    pub name: String,
+    /// Labels given by its agent.
+    pub labels: BTreeMap<String, String>,
+    /// New work is kept away.
+    pub cordoned: bool,
+    /// Fencing epoch; raised each time the cluster's work is moved away from it.
+    pub epoch: u64,
+    /// First registration.
+    pub registered_at: Timestamp,
+    /// Version string its agent reported.
+    pub agent_version: String,
+}
+
+/// A cluster as the scheduler holds it: the stored record and its liveness.
+#[derive(Debug, Clone)]
+pub struct ClusterEntry {
+    /// The stored record.
+    pub record: ClusterRecord,
+    /// Store revision of the record.
+    pub mod_revision: u64,
+    /// Last time the agent was heard from (monotonic clock).
+    pub last_heartbeat: Instant,
+    /// Last time the agent was heard from (wall clock, for people).
+    pub last_heartbeat_wall: Option<Timestamp>,
+    /// Heartbeats arrived within the grace period at the last check.
+    pub ready: bool,
+    /// Since when it is NotReady.
+    pub not_ready_since: Option<Instant>,
+    /// NotReady for longer than the failover delay.
+    pub lost: bool,
+    /// The agent session that may speak for the cluster.
+    pub session: Option<SessionSlot>,
+}
+
+/// The session of the agent currently speaking for a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSlot {
+    /// Token handed out by Register.
+    pub token: String,
+    /// A stream is attached to it.
+    pub attached: bool,
+}
+
+/// A change of a cluster's liveness found by [`ClusterTable::check`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    /// Heartbeats resumed.
+    Ready(String),
+    /// Heartbeats stopped for the grace period.
+    NotReady(String),
+    /// NotReady for the failover delay: work may move (`rebalance: true`).
+    Lost(String),
+}
+
+/// Every known cluster.
+#[derive(Debug, Default)]
+pub struct ClusterTable {
+    entries: BTreeMap<String, ClusterEntry>,
+}
+
+impl ClusterTable {
+    /// Clusters loaded from the store at start: each gets one grace period from `now` to
+    /// come back before it counts as silent.
+    pub fn load(records: Vec<(ClusterRecord, u64)>, now: Instant) -> Self {
+        let entries = records
+            .into_iter()
+            .map(|(record, rev)| (record.name.clone(), ClusterEntry::new(record, rev, now)))
+            .collect();
+        Self { entries }
+    }
+
+    /// One cluster.
+    pub fn get(&self, name: &str) -> Option<&ClusterEntry> {
+        self.entries.get(name)
+    }
+
+    /// One cluster, to change its liveness.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut ClusterEntry> {
+        self.entries.get_mut(name)
+    }
+
+    /// Every cluster in name order.
+    pub fn iter(&self) -> impl Iterator<Item = &ClusterEntry> {
+        self.entries.values()
+    }
+
+    /// Inserts or replaces the stored part of a cluster, keeping its liveness.
+    pub fn upsert(&mut self, record: ClusterRecord, mod_revision: u64, now: Instant) {
+        match self.entries.get_mut(&record.name) {
+            Some(e) if e.mod_revision <= mod_revision => {
+                e.record = record;
+                e.mod_revision = mod_revision;
+            }
+            Some(_) => {}
+            None => {
+                self.entries.insert(
+                    record.name.clone(),
+                    ClusterEntry::new(record, mod_revision, now),
+                );
+            }
+        }
+    }
+
+    /// What the planner sees of every cluster.
+    pub fn views(&self) -> Clusters {
+        self.entries
+            .iter()
+            .map(|(name, e)| {
+                let view = ClusterView {
+                    ready: e.ready,
+                    cordoned: e.record.cordoned,
+                    lost: e.lost,
+                    epoch: e.record.epoch,
+                };
+                (name.clone(), view)
+            })
+            .collect()
+    }
+
+    /// Records that the agent of `name` was heard from.
+    pub fn heartbeat(&mut self, name: &str, now: Instant) -> Option<Transition> {
+        let e = self.entries.get_mut(name)?;
+        e.last_heartbeat = now;
+        e.last_heartbeat_wall = Some(Timestamp::now());
+        if e.ready {
+            return None;
+        }
+        e.ready = true;
+        e.lost = false;
+        e.not_ready_since = None;
+        Some(Transition::Ready(name.to_owned()))
+    }
+
+    /// Finds clusters whose heartbeats stopped for `grace` (NotReady) and those NotReady for a
+    /// further `failover_after` (lost).
+    pub fn check(&mut self, now: Instant, grace: Duration, failover_after: Duration) -> Vec<Transition> {
+        let mut changes = Vec::new();
+        for (name, e) in &mut self.entries {
+            if e.ready && now.saturating_duration_since(e.last_heartbeat) >= grace {
+                e.ready = false;
+                e.not_ready_since = Some(now);
+                changes.push(Transition::NotReady(name.clone()));
+            }
+            if let Some(since) = e.not_ready_since
+                && !e.lost
+                && now.saturating_duration_since(since) >= failover_after
+            {
+                e.lost = true;
+                changes.push(Transition::Lost(name.clone()));
+            }
+        }
+        changes
+    }
+
+    /// Counts of clusters by state, for metrics: (ready, not ready).
+    pub fn counts(&self) -> (usize, usize) {
+        let ready = self.entries.values().filter(|e| e.ready).count();
+        (ready, self.entries.len() - ready)
+    }
+}
+
+impl ClusterEntry {
+    fn new(record: ClusterRecord, mod_revision: u64, now: Instant) -> Self {
+        Self {
+            record,
+            mod_revision,
+            last_heartbeat: now,
+            last_heartbeat_wall: None,
+            ready: true,
+            not_ready_since: None,
+            lost: false,
+            session: None,
+        }
+    }
+
+    /// `Ready` or `NotReady`.
+    pub fn state(&self) -> &'static str {
+        if self.ready { "Ready" } else { "NotReady" }
+    }
+}
+
+/// Per-cluster counts of shards, for `fedctl get clusters`.
+pub type ShardCounts = HashMap<String, i32>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str) -> ClusterRecord {
+        ClusterRecord {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            cordoned: false,
+            epoch: 0,
+            registered_at: Timestamp::UNIX_EPOCH,
+            agent_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn silence_makes_a_cluster_not_ready_then_lost_and_a_heartbeat_brings_it_back() {
+        let start = Instant::now();
+        let grace = Duration::from_secs(30);
+        let mut table = ClusterTable::load(vec![(record("c1"), 1)], start);
+        assert!(table.check(start + Duration::from_secs(29), grace, grace).is_empty());
+        assert_eq!(
+            table.check(start + grace, grace, grace),
+            vec![Transition::NotReady("c1".into())]
+        );
+        assert!(!table.views()["c1"].ready);
+        assert_eq!(
+            table.check(start + grace * 2, grace, grace),
+            vec![Transition::Lost("c1".into())]
+        );
+        assert!(table.views()["c1"].lost);
+        assert_eq!(
+            table.heartbeat("c1", start + grace * 3),
+            Some(Transition::Ready("c1".into()))
+        );
+        let view = &table.views()["c1"];
+        assert!(view.ready && !view.lost);
+    }
+}

@@ -1,0 +1,941 @@
+//! The federation's state and every change made to it.
+//!
+//! [`ControlPlane`] holds a decoded copy of the store (jobs and clusters) and is the only writer
+//! of it. Every change to a federated Job goes through [`ControlPlane::mutate`]: compute the new
+//! record from the current one (pure code from [`crate::model`]), write it with a
+//! compare-and-swap on the record's revision, and only then publish it to readers, agent sessions
+//! and watchers. Changes to one Job are serialised in this process by a per-Job lock, so the
+//! compare-and-swap only fails when another replica wrote first; the change is then recomputed
+//! from the fresh record.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, broadcast};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::clusters::{ClusterRecord, ClusterTable, SessionSlot, Transition};
+use crate::metrics::Metrics;
+use crate::model::job::{Deletion, FederatedJob, Observed, RECORD_FORMAT, ShardState, job_key};
+use crate::model::manifest::{self, Invalid};
+use crate::model::planner::{self, Clusters};
+use crate::store::{Op, Precondition, Store, StoreError};
+
+/// Store key prefix of federated Jobs: `jobs/NAMESPACE/NAME`.
+pub const JOBS_PREFIX: &str = "jobs/";
+/// Store key prefix of clusters: `clusters/NAME`.
+pub const CLUSTERS_PREFIX: &str = "clusters/";
+
+/// Errors of operations on the federation.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    /// The request is not a valid Job (or change of one).
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// No Job or cluster of that name.
+    #[error("{kind} \"{name}\" not found")]
+    NotFound {
+        /// `jobs.batch` or `clusters`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+    /// The name is taken.
+    #[error("jobs.batch \"{name}\" already exists")]
+    AlreadyExists {
+        /// The name asked for.
+        name: String,
+    },
+    /// The caller's resourceVersion is stale.
+    #[error(
+        "Operation cannot be fulfilled on jobs.batch \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+    )]
+    Conflict {
+        /// The Job's name.
+        name: String,
+    },
+    /// The request cannot be carried out in the current state.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A stored record could not be decoded.
+    #[error("stored record {key} is unreadable: {reason}")]
+    Corrupt {
+        /// Store key.
+        key: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+type Result<T, E = ControlPlaneError> = std::result::Result<T, E>;
+
+/// A federated Job at a store revision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredJob {
+    /// The record.
+    pub record: FederatedJob,
+    /// Revision of the last write: the Job's `resourceVersion`.
+    pub mod_revision: u64,
+}
+
+/// A change of one Job, as watchers see it.
+#[derive(Debug, Clone)]
+pub struct JobChange {
+    /// `namespace/name`.
+    pub key: String,
+    /// The Job after the change; `None` when it was deleted.
+    pub job: Option<Arc<StoredJob>>,
+    /// The Job before the change.
+    pub previous: Option<Arc<StoredJob>>,
+}
+
+/// What a mutation wants written.
+pub enum Next {
+    /// Write this record.
+    Put(Box<FederatedJob>),
+    /// Delete the record.
+    Delete,
+    /// Leave it as it is.
+    Unchanged,
+}
+
+/// Settings of the control plane.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a cluster may be silent before it is NotReady.
+    pub cluster_grace: Duration,
+    /// How long a NotReady cluster waits before its work moves (`rebalance: true`).
+    pub failover_after: Duration,
+    /// Interval agents are told to heartbeat at.
+    pub heartbeat_interval: Duration,
+}
+
+/// An agent session's mailbox: which Jobs changed since the session last looked.
+#[derive(Debug, Default)]
+pub struct SessionInbox {
+    /// Keys of changed Jobs.
+    pub dirty: Mutex<HashSet<String>>,
+    /// Wakes the session.
+    pub notify: Notify,
+}
+
+#[derive(Default)]
+struct JobIndex {
+    by_key: HashMap<String, Arc<StoredJob>>,
+    by_uid: HashMap<String, String>,
+    by_cluster: HashMap<String, HashSet<String>>,
+}
+
+impl JobIndex {
+    fn insert(&mut self, key: &str, job: Option<Arc<StoredJob>>) -> Option<Arc<StoredJob>> {
+        let previous = match &job {
+            Some(j) => self.by_key.insert(key.to_owned(), j.clone()),
+            None => self.by_key.remove(key),
+        };
+        if let Some(p) = &previous {
+            self.by_uid.remove(p.record.uid());
+            for c in p.record.clusters() {
+                if let Some(set) = self.by_cluster.get_mut(c) {
+                    set.remove(key);
+                }
+            }
+        }
+        if let Some(j) = &job {
+            self.by_uid.insert(j.record.uid().to_owned(), key.to_owned());
+            for c in j.record.clusters() {
+                self.by_cluster
+                    .entry(c.to_owned())
+                    .or_default()
+                    .insert(key.to_owned());
+            }
+        }
+        previous
+    }
+}
+
+/// The federation's state; see the module documentation.
+pub struct ControlPlane {
+    store: Arc<dyn Store>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    jobs: RwLock<JobIndex>,
+    clusters: Mutex<ClusterTable>,
+    views: RwLock<Arc<Clusters>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    sessions: Mutex<HashMap<String, Arc<SessionInbox>>>,
+    changes: broadcast::Sender<Arc<JobChange>>,
+}
+
+impl ControlPlane {
+    /// Loads every Job and cluster from `store`.
+    pub async fn open(store: Arc<dyn Store>, settings: Settings, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+        let clusters = store.list(CLUSTERS_PREFIX).await?;
+        let mut records = Vec::new();
+        for kv in clusters.items {
+            let record: ClusterRecord = decode(&kv.key, &kv.value)?;
+            records.push((record, kv.mod_revision));
+        }
+        let table = ClusterTable::load(records, Instant::now());
+        let views = Arc::new(table.views());
+        let mut index = JobIndex::default();
+        let jobs = store.list(JOBS_PREFIX).await?;
+        for kv in jobs.items {
+            let record: FederatedJob = decode(&kv.key, &kv.value)?;
+            if record.format > RECORD_FORMAT {
+                return Err(ControlPlaneError::Corrupt {
+                    key: kv.key,
+                    reason: format!(
+                        "written by a newer fedjob (record format {}, this build reads up to {RECORD_FORMAT})",
+                        record.format
+                    ),
+                });
+            }
+            let key = record.key();
+            let stored = StoredJob { record, mod_revision: kv.mod_revision };
+            index.insert(&key, Some(Arc::new(stored)));
+        }
+        info!(jobs = index.by_key.len(), clusters = views.len(), "state loaded");
+        let (changes, _) = broadcast::channel(4096);
+        Ok(Arc::new(Self {
+            store,
+            settings,
+            metrics,
+            jobs: RwLock::new(index),
+            clusters: Mutex::new(table),
+            views: RwLock::new(views),
+            locks: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            changes,
+        }))
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The metrics registry's families.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    // ------------------------------------------------------------------ reading
+
+    /// One Job.
+    pub fn job(&self, key: &str) -> Option<Arc<StoredJob>> {
+        self.jobs.read().by_key.get(key).cloned()
+    }
+
+    /// The key of the Job with `uid`.
+    pub fn job_key_by_uid(&self, uid: &str) -> Option<String> {
+        self.jobs.read().by_uid.get(uid).cloned()
+    }
+
+    /// Jobs of `namespace` (every namespace when `None`), in key order.
+    pub fn jobs(&self, namespace: Option<&str>) -> Vec<Arc<StoredJob>> {
+        let index = self.jobs.read();
+        let mut jobs: Vec<_> = index
+            .by_key
+            .values()
+            .filter(|j| namespace.is_none_or(|ns| j.record.namespace() == ns))
+            .cloned()
+            .collect();
+        drop(index);
+        jobs.sort_by(|a, b| {
+            (a.record.namespace(), a.record.name()).cmp(&(b.record.namespace(), b.record.name()))
+        });
+        jobs
+    }
+
+    /// Keys of the Jobs with a share or shard in `cluster`.
+    pub fn jobs_in_cluster(&self, cluster: &str) -> Vec<String> {
+        self.jobs
+            .read()
+            .by_cluster
+            .get(cluster)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of Jobs.
+    pub fn job_count(&self) -> usize {
+        self.jobs.read().by_key.len()
+    }
+
+    /// What the planner sees of the clusters now.
+    pub fn cluster_views(&self) -> Arc<Clusters> {
+        self.views.read().clone()
+    }
+
+    /// Runs `f` over the cluster table.
+    pub fn with_clusters<T>(&self, f: impl FnOnce(&ClusterTable) -> T) -> T {
+        f(&self.clusters.lock())
+    }
+
+    /// Subscribes to every Job change.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<JobChange>> {
+        self.changes.subscribe()
+    }
+
+    // ------------------------------------------------------------------ writing jobs
+
+    /// Creates a Job from a decoded, not yet validated manifest.
+    pub async fn create_job(self: &Arc<Self>, mut job: Job, dry_run: bool) -> Result<Arc<StoredJob>> {
+        manifest::validate_new(&job)?;
+        let now = Timestamp::now();
+        default_new(&mut job, now);
+        let key = job_key(
+            job.metadata.namespace.as_deref().unwrap_or("default"),
+            job.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let clusters = self.cluster_views();
+        let mut record = FederatedJob::new(job);
+        planner::reconcile(&mut record, &clusters, now);
+        if dry_run {
+            return Ok(Arc::new(StoredJob { record, mod_revision: 0 }));
+        }
+        let mut record = Some(record);
+        let stored = self
+            .mutate(&key, |current| match current {
+                Some(_) => Err(ControlPlaneError::AlreadyExists { name: name.clone() }),
+                None => Ok(Next::Put(Box::new(record.take().expect("written once")))),
+            })
+            .await?;
+        info!(job = %key, "created");
+        stored.ok_or(ControlPlaneError::NotFound { kind: "jobs.batch", name })
+    }
+
+    /// Replaces the user's part of a Job (labels, annotations, spec) with `job`'s.
+    ///
+    /// With `resource_version`, the change applies only to that revision. With `create`, a
+    /// missing Job is created (apply); otherwise it is NOT_FOUND.
+    pub async fn replace_job(
+        self: &Arc<Self>,
+        job: Job,
+        resource_version: Option<u64>,
+        create: bool,
+        dry_run: bool,
+    ) -> Result<Arc<StoredJob>> {
+        let key = job_key(
+            job.metadata.namespace.as_deref().unwrap_or("default"),
+            job.metadata.name.as_deref().unwrap_or_default(),
+        );
+        if create && self.job(&key).is_none() {
+            match self.create_job(job.clone(), dry_run).await {
+                Err(ControlPlaneError::AlreadyExists { .. }) => {}
+                other => return other,
+            }
+        }
+        self.edit_job(&key, resource_version, dry_run, move |_| Ok(job.clone()))
+            .await
+    }
+
+    /// Changes a Job through `edit`, which gets the user's current Job and returns the new one.
+    pub async fn edit_job(
+        self: &Arc<Self>,
+        key: &str,
+        resource_version: Option<u64>,
+        dry_run: bool,
+        mut edit: impl FnMut(&Job) -> Result<Job>,
+    ) -> Result<Arc<StoredJob>> {
+        let name = key.split_once('/').map_or(key, |(_, n)| n).to_owned();
+        let clusters = self.cluster_views();
+        let mut dry = None;
+        let result = self
+            .mutate(key, |current| {
+                let Some(current) = current else {
+                    return Err(ControlPlaneError::NotFound { kind: "jobs.batch", name: name.clone() });
+                };
+                if resource_version.is_some_and(|rv| rv != current.mod_revision) {
+                    return Err(ControlPlaneError::Conflict { name: name.clone() });
+                }
+                if current.record.deletion.is_some() {
+                    return Err(ControlPlaneError::FailedPrecondition(format!(
+                        "jobs.batch \"{name}\" is being deleted"
+                    )));
+                }
+                let old = &current.record.job;
+                let mut new = edit(old)?;
+                carry_over(old, &mut new);
+                manifest::validate_update(old, &new)?;
+                let mut record = current.record.clone();
+                let spec_changed = new.spec != old.spec;
+                let replan = spec_changed
+                    || annotation(&new, fedjob_proto::names::PREFERENCES_ANNOTATION)
+                        != annotation(old, fedjob_proto::names::PREFERENCES_ANNOTATION);
+                if spec_changed {
+                    new.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + 1);
+                }
+                record.job = new;
+                record.grow_members |= replan;
+                planner::reconcile(&mut record, &clusters, Timestamp::now());
+                if record == current.record {
+                    return Ok(Next::Unchanged);
+                }
+                if dry_run {
+                    dry = Some(record);
+                    return Ok(Next::Unchanged);
+                }
+                Ok(Next::Put(Box::new(record)))
+            })
+            .await?;
+        if let Some(record) = dry {
+            return Ok(Arc::new(StoredJob { record, mod_revision: 0 }));
+        }
+        result.ok_or(ControlPlaneError::NotFound { kind: "jobs.batch", name })
+    }
+
+    /// Deletes a Job. With `cascade`, its shards are deleted first and the Job stays,
+    /// terminating, until every cluster confirmed; otherwise it is gone at once and its shards
+    /// stay in their clusters.
+    pub async fn delete_job(self: &Arc<Self>, key: &str, cascade: bool) -> Result<Option<Arc<StoredJob>>> {
+        let name = key.split_once('/').map_or(key, |(_, n)| n).to_owned();
+        let clusters = self.cluster_views();
+        let result = self
+            .mutate(key, |current| {
+                let Some(current) = current else {
+                    return Err(ControlPlaneError::NotFound { kind: "jobs.batch", name: name.clone() });
+                };
+                if !cascade {
+                    return Ok(Next::Delete);
+                }
+                if current.record.deletion.is_some() {
+                    return Ok(Next::Unchanged);
+                }
+                let mut record = current.record.clone();
+                let now = Timestamp::now();
+                record.deletion = Some(Deletion { requested_at: now });
+                record.job.metadata.deletion_timestamp =
+                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+                planner::reconcile(&mut record, &clusters, now);
+                Ok(finish(record))
+            })
+            .await?;
+        info!(job = %key, cascade, "deleted");
+        Ok(result)
+    }
+
+    /// Records shard status reported by `cluster`'s agent. Returns the reports that are about
+    /// no known shard, for the agent to forget.
+    pub async fn report(self: &Arc<Self>, cluster: &str, reports: Vec<ShardReport>) -> Result<Vec<ShardReport>> {
+        let mut by_job: BTreeMap<String, Vec<ShardReport>> = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for r in reports {
+            match self.job_key_by_uid(&r.job_uid) {
+                Some(key) => by_job.entry(key).or_default().push(r),
+                None => unknown.push(r),
+            }
+        }
+        self.metrics.shard_reports.inc_by(by_job.values().map(|v| v.len() as u64).sum());
+        let clusters = self.cluster_views();
+        let updates = by_job.into_iter().map(|(key, reports)| {
+            let clusters = clusters.clone();
+            async move {
+                let mut rejected = Vec::new();
+                let result = self
+                    .mutate(&key, |current| {
+                        rejected.clear();
+                        let Some(current) = current else {
+                            rejected.extend(reports.iter().cloned());
+                            return Ok(Next::Unchanged);
+                        };
+                        let mut record = current.record.clone();
+                        for r in &reports {
+                            if r.job_uid != record.uid()
+                                || !planner::observe(&mut record, cluster, &r.shard, r.epoch, r.observed.clone())
+                            {
+                                rejected.push(r.clone());
+                            }
+                        }
+                        planner::reconcile(&mut record, &clusters, Timestamp::now());
+                        if record == current.record {
+                            return Ok(Next::Unchanged);
+                        }
+                        Ok(finish(record))
+                    })
+                    .await;
+                (key, result, rejected)
+            }
+        });
+        for (key, result, rejected) in futures::future::join_all(updates).await {
+            if let Err(e) = result {
+                warn!(job = %key, cluster, error = %e, "shard status not recorded");
+            }
+            unknown.extend(rejected);
+        }
+        Ok(unknown)
+    }
+
+    /// Reconciles the given Jobs again (after a cluster changed state).
+    pub async fn reconcile_jobs(self: &Arc<Self>, keys: Vec<String>) {
+        let clusters = self.cluster_views();
+        for key in keys {
+            let result = self
+                .mutate(&key, |current| {
+                    let Some(current) = current else { return Ok(Next::Unchanged) };
+                    let mut record = current.record.clone();
+                    planner::reconcile(&mut record, &clusters, Timestamp::now());
+                    if record == current.record {
+                        return Ok(Next::Unchanged);
+                    }
+                    Ok(finish(record))
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(job = %key, error = %e, "reconcile failed");
+            }
+        }
+    }
+
+    /// Deletes finished Jobs whose `ttlSecondsAfterFinished` ran out (their shards stay, under
+    /// their own TTL in their clusters).
+    pub async fn collect_finished(self: &Arc<Self>, now: Timestamp) {
+        let expired: Vec<String> = self
+            .jobs(None)
+            .into_iter()
+            .filter(|j| ttl_expired(&j.record, now))
+            .map(|j| j.record.key())
+            .collect();
+        for key in expired {
+            let result = self
+                .mutate(&key, |current| match current {
+                    Some(c) if ttl_expired(&c.record, now) => Ok(Next::Delete),
+                    _ => Ok(Next::Unchanged),
+                })
+                .await;
+            match result {
+                Ok(_) => info!(job = %key, "deleted after ttlSecondsAfterFinished"),
+                Err(e) => warn!(job = %key, error = %e, "TTL delete failed"),
+            }
+        }
+    }
+
+    /// The one way a Job changes; see the module documentation.
+    pub async fn mutate(
+        self: &Arc<Self>,
+        key: &str,
+        mut change: impl FnMut(Option<&StoredJob>) -> Result<Next>,
+    ) -> Result<Option<Arc<StoredJob>>> {
+        let lock = self.lock_for(key);
+        let _guard = lock.lock().await;
+        let store_key = format!("{JOBS_PREFIX}{key}");
+        let mut attempts = 0;
+        let result = loop {
+            let current = self.job(key);
+            let precondition = match &current {
+                Some(c) => Precondition::ModRevision(c.mod_revision),
+                None => Precondition::Absent,
+            };
+            let (op, record) = match change(current.as_deref())? {
+                Next::Unchanged => break Ok(current),
+                Next::Delete if current.is_none() => break Ok(None),
+                Next::Delete => (Op::Delete { key: store_key.clone(), precondition }, None),
+                Next::Put(record) => {
+                    let value = serde_json::to_vec(&record).expect("records serialise");
+                    (
+                        Op::Put { key: store_key.clone(), value: value.into(), precondition },
+                        Some(*record),
+                    )
+                }
+            };
+            // The write and its publication run as their own task: if the caller goes away
+            // (a client hangs up), a write the store commits is still published.
+            let this = self.clone();
+            let owned_key = key.to_owned();
+            let written = tokio::spawn(async move {
+                let revision = this.store.txn(vec![op]).await?;
+                let stored = record.map(|record| Arc::new(StoredJob { record, mod_revision: revision }));
+                this.publish(&owned_key, stored.clone(), revision);
+                Ok::<_, StoreError>(stored)
+            });
+            match written.await.unwrap_or(Err(StoreError::Closed)) {
+                Ok(stored) => break Ok(stored),
+                Err(StoreError::Conflict { .. }) if attempts < 8 => {
+                    // Another replica wrote first: read its version and compute the change again.
+                    attempts += 1;
+                    self.refresh_job(key).await?;
+                }
+                Err(e) => break Err(e.into()),
+            }
+        };
+        drop(_guard);
+        self.release_lock(key, lock);
+        result
+    }
+
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().entry(key.to_owned()).or_default().clone()
+    }
+
+    fn release_lock(&self, key: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.locks.lock();
+        drop(lock);
+        // Only the map holds it: nobody waits, so the entry can go.
+        if locks.get(key).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(key);
+        }
+    }
+
+    /// Re-reads one Job from the store into the cache.
+    pub async fn refresh_job(self: &Arc<Self>, key: &str) -> Result<()> {
+        let store_key = format!("{JOBS_PREFIX}{key}");
+        match self.store.get(&store_key).await? {
+            Some(kv) => {
+                let record: FederatedJob = decode(&kv.key, &kv.value)?;
+                let stored = Arc::new(StoredJob { record, mod_revision: kv.mod_revision });
+                self.publish(key, Some(stored), kv.mod_revision);
+            }
+            None => self.publish(key, None, self.store.revision()),
+        }
+        Ok(())
+    }
+
+    /// Makes a written change visible: cache, agent sessions, watchers.
+    fn publish(&self, key: &str, job: Option<Arc<StoredJob>>, revision: u64) {
+        let previous = {
+            let mut index = self.jobs.write();
+            if let Some(current) = index.by_key.get(key)
+                && current.mod_revision > revision
+            {
+                // A newer version arrived first (from a watch); this one is history.
+                return;
+            }
+            index.insert(key, job.clone())
+        };
+        let mut affected: HashSet<&str> = HashSet::new();
+        for j in previous.iter().chain(job.iter()) {
+            affected.extend(j.record.clusters());
+        }
+        {
+            let sessions = self.sessions.lock();
+            for cluster in affected {
+                if let Some(inbox) = sessions.get(cluster) {
+                    inbox.dirty.lock().insert(key.to_owned());
+                    inbox.notify.notify_one();
+                }
+            }
+        }
+        debug!(job = %key, revision, "published");
+        let _ = self.changes.send(Arc::new(JobChange { key: key.to_owned(), job, previous }));
+    }
+
+    // ------------------------------------------------------------------ clusters
+
+    /// Registers (or re-registers) a cluster and hands out a session token.
+    pub async fn register_cluster(
+        self: &Arc<Self>,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        agent_version: &str,
+    ) -> Result<(String, u64)> {
+        if let Some(e) = self.clusters.lock().get(name)
+            && e.session.as_ref().is_some_and(|s| s.attached)
+            && e.ready
+            && e.last_heartbeat.elapsed() < self.settings.heartbeat_interval * 3
+        {
+            return Err(ControlPlaneError::FailedPrecondition(format!(
+                "cluster \"{name}\" is connected from another agent; a cluster name is unique"
+            )));
+        }
+        let current = self.clusters.lock().get(name).map(|e| (e.record.clone(), e.mod_revision));
+        let record = ClusterRecord {
+            name: name.to_owned(),
+            labels,
+            cordoned: current.as_ref().is_some_and(|(r, _)| r.cordoned),
+            epoch: current.as_ref().map_or(0, |(r, _)| r.epoch),
+            registered_at: current.as_ref().map_or_else(Timestamp::now, |(r, _)| r.registered_at),
+            agent_version: agent_version.to_owned(),
+        };
+        if current.as_ref().map(|(r, _)| r) != Some(&record) {
+            let precondition = current
+                .as_ref()
+                .map_or(Precondition::Absent, |(_, rev)| Precondition::ModRevision(*rev));
+            self.write_cluster(record.clone(), precondition).await?;
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        let epoch = record.epoch;
+        {
+            let mut table = self.clusters.lock();
+            if let Some(e) = table.get_mut(name) {
+                e.session = Some(SessionSlot { token: token.clone(), attached: false });
+            }
+        }
+        info!(cluster = name, "registered");
+        Ok((token, epoch))
+    }
+
+    /// Cordons or uncordons a cluster.
+    pub async fn set_cordoned(self: &Arc<Self>, name: &str, cordoned: bool) -> Result<ClusterRecord> {
+        let current = self.clusters.lock().get(name).map(|e| (e.record.clone(), e.mod_revision));
+        let Some((mut record, rev)) = current else {
+            return Err(ControlPlaneError::NotFound { kind: "clusters", name: name.to_owned() });
+        };
+        if record.cordoned != cordoned {
+            record.cordoned = cordoned;
+            self.write_cluster(record.clone(), Precondition::ModRevision(rev)).await?;
+            info!(cluster = name, cordoned, "cordon changed");
+            if !cordoned {
+                self.reconcile_jobs(self.jobs_needing_room()).await;
+            }
+        }
+        Ok(record)
+    }
+
+    async fn write_cluster(&self, record: ClusterRecord, precondition: Precondition) -> Result<()> {
+        let value = serde_json::to_vec(&record).expect("records serialise");
+        let key = format!("{CLUSTERS_PREFIX}{}", record.name);
+        let revision = self
+            .store
+            .txn(vec![Op::Put { key, value: value.into(), precondition }])
+            .await?;
+        self.clusters.lock().upsert(record, revision, Instant::now());
+        self.refresh_views();
+        Ok(())
+    }
+
+    fn refresh_views(&self) {
+        let views = Arc::new(self.clusters.lock().views());
+        *self.views.write() = views;
+    }
+
+    /// Attaches an agent stream to `cluster` if `token` is its current session.
+    pub fn attach_session(&self, cluster: &str, token: &str) -> Result<Arc<SessionInbox>> {
+        {
+            let mut table = self.clusters.lock();
+            let slot = table.get_mut(cluster).and_then(|e| e.session.as_mut());
+            match slot {
+                Some(s) if s.token == token => s.attached = true,
+                _ => {
+                    return Err(ControlPlaneError::FailedPrecondition(format!(
+                        "session for cluster \"{cluster}\" is not current; register again"
+                    )));
+                }
+            }
+        }
+        let inbox = Arc::new(SessionInbox::default());
+        self.sessions.lock().insert(cluster.to_owned(), inbox.clone());
+        self.metrics.agent_sessions.inc();
+        Ok(inbox)
+    }
+
+    /// Detaches a stream; a newer session of the cluster is left alone.
+    pub fn detach_session(&self, cluster: &str, token: &str, inbox: &Arc<SessionInbox>) {
+        let mut sessions = self.sessions.lock();
+        if sessions.get(cluster).is_some_and(|i| Arc::ptr_eq(i, inbox)) {
+            sessions.remove(cluster);
+        }
+        drop(sessions);
+        if let Some(s) = self.clusters.lock().get_mut(cluster).and_then(|e| e.session.as_mut())
+            && s.token == token
+        {
+            s.attached = false;
+        }
+        self.metrics.agent_sessions.dec();
+    }
+
+    /// Whether `token` is still the cluster's session (a newer Register replaces it).
+    pub fn session_current(&self, cluster: &str, token: &str) -> bool {
+        self.clusters
+            .lock()
+            .get(cluster)
+            .and_then(|e| e.session.as_ref())
+            .is_some_and(|s| s.token == token)
+    }
+
+    /// Records a heartbeat (any message) from `cluster`'s agent.
+    pub async fn heartbeat(self: &Arc<Self>, cluster: &str) {
+        let transition = self.clusters.lock().heartbeat(cluster, Instant::now());
+        if let Some(t) = transition {
+            self.on_transitions(vec![t]).await;
+        }
+    }
+
+    /// Checks every cluster's heartbeats; called periodically.
+    pub async fn check_clusters(self: &Arc<Self>) {
+        let transitions = self.clusters.lock().check(
+            Instant::now(),
+            self.settings.cluster_grace,
+            self.settings.failover_after,
+        );
+        if !transitions.is_empty() {
+            self.on_transitions(transitions).await;
+        }
+    }
+
+    async fn on_transitions(self: &Arc<Self>, transitions: Vec<Transition>) {
+        self.refresh_views();
+        let mut keys = HashSet::new();
+        for t in &transitions {
+            match t {
+                Transition::Ready(c) => {
+                    info!(cluster = %c, "cluster Ready");
+                    keys.extend(self.jobs_needing_room());
+                    keys.extend(self.jobs_in_cluster(c));
+                }
+                Transition::NotReady(c) => {
+                    warn!(cluster = %c, grace = ?self.settings.cluster_grace, "cluster NotReady: heartbeats stopped");
+                    // Nothing is stored of it; watchers see the placement state change.
+                    for key in self.jobs_in_cluster(c) {
+                        if let Some(job) = self.job(&key) {
+                            let _ = self.changes.send(Arc::new(JobChange { key, job: Some(job), previous: None }));
+                        }
+                    }
+                }
+                Transition::Lost(c) => {
+                    warn!(cluster = %c, "cluster lost: work with rebalance: true moves elsewhere");
+                    keys.extend(self.jobs_in_cluster(c));
+                }
+            }
+        }
+        let mut keys: Vec<String> = keys.into_iter().collect();
+        keys.sort();
+        self.reconcile_jobs(keys).await;
+    }
+
+    /// Jobs with work not placed anywhere yet.
+    fn jobs_needing_room(&self) -> Vec<String> {
+        self.jobs
+            .read()
+            .by_key
+            .iter()
+            .filter(|(_, j)| {
+                let r = &j.record;
+                (r.unplaced.parallelism > 0 || r.unplaced.completions > 0) && !r.is_finished()
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Number of live shards per cluster.
+    pub fn shard_counts(&self) -> HashMap<String, i32> {
+        let mut counts = HashMap::new();
+        for j in self.jobs.read().by_key.values() {
+            for s in &j.record.shards {
+                if matches!(s.state, ShardState::Active | ShardState::Finished | ShardState::Stopping) {
+                    *counts.entry(s.cluster.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
+}
+
+/// One shard status from an agent, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardReport {
+    /// `fedjob.io/job-uid`.
+    pub job_uid: String,
+    /// Namespace of the shard.
+    pub namespace: String,
+    /// Local Job name.
+    pub shard: String,
+    /// Epoch of the assignment it was applied from.
+    pub epoch: u64,
+    /// What was observed.
+    pub observed: Observed,
+}
+
+fn finish(record: FederatedJob) -> Next {
+    let all_stopped = record.shards.iter().all(|s| s.state == ShardState::Stopped);
+    if record.deletion.is_some() && all_stopped {
+        Next::Delete
+    } else {
+        Next::Put(Box::new(record))
+    }
+}
+
+fn ttl_expired(record: &FederatedJob, now: Timestamp) -> bool {
+    let Some(ttl) = record.spec().ttl_seconds_after_finished else {
+        return false;
+    };
+    if !record.is_finished() {
+        return false;
+    }
+    let status = record.job.status.as_ref();
+    let finished_at = status
+        .and_then(|s| s.completion_time.as_ref().map(|t| t.0))
+        .or_else(|| {
+            status?
+                .conditions
+                .as_ref()?
+                .iter()
+                .filter(|c| c.type_ == "Failed" || c.type_ == "Complete")
+                .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                .max()
+        });
+    finished_at.is_some_and(|t| t + jiff::SignedDuration::from_secs(i64::from(ttl)) <= now)
+}
+
+fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
+    job.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+}
+
+/// Fills what the federation sets on a new Job, as the API server would.
+fn default_new(job: &mut Job, now: Timestamp) {
+    let meta = &mut job.metadata;
+    meta.namespace.get_or_insert_with(|| "default".into());
+    meta.uid = Some(uuid::Uuid::new_v4().to_string());
+    meta.generation = Some(1);
+    meta.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+    meta.resource_version = None;
+    meta.managed_fields = None;
+    meta.deletion_timestamp = None;
+    let spec = job.spec.get_or_insert_with(Default::default);
+    if spec.parallelism.is_none() && spec.completions.is_none() {
+        spec.completions = Some(1);
+    }
+    spec.parallelism.get_or_insert(1);
+    spec.backoff_limit.get_or_insert(6);
+    spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+    spec.suspend.get_or_insert(false);
+    job.status = Some(Default::default());
+}
+
+/// Keeps what the user may not set on an update: identity, creation, status; and fills the
+/// same defaults a new Job gets, so an apply that omits a defaulted field is not a change.
+fn carry_over(old: &Job, new: &mut Job) {
+    let o = &old.metadata;
+    let n = &mut new.metadata;
+    n.namespace.clone_from(&o.namespace);
+    n.uid.clone_from(&o.uid);
+    n.generation = o.generation;
+    n.creation_timestamp.clone_from(&o.creation_timestamp);
+    n.deletion_timestamp.clone_from(&o.deletion_timestamp);
+    n.resource_version = None;
+    n.managed_fields = None;
+    if let (Some(spec), Some(old_spec)) = (new.spec.as_mut(), old.spec.as_ref()) {
+        // An omitted count keeps its current value: a Job with completions does not silently
+        // turn into a work queue because a manifest left the field out.
+        if spec.parallelism.is_none() {
+            spec.parallelism = old_spec.parallelism;
+        }
+        if spec.completions.is_none() {
+            spec.completions = old_spec.completions;
+        }
+        spec.backoff_limit.get_or_insert(6);
+        spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+        spec.suspend.get_or_insert(false);
+    }
+    new.status.clone_from(&old.status);
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Result<T> {
+    serde_json::from_slice(value).map_err(|e| ControlPlaneError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}

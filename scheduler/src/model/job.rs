@@ -1,0 +1,285 @@
+//! The federated Job as the federation stores it: the user's Job, the clusters taking part,
+//! every shard ever planned, and what the agents last reported of each.
+//!
+//! Shards are kept after they end (finished, lost, stopped) because their counts still add to
+//! the federated totals: the `succeeded` of a shard deleted half-way is work that was done.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use serde::{Deserialize, Serialize};
+
+/// Version of the stored encoding; bumped on incompatible changes so old files are refused clearly.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// A federated Job and its shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FederatedJob {
+    /// Encoding version, see [`RECORD_FORMAT`].
+    pub format: u32,
+    /// The user's Job; `status` is the aggregated status. `metadata.resourceVersion` is not
+    /// stored: it is the store revision of the record, filled in when read.
+    pub job: Job,
+    /// Clusters taking part. Fixed when the Job is created so that a cluster joining later does
+    /// not take running work; it grows only when work is added or could not be placed.
+    pub members: BTreeSet<String>,
+    /// Parallelism planned per member cluster by the last reconcile.
+    pub planned: BTreeMap<String, i32>,
+    /// Work that could not be placed by the last reconcile.
+    pub unplaced: Unplaced,
+    /// Every shard ever planned, in creation order.
+    pub shards: Vec<Shard>,
+    /// Set when the next reconcile may add clusters to `members` (the Job was created, its
+    /// counts or preferences changed, or work is unplaced).
+    pub grow_members: bool,
+    /// Set while a cascading delete waits for clusters to confirm.
+    pub deletion: Option<Deletion>,
+}
+
+/// Parallelism and completions that found no cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unplaced {
+    /// Parallelism not placed.
+    pub parallelism: i32,
+    /// Completions not placed.
+    pub completions: i32,
+}
+
+/// A cascading delete in progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deletion {
+    /// When the delete was asked for.
+    pub requested_at: Timestamp,
+}
+
+/// One local `batch/v1` Job in one member cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shard {
+    /// Member cluster.
+    pub cluster: String,
+    /// Name of the local Job (`NAME`, `NAME-2`, …).
+    pub name: String,
+    /// Completions, fixed when the shard is created (the API server refuses to change them).
+    pub completions: Option<i32>,
+    /// Parallelism the local Job should have now.
+    pub parallelism: i32,
+    /// Fencing epoch of the cluster when the shard was planned.
+    pub epoch: u64,
+    /// Where the shard is in its life.
+    pub state: ShardState,
+    /// Why a stopping or stopped shard is stopped.
+    pub stop_reason: Option<StopReason>,
+    /// Revision of the desired state; increases whenever what the agent must do changes.
+    pub revision: u64,
+    /// Hash of the desired state at `revision`, to tell whether a reconcile changed it.
+    pub fingerprint: u64,
+    /// The agent has reported the local Job as existing at least once. From then on a
+    /// missing local Job is never created again by the agent: it was deleted in the cluster.
+    pub seen: bool,
+    /// The last status reported by the agent.
+    pub observed: Option<Observed>,
+}
+
+/// Where a shard is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardState {
+    /// Should exist and run (or stay suspended while the federated Job is).
+    Active,
+    /// Reached Complete or Failed in its cluster; left there, never re-created.
+    Finished,
+    /// Deleted in its cluster before it finished; its remaining work was planned again.
+    Lost,
+    /// The agent must delete it; waiting for the confirmation.
+    Stopping,
+    /// Deleted on the federation's request and confirmed gone.
+    Stopped,
+}
+
+/// Why the federation stopped a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StopReason {
+    /// The federated Job reached its total (or failed) and this shard was still running.
+    Surplus,
+    /// Completions were lowered before the shard had started.
+    Unstarted,
+    /// Its cluster was lost and the work was planned elsewhere (`rebalance: true`).
+    Superseded,
+    /// The preferences no longer allow its cluster.
+    Excluded,
+    /// The federated Job is being deleted with `propagationPolicy: Background`.
+    Cascade,
+}
+
+/// What an agent reported of a shard.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Observed {
+    /// What the agent sees.
+    pub phase: ObservedPhase,
+    /// Pods running.
+    pub active: i32,
+    /// Pods succeeded.
+    pub succeeded: i32,
+    /// Pods failed.
+    pub failed: i32,
+    /// `status.startTime` of the local Job.
+    pub start_time: Option<Timestamp>,
+    /// `status.completionTime` of the local Job.
+    pub completion_time: Option<Timestamp>,
+    /// uid of the local Job.
+    pub local_uid: String,
+    /// Reason behind the phase.
+    pub reason: String,
+    /// Message behind the phase.
+    pub message: String,
+    /// Assignment revision the local Job was last applied from.
+    pub revision: u64,
+}
+
+/// Phases of a shard as its agent observes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ObservedPhase {
+    /// Exists and is not finished.
+    #[default]
+    Running,
+    /// Has the Complete condition.
+    Complete,
+    /// Has the Failed condition.
+    Failed,
+    /// Is suspended.
+    Suspended,
+    /// Is gone.
+    Deleted,
+    /// Does not exist and must not be created again.
+    Missing,
+    /// A Job of that name exists that fedjob did not create.
+    Conflict,
+    /// The cluster refused it.
+    Error,
+}
+
+impl ObservedPhase {
+    /// Whether a local Job exists in this phase.
+    pub fn exists(self) -> bool {
+        matches!(
+            self,
+            Self::Running | Self::Complete | Self::Failed | Self::Suspended
+        )
+    }
+}
+
+impl FederatedJob {
+    /// A new record for a validated, defaulted Job.
+    pub fn new(job: Job) -> Self {
+        Self {
+            format: RECORD_FORMAT,
+            job,
+            members: BTreeSet::new(),
+            planned: BTreeMap::new(),
+            unplaced: Unplaced::default(),
+            shards: Vec::new(),
+            grow_members: true,
+            deletion: None,
+        }
+    }
+
+    /// `namespace/name`, the key of the Job in the federation.
+    pub fn key(&self) -> String {
+        job_key(self.namespace(), self.name())
+    }
+
+    /// The Job's name.
+    pub fn name(&self) -> &str {
+        self.job.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// The Job's namespace.
+    pub fn namespace(&self) -> &str {
+        self.job.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    /// The Job's uid.
+    pub fn uid(&self) -> &str {
+        self.job.metadata.uid.as_deref().unwrap_or_default()
+    }
+
+    /// The Job's spec (always present on a stored record).
+    pub fn spec(&self) -> &JobSpec {
+        static EMPTY: std::sync::OnceLock<JobSpec> = std::sync::OnceLock::new();
+        self.job
+            .spec
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(JobSpec::default))
+    }
+
+    /// Whether the aggregated status carries a true `Complete` or `Failed` condition.
+    pub fn is_finished(&self) -> bool {
+        self.condition("Complete") || self.condition("Failed")
+    }
+
+    /// Whether the aggregated status carries condition `type_` with status `True`.
+    pub fn condition(&self, type_: &str) -> bool {
+        self.job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+    }
+
+    /// Shards in `cluster`, in creation order.
+    pub fn shards_in<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Shard> + 'a {
+        self.shards.iter().filter(move |s| s.cluster == cluster)
+    }
+
+    /// Every cluster that has a share or a shard of this Job.
+    pub fn clusters(&self) -> BTreeSet<&str> {
+        self.members
+            .iter()
+            .map(String::as_str)
+            .chain(self.shards.iter().map(|s| s.cluster.as_str()))
+            .collect()
+    }
+
+    /// Finds a shard by cluster and name.
+    pub fn shard_mut(&mut self, cluster: &str, name: &str) -> Option<&mut Shard> {
+        self.shards
+            .iter_mut()
+            .find(|s| s.cluster == cluster && s.name == name)
+    }
+}
+
+impl Shard {
+    /// Pods this shard has made succeed, as last reported.
+    pub fn succeeded(&self) -> i32 {
+        self.observed.as_ref().map_or(0, |o| o.succeeded)
+    }
+
+    /// Completions this shard stands for in the federated total: all it was planned for while
+    /// it may still run, what it reached once it can no longer run.
+    pub fn effective_completions(&self) -> i32 {
+        match self.state {
+            ShardState::Active => self.completions.unwrap_or(0),
+            ShardState::Finished if self.observed_phase() == Some(ObservedPhase::Complete) => {
+                self.completions.unwrap_or(0).max(self.succeeded())
+            }
+            _ => self.succeeded(),
+        }
+    }
+
+    /// Whether the shard has visibly started running in its cluster.
+    pub fn started(&self) -> bool {
+        self.observed.as_ref().is_some_and(|o| {
+            o.start_time.is_some() || o.active > 0 || o.succeeded > 0 || o.failed > 0
+        })
+    }
+
+    /// The phase last reported, if any.
+    pub fn observed_phase(&self) -> Option<ObservedPhase> {
+        self.observed.as_ref().map(|o| o.phase)
+    }
+}
+
+/// `namespace/name`.
+pub fn job_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}

@@ -1,0 +1,460 @@
+use super::*;
+use crate::model::job::{FederatedJob, Observed, ObservedPhase, ShardState, StopReason};
+use crate::model::render;
+use fedjob_proto::v1::AssignmentAction;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn now() -> Timestamp {
+    "2026-11-28T12:00:00Z".parse().unwrap()
+}
+
+fn job(parallelism: i32, completions: Option<i32>, prefs: Option<&str>) -> FederatedJob {
+    let mut value = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "myjob", "namespace": "default", "uid": "uid-1"},
+        "spec": {"parallelism": parallelism,
+                 "template": {"spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "w", "image": "busybox"}]}}}
+    });
+    if let Some(c) = completions {
+        value["spec"]["completions"] = json!(c);
+    }
+    if let Some(p) = prefs {
+        value["metadata"]["annotations"] =
+            json!({"federation.kubernetes.io/job-preferences": p});
+    }
+    FederatedJob::new(serde_json::from_value(value).unwrap())
+}
+
+fn ready(names: &[&str]) -> Clusters {
+    names
+        .iter()
+        .map(|n| {
+            let view = ClusterView { ready: true, ..Default::default() };
+            (n.to_string(), view)
+        })
+        .collect()
+}
+
+fn counts(fj: &FederatedJob) -> Vec<(&str, &str, i32, Option<i32>)> {
+    fj.shards
+        .iter()
+        .filter(|s| s.state == ShardState::Active)
+        .map(|s| (s.cluster.as_str(), s.name.as_str(), s.parallelism, s.completions))
+        .collect()
+}
+
+fn report(phase: ObservedPhase, active: i32, succeeded: i32, failed: i32) -> Observed {
+    Observed {
+        phase,
+        active,
+        succeeded,
+        failed,
+        start_time: Some(now()),
+        completion_time: (phase == ObservedPhase::Complete).then(now),
+        local_uid: "local".into(),
+        ..Default::default()
+    }
+}
+
+fn set_completions(fj: &mut FederatedJob, c: i32) {
+    fj.job.spec.as_mut().unwrap().completions = Some(c);
+    fj.grow_members = true;
+}
+
+fn set_parallelism(fj: &mut FederatedJob, p: i32) {
+    fj.job.spec.as_mut().unwrap().parallelism = Some(p);
+}
+
+#[test]
+fn seed_example_gives_three_of_six_everywhere() {
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &ready(&["c1", "c2", "c3"]), now());
+    assert_eq!(
+        counts(&fj),
+        vec![
+            ("c1", "myjob", 3, Some(6)),
+            ("c2", "myjob", 3, Some(6)),
+            ("c3", "myjob", 3, Some(6))
+        ]
+    );
+    assert!(fj.shards.iter().all(|s| s.revision == 1));
+    assert_eq!(fj.unplaced, Default::default());
+}
+
+#[test]
+fn one_pod_takes_every_completion_in_one_cluster() {
+    let mut fj = job(1, Some(3), None);
+    reconcile(&mut fj, &ready(&["c1", "c2", "c3"]), now());
+    let active = counts(&fj);
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!((active[0].2, active[0].3), (1, Some(3)));
+}
+
+#[test]
+fn reconcile_is_idempotent() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    let once = fj.clone();
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(fj, once);
+}
+
+#[test]
+fn parallelism_changes_in_place() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    set_parallelism(&mut fj, 12);
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(fj.shards.len(), 3, "no shard is added");
+    assert!(fj.shards.iter().all(|s| s.parallelism == 4 && s.revision == 2));
+}
+
+#[test]
+fn raising_completions_adds_shards_for_the_difference() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    for c in ["c1", "c2", "c3"] {
+        observe(&mut fj, c, "myjob", 0, report(ObservedPhase::Running, 3, 1, 0));
+    }
+    set_completions(&mut fj, 24);
+    reconcile(&mut fj, &clusters, now());
+    let new: Vec<_> = fj.shards.iter().filter(|s| s.name == "myjob-2").collect();
+    assert_eq!(new.len(), 3);
+    assert!(new.iter().all(|s| s.completions == Some(2)));
+    let first = fj.shards.iter().find(|s| s.name == "myjob").unwrap();
+    assert_eq!(first.completions, Some(6), "completions of a shard never change");
+    // Each cluster's parallelism of 3 goes to the older shard first (5 still to do).
+    assert_eq!((first.parallelism, new[0].parallelism), (3, 0));
+    let planned: i32 = fj.shards.iter().map(|s| s.effective_completions()).sum();
+    assert_eq!(planned, 24);
+}
+
+#[test]
+fn lowering_completions_removes_unstarted_shards_and_replans() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Running, 3, 2, 0));
+    set_completions(&mut fj, 9);
+    reconcile(&mut fj, &clusters, now());
+    let stopped: Vec<_> = fj
+        .shards
+        .iter()
+        .filter(|s| s.stop_reason == Some(StopReason::Unstarted))
+        .map(|s| s.cluster.as_str())
+        .collect();
+    assert_eq!(stopped, vec!["c2", "c3"]);
+    let planned: i32 = fj.shards.iter().map(|s| s.effective_completions()).sum();
+    assert_eq!(planned, 9, "the started shard keeps 6, new shards take 3");
+    assert_eq!(fj.shards.iter().find(|s| s.cluster == "c1").unwrap().completions, Some(6));
+}
+
+#[test]
+fn reaching_the_total_completes_and_stops_surplus_shards() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    for c in ["c1", "c2", "c3"] {
+        observe(&mut fj, c, "myjob", 0, report(ObservedPhase::Running, 3, 3, 0));
+    }
+    set_completions(&mut fj, 9);
+    reconcile(&mut fj, &clusters, now());
+    assert!(fj.is_finished() && fj.condition("Complete"));
+    assert!(fj.shards.iter().all(|s| s.state == ShardState::Stopping
+        && s.stop_reason == Some(StopReason::Surplus)));
+    let status = fj.job.status.as_ref().unwrap();
+    assert_eq!(status.succeeded, Some(9));
+    assert!(status.completion_time.is_some());
+}
+
+#[test]
+fn all_shards_complete_makes_the_job_complete() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    for c in ["c1", "c2"] {
+        observe(&mut fj, c, "myjob", 0, report(ObservedPhase::Complete, 0, 6, 0));
+    }
+    reconcile(&mut fj, &clusters, now());
+    assert!(!fj.is_finished(), "12 of 18 is not complete");
+    observe(&mut fj, "c3", "myjob", 0, report(ObservedPhase::Complete, 0, 6, 1));
+    reconcile(&mut fj, &clusters, now());
+    assert!(fj.condition("Complete"));
+    let status = fj.job.status.as_ref().unwrap();
+    assert_eq!((status.succeeded, status.failed, status.active), (Some(18), Some(1), None));
+    let places = status::placements(&fj, &clusters);
+    assert!(places.iter().all(|p| p.state == "Complete" && p.succeeded == 6));
+}
+
+#[test]
+fn a_failed_shard_fails_the_job_and_names_the_cluster() {
+    let clusters = ready(&["c1", "c2"]);
+    let mut fj = job(2, Some(4), None);
+    reconcile(&mut fj, &clusters, now());
+    let mut failed = report(ObservedPhase::Failed, 0, 0, 7);
+    failed.reason = "BackoffLimitExceeded".into();
+    observe(&mut fj, "c2", "myjob", 0, failed);
+    reconcile(&mut fj, &clusters, now());
+    assert!(fj.condition("Failed"));
+    let status = fj.job.status.as_ref().unwrap();
+    let cond = status.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Failed").unwrap();
+    assert_eq!(cond.reason.as_deref(), Some("BackoffLimitExceeded"));
+    assert!(cond.message.as_deref().unwrap().contains("c2"));
+    // Terminal status is sticky: a later success does not turn it into Complete.
+    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Complete, 0, 2, 0));
+    reconcile(&mut fj, &clusters, now());
+    assert!(!fj.condition("Complete"));
+}
+
+#[test]
+fn a_shard_deleted_before_it_finished_is_replaced_for_what_it_lacked() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Running, 2, 4, 0));
+    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Deleted, 0, 0, 0));
+    reconcile(&mut fj, &clusters, now());
+    let lost = fj.shards.iter().find(|s| s.cluster == "c1" && s.name == "myjob").unwrap();
+    assert_eq!(lost.state, ShardState::Lost);
+    assert_eq!(lost.succeeded(), 4, "what was done still counts");
+    let new: i32 = fj
+        .shards
+        .iter()
+        .filter(|s| s.name == "myjob-2")
+        .map(|s| s.completions.unwrap())
+        .sum();
+    assert_eq!(new, 2);
+    assert_eq!(render::action(lost, false), AssignmentAction::Retain);
+}
+
+#[test]
+fn a_finished_shard_deleted_by_its_ttl_is_not_recreated() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Complete, 0, 6, 0));
+    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Deleted, 0, 0, 0));
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(fj.shards.len(), 3);
+    let s = &fj.shards[0];
+    assert_eq!((s.state, s.observed_phase()), (ShardState::Finished, Some(ObservedPhase::Complete)));
+}
+
+#[test]
+fn without_rebalance_a_lost_cluster_keeps_its_work() {
+    let mut clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    let c3 = clusters.get_mut("c3").unwrap();
+    c3.ready = false;
+    c3.lost = true;
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(counts(&fj).len(), 3);
+    assert!(fj.shards.iter().all(|s| s.parallelism == 3));
+    let places = status::placements(&fj, &clusters);
+    assert_eq!(places[2].state, "Waiting");
+}
+
+#[test]
+fn with_rebalance_a_lost_clusters_unfinished_work_moves() {
+    let mut clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), Some(r#"{"rebalance": true, "clusters": {"*": {"weight": 1}}}"#));
+    reconcile(&mut fj, &clusters, now());
+    observe(&mut fj, "c3", "myjob", 0, report(ObservedPhase::Running, 3, 2, 0));
+    let c3 = clusters.get_mut("c3").unwrap();
+    c3.ready = false;
+    c3.lost = true;
+    c3.epoch = 1;
+    reconcile(&mut fj, &clusters, now());
+    let old = fj.shards.iter().find(|s| s.cluster == "c3").unwrap();
+    assert_eq!((old.state, old.stop_reason), (ShardState::Stopping, Some(StopReason::Superseded)));
+    let moved: i32 = fj
+        .shards
+        .iter()
+        .filter(|s| s.cluster != "c3" && s.name == "myjob-2")
+        .map(|s| s.completions.unwrap())
+        .sum();
+    assert_eq!(moved, 4, "6 planned − 2 done");
+    // When c3 comes back, late status of the superseded shard does not count.
+    observe(&mut fj, "c3", "myjob", 0, report(ObservedPhase::Complete, 0, 6, 0));
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(status::total_succeeded(&fj), 2);
+    observe(&mut fj, "c3", "myjob", 0, report(ObservedPhase::Deleted, 0, 0, 0));
+    assert_eq!(fj.shards.iter().find(|s| s.cluster == "c3").unwrap().state, ShardState::Stopped);
+}
+
+#[test]
+fn a_cluster_joining_later_takes_no_running_work_but_new_jobs() {
+    let mut clusters = ready(&["c1", "c2"]);
+    let mut fj = job(4, Some(8), None);
+    reconcile(&mut fj, &clusters, now());
+    clusters.insert("c3".into(), ClusterView { ready: true, ..Default::default() });
+    reconcile(&mut fj, &clusters, now());
+    assert!(fj.shards.iter().all(|s| s.cluster != "c3"));
+    let mut later = job(6, Some(6), None);
+    reconcile(&mut later, &clusters, now());
+    assert!(later.shards.iter().any(|s| s.cluster == "c3"));
+}
+
+#[test]
+fn unplaceable_work_waits_for_a_cluster() {
+    let mut fj = job(3, Some(6), None);
+    reconcile(&mut fj, &Clusters::new(), now());
+    assert_eq!((fj.unplaced.parallelism, fj.unplaced.completions), (3, 6));
+    assert!(fj.condition("Unschedulable"));
+    reconcile(&mut fj, &ready(&["c1"]), now());
+    assert_eq!(counts(&fj), vec![("c1", "myjob", 3, Some(6))]);
+    assert!(!fj.condition("Unschedulable"));
+}
+
+#[test]
+fn cordoned_clusters_keep_running_shards_but_get_no_new_ones() {
+    let mut clusters = ready(&["c1", "c2"]);
+    let mut fj = job(2, Some(4), None);
+    reconcile(&mut fj, &clusters, now());
+    clusters.get_mut("c2").unwrap().cordoned = true;
+    set_completions(&mut fj, 8);
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(fj.shards.iter().filter(|s| s.cluster == "c2").count(), 1);
+    assert_eq!(fj.shards.iter().filter(|s| s.cluster == "c1").count(), 2);
+}
+
+#[test]
+fn cascading_delete_stops_every_shard_and_waits_for_confirmation() {
+    let clusters = ready(&["c1", "c2"]);
+    let mut fj = job(2, Some(4), None);
+    reconcile(&mut fj, &clusters, now());
+    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Complete, 0, 2, 0));
+    fj.deletion = Some(crate::model::job::Deletion { requested_at: now() });
+    reconcile(&mut fj, &clusters, now());
+    assert!(fj.shards.iter().all(|s| s.state == ShardState::Stopping));
+    assert!(fj.shards.iter().all(|s| render::action(s, false) == AssignmentAction::Delete));
+    for c in ["c1", "c2"] {
+        observe(&mut fj, c, "myjob", 0, report(ObservedPhase::Deleted, 0, 0, 0));
+    }
+    assert!(fj.shards.iter().all(|s| s.state == ShardState::Stopped));
+}
+
+#[test]
+fn a_work_queue_splits_parallelism_and_completes_when_every_shard_does() {
+    let clusters = ready(&["c1", "c2"]);
+    let mut fj = job(4, None, None);
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(counts(&fj), vec![("c1", "myjob", 2, None), ("c2", "myjob", 2, None)]);
+    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Complete, 0, 1, 0));
+    reconcile(&mut fj, &clusters, now());
+    assert!(!fj.is_finished());
+    observe(&mut fj, "c2", "myjob", 0, report(ObservedPhase::Complete, 0, 1, 0));
+    reconcile(&mut fj, &clusters, now());
+    assert!(fj.condition("Complete"));
+}
+
+#[test]
+fn suspending_changes_the_action_and_the_revision() {
+    let clusters = ready(&["c1"]);
+    let mut fj = job(1, Some(1), None);
+    reconcile(&mut fj, &clusters, now());
+    fj.job.spec.as_mut().unwrap().suspend = Some(true);
+    reconcile(&mut fj, &clusters, now());
+    let s = &fj.shards[0];
+    assert_eq!((render::action(s, true), s.revision), (AssignmentAction::Suspend, 2));
+    assert!(fj.condition("Suspended"));
+    let manifest = render::manifest(&fj, s);
+    assert_eq!(manifest["spec"]["suspend"], json!(true));
+    assert_eq!(manifest["metadata"]["labels"]["fedjob.io/job-uid"], json!("uid-1"));
+    assert_eq!(manifest["metadata"]["annotations"]["fedjob.io/assignment-revision"], json!("2"));
+}
+
+#[test]
+fn reports_for_unknown_shards_are_refused() {
+    let mut fj = job(1, Some(1), None);
+    reconcile(&mut fj, &ready(&["c1"]), now());
+    assert!(!observe(&mut fj, "c2", "myjob", 0, report(ObservedPhase::Running, 1, 0, 0)));
+    assert!(!observe(&mut fj, "c1", "other", 0, report(ObservedPhase::Running, 1, 0, 0)));
+}
+
+/// One step of a random history.
+#[derive(Debug, Clone)]
+enum Step {
+    Scale(i32, i32),
+    Progress(usize, i32),
+    Finish(usize),
+    Delete(usize),
+    Lose(usize),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..20i32, 0..60i32).prop_map(|(p, c)| Step::Scale(p, c)),
+        (0..8usize, 0..4i32).prop_map(|(i, n)| Step::Progress(i, n)),
+        (0..8usize).prop_map(Step::Finish),
+        (0..8usize).prop_map(Step::Delete),
+        (0..3usize).prop_map(Step::Lose),
+    ]
+}
+
+proptest! {
+    /// Whatever happens, completions are never edited on a shard, shard names stay unique per
+    /// cluster, revisions never go back, and until the Job is finished the planned completions
+    /// plus the unplaced ones equal the total.
+    #[test]
+    fn histories_keep_the_invariants(steps in proptest::collection::vec(step(), 1..40), rebalance in any::<bool>()) {
+        let prefs = format!(r#"{{"rebalance": {rebalance}, "clusters": {{"*": {{"weight": 1}}}}}}"#);
+        let mut clusters = ready(&["c1", "c2", "c3"]);
+        let mut fj = job(6, Some(12), Some(&prefs));
+        reconcile(&mut fj, &clusters, now());
+        for step in steps {
+            let before = fj.clone();
+            match step {
+                Step::Scale(p, c) => {
+                    set_parallelism(&mut fj, p);
+                    set_completions(&mut fj, c);
+                }
+                Step::Progress(i, _) | Step::Finish(i) | Step::Delete(i) if !fj.shards.is_empty() => {
+                    let s = &fj.shards[i % fj.shards.len()];
+                    let (cluster, name, c) = (s.cluster.clone(), s.name.clone(), s.completions.unwrap_or(1));
+                    let done = (s.succeeded() + if let Step::Progress(_, n) = step { n } else { 0 }).min(c);
+                    let r = match step {
+                        Step::Progress(..) => report(ObservedPhase::Running, 1, done, 0),
+                        Step::Finish(_) => report(ObservedPhase::Complete, 0, c, 0),
+                        _ => report(ObservedPhase::Deleted, 0, 0, 0),
+                    };
+                    observe(&mut fj, &cluster, &name, s.epoch, r);
+                }
+                Step::Lose(i) => {
+                    let name = ["c1", "c2", "c3"][i];
+                    let view = clusters.get_mut(name).unwrap();
+                    view.ready = !view.ready;
+                    view.lost = !view.ready;
+                    view.epoch += 1;
+                }
+                _ => {}
+            }
+            reconcile(&mut fj, &clusters, now());
+            for old in &before.shards {
+                let new = fj.shards.iter().find(|s| s.cluster == old.cluster && s.name == old.name).unwrap();
+                prop_assert_eq!(new.completions, old.completions);
+                prop_assert!(new.revision >= old.revision);
+            }
+            let mut names: Vec<_> = fj.shards.iter().map(|s| (&s.cluster, &s.name)).collect();
+            let all = names.len();
+            names.sort();
+            names.dedup();
+            prop_assert_eq!(names.len(), all);
+            if !fj.is_finished() {
+                let planned: i64 = fj.shards.iter().map(|s| i64::from(s.effective_completions())).sum();
+                let total = i64::from(fj.spec().completions.unwrap());
+                prop_assert!(planned + i64::from(fj.unplaced.completions) >= total);
+                if planned > total {
+                    // More is planned than asked only where shards already run and cannot be cut.
+                    prop_assert!(fj.shards.iter().all(|s| s.state != ShardState::Active || s.started()));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Status aggregation (SPEC §5): one `batch/v1` JobStatus over all shards, and a per-cluster
+//! breakdown.
+//!
+//! Terminal conditions are sticky: once `Complete` or `Failed` is set, later reports (a shard
+//! deleted by its TTL, a late failure of a surplus shard) do not change them.
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::job::{FederatedJob, ObservedPhase, Shard, ShardState, StopReason};
+use super::planner::Clusters;
+
+/// Sets `Complete` or `Failed` when the shards' reports reach either.
+pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {
+    if fj.is_finished() || fj.deletion.is_some() {
+        return;
+    }
+    let failed: Vec<&Shard> = fj
+        .shards
+        .iter()
+        .filter(|s| {
+            s.state == ShardState::Finished && s.observed_phase() == Some(ObservedPhase::Failed)
+        })
+        .collect();
+    if !failed.is_empty() {
+        let mut clusters: Vec<&str> = failed.iter().map(|s| s.cluster.as_str()).collect();
+        clusters.dedup();
+        let reason = failed
+            .iter()
+            .find_map(|s| s.observed.as_ref().map(|o| o.reason.clone()))
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "ShardFailed".into());
+        let message = format!("Job failed in cluster(s) {}", clusters.join(", "));
+        set_condition(fj, condition("Failed", &reason, &message, now));
+        return;
+    }
+    let complete = match fj.spec().completions {
+        Some(total) => total_succeeded(fj) >= i64::from(total),
+        None => {
+            let mut running = fj
+                .shards
+                .iter()
+                .filter(|s| matches!(s.state, ShardState::Active | ShardState::Finished))
+                .peekable();
+            running.peek().is_some()
+                && running.all(|s| {
+                    s.state == ShardState::Finished
+                        && s.observed_phase() == Some(ObservedPhase::Complete)
+                })
+        }
+    };
+    if complete {
+        let completed_at = fj
+            .shards
+            .iter()
+            .filter_map(|s| s.observed.as_ref()?.completion_time)
+            .max()
+            .unwrap_or(now);
+        let status = fj.job.status.get_or_insert_with(Default::default);
+        status.completion_time = Some(Time(completed_at.max(now)));
+        set_condition(
+            fj,
+            condition("Complete", "CompletionsReached", "Job completed in every cluster", now),
+        );
+    }
+}
+
+/// Recomputes the aggregated counts, `startTime` and the `Unschedulable`/`Suspended` conditions.
+pub fn refresh(fj: &mut FederatedJob, now: Timestamp) {
+    let active: i32 = fj
+        .shards
+        .iter()
+        .filter(|s| s.state == ShardState::Active)
+        .filter_map(|s| s.observed.as_ref())
+        .map(|o| o.active)
+        .sum();
+    let succeeded = total_succeeded(fj).min(i64::from(i32::MAX)) as i32;
+    let failed: i32 = fj
+        .shards
+        .iter()
+        .filter_map(|s| s.observed.as_ref())
+        .map(|o| o.failed)
+        .fold(0i32, i32::saturating_add);
+    let first_start = fj
+        .shards
+        .iter()
+        .filter_map(|s| s.observed.as_ref()?.start_time)
+        .min();
+    let unschedulable = (fj.unplaced.parallelism > 0 || fj.unplaced.completions > 0)
+        .then(|| {
+            let message = format!(
+                "parallelism {} and completions {} could not be placed: no eligible cluster has room",
+                fj.unplaced.parallelism, fj.unplaced.completions
+            );
+            condition("Unschedulable", "NoEligibleCluster", &message, now)
+        });
+    let suspended = (fj.spec().suspend == Some(true) && !fj.is_finished())
+        .then(|| condition("Suspended", "JobSuspended", "Job suspended", now));
+
+    let status = fj.job.status.get_or_insert_with(JobStatus::default);
+    status.active = (active > 0).then_some(active);
+    status.succeeded = (succeeded > 0).then_some(succeeded);
+    status.failed = (failed > 0).then_some(failed);
+    if status.start_time.is_none() {
+        status.start_time = first_start.map(Time);
+    }
+    replace_condition(fj, "Unschedulable", unschedulable);
+    replace_condition(fj, "Suspended", suspended);
+}
+
+/// Sum of `succeeded` over every shard, ended ones included.
+pub fn total_succeeded(fj: &FederatedJob) -> i64 {
+    fj.shards.iter().map(|s| i64::from(s.succeeded())).sum()
+}
+
+fn condition(type_: &str, reason: &str, message: &str, now: Timestamp) -> JobCondition {
+    JobCondition {
+        type_: type_.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_probe_time: Some(Time(now)),
+        last_transition_time: Some(Time(now)),
+    }
+}
+
+fn set_condition(fj: &mut FederatedJob, c: JobCondition) {
+    let type_ = c.type_.clone();
+    replace_condition(fj, &type_, Some(c));
+}
+
+/// Puts `c` in place of the condition of type `type_` (or removes it), keeping the transition
+/// time when nothing but the probe changed.
+fn replace_condition(fj: &mut FederatedJob, type_: &str, c: Option<JobCondition>) {
+    let status = fj.job.status.get_or_insert_with(JobStatus::default);
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let existing = conditions.iter().position(|x| x.type_ == type_);
+    match (existing, c) {
+        (Some(i), Some(c)) => {
+            let old = &conditions[i];
+            if old.status != c.status || old.reason != c.reason || old.message != c.message {
+                conditions[i] = c;
+            }
+        }
+        (None, Some(c)) => conditions.push(c),
+        (Some(i), None) => {
+            conditions.remove(i);
+        }
+        (None, None) => {}
+    }
+    if conditions.is_empty() {
+        status.conditions = None;
+    }
+}
+
+/// A Job's share in one cluster, for the API and `fedctl describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementView {
+    /// Cluster name.
+    pub cluster: String,
+    /// Planned parallelism.
+    pub parallelism: i32,
+    /// Completions planned in this cluster (None for a work queue).
+    pub completions: Option<i32>,
+    /// Pods running.
+    pub active: i32,
+    /// Pods succeeded.
+    pub succeeded: i32,
+    /// Pods failed.
+    pub failed: i32,
+    /// Summary state, see [`placements`].
+    pub state: &'static str,
+    /// Why, when it needs saying.
+    pub message: String,
+    /// The cluster's shards.
+    pub shards: Vec<ShardView>,
+}
+
+/// One shard, for the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardView {
+    /// Local Job name.
+    pub name: String,
+    /// Parallelism set on it.
+    pub parallelism: i32,
+    /// Completions fixed on it.
+    pub completions: Option<i32>,
+    /// Pods running.
+    pub active: i32,
+    /// Pods succeeded.
+    pub succeeded: i32,
+    /// Pods failed.
+    pub failed: i32,
+    /// State, see [`shard_state`].
+    pub state: &'static str,
+    /// Fencing epoch.
+    pub epoch: u64,
+    /// Why, when it needs saying.
+    pub message: String,
+}
+
+/// The state of one shard as a person reads it.
+pub fn shard_state(s: &Shard, cluster_ready: bool) -> &'static str {
+    let phase = s.observed_phase();
+    match s.state {
+        ShardState::Active => match phase {
+            Some(ObservedPhase::Conflict) => "Conflict",
+            Some(ObservedPhase::Error) => "Error",
+            _ if !cluster_ready => "Waiting",
+            Some(ObservedPhase::Suspended) => "Suspended",
+            Some(ObservedPhase::Running) if s.started() => "Running",
+            _ => "Pending",
+        },
+        ShardState::Finished if phase == Some(ObservedPhase::Failed) => "Failed",
+        ShardState::Finished => "Complete",
+        ShardState::Lost => "Lost",
+        ShardState::Stopping => "Deleting",
+        ShardState::Stopped => "Stopped",
+    }
+}
+
+/// The per-cluster breakdown of a Job, in cluster name order.
+pub fn placements(fj: &FederatedJob, clusters: &Clusters) -> Vec<PlacementView> {
+    let work_queue = fj.spec().completions.is_none();
+    fj.clusters()
+        .into_iter()
+        .map(|cluster| {
+            let ready = clusters.get(cluster).is_some_and(|c| c.ready);
+            let shards: Vec<ShardView> = fj
+                .shards_in(cluster)
+                .map(|s| shard_view(s, ready))
+                .collect();
+            let counted = fj
+                .shards_in(cluster)
+                .filter(|s| s.stop_reason != Some(StopReason::Unstarted));
+            let completions = (!work_queue).then(|| {
+                counted
+                    .clone()
+                    .map(Shard::effective_completions)
+                    .sum::<i32>()
+            });
+            let state = placement_state(&shards, ready);
+            let message = match state {
+                "Waiting" => format!(
+                    "cluster {cluster} is NotReady; its shards wait for it to come back"
+                ),
+                _ => shards
+                    .iter()
+                    .find(|s| !s.message.is_empty())
+                    .map(|s| s.message.clone())
+                    .unwrap_or_default(),
+            };
+            PlacementView {
+                cluster: cluster.to_owned(),
+                parallelism: fj.planned.get(cluster).copied().unwrap_or(0),
+                completions,
+                active: shards.iter().map(|s| s.active).sum(),
+                succeeded: shards.iter().map(|s| s.succeeded).sum(),
+                failed: shards.iter().map(|s| s.failed).sum(),
+                state,
+                message,
+                shards,
+            }
+        })
+        .collect()
+}
+
+fn shard_view(s: &Shard, cluster_ready: bool) -> ShardView {
+    let o = s.observed.clone().unwrap_or_default();
+    ShardView {
+        name: s.name.clone(),
+        parallelism: s.parallelism,
+        completions: s.completions,
+        active: if s.state == ShardState::Active { o.active } else { 0 },
+        succeeded: o.succeeded,
+        failed: o.failed,
+        state: shard_state(s, cluster_ready),
+        epoch: s.epoch,
+        message: o.message,
+    }
+}
+
+/// One word for a cluster's share: the most pressing state among its shards.
+fn placement_state(shards: &[ShardView], ready: bool) -> &'static str {
+    let any = |st: &str| shards.iter().any(|s| s.state == st);
+    const LIVE: [&str; 4] = ["Running", "Pending", "Suspended", "Waiting"];
+    if any("Conflict") {
+        "Conflict"
+    } else if any("Error") {
+        "Error"
+    } else if any("Failed") {
+        "Failed"
+    } else if !ready && shards.iter().any(|s| LIVE.contains(&s.state)) {
+        "Waiting"
+    } else if let Some(live) = LIVE.iter().find(|st| any(st)) {
+        live
+    } else if any("Deleting") {
+        "Deleting"
+    } else if any("Complete") {
+        "Complete"
+    } else if shards.is_empty() {
+        "Idle"
+    } else {
+        "Stopped"
+    }
+}

@@ -1,0 +1,165 @@
+//! Wiring: opens the store, loads the state, and serves gRPC (user API, agent API, reflection,
+//! health) and the metrics endpoint until told to shut down.
+//!
+//! Shutdown drains: health turns NOT_SERVING, agent sessions and watches end their streams,
+//! in-flight calls finish (up to a grace period), then the store is closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fedjob_proto::v1::{agent_server::AgentServer, federation_server::FederationServer};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+use crate::api::agent::AgentApi;
+use crate::api::user::UserApi;
+use crate::config::{Config, StoreKind};
+use crate::control_plane::{ControlPlane, Settings};
+use crate::metrics::Metrics;
+use crate::shutdown::{self, Shutdown, Trigger};
+use crate::store::{Store, embedded::{EmbeddedOptions, EmbeddedStore}};
+
+/// How long in-flight calls get to finish once shutdown starts.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+
+/// A running scheduler.
+pub struct Running {
+    /// Address the gRPC API listens on.
+    pub addr: SocketAddr,
+    /// Address of the metrics endpoint, when enabled.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The state, for in-process tests and benchmarks.
+    pub control_plane: Arc<ControlPlane>,
+    trigger: Trigger,
+    served: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Drains and stops the server, then closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.trigger.fire();
+        self.served.await.context("server task")?
+    }
+
+    /// Waits until the server stops on its own (it does not, unless it fails).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.served).await.context("server task")?
+    }
+}
+
+/// Starts a scheduler as configured.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::new());
+    let store: Arc<dyn Store> = match config.store {
+        StoreKind::Embedded => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating --data-dir {}", config.data_dir.display()))?;
+            let options = EmbeddedOptions { observer: Some(metrics.clone()), ..Default::default() };
+            let store = EmbeddedStore::open(&config.data_dir, options)
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+            Arc::new(store)
+        }
+    };
+    let settings = Settings {
+        cluster_grace: config.cluster_grace,
+        failover_after: config.failover_after.unwrap_or(config.cluster_grace),
+        heartbeat_interval: config.heartbeat_interval(),
+    };
+    let cp = ControlPlane::open(store.clone(), settings, metrics).await?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let metrics_addr = match config.metrics_listen {
+        Some(a) => Some(crate::metrics_http::serve(a, cp.clone()).await?),
+        None => None,
+    };
+
+    let (trigger, shutdown) = shutdown::channel();
+    spawn_background(cp.clone(), shutdown.clone());
+    let served = tokio::spawn(serve(config, listener, cp.clone(), store, trigger.subscribe(), shutdown));
+    info!(%addr, metrics = ?metrics_addr, "fedjob-scheduler serving");
+    Ok(Running { addr, metrics_addr, control_plane: cp, trigger, served })
+}
+
+async fn serve(
+    config: Config,
+    listener: TcpListener,
+    cp: Arc<ControlPlane>,
+    store: Arc<dyn Store>,
+    mut stop: Shutdown,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let limit = config.max_message_bytes;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<FederationServer<UserApi>>().await;
+    health.set_serving::<AgentServer<AgentApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fedjob_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fedjob_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let user = FederationServer::new(UserApi::new(cp.clone(), shutdown.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit.max(64 * 1024 * 1024));
+    let agent = AgentServer::new(AgentApi::new(cp.clone(), shutdown.clone()))
+        .max_decoding_message_size(limit.max(64 * 1024 * 1024))
+        .max_encoding_message_size(limit.max(64 * 1024 * 1024));
+
+    let drained = {
+        let mut stop = stop.clone();
+        let health = health.clone();
+        async move {
+            stop.fired().await;
+            info!("shutting down: draining streams and in-flight calls");
+            health.set_not_serving::<FederationServer<UserApi>>().await;
+            health.set_not_serving::<AgentServer<AgentApi>>().await;
+        }
+    };
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(user)
+        .add_service(agent)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained);
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r.map_err(anyhow::Error::from),
+        _ = async { stop.fired().await; tokio::time::sleep(DRAIN_GRACE).await } => {
+            warn!(grace = ?DRAIN_GRACE, "drain grace over; closing remaining connections");
+            Ok(())
+        }
+    };
+    store.close().await.context("closing the store")?;
+    info!("store closed; stopped");
+    result
+}
+
+/// Periodic work: cluster liveness and TTL clean-up.
+fn spawn_background(cp: Arc<ControlPlane>, mut shutdown: Shutdown) {
+    let period = (cp.settings().cluster_grace / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.fired() => return,
+            }
+            cp.check_clusters().await;
+            cp.collect_finished(jiff::Timestamp::now()).await;
+        }
+    });
+}

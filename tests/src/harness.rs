@@ -1,0 +1,284 @@
+//! Runs the real binaries as separate processes over loopback TCP, for end-to-end tests and the
+//! benchmark: a scheduler, a `fedjob-kubesim` hosting member clusters, a syncer per cluster.
+//!
+//! Every process is killed when its handle drops, so a failing test leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use parking_lot::Mutex;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep};
+
+/// Where cargo put this workspace's binaries (`target/debug` or `target/release`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path of a workspace binary; fails clearly when it was not built.
+pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let path = bin_dir().join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build the binaries first (`cargo build --workspace --bins`)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A child process whose output is kept, killed on drop.
+pub struct Proc {
+    /// A name for messages.
+    pub name: String,
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    /// Starts `program` with `args`, collecting stdout and stderr lines.
+    pub fn spawn(name: &str, program: &Path, args: &[String]) -> anyhow::Result<Self> {
+        let mut child = Command::new(program)
+            .args(args)
+            .env("RUST_LOG", std::env::var("FEDJOB_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let output = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    output.lock().push(line);
+                }
+            });
+        }
+        Ok(Self { name: name.to_owned(), child, output })
+    }
+
+    /// Waits until a line containing `needle` was printed; returns it.
+    pub async fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.output.lock().iter().find(|l| l.contains(needle)) {
+                return Ok(line.clone());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited ({status}) before printing {needle:?}:\n{}", self.name, self.tail(40));
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not print {needle:?} within {timeout:?}:\n{}", self.name, self.tail(40));
+            }
+            sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The last `n` lines of output.
+    pub fn tail(&self, n: usize) -> String {
+        let lines = self.output.lock();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Every line printed so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.output.lock().clone()
+    }
+
+    /// Kills the process with SIGKILL (no clean-up, as a crash) and waits for it.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited 0.
+    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        let pid = self.child.id().ok_or_else(|| anyhow!("{} already exited", self.name))?;
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(status) => Ok(status?.success()),
+            Err(_) => {
+                self.kill9().await;
+                bail!("{} did not stop within {timeout:?} after SIGTERM:\n{}", self.name, self.tail(40))
+            }
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Picks a free loopback port (bound and released at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A scheduler process.
+pub struct SchedulerProc {
+    /// The process.
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl SchedulerProc {
+    /// Starts `fedjob-scheduler` on `port` with `data_dir` and extra flags.
+    pub async fn start(port: u16, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut args = vec![
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut proc = Proc::spawn("fedjob-scheduler", &bin("fedjob-scheduler")?, &args)?;
+        proc.wait_for_line("fedjob-scheduler serving", Duration::from_secs(30)).await?;
+        Ok(Self { proc, url: format!("http://127.0.0.1:{port}") })
+    }
+}
+
+/// The line `fedjob-kubesim` prints when ready.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SimReady {
+    /// Path of the kubeconfig with a context per cluster.
+    pub kubeconfig: PathBuf,
+    /// Cluster name → API server URL.
+    pub clusters: BTreeMap<String, String>,
+}
+
+/// A `fedjob-kubesim` process.
+pub struct SimProc {
+    /// The process.
+    pub proc: Proc,
+    /// What it serves.
+    pub ready: SimReady,
+}
+
+impl SimProc {
+    /// Starts simulated clusters named `clusters`; pods run for `pod_duration` by default.
+    pub async fn start(clusters: &[&str], kubeconfig: &Path, pod_duration: &str) -> anyhow::Result<Self> {
+        let args = vec![
+            "--clusters".to_owned(),
+            clusters.join(","),
+            "--kubeconfig-out".to_owned(),
+            kubeconfig.display().to_string(),
+            "--pod-duration".to_owned(),
+            pod_duration.to_owned(),
+        ];
+        let mut proc = Proc::spawn("fedjob-kubesim", &bin("fedjob-kubesim")?, &args)?;
+        let line = proc.wait_for_line("\"ready\":true", Duration::from_secs(30)).await?;
+        let ready: SimReady = serde_json::from_str(&line).with_context(|| format!("ready line {line}"))?;
+        Ok(Self { proc, ready })
+    }
+}
+
+/// A `fedjob-syncer` process for one cluster.
+pub struct SyncerProc {
+    /// The process.
+    pub proc: Proc,
+    /// Its cluster.
+    pub cluster: String,
+}
+
+impl SyncerProc {
+    /// Starts a syncer for `cluster` (a context of `kubeconfig`) against `scheduler_url`.
+    pub fn start(scheduler_url: &str, cluster: &str, kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut args = vec![
+            "--scheduler".to_owned(),
+            scheduler_url.to_owned(),
+            "--cluster-name".to_owned(),
+            cluster.to_owned(),
+            "--kubeconfig".to_owned(),
+            kubeconfig.display().to_string(),
+            "--context".to_owned(),
+            cluster.to_owned(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let proc = Proc::spawn(&format!("fedjob-syncer[{cluster}]"), &bin("fedjob-syncer")?, &args)?;
+        Ok(Self { proc, cluster: cluster.to_owned() })
+    }
+}
+
+/// What a `fedctl` run printed.
+#[derive(Debug)]
+pub struct FedctlOutput {
+    /// Exit code (None when killed).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl FedctlOutput {
+    /// Standard output as JSON; panics with both streams when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("fedctl printed no JSON ({e}):\nstdout: {}\nstderr: {}", self.stdout, self.stderr)
+        })
+    }
+
+    /// Panics unless fedctl exited 0.
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, Some(0), "fedctl failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// Runs `fedctl --server URL ARGS…`.
+pub async fn fedctl(server: &str, args: &[&str]) -> anyhow::Result<FedctlOutput> {
+    let out = Command::new(bin("fedctl")?)
+        .arg("--server")
+        .arg(server)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    Ok(FedctlOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+}
