@@ -80,7 +80,11 @@ pub enum Op {
 
 impl Op {
     /// A put of `value` at `key` under `precondition`.
-    pub fn put(key: impl Into<String>, value: impl Into<Bytes>, precondition: Precondition) -> Self {
+    pub fn put(
+        key: impl Into<String>,
+        value: impl Into<Bytes>,
+        precondition: Precondition,
+    ) -> Self {
         Op::Put {
             key: key.into(),
             value: value.into(),
@@ -257,7 +261,11 @@ pub trait Store: Send + Sync + 'static {
     /// without gaps. If that history is gone, the first and only item is
     /// [`StoreError::Compacted`]; a watcher that falls behind the retained history gets the same
     /// and the stream ends. When the store closes the stream yields [`StoreError::Closed`] and ends.
-    fn watch(&self, prefix: &str, after: Revision) -> BoxStream<'static, Result<WatchEvent, StoreError>>;
+    fn watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> BoxStream<'static, Result<WatchEvent, StoreError>>;
 
     /// The revision of the latest acknowledged write.
     fn revision(&self) -> Revision;
