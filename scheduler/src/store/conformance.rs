@@ -461,7 +461,7 @@ pub async fn watch_delivers_changes_in_order(store: &dyn Store, prefix: &str) {
         .await
         .unwrap();
 
-    let expected = vec![
+    let expected = [
         WatchEvent::Put(kv(&a, "1", r1, r1)),
         WatchEvent::Put(kv(&b, "2", r2, r2)),
         WatchEvent::Put(kv(&c, "3", r2, r2)),
@@ -538,7 +538,7 @@ pub async fn list_then_watch_under_concurrent_writes(store: &dyn Store, prefix: 
                 state ^= state >> 7;
                 state ^= state << 17;
                 let key = format!("{prefix}k{:02}", state % 16);
-                let result = if state % 4 == 0 {
+                let result = if state.is_multiple_of(4) {
                     delete(store, &key, Precondition::Any).await
                 } else {
                     put(
