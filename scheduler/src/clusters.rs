@@ -152,7 +152,12 @@ impl ClusterTable {
 
     /// Finds clusters whose heartbeats stopped for `grace` (NotReady) and those NotReady for a
     /// further `failover_after` (lost).
-    pub fn check(&mut self, now: Instant, grace: Duration, failover_after: Duration) -> Vec<Transition> {
+    pub fn check(
+        &mut self,
+        now: Instant,
+        grace: Duration,
+        failover_after: Duration,
+    ) -> Vec<Transition> {
         let mut changes = Vec::new();
         for (name, e) in &mut self.entries {
             if e.ready && now.saturating_duration_since(e.last_heartbeat) >= grace {
@@ -221,7 +226,11 @@ mod tests {
         let start = Instant::now();
         let grace = Duration::from_secs(30);
         let mut table = ClusterTable::load(vec![(record("c1"), 1)], start);
-        assert!(table.check(start + Duration::from_secs(29), grace, grace).is_empty());
+        assert!(
+            table
+                .check(start + Duration::from_secs(29), grace, grace)
+                .is_empty()
+        );
         assert_eq!(
             table.check(start + grace, grace, grace),
             vec![Transition::NotReady("c1".into())]

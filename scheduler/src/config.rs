@@ -59,17 +59,23 @@ impl Config {
 /// Parses `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration \"{text}\": expected a number and a unit such as 500ms, 30s, 5m"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("invalid duration \"{text}\": expected a number and a unit such as 500ms, 30s, 5m")
+    })?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("invalid duration \"{text}\": unit must be ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "invalid duration \"{text}\": unit must be ms, s, m or h"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration \"{text}\": {e}"))
 }

@@ -149,7 +149,8 @@ impl JobIndex {
             }
         }
         if let Some(j) = &job {
-            self.by_uid.insert(j.record.uid().to_owned(), key.to_owned());
+            self.by_uid
+                .insert(j.record.uid().to_owned(), key.to_owned());
             for c in j.record.clusters() {
                 self.by_cluster
                     .entry(c.to_owned())
@@ -176,7 +177,11 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Loads every Job and cluster from `store`.
-    pub async fn open(store: Arc<dyn Store>, settings: Settings, metrics: Arc<Metrics>) -> Result<Arc<Self>> {
+    pub async fn open(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>> {
         let clusters = store.list(CLUSTERS_PREFIX).await?;
         let mut records = Vec::new();
         for kv in clusters.items {
@@ -199,10 +204,17 @@ impl ControlPlane {
                 });
             }
             let key = record.key();
-            let stored = StoredJob { record, mod_revision: kv.mod_revision };
+            let stored = StoredJob {
+                record,
+                mod_revision: kv.mod_revision,
+            };
             index.insert(&key, Some(Arc::new(stored)));
         }
-        info!(jobs = index.by_key.len(), clusters = views.len(), "state loaded");
+        info!(
+            jobs = index.by_key.len(),
+            clusters = views.len(),
+            "state loaded"
+        );
         let (changes, _) = broadcast::channel(4096);
         Ok(Arc::new(Self {
             store,
@@ -293,7 +305,11 @@ impl ControlPlane {
     // ------------------------------------------------------------------ writing jobs
 
     /// Creates a Job from a decoded, not yet validated manifest.
-    pub async fn create_job(self: &Arc<Self>, mut job: Job, dry_run: bool) -> Result<Arc<StoredJob>> {
+    pub async fn create_job(
+        self: &Arc<Self>,
+        mut job: Job,
+        dry_run: bool,
+    ) -> Result<Arc<StoredJob>> {
         manifest::validate_new(&job)?;
         let now = Timestamp::now();
         default_new(&mut job, now);
@@ -306,7 +322,10 @@ impl ControlPlane {
         let mut record = FederatedJob::new(job);
         planner::reconcile(&mut record, &clusters, now);
         if dry_run {
-            return Ok(Arc::new(StoredJob { record, mod_revision: 0 }));
+            return Ok(Arc::new(StoredJob {
+                record,
+                mod_revision: 0,
+            }));
         }
         let mut record = Some(record);
         let stored = self
@@ -316,7 +335,10 @@ impl ControlPlane {
             })
             .await?;
         info!(job = %key, "created");
-        stored.ok_or(ControlPlaneError::NotFound { kind: "jobs.batch", name })
+        stored.ok_or(ControlPlaneError::NotFound {
+            kind: "jobs.batch",
+            name,
+        })
     }
 
     /// Replaces the user's part of a Job (labels, annotations, spec) with `job`'s.
@@ -358,7 +380,10 @@ impl ControlPlane {
         let result = self
             .mutate(key, |current| {
                 let Some(current) = current else {
-                    return Err(ControlPlaneError::NotFound { kind: "jobs.batch", name: name.clone() });
+                    return Err(ControlPlaneError::NotFound {
+                        kind: "jobs.batch",
+                        name: name.clone(),
+                    });
                 };
                 if resource_version.is_some_and(|rv| rv != current.mod_revision) {
                     return Err(ControlPlaneError::Conflict { name: name.clone() });
@@ -394,21 +419,34 @@ impl ControlPlane {
             })
             .await?;
         if let Some(record) = dry {
-            return Ok(Arc::new(StoredJob { record, mod_revision: 0 }));
+            return Ok(Arc::new(StoredJob {
+                record,
+                mod_revision: 0,
+            }));
         }
-        result.ok_or(ControlPlaneError::NotFound { kind: "jobs.batch", name })
+        result.ok_or(ControlPlaneError::NotFound {
+            kind: "jobs.batch",
+            name,
+        })
     }
 
     /// Deletes a Job. With `cascade`, its shards are deleted first and the Job stays,
     /// terminating, until every cluster confirmed; otherwise it is gone at once and its shards
     /// stay in their clusters.
-    pub async fn delete_job(self: &Arc<Self>, key: &str, cascade: bool) -> Result<Option<Arc<StoredJob>>> {
+    pub async fn delete_job(
+        self: &Arc<Self>,
+        key: &str,
+        cascade: bool,
+    ) -> Result<Option<Arc<StoredJob>>> {
         let name = key.split_once('/').map_or(key, |(_, n)| n).to_owned();
         let clusters = self.cluster_views();
         let result = self
             .mutate(key, |current| {
                 let Some(current) = current else {
-                    return Err(ControlPlaneError::NotFound { kind: "jobs.batch", name: name.clone() });
+                    return Err(ControlPlaneError::NotFound {
+                        kind: "jobs.batch",
+                        name: name.clone(),
+                    });
                 };
                 if !cascade {
                     return Ok(Next::Delete);
@@ -431,7 +469,11 @@ impl ControlPlane {
 
     /// Records shard status reported by `cluster`'s agent. Returns the reports that are about
     /// no known shard, for the agent to forget.
-    pub async fn report(self: &Arc<Self>, cluster: &str, reports: Vec<ShardReport>) -> Result<Vec<ShardReport>> {
+    pub async fn report(
+        self: &Arc<Self>,
+        cluster: &str,
+        reports: Vec<ShardReport>,
+    ) -> Result<Vec<ShardReport>> {
         let mut by_job: BTreeMap<String, Vec<ShardReport>> = BTreeMap::new();
         let mut unknown = Vec::new();
         for r in reports {
@@ -440,7 +482,9 @@ impl ControlPlane {
                 None => unknown.push(r),
             }
         }
-        self.metrics.shard_reports.inc_by(by_job.values().map(|v| v.len() as u64).sum());
+        self.metrics
+            .shard_reports
+            .inc_by(by_job.values().map(|v| v.len() as u64).sum());
         let clusters = self.cluster_views();
         let updates = by_job.into_iter().map(|(key, reports)| {
             let clusters = clusters.clone();
@@ -456,7 +500,13 @@ impl ControlPlane {
                         let mut record = current.record.clone();
                         for r in &reports {
                             if r.job_uid != record.uid()
-                                || !planner::observe(&mut record, cluster, &r.shard, r.epoch, r.observed.clone())
+                                || !planner::observe(
+                                    &mut record,
+                                    cluster,
+                                    &r.shard,
+                                    r.epoch,
+                                    r.observed.clone(),
+                                )
                             {
                                 rejected.push(r.clone());
                             }
@@ -486,7 +536,9 @@ impl ControlPlane {
         for key in keys {
             let result = self
                 .mutate(&key, |current| {
-                    let Some(current) = current else { return Ok(Next::Unchanged) };
+                    let Some(current) = current else {
+                        return Ok(Next::Unchanged);
+                    };
                     let mut record = current.record.clone();
                     planner::reconcile(&mut record, &clusters, Timestamp::now());
                     if record == current.record {
@@ -543,11 +595,21 @@ impl ControlPlane {
             let (op, record) = match change(current.as_deref())? {
                 Next::Unchanged => break Ok(current),
                 Next::Delete if current.is_none() => break Ok(None),
-                Next::Delete => (Op::Delete { key: store_key.clone(), precondition }, None),
+                Next::Delete => (
+                    Op::Delete {
+                        key: store_key.clone(),
+                        precondition,
+                    },
+                    None,
+                ),
                 Next::Put(record) => {
                     let value = serde_json::to_vec(&record).expect("records serialise");
                     (
-                        Op::Put { key: store_key.clone(), value: value.into(), precondition },
+                        Op::Put {
+                            key: store_key.clone(),
+                            value: value.into(),
+                            precondition,
+                        },
                         Some(*record),
                     )
                 }
@@ -558,7 +620,12 @@ impl ControlPlane {
             let owned_key = key.to_owned();
             let written = tokio::spawn(async move {
                 let revision = this.store.txn(vec![op]).await?;
-                let stored = record.map(|record| Arc::new(StoredJob { record, mod_revision: revision }));
+                let stored = record.map(|record| {
+                    Arc::new(StoredJob {
+                        record,
+                        mod_revision: revision,
+                    })
+                });
                 this.publish(&owned_key, stored.clone(), revision);
                 Ok::<_, StoreError>(stored)
             });
@@ -596,7 +663,10 @@ impl ControlPlane {
         match self.store.get(&store_key).await? {
             Some(kv) => {
                 let record: FederatedJob = decode(&kv.key, &kv.value)?;
-                let stored = Arc::new(StoredJob { record, mod_revision: kv.mod_revision });
+                let stored = Arc::new(StoredJob {
+                    record,
+                    mod_revision: kv.mod_revision,
+                });
                 self.publish(key, Some(stored), kv.mod_revision);
             }
             None => self.publish(key, None, self.store.revision()),
@@ -630,7 +700,11 @@ impl ControlPlane {
             }
         }
         debug!(job = %key, revision, "published");
-        let _ = self.changes.send(Arc::new(JobChange { key: key.to_owned(), job, previous }));
+        let _ = self.changes.send(Arc::new(JobChange {
+            key: key.to_owned(),
+            job,
+            previous,
+        }));
     }
 
     // ------------------------------------------------------------------ clusters
@@ -651,19 +725,25 @@ impl ControlPlane {
                 "cluster \"{name}\" is connected from another agent; a cluster name is unique"
             )));
         }
-        let current = self.clusters.lock().get(name).map(|e| (e.record.clone(), e.mod_revision));
+        let current = self
+            .clusters
+            .lock()
+            .get(name)
+            .map(|e| (e.record.clone(), e.mod_revision));
         let record = ClusterRecord {
             name: name.to_owned(),
             labels,
             cordoned: current.as_ref().is_some_and(|(r, _)| r.cordoned),
             epoch: current.as_ref().map_or(0, |(r, _)| r.epoch),
-            registered_at: current.as_ref().map_or_else(Timestamp::now, |(r, _)| r.registered_at),
+            registered_at: current
+                .as_ref()
+                .map_or_else(Timestamp::now, |(r, _)| r.registered_at),
             agent_version: agent_version.to_owned(),
         };
         if current.as_ref().map(|(r, _)| r) != Some(&record) {
-            let precondition = current
-                .as_ref()
-                .map_or(Precondition::Absent, |(_, rev)| Precondition::ModRevision(*rev));
+            let precondition = current.as_ref().map_or(Precondition::Absent, |(_, rev)| {
+                Precondition::ModRevision(*rev)
+            });
             self.write_cluster(record.clone(), precondition).await?;
         }
         let token = uuid::Uuid::new_v4().to_string();
@@ -671,7 +751,10 @@ impl ControlPlane {
         {
             let mut table = self.clusters.lock();
             if let Some(e) = table.get_mut(name) {
-                e.session = Some(SessionSlot { token: token.clone(), attached: false });
+                e.session = Some(SessionSlot {
+                    token: token.clone(),
+                    attached: false,
+                });
             }
         }
         info!(cluster = name, "registered");
@@ -679,14 +762,26 @@ impl ControlPlane {
     }
 
     /// Cordons or uncordons a cluster.
-    pub async fn set_cordoned(self: &Arc<Self>, name: &str, cordoned: bool) -> Result<ClusterRecord> {
-        let current = self.clusters.lock().get(name).map(|e| (e.record.clone(), e.mod_revision));
+    pub async fn set_cordoned(
+        self: &Arc<Self>,
+        name: &str,
+        cordoned: bool,
+    ) -> Result<ClusterRecord> {
+        let current = self
+            .clusters
+            .lock()
+            .get(name)
+            .map(|e| (e.record.clone(), e.mod_revision));
         let Some((mut record, rev)) = current else {
-            return Err(ControlPlaneError::NotFound { kind: "clusters", name: name.to_owned() });
+            return Err(ControlPlaneError::NotFound {
+                kind: "clusters",
+                name: name.to_owned(),
+            });
         };
         if record.cordoned != cordoned {
             record.cordoned = cordoned;
-            self.write_cluster(record.clone(), Precondition::ModRevision(rev)).await?;
+            self.write_cluster(record.clone(), Precondition::ModRevision(rev))
+                .await?;
             info!(cluster = name, cordoned, "cordon changed");
             if !cordoned {
                 self.reconcile_jobs(self.jobs_needing_room()).await;
@@ -700,9 +795,15 @@ impl ControlPlane {
         let key = format!("{CLUSTERS_PREFIX}{}", record.name);
         let revision = self
             .store
-            .txn(vec![Op::Put { key, value: value.into(), precondition }])
+            .txn(vec![Op::Put {
+                key,
+                value: value.into(),
+                precondition,
+            }])
             .await?;
-        self.clusters.lock().upsert(record, revision, Instant::now());
+        self.clusters
+            .lock()
+            .upsert(record, revision, Instant::now());
         self.refresh_views();
         Ok(())
     }
@@ -727,7 +828,9 @@ impl ControlPlane {
             }
         }
         let inbox = Arc::new(SessionInbox::default());
-        self.sessions.lock().insert(cluster.to_owned(), inbox.clone());
+        self.sessions
+            .lock()
+            .insert(cluster.to_owned(), inbox.clone());
         self.metrics.agent_sessions.inc();
         Ok(inbox)
     }
@@ -739,7 +842,11 @@ impl ControlPlane {
             sessions.remove(cluster);
         }
         drop(sessions);
-        if let Some(s) = self.clusters.lock().get_mut(cluster).and_then(|e| e.session.as_mut())
+        if let Some(s) = self
+            .clusters
+            .lock()
+            .get_mut(cluster)
+            .and_then(|e| e.session.as_mut())
             && s.token == token
         {
             s.attached = false;
@@ -791,7 +898,11 @@ impl ControlPlane {
                     // Nothing is stored of it; watchers see the placement state change.
                     for key in self.jobs_in_cluster(c) {
                         if let Some(job) = self.job(&key) {
-                            let _ = self.changes.send(Arc::new(JobChange { key, job: Some(job), previous: None }));
+                            let _ = self.changes.send(Arc::new(JobChange {
+                                key,
+                                job: Some(job),
+                                previous: None,
+                            }));
                         }
                     }
                 }
@@ -825,7 +936,10 @@ impl ControlPlane {
         let mut counts = HashMap::new();
         for j in self.jobs.read().by_key.values() {
             for s in &j.record.shards {
-                if matches!(s.state, ShardState::Active | ShardState::Finished | ShardState::Stopping) {
+                if matches!(
+                    s.state,
+                    ShardState::Active | ShardState::Finished | ShardState::Stopping
+                ) {
                     *counts.entry(s.cluster.clone()).or_insert(0) += 1;
                 }
             }
@@ -881,7 +995,11 @@ fn ttl_expired(record: &FederatedJob, now: Timestamp) -> bool {
 }
 
 fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
-    job.metadata.annotations.as_ref()?.get(key).map(String::as_str)
+    job.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
 }
 
 /// Fills what the federation sets on a new Job, as the API server would.
@@ -900,7 +1018,8 @@ fn default_new(job: &mut Job, now: Timestamp) {
     }
     spec.parallelism.get_or_insert(1);
     spec.backoff_limit.get_or_insert(6);
-    spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+    spec.completion_mode
+        .get_or_insert_with(|| "NonIndexed".into());
     spec.suspend.get_or_insert(false);
     job.status = Some(Default::default());
 }
@@ -927,7 +1046,8 @@ fn carry_over(old: &Job, new: &mut Job) {
             spec.completions = old_spec.completions;
         }
         spec.backoff_limit.get_or_insert(6);
-        spec.completion_mode.get_or_insert_with(|| "NonIndexed".into());
+        spec.completion_mode
+            .get_or_insert_with(|| "NonIndexed".into());
         spec.suspend.get_or_insert(false);
     }
     new.status.clone_from(&old.status);

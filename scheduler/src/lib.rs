@@ -4,7 +4,19 @@
 //! clusters, and serves the user API and the agent API over gRPC. `fedctl` is its client.
 //!
 //! Pure domain logic (the split, shard planning, status aggregation, validation) lives in
-//! [`model`] and does no I/O; everything else is a thin edge around it.
+//! [`model`] and does no I/O; everything else is a thin edge around it. A create reads straight
+//! through: [`api::user`] → [`model::manifest`] → [`control_plane`] → [`store`] →
+//! [`model::planner`] → [`api::agent`] (the assignment stream) → the syncer.
 
+pub mod api;
+pub mod clusters;
+pub mod config;
+pub mod control_plane;
+pub mod fedctl;
+pub mod metrics;
+pub mod metrics_http;
 pub mod model;
+pub mod server;
+pub mod shutdown;
 pub mod store;
+pub mod telemetry;

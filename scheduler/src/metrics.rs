@@ -89,7 +89,11 @@ impl Metrics {
         let agent_refused = Family::<ReasonLabels, Counter>::default();
         let jobs = Family::<StateLabels, Gauge>::default();
         let clusters = Family::<StateLabels, Gauge>::default();
-        registry.register("grpc_requests", "gRPC requests handled", rpc_requests.clone());
+        registry.register(
+            "grpc_requests",
+            "gRPC requests handled",
+            rpc_requests.clone(),
+        );
         registry.register(
             "grpc_request_duration_seconds",
             "gRPC request latency",
@@ -105,9 +109,21 @@ impl Metrics {
             "Transactions written by one store commit",
             store_batch.clone(),
         );
-        registry.register("agent_sessions", "Agent streams open", agent_sessions.clone());
-        registry.register("shard_reports", "Shard status reports received", shard_reports.clone());
-        registry.register("assignments_sent", "Assignments sent to agents", assignments_sent.clone());
+        registry.register(
+            "agent_sessions",
+            "Agent streams open",
+            agent_sessions.clone(),
+        );
+        registry.register(
+            "shard_reports",
+            "Shard status reports received",
+            shard_reports.clone(),
+        );
+        registry.register(
+            "assignments_sent",
+            "Assignments sent to agents",
+            assignments_sent.clone(),
+        );
         registry.register(
             "agent_refused",
             "Agent requests refused (wrong identity, bad stream)",
@@ -133,19 +149,27 @@ impl Metrics {
     /// Records one RPC.
     pub fn observe_rpc(&self, method: &str, code: tonic::Code, elapsed: Duration) {
         self.rpc_requests
-            .get_or_create(&RpcLabels { method: method.to_owned(), code: format!("{code:?}") })
+            .get_or_create(&RpcLabels {
+                method: method.to_owned(),
+                code: format!("{code:?}"),
+            })
             .inc();
         self.rpc_duration
-            .get_or_create(&MethodLabels { method: method.to_owned() })
+            .get_or_create(&MethodLabels {
+                method: method.to_owned(),
+            })
             .observe(elapsed.as_secs_f64());
     }
-
 
     /// Sets a state gauge family to exactly `counts`.
     pub fn set_states(family: &Family<StateLabels, Gauge>, counts: &[(&str, i64)]) {
         family.clear();
         for (state, n) in counts {
-            family.get_or_create(&StateLabels { state: (*state).to_owned() }).set(*n);
+            family
+                .get_or_create(&StateLabels {
+                    state: (*state).to_owned(),
+                })
+                .set(*n);
         }
     }
 

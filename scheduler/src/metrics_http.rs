@@ -29,7 +29,13 @@ pub async fn serve(addr: SocketAddr, cp: Arc<ControlPlane>) -> anyhow::Result<So
 }
 
 async fn metrics(State(cp): State<Arc<ControlPlane>>) -> impl IntoResponse {
-    let mut jobs = [("Running", 0i64), ("Complete", 0), ("Failed", 0), ("Suspended", 0), ("Terminating", 0)];
+    let mut jobs = [
+        ("Running", 0i64),
+        ("Complete", 0),
+        ("Failed", 0),
+        ("Suspended", 0),
+        ("Terminating", 0),
+    ];
     for j in cp.jobs(None) {
         let r = &j.record;
         let state = if r.deletion.is_some() {
@@ -48,9 +54,15 @@ async fn metrics(State(cp): State<Arc<ControlPlane>>) -> impl IntoResponse {
     let m = cp.metrics();
     Metrics::set_states(&m.jobs, &jobs);
     let (ready, not_ready) = cp.with_clusters(|t| t.counts());
-    Metrics::set_states(&m.clusters, &[("Ready", ready as i64), ("NotReady", not_ready as i64)]);
+    Metrics::set_states(
+        &m.clusters,
+        &[("Ready", ready as i64), ("NotReady", not_ready as i64)],
+    );
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         m.encode(),
     )
 }

@@ -21,7 +21,7 @@ use crate::config::{Config, StoreKind};
 use crate::control_plane::{ControlPlane, Settings};
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Shutdown, Trigger};
-use crate::store::{Store, embedded::{EmbeddedOptions, EmbeddedStore}};
+use crate::store::{EmbeddedOptions, EmbeddedStore, Store};
 
 /// How long in-flight calls get to finish once shutdown starts.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -58,7 +58,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         StoreKind::Embedded => {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("creating --data-dir {}", config.data_dir.display()))?;
-            let options = EmbeddedOptions { observer: Some(metrics.clone()), ..Default::default() };
+            let options = EmbeddedOptions {
+                observer: Some(metrics.clone()),
+                ..Default::default()
+            };
             let store = EmbeddedStore::open(&config.data_dir, options)
                 .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
             Arc::new(store)
@@ -82,9 +85,22 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let (trigger, shutdown) = shutdown::channel();
     spawn_background(cp.clone(), shutdown.clone());
-    let served = tokio::spawn(serve(config, listener, cp.clone(), store, trigger.subscribe(), shutdown));
+    let served = tokio::spawn(serve(
+        config,
+        listener,
+        cp.clone(),
+        store,
+        trigger.subscribe(),
+        shutdown,
+    ));
     info!(%addr, metrics = ?metrics_addr, "fedjob-scheduler serving");
-    Ok(Running { addr, metrics_addr, control_plane: cp, trigger, served })
+    Ok(Running {
+        addr,
+        metrics_addr,
+        control_plane: cp,
+        trigger,
+        served,
+    })
 }
 
 async fn serve(
@@ -149,7 +165,8 @@ async fn serve(
 
 /// Periodic work: cluster liveness and TTL clean-up.
 fn spawn_background(cp: Arc<ControlPlane>, mut shutdown: Shutdown) {
-    let period = (cp.settings().cluster_grace / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let period =
+        (cp.settings().cluster_grace / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -50,7 +50,9 @@ impl AgentApi {
         self.cp
             .metrics()
             .agent_refused
-            .get_or_create(&ReasonLabels { reason: reason.to_owned() })
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
             .inc();
         status
     }
@@ -60,13 +62,20 @@ type SessionStream = Pin<Box<dyn Stream<Item = Result<SchedulerMessage, Status>>
 
 #[tonic::async_trait]
 impl Agent for AgentApi {
-    async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::RegisterResponse>, Status> {
+    async fn register(
+        &self,
+        req: Request<v1::RegisterRequest>,
+    ) -> Result<Response<v1::RegisterResponse>, Status> {
         measured(self.cp.metrics(), "Agent/Register", async {
             let r = req.into_inner();
             if let Err(rule) = validate_cluster_name(&r.cluster) {
-                return Err(self.refuse("invalid", Status::invalid_argument(format!(
-                    "cluster: Invalid value: \"{}\": {rule}", r.cluster
-                ))));
+                return Err(self.refuse(
+                    "invalid",
+                    Status::invalid_argument(format!(
+                        "cluster: Invalid value: \"{}\": {rule}",
+                        r.cluster
+                    )),
+                ));
             }
             let labels: BTreeMap<String, String> = r.labels.into_iter().collect();
             let (session, epoch) = self
@@ -85,10 +94,15 @@ impl Agent for AgentApi {
 
     type SessionStream = SessionStream;
 
-    async fn session(&self, req: Request<Streaming<AgentMessage>>) -> Result<Response<SessionStream>, Status> {
+    async fn session(
+        &self,
+        req: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<SessionStream>, Status> {
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
-            Ok(Ok(Some(AgentMessage { msg: Some(Msg::Hello(hello)) }))) => hello,
+            Ok(Ok(Some(AgentMessage {
+                msg: Some(Msg::Hello(hello)),
+            }))) => hello,
             Ok(Err(e)) => return Err(e),
             _ => {
                 return Err(self.refuse(
@@ -142,14 +156,22 @@ enum End {
 }
 
 impl Session {
-    async fn run(mut self, held: Vec<v1::ShardStatus>, inbound: Streaming<AgentMessage>, mut shutdown: Shutdown) {
+    async fn run(
+        mut self,
+        held: Vec<v1::ShardStatus>,
+        inbound: Streaming<AgentMessage>,
+        mut shutdown: Shutdown,
+    ) {
         self.cp.heartbeat(&self.cluster).await;
         let end = self.serve(held, inbound, &mut shutdown).await;
         let reason = match end {
             End::AgentClosed => "agent closed the stream".to_owned(),
             End::Superseded => "a newer session replaced it".to_owned(),
             End::Shutdown => {
-                let _ = self.tx.send(Err(Status::unavailable("the scheduler is shutting down"))).await;
+                let _ = self
+                    .tx
+                    .send(Err(Status::unavailable("the scheduler is shutting down")))
+                    .await;
                 "scheduler shutting down".to_owned()
             }
             End::Refused(s) => {
@@ -158,11 +180,17 @@ impl Session {
                 message
             }
         };
-        self.cp.detach_session(&self.cluster, &self.token, &self.inbox);
+        self.cp
+            .detach_session(&self.cluster, &self.token, &self.inbox);
         info!(cluster = %self.cluster, reason, "agent session closed");
     }
 
-    async fn serve(&mut self, held: Vec<v1::ShardStatus>, inbound: Streaming<AgentMessage>, shutdown: &mut Shutdown) -> End {
+    async fn serve(
+        &mut self,
+        held: Vec<v1::ShardStatus>,
+        inbound: Streaming<AgentMessage>,
+        shutdown: &mut Shutdown,
+    ) -> End {
         // What the agent holds is reported first, so that the answer accounts for it.
         let reports: Vec<ShardReport> = held.iter().map(convert::shard_report).collect();
         match self.cp.report(&self.cluster, reports).await {
@@ -194,8 +222,19 @@ impl Session {
 
         let (report_tx, report_rx) = mpsc::unbounded_channel();
         let (forget_tx, mut forget_rx) = mpsc::unbounded_channel();
-        let mut reader = tokio::spawn(read(self.cp.clone(), self.cluster.clone(), inbound, self.tx.clone(), report_tx));
-        let reporter = tokio::spawn(report(self.cp.clone(), self.cluster.clone(), report_rx, forget_tx));
+        let mut reader = tokio::spawn(read(
+            self.cp.clone(),
+            self.cluster.clone(),
+            inbound,
+            self.tx.clone(),
+            report_tx,
+        ));
+        let reporter = tokio::spawn(report(
+            self.cp.clone(),
+            self.cluster.clone(),
+            report_rx,
+            forget_tx,
+        ));
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let end = loop {
             tokio::select! {
@@ -248,13 +287,17 @@ impl Session {
 
     fn diff(&mut self, key: &str, out: &mut Vec<v1::Assignment>) {
         let job = self.cp.job(key);
-        let same_job = job.as_ref().is_some_and(|j| {
-            self.sent.get(key).is_none_or(|s| s.uid == j.record.uid())
-        });
+        let same_job = job
+            .as_ref()
+            .is_some_and(|j| self.sent.get(key).is_none_or(|s| s.uid == j.record.uid()));
         if !same_job && let Some(gone) = self.sent.remove(key) {
             // Deleted without cascade (or replaced by a new Job of the same name): the
             // federation no longer manages these shards; the agent leaves them be.
-            out.extend(gone.shards.keys().map(|s| convert::forget(&gone.uid, &gone.namespace, s)));
+            out.extend(
+                gone.shards
+                    .keys()
+                    .map(|s| convert::forget(&gone.uid, &gone.namespace, s)),
+            );
         }
         let Some(job) = job else { return };
         let record = &job.record;
@@ -275,7 +318,12 @@ impl Session {
                 entry.shards.insert(shard.name.clone(), shard.revision);
             }
         }
-        let stale: Vec<String> = entry.shards.keys().filter(|s| !current.contains(s.as_str())).cloned().collect();
+        let stale: Vec<String> = entry
+            .shards
+            .keys()
+            .filter(|s| !current.contains(s.as_str()))
+            .cloned()
+            .collect();
         for name in stale {
             entry.shards.remove(&name);
             out.push(convert::forget(&entry.uid, &entry.namespace, &name));
@@ -288,7 +336,10 @@ impl Session {
     async fn send(&self, assignments: Vec<v1::Assignment>, synced: bool) -> Result<(), ()> {
         let count = assignments.len() as u64;
         let message = SchedulerMessage {
-            msg: Some(scheduler_message::Msg::Assignments(AssignmentBatch { assignments, synced })),
+            msg: Some(scheduler_message::Msg::Assignments(AssignmentBatch {
+                assignments,
+                synced,
+            })),
         };
         self.tx.send(Ok(message)).await.map_err(|_| ())?;
         self.cp.metrics().assignments_sent.inc_by(count);
@@ -319,7 +370,9 @@ async fn read(
         match message.msg {
             Some(Msg::Heartbeat(hb)) => {
                 let ack = SchedulerMessage {
-                    msg: Some(scheduler_message::Msg::HeartbeatAck(HeartbeatAck { seq: hb.seq })),
+                    msg: Some(scheduler_message::Msg::HeartbeatAck(HeartbeatAck {
+                        seq: hb.seq,
+                    })),
                 };
                 if tx.send(Ok(ack)).await.is_err() {
                     return None;
@@ -332,9 +385,16 @@ async fn read(
                 }
             }
             Some(Msg::Hello(_)) | None => {
-                cp.metrics().agent_refused.get_or_create(&ReasonLabels { reason: "protocol".into() }).inc();
+                cp.metrics()
+                    .agent_refused
+                    .get_or_create(&ReasonLabels {
+                        reason: "protocol".into(),
+                    })
+                    .inc();
                 warn!(cluster = %cluster, "agent broke the protocol (second hello or empty message)");
-                return Some(Status::invalid_argument("hello may only be the first message; every message needs a body"));
+                return Some(Status::invalid_argument(
+                    "hello may only be the first message; every message needs a body",
+                ));
             }
         }
     }
@@ -363,7 +423,9 @@ async fn report(
 
 /// A cluster name must be a DNS-1123 label; returns the rule broken.
 pub fn validate_cluster_name(name: &str) -> Result<(), &'static str> {
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_ends = name
         .bytes()
         .next()

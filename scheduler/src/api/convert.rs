@@ -72,7 +72,11 @@ fn placement(p: PlacementView) -> v1::Placement {
 
 /// The JSON object `fedctl get job NAME -o json` prints: the Job plus `placements` (SPEC §5).
 pub fn federated_job_json(job: &v1::FederatedJob) -> Value {
-    let mut value = job.job.as_ref().map(from_struct).unwrap_or_else(|| json!({}));
+    let mut value = job
+        .job
+        .as_ref()
+        .map(from_struct)
+        .unwrap_or_else(|| json!({}));
     let placements: Vec<Value> = job
         .placements
         .iter()
@@ -213,7 +217,10 @@ pub fn shard_report(s: &v1::ShardStatus) -> ShardReport {
 
 /// A jiff timestamp as protobuf's.
 pub fn timestamp(t: Timestamp) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.as_second(), nanos: t.subsec_nanosecond() }
+    prost_types::Timestamp {
+        seconds: t.as_second(),
+        nanos: t.subsec_nanosecond(),
+    }
 }
 
 /// A protobuf timestamp as jiff's; `None` when out of range.

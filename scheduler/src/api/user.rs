@@ -46,7 +46,9 @@ fn namespace(ns: &str) -> &str {
 /// The Job key of a request naming one Job.
 fn key_of(ns: &str, name: &str) -> Result<String, Status> {
     if name.is_empty() {
-        return Err(Status::invalid_argument("name: Required value: name the Job"));
+        return Err(Status::invalid_argument(
+            "name: Required value: name the Job",
+        ));
     }
     Ok(job_key(namespace(ns), name))
 }
@@ -86,7 +88,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<v1::WatchJobEvent, Status>> 
 
 #[tonic::async_trait]
 impl Federation for UserApi {
-    async fn create_job(&self, req: Request<v1::CreateJobRequest>) -> Result<Response<v1::FederatedJob>, Status> {
+    async fn create_job(
+        &self,
+        req: Request<v1::CreateJobRequest>,
+    ) -> Result<Response<v1::FederatedJob>, Status> {
         measured(self.cp.metrics(), "Federation/CreateJob", async {
             let r = req.into_inner();
             let job = request_job(r.job, &r.manifest, &r.namespace)?;
@@ -96,29 +101,46 @@ impl Federation for UserApi {
         .await
     }
 
-    async fn apply_job(&self, req: Request<v1::ApplyJobRequest>) -> Result<Response<v1::FederatedJob>, Status> {
+    async fn apply_job(
+        &self,
+        req: Request<v1::ApplyJobRequest>,
+    ) -> Result<Response<v1::FederatedJob>, Status> {
         measured(self.cp.metrics(), "Federation/ApplyJob", async {
             let r = req.into_inner();
             let job = request_job(r.job, &r.manifest, &r.namespace)?;
             let rv = resource_version(job.metadata.resource_version.as_deref())?;
-            let stored = self.cp.replace_job(job, rv, true, r.dry_run).await.map_err(status)?;
+            let stored = self
+                .cp
+                .replace_job(job, rv, true, r.dry_run)
+                .await
+                .map_err(status)?;
             Ok(self.answer(&stored))
         })
         .await
     }
 
-    async fn update_job(&self, req: Request<v1::UpdateJobRequest>) -> Result<Response<v1::FederatedJob>, Status> {
+    async fn update_job(
+        &self,
+        req: Request<v1::UpdateJobRequest>,
+    ) -> Result<Response<v1::FederatedJob>, Status> {
         measured(self.cp.metrics(), "Federation/UpdateJob", async {
             let r = req.into_inner();
             let job = request_job(r.job, &r.manifest, &r.namespace)?;
             let rv = resource_version(job.metadata.resource_version.as_deref())?;
-            let stored = self.cp.replace_job(job, rv, false, r.dry_run).await.map_err(status)?;
+            let stored = self
+                .cp
+                .replace_job(job, rv, false, r.dry_run)
+                .await
+                .map_err(status)?;
             Ok(self.answer(&stored))
         })
         .await
     }
 
-    async fn patch_job(&self, req: Request<v1::PatchJobRequest>) -> Result<Response<v1::FederatedJob>, Status> {
+    async fn patch_job(
+        &self,
+        req: Request<v1::PatchJobRequest>,
+    ) -> Result<Response<v1::FederatedJob>, Status> {
         measured(self.cp.metrics(), "Federation/PatchJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
@@ -130,7 +152,9 @@ impl Federation for UserApi {
                     "patch: Invalid value: a merge patch must be a JSON object",
                 ));
             }
-            let in_patch = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+            let in_patch = patch
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
             let rv = resource_version(Some(&r.resource_version))?.or(resource_version(in_patch)?);
             let ns = namespace(&r.namespace).to_owned();
             let stored = self
@@ -150,7 +174,10 @@ impl Federation for UserApi {
         .await
     }
 
-    async fn scale_job(&self, req: Request<v1::ScaleJobRequest>) -> Result<Response<v1::FederatedJob>, Status> {
+    async fn scale_job(
+        &self,
+        req: Request<v1::ScaleJobRequest>,
+    ) -> Result<Response<v1::FederatedJob>, Status> {
         measured(self.cp.metrics(), "Federation/ScaleJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
@@ -180,19 +207,26 @@ impl Federation for UserApi {
         .await
     }
 
-    async fn get_job(&self, req: Request<v1::GetJobRequest>) -> Result<Response<v1::FederatedJob>, Status> {
+    async fn get_job(
+        &self,
+        req: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::FederatedJob>, Status> {
         measured(self.cp.metrics(), "Federation/GetJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
-            let stored = self.cp.job(&key).ok_or_else(|| {
-                Status::not_found(format!("jobs.batch \"{}\" not found", r.name))
-            })?;
+            let stored = self
+                .cp
+                .job(&key)
+                .ok_or_else(|| Status::not_found(format!("jobs.batch \"{}\" not found", r.name)))?;
             Ok(self.answer(&stored))
         })
         .await
     }
 
-    async fn list_jobs(&self, req: Request<v1::ListJobsRequest>) -> Result<Response<v1::ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        req: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
         measured(self.cp.metrics(), "Federation/ListJobs", async {
             let r = req.into_inner();
             let selector = LabelSelector::parse(&r.label_selector)?;
@@ -210,7 +244,10 @@ impl Federation for UserApi {
         .await
     }
 
-    async fn delete_job(&self, req: Request<v1::DeleteJobRequest>) -> Result<Response<v1::DeleteJobResponse>, Status> {
+    async fn delete_job(
+        &self,
+        req: Request<v1::DeleteJobRequest>,
+    ) -> Result<Response<v1::DeleteJobResponse>, Status> {
         measured(self.cp.metrics(), "Federation/DeleteJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
@@ -235,7 +272,10 @@ impl Federation for UserApi {
 
     type WatchJobStream = WatchStream;
 
-    async fn watch_job(&self, req: Request<v1::WatchJobRequest>) -> Result<Response<WatchStream>, Status> {
+    async fn watch_job(
+        &self,
+        req: Request<v1::WatchJobRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
         let r = req.into_inner();
         let key = key_of(&r.namespace, &r.name)?;
         let mut changes = self.cp.subscribe();
@@ -281,7 +321,10 @@ impl Federation for UserApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn list_clusters(&self, _req: Request<v1::ListClustersRequest>) -> Result<Response<v1::ListClustersResponse>, Status> {
+    async fn list_clusters(
+        &self,
+        _req: Request<v1::ListClustersRequest>,
+    ) -> Result<Response<v1::ListClustersResponse>, Status> {
         measured(self.cp.metrics(), "Federation/ListClusters", async {
             let counts = self.cp.shard_counts();
             let items = self.cp.with_clusters(|table| {
@@ -299,15 +342,34 @@ impl Federation for UserApi {
         .await
     }
 
-    async fn cordon_cluster(&self, req: Request<v1::CordonClusterRequest>) -> Result<Response<v1::Cluster>, Status> {
-        measured(self.cp.metrics(), "Federation/CordonCluster", self.set_cordon(req, true)).await
+    async fn cordon_cluster(
+        &self,
+        req: Request<v1::CordonClusterRequest>,
+    ) -> Result<Response<v1::Cluster>, Status> {
+        measured(
+            self.cp.metrics(),
+            "Federation/CordonCluster",
+            self.set_cordon(req, true),
+        )
+        .await
     }
 
-    async fn uncordon_cluster(&self, req: Request<v1::CordonClusterRequest>) -> Result<Response<v1::Cluster>, Status> {
-        measured(self.cp.metrics(), "Federation/UncordonCluster", self.set_cordon(req, false)).await
+    async fn uncordon_cluster(
+        &self,
+        req: Request<v1::CordonClusterRequest>,
+    ) -> Result<Response<v1::Cluster>, Status> {
+        measured(
+            self.cp.metrics(),
+            "Federation/UncordonCluster",
+            self.set_cordon(req, false),
+        )
+        .await
     }
 
-    async fn plan_job(&self, req: Request<v1::PlanJobRequest>) -> Result<Response<v1::Plan>, Status> {
+    async fn plan_job(
+        &self,
+        req: Request<v1::PlanJobRequest>,
+    ) -> Result<Response<v1::Plan>, Status> {
         measured(self.cp.metrics(), "Federation/PlanJob", async {
             let r = req.into_inner();
             if r.parallelism < 0 || r.completions.is_some_and(|c| c < 0) {
@@ -318,9 +380,8 @@ impl Federation for UserApi {
             let prefs = if r.preferences.trim().is_empty() {
                 Preferences::default()
             } else {
-                Preferences::parse(&r.preferences).map_err(|e| {
-                    Status::invalid_argument(format!("preferences: {e}"))
-                })?
+                Preferences::parse(&r.preferences)
+                    .map_err(|e| Status::invalid_argument(format!("preferences: {e}")))?
             };
             let clusters: Vec<String> = if r.clusters.is_empty() {
                 self.cp
@@ -333,13 +394,22 @@ impl Federation for UserApi {
                 r.clusters
             };
             let name = if r.name.is_empty() { "plan" } else { &r.name };
-            let plan = split::plan(&job_key(namespace(&r.namespace), name), r.parallelism, r.completions, &clusters, &prefs);
+            let plan = split::plan(
+                &job_key(namespace(&r.namespace), name),
+                r.parallelism,
+                r.completions,
+                &clusters,
+                &prefs,
+            );
             Ok(Response::new(v1::Plan {
                 clusters: plan
                     .clusters
                     .iter()
                     .map(|c| {
-                        let share = v1::Share { parallelism: c.parallelism, completions: c.completions.unwrap_or(0) };
+                        let share = v1::Share {
+                            parallelism: c.parallelism,
+                            completions: c.completions.unwrap_or(0),
+                        };
                         (c.cluster.clone(), share)
                     })
                     .collect(),
@@ -354,9 +424,16 @@ impl Federation for UserApi {
 }
 
 impl UserApi {
-    async fn set_cordon(&self, req: Request<v1::CordonClusterRequest>, cordoned: bool) -> Result<Response<v1::Cluster>, Status> {
+    async fn set_cordon(
+        &self,
+        req: Request<v1::CordonClusterRequest>,
+        cordoned: bool,
+    ) -> Result<Response<v1::Cluster>, Status> {
         let name = req.into_inner().name;
-        self.cp.set_cordoned(&name, cordoned).await.map_err(status)?;
+        self.cp
+            .set_cordoned(&name, cordoned)
+            .await
+            .map_err(status)?;
         let counts = self.cp.shard_counts();
         self.cp
             .with_clusters(|t| {
@@ -397,7 +474,10 @@ impl LabelSelector {
                 Requirement::Exists(part.into())
             };
             let key = match &req {
-                Requirement::Equals(k, _) | Requirement::NotEquals(k, _) | Requirement::Exists(k) | Requirement::Absent(k) => k,
+                Requirement::Equals(k, _)
+                | Requirement::NotEquals(k, _)
+                | Requirement::Exists(k)
+                | Requirement::Absent(k) => k,
             };
             if key.is_empty() || key.contains(char::is_whitespace) {
                 return Err(Status::invalid_argument(format!(
@@ -427,14 +507,31 @@ mod tests {
 
     #[test]
     fn selectors_match_like_kubectl() {
-        let labels: BTreeMap<String, String> =
-            [("app".to_owned(), "x".to_owned()), ("tier".to_owned(), "batch".to_owned())].into();
-        let yes = ["", "app=x", "app==x", "app", "!missing", "tier!=web", "app=x,tier=batch"];
+        let labels: BTreeMap<String, String> = [
+            ("app".to_owned(), "x".to_owned()),
+            ("tier".to_owned(), "batch".to_owned()),
+        ]
+        .into();
+        let yes = [
+            "",
+            "app=x",
+            "app==x",
+            "app",
+            "!missing",
+            "tier!=web",
+            "app=x,tier=batch",
+        ];
         for s in yes {
-            assert!(LabelSelector::parse(s).unwrap().matches(Some(&labels)), "{s}");
+            assert!(
+                LabelSelector::parse(s).unwrap().matches(Some(&labels)),
+                "{s}"
+            );
         }
         for s in ["app=y", "missing", "!app", "tier!=batch"] {
-            assert!(!LabelSelector::parse(s).unwrap().matches(Some(&labels)), "{s}");
+            assert!(
+                !LabelSelector::parse(s).unwrap().matches(Some(&labels)),
+                "{s}"
+            );
         }
         assert!(LabelSelector::parse("=x").is_err());
     }

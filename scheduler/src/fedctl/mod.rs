@@ -19,10 +19,19 @@ use crate::model::split;
 
 /// The federation's command-line client.
 #[derive(Debug, Parser)]
-#[command(name = "fedctl", version, about = "Run Kubernetes Jobs across many clusters")]
+#[command(
+    name = "fedctl",
+    version,
+    about = "Run Kubernetes Jobs across many clusters"
+)]
 pub struct Cli {
     /// Scheduler address.
-    #[arg(long, global = true, env = "FEDJOB_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "FEDJOB_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub server: String,
     /// Namespace of the Job.
     #[arg(short = 'n', long, global = true, default_value = "default")]
@@ -230,13 +239,23 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Create(a) => {
             let manifest = read_file(&a.file)?;
-            let req = v1::CreateJobRequest { manifest, namespace: ns, dry_run: a.dry_run, ..Default::default() };
+            let req = v1::CreateJobRequest {
+                manifest,
+                namespace: ns,
+                dry_run: a.dry_run,
+                ..Default::default()
+            };
             let job = client.create_job(req).await?.into_inner();
             print_changed(out, &job, "created", a.output, a.dry_run)
         }
         Command::Apply(a) => {
             let manifest = read_file(&a.file)?;
-            let req = v1::ApplyJobRequest { manifest, namespace: ns, dry_run: a.dry_run, ..Default::default() };
+            let req = v1::ApplyJobRequest {
+                manifest,
+                namespace: ns,
+                dry_run: a.dry_run,
+                ..Default::default()
+            };
             let job = client.apply_job(req).await?.into_inner();
             print_changed(out, &job, "configured", a.output, a.dry_run)
         }
@@ -244,7 +263,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             let (resource, name) = resource_and_name(&a.resource, a.name.as_deref())?;
             match (resource, name) {
                 (Resource::Job, Some(name)) => {
-                    let req = v1::GetJobRequest { namespace: ns, name };
+                    let req = v1::GetJobRequest {
+                        namespace: ns,
+                        name,
+                    };
                     let job = client.get_job(req).await?.into_inner();
                     output::job(out, &job, a.output)
                 }
@@ -258,7 +280,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                     output::jobs(out, &list.items, a.output, a.all_namespaces)
                 }
                 (Resource::Cluster, name) => {
-                    let list = client.list_clusters(v1::ListClustersRequest {}).await?.into_inner();
+                    let list = client
+                        .list_clusters(v1::ListClustersRequest {})
+                        .await?
+                        .into_inner();
                     let items: Vec<_> = list
                         .items
                         .into_iter()
@@ -267,7 +292,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                     if let Some(n) = name
                         && items.is_empty()
                     {
-                        bail!(ServerError::new("NotFound", format!("clusters \"{n}\" not found")));
+                        bail!(ServerError::new(
+                            "NotFound",
+                            format!("clusters \"{n}\" not found")
+                        ));
                     }
                     output::clusters(out, &items, a.output)
                 }
@@ -275,12 +303,23 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         Command::Describe(a) => {
             let name = job_name(&a.resource, a.name.as_deref())?;
-            let job = client.get_job(v1::GetJobRequest { namespace: ns, name }).await?.into_inner();
+            let job = client
+                .get_job(v1::GetJobRequest {
+                    namespace: ns,
+                    name,
+                })
+                .await?
+                .into_inner();
             output::describe(out, &job)
         }
         Command::Patch(a) => {
             let name = job_name(&a.resource, a.name.as_deref())?;
-            let req = v1::PatchJobRequest { namespace: ns, name, patch: a.patch, ..Default::default() };
+            let req = v1::PatchJobRequest {
+                namespace: ns,
+                name,
+                patch: a.patch,
+                ..Default::default()
+            };
             let job = client.patch_job(req).await?.into_inner();
             print_changed(out, &job, "patched", a.output, false)
         }
@@ -306,13 +345,25 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 Cascade::Background => "Background",
                 Cascade::Foreground => "Foreground",
             };
-            let req = v1::DeleteJobRequest { namespace: ns, name: name.clone(), propagation_policy: propagation_policy.into() };
+            let req = v1::DeleteJobRequest {
+                namespace: ns,
+                name: name.clone(),
+                propagation_policy: propagation_policy.into(),
+            };
             let answer = client.delete_job(req).await?.into_inner();
             if answer.deleted {
                 writeln!(out, "job.batch \"{name}\" deleted")?;
             } else {
-                let waiting = answer.job.as_ref().map(output::clusters_to_confirm).unwrap_or_default();
-                writeln!(out, "job.batch \"{name}\" deleted (waiting for {} to delete its shards)", waiting.join(", "))?;
+                let waiting = answer
+                    .job
+                    .as_ref()
+                    .map(output::clusters_to_confirm)
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "job.batch \"{name}\" deleted (waiting for {} to delete its shards)",
+                    waiting.join(", ")
+                )?;
             }
             Ok(())
         }
@@ -321,12 +372,20 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             wait::run(&mut client, &ns, &name, &a.condition, a.timeout, out).await
         }
         Command::Cordon(a) => {
-            client.cordon_cluster(v1::CordonClusterRequest { name: a.cluster.clone() }).await?;
+            client
+                .cordon_cluster(v1::CordonClusterRequest {
+                    name: a.cluster.clone(),
+                })
+                .await?;
             writeln!(out, "cluster/{} cordoned", a.cluster)?;
             Ok(())
         }
         Command::Uncordon(a) => {
-            client.uncordon_cluster(v1::CordonClusterRequest { name: a.cluster.clone() }).await?;
+            client
+                .uncordon_cluster(v1::CordonClusterRequest {
+                    name: a.cluster.clone(),
+                })
+                .await?;
             writeln!(out, "cluster/{} uncordoned", a.cluster)?;
             Ok(())
         }
@@ -339,11 +398,19 @@ fn plan(args: &PlanArgs, ns: &str, out: &mut dyn Write) -> anyhow::Result<()> {
         bail!("error: --parallelism and --completions must be greater than or equal to 0");
     }
     let prefs = match &args.preferences {
-        Some(p) => Preferences::parse(p).map_err(|e| anyhow::anyhow!("error: --preferences: {e}"))?,
+        Some(p) => {
+            Preferences::parse(p).map_err(|e| anyhow::anyhow!("error: --preferences: {e}"))?
+        }
         None => Preferences::default(),
     };
     let key = crate::model::job::job_key(ns, &args.name);
-    let plan = split::plan(&key, args.parallelism, args.completions, &args.clusters, &prefs);
+    let plan = split::plan(
+        &key,
+        args.parallelism,
+        args.completions,
+        &args.clusters,
+        &prefs,
+    );
     match args.output {
         Some(Output::Json) => writeln!(out, "{}", serde_json::to_string_pretty(&plan.to_json())?)?,
         Some(Output::Yaml) => write!(out, "{}", serde_yaml::to_string(&plan.to_json())?)?,
@@ -362,7 +429,10 @@ fn print_changed(
     match format {
         Some(Output::Json | Output::Yaml) => output::job(out, job, format),
         _ => {
-            let name = output::job_value(job)["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = output::job_value(job)["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let suffix = if dry_run { " (dry run)" } else { "" };
             writeln!(out, "job.batch/{name} {verb}{suffix}")?;
             Ok(())
@@ -386,14 +456,20 @@ pub async fn connect(server: &str) -> anyhow::Result<FederationClient<Channel>> 
 fn read_file(path: &str) -> anyhow::Result<String> {
     if path == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
         return Ok(text);
     }
-    std::fs::read_to_string(path).with_context(|| format!("error: the path \"{path}\" cannot be read"))
+    std::fs::read_to_string(path)
+        .with_context(|| format!("error: the path \"{path}\" cannot be read"))
 }
 
 /// Accepts `job NAME`, `jobs NAME`, `job/NAME`, and the same for clusters.
-fn resource_and_name(resource: &str, name: Option<&str>) -> anyhow::Result<(Resource, Option<String>)> {
+fn resource_and_name(
+    resource: &str,
+    name: Option<&str>,
+) -> anyhow::Result<(Resource, Option<String>)> {
     let (kind, inline) = match resource.split_once('/') {
         Some((k, n)) => (k, Some(n.to_owned())),
         None => (resource, None),
@@ -401,10 +477,14 @@ fn resource_and_name(resource: &str, name: Option<&str>) -> anyhow::Result<(Reso
     let resource = match kind {
         "job" | "jobs" | "job.batch" | "jobs.batch" => Resource::Job,
         "cluster" | "clusters" => Resource::Cluster,
-        other => bail!("error: the server doesn't have a resource type \"{other}\" (fedctl knows jobs and clusters)"),
+        other => bail!(
+            "error: the server doesn't have a resource type \"{other}\" (fedctl knows jobs and clusters)"
+        ),
     };
     if inline.is_some() && name.is_some() {
-        bail!("error: there is no need to specify a resource type as a separate argument when passing arguments in resource/name form");
+        bail!(
+            "error: there is no need to specify a resource type as a separate argument when passing arguments in resource/name form"
+        );
     }
     Ok((resource, inline.or(name.map(str::to_owned))))
 }

@@ -15,7 +15,11 @@ pub fn job_value(job: &v1::FederatedJob) -> Value {
 }
 
 /// Prints one Job.
-pub fn job(out: &mut dyn Write, job: &v1::FederatedJob, format: Option<Output>) -> anyhow::Result<()> {
+pub fn job(
+    out: &mut dyn Write,
+    job: &v1::FederatedJob,
+    format: Option<Output>,
+) -> anyhow::Result<()> {
     match format {
         Some(Output::Json) => writeln!(out, "{}", serde_json::to_string_pretty(&job_value(job))?)?,
         Some(Output::Yaml) => write!(out, "{}", serde_yaml::to_string(&job_value(job))?)?,
@@ -25,15 +29,32 @@ pub fn job(out: &mut dyn Write, job: &v1::FederatedJob, format: Option<Output>) 
 }
 
 /// Prints a list of Jobs.
-pub fn jobs(out: &mut dyn Write, items: &[v1::FederatedJob], format: Option<Output>, with_namespace: bool) -> anyhow::Result<()> {
+pub fn jobs(
+    out: &mut dyn Write,
+    items: &[v1::FederatedJob],
+    format: Option<Output>,
+    with_namespace: bool,
+) -> anyhow::Result<()> {
     let values: Vec<Value> = items.iter().map(job_value).collect();
     match format {
         Some(Output::Json) => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&json!({"apiVersion": "v1", "kind": "List", "items": values}))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(
+                    &json!({"apiVersion": "v1", "kind": "List", "items": values})
+                )?
+            )?;
             return Ok(());
         }
         Some(Output::Yaml) => {
-            write!(out, "{}", serde_yaml::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": values}))?)?;
+            write!(
+                out,
+                "{}",
+                serde_yaml::to_string(
+                    &json!({"apiVersion": "v1", "kind": "List", "items": values})
+                )?
+            )?;
             return Ok(());
         }
         _ => {}
@@ -69,10 +90,19 @@ pub fn jobs(out: &mut dyn Write, items: &[v1::FederatedJob], format: Option<Outp
                 .filter(|p| !p.shards.is_empty())
                 .map(|p| format!("{}={}", p.cluster, p.parallelism))
                 .collect();
-            let unplaced = item.unplaced.as_ref().map_or(0, |u| u.parallelism.max(u.completions));
+            let unplaced = item
+                .unplaced
+                .as_ref()
+                .map_or(0, |u| u.parallelism.max(u.completions));
             row.extend([
-                v.pointer("/spec/parallelism").map(Value::to_string).unwrap_or_default(),
-                if clusters.is_empty() { "<none>".into() } else { clusters.join(",") },
+                v.pointer("/spec/parallelism")
+                    .map(Value::to_string)
+                    .unwrap_or_default(),
+                if clusters.is_empty() {
+                    "<none>".into()
+                } else {
+                    clusters.join(",")
+                },
                 unplaced.to_string(),
             ]);
         }
@@ -82,11 +112,19 @@ pub fn jobs(out: &mut dyn Write, items: &[v1::FederatedJob], format: Option<Outp
 }
 
 /// Prints clusters.
-pub fn clusters(out: &mut dyn Write, items: &[v1::Cluster], format: Option<Output>) -> anyhow::Result<()> {
+pub fn clusters(
+    out: &mut dyn Write,
+    items: &[v1::Cluster],
+    format: Option<Output>,
+) -> anyhow::Result<()> {
     let values: Vec<Value> = items.iter().map(cluster_json).collect();
     match format {
         Some(Output::Json) => {
-            writeln!(out, "{}", serde_json::to_string_pretty(&json!({"items": values}))?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&json!({"items": values}))?
+            )?;
             return Ok(());
         }
         Some(Output::Yaml) => {
@@ -103,26 +141,50 @@ pub fn clusters(out: &mut dyn Write, items: &[v1::Cluster], format: Option<Outpu
     let rows = items
         .iter()
         .map(|c| {
-            let status = if c.cordoned { format!("{},SchedulingDisabled", c.state) } else { c.state.clone() };
+            let status = if c.cordoned {
+                format!("{},SchedulingDisabled", c.state)
+            } else {
+                c.state.clone()
+            };
             let heartbeat = c
                 .last_heartbeat
                 .as_ref()
                 .and_then(from_timestamp)
                 .map(|t| format!("{} ago", human_duration((now - t).get_seconds().max(0))))
                 .unwrap_or_else(|| "<never>".into());
-            let mut labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let mut labels: Vec<String> =
+                c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             labels.sort();
             vec![
                 c.name.clone(),
                 status,
                 c.shards.to_string(),
-                if c.connected { "yes".into() } else { "no".into() },
+                if c.connected {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
                 heartbeat,
-                if labels.is_empty() { "<none>".into() } else { labels.join(",") },
+                if labels.is_empty() {
+                    "<none>".into()
+                } else {
+                    labels.join(",")
+                },
             ]
         })
         .collect();
-    table(out, &["NAME", "STATUS", "SHARDS", "CONNECTED", "LAST HEARTBEAT", "LABELS"], rows)
+    table(
+        out,
+        &[
+            "NAME",
+            "STATUS",
+            "SHARDS",
+            "CONNECTED",
+            "LAST HEARTBEAT",
+            "LABELS",
+        ],
+        rows,
+    )
 }
 
 /// Clusters that still have to confirm the deletion of their shards.
@@ -138,16 +200,28 @@ pub fn clusters_to_confirm(job: &v1::FederatedJob) -> Vec<String> {
 pub fn describe(out: &mut dyn Write, job: &v1::FederatedJob) -> anyhow::Result<()> {
     let v = job_value(job);
     let now = Timestamp::now();
-    let field = |out: &mut dyn Write, name: &str, value: String| writeln!(out, "{:<18}{}", format!("{name}:"), value);
+    let field = |out: &mut dyn Write, name: &str, value: String| {
+        writeln!(out, "{:<18}{}", format!("{name}:"), value)
+    };
     field(out, "Name", str_at(&v, "/metadata/name"))?;
     field(out, "Namespace", str_at(&v, "/metadata/namespace"))?;
     field(out, "UID", str_at(&v, "/metadata/uid"))?;
     map_field(out, "Labels", v.pointer("/metadata/labels"))?;
     map_field(out, "Annotations", v.pointer("/metadata/annotations"))?;
     field(out, "Parallelism", num_at(&v, "/spec/parallelism"))?;
-    field(out, "Completions", v.pointer("/spec/completions").map_or("<unset> (work queue)".into(), Value::to_string))?;
+    field(
+        out,
+        "Completions",
+        v.pointer("/spec/completions")
+            .map_or("<unset> (work queue)".into(), Value::to_string),
+    )?;
     field(out, "Completion Mode", str_at(&v, "/spec/completionMode"))?;
-    field(out, "Suspend", v.pointer("/spec/suspend").map_or("false".into(), Value::to_string))?;
+    field(
+        out,
+        "Suspend",
+        v.pointer("/spec/suspend")
+            .map_or("false".into(), Value::to_string),
+    )?;
     field(out, "Backoff Limit", num_at(&v, "/spec/backoffLimit"))?;
     if let Some(t) = v.pointer("/status/startTime").and_then(Value::as_str) {
         field(out, "Start Time", t.to_owned())?;
@@ -158,8 +232,18 @@ pub fn describe(out: &mut dyn Write, job: &v1::FederatedJob) -> anyhow::Result<(
     if v.pointer("/status/startTime").is_some() {
         field(out, "Duration", duration_column(&v, now))?;
     }
-    if let Some(t) = v.pointer("/metadata/deletionTimestamp").and_then(Value::as_str) {
-        field(out, "Terminating", format!("since {t}; waiting for {}", clusters_to_confirm(job).join(", ")))?;
+    if let Some(t) = v
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+    {
+        field(
+            out,
+            "Terminating",
+            format!(
+                "since {t}; waiting for {}",
+                clusters_to_confirm(job).join(", ")
+            ),
+        )?;
     }
     field(
         out,
@@ -174,16 +258,34 @@ pub fn describe(out: &mut dyn Write, job: &v1::FederatedJob) -> anyhow::Result<(
     if let Some(u) = &job.unplaced
         && (u.parallelism > 0 || u.completions > 0)
     {
-        field(out, "Unplaced", format!("parallelism {}, completions {}", u.parallelism, u.completions))?;
+        field(
+            out,
+            "Unplaced",
+            format!(
+                "parallelism {}, completions {}",
+                u.parallelism, u.completions
+            ),
+        )?;
     }
     writeln!(out, "Conditions:")?;
-    let conditions = v.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let conditions = v
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if conditions.is_empty() {
         writeln!(out, "  <none>")?;
     } else {
         let rows = conditions
             .iter()
-            .map(|c| vec![str_at(c, "/type"), str_at(c, "/status"), str_at(c, "/reason"), str_at(c, "/message")])
+            .map(|c| {
+                vec![
+                    str_at(c, "/type"),
+                    str_at(c, "/status"),
+                    str_at(c, "/reason"),
+                    str_at(c, "/message"),
+                ]
+            })
             .collect();
         indented_table(out, &["Type", "Status", "Reason", "Message"], rows)?;
     }
@@ -211,13 +313,26 @@ pub fn describe(out: &mut dyn Write, job: &v1::FederatedJob) -> anyhow::Result<(
                     p.active.to_string(),
                     p.succeeded.to_string(),
                     p.failed.to_string(),
-                    if shards.is_empty() { "<none>".into() } else { shards.join(" ") },
+                    if shards.is_empty() {
+                        "<none>".into()
+                    } else {
+                        shards.join(" ")
+                    },
                 ]
             })
             .collect();
         indented_table(
             out,
-            &["CLUSTER", "STATE", "PARALLELISM", "COMPLETIONS", "ACTIVE", "SUCCEEDED", "FAILED", "SHARDS"],
+            &[
+                "CLUSTER",
+                "STATE",
+                "PARALLELISM",
+                "COMPLETIONS",
+                "ACTIVE",
+                "SUCCEEDED",
+                "FAILED",
+                "SHARDS",
+            ],
             rows,
         )?;
         for p in job.placements.iter().filter(|p| !p.message.is_empty()) {
@@ -225,7 +340,12 @@ pub fn describe(out: &mut dyn Write, job: &v1::FederatedJob) -> anyhow::Result<(
         }
     }
     writeln!(out, "Pod Template:")?;
-    for c in v.pointer("/spec/template/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+    for c in v
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         writeln!(out, "  {}:", str_at(c, "/name"))?;
         writeln!(out, "    Image:    {}", str_at(c, "/image"))?;
         if let Some(cmd) = c.get("command").and_then(Value::as_array) {
@@ -239,13 +359,21 @@ pub fn describe(out: &mut dyn Write, job: &v1::FederatedJob) -> anyhow::Result<(
 fn map_field(out: &mut dyn Write, name: &str, map: Option<&Value>) -> std::io::Result<()> {
     let entries: Vec<(String, String)> = map
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
         .unwrap_or_default();
     if entries.is_empty() {
         return writeln!(out, "{:<18}<none>", format!("{name}:"));
     }
     for (i, (k, v)) in entries.iter().enumerate() {
-        let label = if i == 0 { format!("{name}:") } else { String::new() };
+        let label = if i == 0 {
+            format!("{name}:")
+        } else {
+            String::new()
+        };
         let sep = if name == "Labels" { "=" } else { ": " };
         writeln!(out, "{label:<18}{k}{sep}{v}")?;
     }
@@ -284,7 +412,10 @@ fn completions_column(v: &Value) -> String {
 }
 
 fn duration_column(v: &Value, now: Timestamp) -> String {
-    let start = v.pointer("/status/startTime").and_then(Value::as_str).and_then(|s| s.parse::<Timestamp>().ok());
+    let start = v
+        .pointer("/status/startTime")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<Timestamp>().ok());
     let end = v
         .pointer("/status/completionTime")
         .and_then(Value::as_str)
@@ -306,7 +437,12 @@ fn age(created: Option<&Value>, now: Timestamp) -> String {
 
 /// kubectl's short durations: `45s`, `3m12s`, `5h2m`, `3d4h`.
 pub fn human_duration(seconds: i64) -> String {
-    let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
     match () {
         _ if seconds < 120 => format!("{seconds}s"),
         _ if seconds < 600 => format!("{m}m{s}s"),
@@ -319,11 +455,16 @@ pub fn human_duration(seconds: i64) -> String {
 }
 
 fn str_at(v: &Value, pointer: &str) -> String {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn num_at(v: &Value, pointer: &str) -> String {
-    v.pointer(pointer).map(Value::to_string).unwrap_or_else(|| "<unset>".into())
+    v.pointer(pointer)
+        .map(Value::to_string)
+        .unwrap_or_else(|| "<unset>".into())
 }
 
 fn num0(v: &Value, pointer: &str) -> i64 {
@@ -335,11 +476,20 @@ pub fn table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> an
     write_table(out, "", header, rows)
 }
 
-fn indented_table(out: &mut dyn Write, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+fn indented_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> anyhow::Result<()> {
     write_table(out, "  ", header, rows)
 }
 
-fn write_table(out: &mut dyn Write, indent: &str, header: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<()> {
+fn write_table(
+    out: &mut dyn Write,
+    indent: &str,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+) -> anyhow::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -380,7 +530,10 @@ mod tests {
     #[test]
     fn tables_align_columns() {
         let mut out = Vec::new();
-        let rows = vec![vec!["myjob".into(), "18/18".into()], vec!["a".into(), "1/1".into()]];
+        let rows = vec![
+            vec!["myjob".into(), "18/18".into()],
+            vec!["a".into(), "1/1".into()],
+        ];
         table(&mut out, &["NAME", "COMPLETIONS"], rows).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text, "NAME    COMPLETIONS\nmyjob   18/18\na       1/1\n");

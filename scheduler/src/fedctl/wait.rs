@@ -33,7 +33,9 @@ fn parse_target(text: &str) -> anyhow::Result<Target> {
             }
             Ok(Target::Condition(name.to_owned()))
         }
-        None => bail!("error: unrecognized condition: \"{text}\" (use condition=Complete, condition=Failed or delete)"),
+        None => bail!(
+            "error: unrecognized condition: \"{text}\" (use condition=Complete, condition=Failed or delete)"
+        ),
     }
 }
 
@@ -51,7 +53,10 @@ pub async fn run(
     let mut last_progress = String::new();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let request = v1::WatchJobRequest { namespace: namespace.to_owned(), name: name.to_owned() };
+        let request = v1::WatchJobRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
         let opened = timeout_at(deadline, client.watch_job(request)).await;
         let mut stream = match opened {
             Err(_) => break,
@@ -98,9 +103,14 @@ pub async fn run(
                 }
                 let terminal = ["Complete", "Failed"];
                 if terminal.contains(&wanted.as_str())
-                    && let Some(other) = terminal.iter().find(|t| **t != wanted && has_condition(&value, t))
+                    && let Some(other) = terminal
+                        .iter()
+                        .find(|t| **t != wanted && has_condition(&value, t))
                 {
-                    bail!("error: job.batch/{name} is {other}: {}", condition_message(&value, other));
+                    bail!(
+                        "error: job.batch/{name} is {other}: {}",
+                        condition_message(&value, other)
+                    );
                 }
             }
         }
@@ -114,7 +124,10 @@ pub async fn run(
 fn has_condition(job: &Value, wanted: &str) -> bool {
     job.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == wanted && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == wanted && c["status"] == "True")
+        })
 }
 
 fn condition_message(job: &Value, type_: &str) -> String {
@@ -130,7 +143,10 @@ fn condition_message(job: &Value, type_: &str) -> String {
 fn progress_line(job: &v1::FederatedJob) -> String {
     let v = job_value(job);
     let n = |p: &str| v.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let name = v
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let total = match v.pointer("/spec/completions").and_then(Value::as_i64) {
         Some(c) => format!("{}/{c} succeeded", n("/status/succeeded")),
         None => format!("{} succeeded", n("/status/succeeded")),
@@ -148,7 +164,11 @@ fn progress_line(job: &v1::FederatedJob) -> String {
         "{name}: {total}, {} active, {} failed | {}",
         n("/status/active"),
         n("/status/failed"),
-        if clusters.is_empty() { "no cluster yet".to_owned() } else { clusters.join(", ") }
+        if clusters.is_empty() {
+            "no cluster yet".to_owned()
+        } else {
+            clusters.join(", ")
+        }
     )
 }
 
@@ -158,8 +178,14 @@ mod tests {
 
     #[test]
     fn targets_parse_like_kubectl_wait() {
-        assert_eq!(parse_target("condition=Complete").unwrap(), Target::Condition("Complete".into()));
-        assert_eq!(parse_target("condition=Failed=True").unwrap(), Target::Condition("Failed".into()));
+        assert_eq!(
+            parse_target("condition=Complete").unwrap(),
+            Target::Condition("Complete".into())
+        );
+        assert_eq!(
+            parse_target("condition=Failed=True").unwrap(),
+            Target::Condition("Failed".into())
+        );
         assert_eq!(parse_target("delete").unwrap(), Target::Delete);
         assert!(parse_target("Complete").is_err());
         assert!(parse_target("condition=Complete=false").is_err());

@@ -44,8 +44,8 @@ pub type Clusters = BTreeMap<String, ClusterView>;
 /// Brings `fj`'s shards in line with its spec, preferences and the clusters, and refreshes
 /// its aggregated status.
 pub fn reconcile(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp) {
-    let prefs = Preferences::from_annotations(fj.job.metadata.annotations.as_ref())
-        .unwrap_or_default();
+    let prefs =
+        Preferences::from_annotations(fj.job.metadata.annotations.as_ref()).unwrap_or_default();
     status::refresh_terminal(fj, now);
     if fj.deletion.is_some() {
         stop_shards(fj, StopReason::Cascade, |s| s.state != ShardState::Stopped);
@@ -67,7 +67,13 @@ pub fn reconcile(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp) {
 
 /// Records what an agent reported of one of `fj`'s shards in `cluster`. Returns false when the
 /// report is not about a shard the federation planned there (the agent then forgets it).
-pub fn observe(fj: &mut FederatedJob, cluster: &str, shard: &str, epoch: u64, report: Observed) -> bool {
+pub fn observe(
+    fj: &mut FederatedJob,
+    cluster: &str,
+    shard: &str,
+    epoch: u64,
+    report: Observed,
+) -> bool {
     let Some(s) = fj.shard_mut(cluster, shard) else {
         return false;
     };
@@ -75,7 +81,10 @@ pub fn observe(fj: &mut FederatedJob, cluster: &str, shard: &str, epoch: u64, re
         // Status from before the shard's epoch is about an incarnation the federation fenced off.
         return true;
     }
-    let gone = matches!(report.phase, ObservedPhase::Deleted | ObservedPhase::Missing);
+    let gone = matches!(
+        report.phase,
+        ObservedPhase::Deleted | ObservedPhase::Missing
+    );
     if s.stop_reason == Some(StopReason::Superseded) && !gone {
         // Work of a superseded shard was planned again elsewhere; counting it would overshoot.
         return true;
@@ -97,7 +106,9 @@ pub fn observe(fj: &mut FederatedJob, cluster: &str, shard: &str, epoch: u64, re
         s.seen = true;
     }
     s.state = match (s.state, merged.phase) {
-        (ShardState::Active, ObservedPhase::Complete | ObservedPhase::Failed) => ShardState::Finished,
+        (ShardState::Active, ObservedPhase::Complete | ObservedPhase::Failed) => {
+            ShardState::Finished
+        }
         (ShardState::Active, _) if gone => {
             if previous.phase == ObservedPhase::Complete {
                 merged.phase = ObservedPhase::Complete;
@@ -109,7 +120,12 @@ pub fn observe(fj: &mut FederatedJob, cluster: &str, shard: &str, epoch: u64, re
         (ShardState::Stopping, _) if gone => ShardState::Stopped,
         (state, _) => state,
     };
-    if gone && matches!(previous.phase, ObservedPhase::Complete | ObservedPhase::Failed) {
+    if gone
+        && matches!(
+            previous.phase,
+            ObservedPhase::Complete | ObservedPhase::Failed
+        )
+    {
         // A finished shard removed by its TTL keeps its final phase.
         merged.phase = previous.phase;
     }
@@ -136,7 +152,11 @@ fn stop_shards(fj: &mut FederatedJob, reason: StopReason, which: impl Fn(&Shard)
 fn update_members(fj: &mut FederatedJob, clusters: &Clusters, prefs: &Preferences) {
     let excluded = |c: &str| prefs.for_cluster(c).is_none() || !clusters.contains_key(c);
     let lost = |c: &str| prefs.rebalance && clusters.get(c).is_some_and(|v| v.lost);
-    for s in fj.shards.iter_mut().filter(|s| s.state == ShardState::Active) {
+    for s in fj
+        .shards
+        .iter_mut()
+        .filter(|s| s.state == ShardState::Active)
+    {
         let reason = if excluded(&s.cluster) {
             StopReason::Excluded
         } else if lost(&s.cluster) {
@@ -178,7 +198,10 @@ fn plan_completions(
 ) {
     let total = fj.spec().completions.unwrap_or(0);
     let planned = |fj: &FederatedJob| -> i64 {
-        fj.shards.iter().map(|s| i64::from(s.effective_completions())).sum()
+        fj.shards
+            .iter()
+            .map(|s| i64::from(s.effective_completions()))
+            .sum()
     };
     if planned(fj) > i64::from(total) {
         stop_shards(fj, StopReason::Unstarted, |s| {
@@ -263,9 +286,7 @@ fn distribute_parallelism(fj: &mut FederatedJob, shares: &[(String, i32)]) {
         }
         for i in indexes {
             let s = &mut fj.shards[i];
-            let wanted = s
-                .completions
-                .map_or(left, |c| (c - s.succeeded()).max(0));
+            let wanted = s.completions.map_or(left, |c| (c - s.succeeded()).max(0));
             s.parallelism = wanted.min(left);
             left -= s.parallelism;
         }

@@ -30,7 +30,10 @@ pub fn manifest(fj: &FederatedJob, shard: &Shard) -> Value {
     let mut labels: BTreeMap<String, String> = meta.labels.clone().unwrap_or_default();
     labels.insert(names::JOB_LABEL.into(), fj.name().into());
     labels.insert(names::JOB_UID_LABEL.into(), fj.uid().into());
-    labels.insert(names::MANAGED_BY_LABEL.into(), names::MANAGED_BY_VALUE.into());
+    labels.insert(
+        names::MANAGED_BY_LABEL.into(),
+        names::MANAGED_BY_VALUE.into(),
+    );
     let mut annotations: BTreeMap<String, String> = meta.annotations.clone().unwrap_or_default();
     annotations.insert(
         names::ASSIGNMENT_REVISION_ANNOTATION.into(),
@@ -87,9 +90,7 @@ pub fn shard_fingerprint(job_fingerprint: u64, shard: &Shard, suspended: bool) -
         i64::from(shard.parallelism).to_le_bytes(),
         shard.epoch.to_le_bytes(),
     ];
-    fields
-        .iter()
-        .fold(FNV_OFFSET, |h, bytes| fnv1a(bytes, h))
+    fields.iter().fold(FNV_OFFSET, |h, bytes| fnv1a(bytes, h))
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

@@ -61,7 +61,12 @@ pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {
         status.completion_time = Some(Time(completed_at.max(now)));
         set_condition(
             fj,
-            condition("Complete", "CompletionsReached", "Job completed in every cluster", now),
+            condition(
+                "Complete",
+                "CompletionsReached",
+                "Job completed in every cluster",
+                now,
+            ),
         );
     }
 }
@@ -87,14 +92,13 @@ pub fn refresh(fj: &mut FederatedJob, now: Timestamp) {
         .iter()
         .filter_map(|s| s.observed.as_ref()?.start_time)
         .min();
-    let unschedulable = (fj.unplaced.parallelism > 0 || fj.unplaced.completions > 0)
-        .then(|| {
-            let message = format!(
-                "parallelism {} and completions {} could not be placed: no eligible cluster has room",
-                fj.unplaced.parallelism, fj.unplaced.completions
-            );
-            condition("Unschedulable", "NoEligibleCluster", &message, now)
-        });
+    let unschedulable = (fj.unplaced.parallelism > 0 || fj.unplaced.completions > 0).then(|| {
+        let message = format!(
+            "parallelism {} and completions {} could not be placed: no eligible cluster has room",
+            fj.unplaced.parallelism, fj.unplaced.completions
+        );
+        condition("Unschedulable", "NoEligibleCluster", &message, now)
+    });
     let suspended = (fj.spec().suspend == Some(true) && !fj.is_finished())
         .then(|| condition("Suspended", "JobSuspended", "Job suspended", now));
 
@@ -231,20 +235,17 @@ pub fn placements(fj: &FederatedJob, clusters: &Clusters) -> Vec<PlacementView> 
                 .shards_in(cluster)
                 .map(|s| shard_view(s, ready))
                 .collect();
-            let counted = fj
-                .shards_in(cluster)
-                .filter(|s| s.stop_reason != Some(StopReason::Unstarted));
             let completions = (!work_queue).then(|| {
-                counted
-                    .clone()
+                fj.shards_in(cluster)
+                    .filter(|s| s.stop_reason != Some(StopReason::Unstarted))
                     .map(Shard::effective_completions)
                     .sum::<i32>()
             });
             let state = placement_state(&shards, ready);
             let message = match state {
-                "Waiting" => format!(
-                    "cluster {cluster} is NotReady; its shards wait for it to come back"
-                ),
+                "Waiting" => {
+                    format!("cluster {cluster} is NotReady; its shards wait for it to come back")
+                }
                 _ => shards
                     .iter()
                     .find(|s| !s.message.is_empty())
@@ -272,7 +273,11 @@ fn shard_view(s: &Shard, cluster_ready: bool) -> ShardView {
         name: s.name.clone(),
         parallelism: s.parallelism,
         completions: s.completions,
-        active: if s.state == ShardState::Active { o.active } else { 0 },
+        active: if s.state == ShardState::Active {
+            o.active
+        } else {
+            0
+        },
         succeeded: o.succeeded,
         failed: o.failed,
         state: shard_state(s, cluster_ready),

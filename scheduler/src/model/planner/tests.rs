@@ -21,8 +21,7 @@ fn job(parallelism: i32, completions: Option<i32>, prefs: Option<&str>) -> Feder
         value["spec"]["completions"] = json!(c);
     }
     if let Some(p) = prefs {
-        value["metadata"]["annotations"] =
-            json!({"federation.kubernetes.io/job-preferences": p});
+        value["metadata"]["annotations"] = json!({"federation.kubernetes.io/job-preferences": p});
     }
     FederatedJob::new(serde_json::from_value(value).unwrap())
 }
@@ -31,18 +30,25 @@ fn ready(names: &[&str]) -> Clusters {
     names
         .iter()
         .map(|n| {
-            let view = ClusterView { ready: true, ..Default::default() };
+            let view = ClusterView {
+                ready: true,
+                ..Default::default()
+            };
             (n.to_string(), view)
         })
         .collect()
 }
 
+/// Active shards as (cluster, name, parallelism, completions), in cluster order.
 fn counts(fj: &FederatedJob) -> Vec<(&str, &str, i32, Option<i32>)> {
-    fj.shards
+    let mut active: Vec<_> = fj
+        .shards
         .iter()
         .filter(|s| s.state == ShardState::Active)
         .map(|s| (s.cluster.as_str(), s.name.as_str(), s.parallelism, s.completions))
-        .collect()
+        .collect();
+    active.sort();
+    active
 }
 
 fn report(phase: ObservedPhase, active: i32, succeeded: i32, failed: i32) -> Observed {
@@ -110,7 +116,11 @@ fn parallelism_changes_in_place() {
     set_parallelism(&mut fj, 12);
     reconcile(&mut fj, &clusters, now());
     assert_eq!(fj.shards.len(), 3, "no shard is added");
-    assert!(fj.shards.iter().all(|s| s.parallelism == 4 && s.revision == 2));
+    assert!(
+        fj.shards
+            .iter()
+            .all(|s| s.parallelism == 4 && s.revision == 2)
+    );
 }
 
 #[test]
@@ -119,7 +129,13 @@ fn raising_completions_adds_shards_for_the_difference() {
     let mut fj = job(9, Some(18), None);
     reconcile(&mut fj, &clusters, now());
     for c in ["c1", "c2", "c3"] {
-        observe(&mut fj, c, "myjob", 0, report(ObservedPhase::Running, 3, 1, 0));
+        observe(
+            &mut fj,
+            c,
+            "myjob",
+            0,
+            report(ObservedPhase::Running, 3, 1, 0),
+        );
     }
     set_completions(&mut fj, 24);
     reconcile(&mut fj, &clusters, now());
@@ -127,7 +143,11 @@ fn raising_completions_adds_shards_for_the_difference() {
     assert_eq!(new.len(), 3);
     assert!(new.iter().all(|s| s.completions == Some(2)));
     let first = fj.shards.iter().find(|s| s.name == "myjob").unwrap();
-    assert_eq!(first.completions, Some(6), "completions of a shard never change");
+    assert_eq!(
+        first.completions,
+        Some(6),
+        "completions of a shard never change"
+    );
     // Each cluster's parallelism of 3 goes to the older shard first (5 still to do).
     assert_eq!((first.parallelism, new[0].parallelism), (3, 0));
     let planned: i32 = fj.shards.iter().map(|s| s.effective_completions()).sum();
@@ -139,7 +159,13 @@ fn lowering_completions_removes_unstarted_shards_and_replans() {
     let clusters = ready(&["c1", "c2", "c3"]);
     let mut fj = job(9, Some(18), None);
     reconcile(&mut fj, &clusters, now());
-    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Running, 3, 2, 0));
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Running, 3, 2, 0),
+    );
     set_completions(&mut fj, 9);
     reconcile(&mut fj, &clusters, now());
     let stopped: Vec<_> = fj
@@ -151,7 +177,14 @@ fn lowering_completions_removes_unstarted_shards_and_replans() {
     assert_eq!(stopped, vec!["c2", "c3"]);
     let planned: i32 = fj.shards.iter().map(|s| s.effective_completions()).sum();
     assert_eq!(planned, 9, "the started shard keeps 6, new shards take 3");
-    assert_eq!(fj.shards.iter().find(|s| s.cluster == "c1").unwrap().completions, Some(6));
+    assert_eq!(
+        fj.shards
+            .iter()
+            .find(|s| s.cluster == "c1")
+            .unwrap()
+            .completions,
+        Some(6)
+    );
 }
 
 #[test]
@@ -160,13 +193,22 @@ fn reaching_the_total_completes_and_stops_surplus_shards() {
     let mut fj = job(9, Some(18), None);
     reconcile(&mut fj, &clusters, now());
     for c in ["c1", "c2", "c3"] {
-        observe(&mut fj, c, "myjob", 0, report(ObservedPhase::Running, 3, 3, 0));
+        observe(
+            &mut fj,
+            c,
+            "myjob",
+            0,
+            report(ObservedPhase::Running, 3, 3, 0),
+        );
     }
     set_completions(&mut fj, 9);
     reconcile(&mut fj, &clusters, now());
     assert!(fj.is_finished() && fj.condition("Complete"));
-    assert!(fj.shards.iter().all(|s| s.state == ShardState::Stopping
-        && s.stop_reason == Some(StopReason::Surplus)));
+    assert!(
+        fj.shards
+            .iter()
+            .all(|s| s.state == ShardState::Stopping && s.stop_reason == Some(StopReason::Surplus))
+    );
     let status = fj.job.status.as_ref().unwrap();
     assert_eq!(status.succeeded, Some(9));
     assert!(status.completion_time.is_some());
@@ -178,17 +220,36 @@ fn all_shards_complete_makes_the_job_complete() {
     let mut fj = job(9, Some(18), None);
     reconcile(&mut fj, &clusters, now());
     for c in ["c1", "c2"] {
-        observe(&mut fj, c, "myjob", 0, report(ObservedPhase::Complete, 0, 6, 0));
+        observe(
+            &mut fj,
+            c,
+            "myjob",
+            0,
+            report(ObservedPhase::Complete, 0, 6, 0),
+        );
     }
     reconcile(&mut fj, &clusters, now());
     assert!(!fj.is_finished(), "12 of 18 is not complete");
-    observe(&mut fj, "c3", "myjob", 0, report(ObservedPhase::Complete, 0, 6, 1));
+    observe(
+        &mut fj,
+        "c3",
+        "myjob",
+        0,
+        report(ObservedPhase::Complete, 0, 6, 1),
+    );
     reconcile(&mut fj, &clusters, now());
     assert!(fj.condition("Complete"));
     let status = fj.job.status.as_ref().unwrap();
-    assert_eq!((status.succeeded, status.failed, status.active), (Some(18), Some(1), None));
+    assert_eq!(
+        (status.succeeded, status.failed, status.active),
+        (Some(18), Some(1), None)
+    );
     let places = status::placements(&fj, &clusters);
-    assert!(places.iter().all(|p| p.state == "Complete" && p.succeeded == 6));
+    assert!(
+        places
+            .iter()
+            .all(|p| p.state == "Complete" && p.succeeded == 6)
+    );
 }
 
 #[test]
@@ -202,11 +263,23 @@ fn a_failed_shard_fails_the_job_and_names_the_cluster() {
     reconcile(&mut fj, &clusters, now());
     assert!(fj.condition("Failed"));
     let status = fj.job.status.as_ref().unwrap();
-    let cond = status.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Failed").unwrap();
+    let cond = status
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .unwrap();
     assert_eq!(cond.reason.as_deref(), Some("BackoffLimitExceeded"));
     assert!(cond.message.as_deref().unwrap().contains("c2"));
     // Terminal status is sticky: a later success does not turn it into Complete.
-    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Complete, 0, 2, 0));
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Complete, 0, 2, 0),
+    );
     reconcile(&mut fj, &clusters, now());
     assert!(!fj.condition("Complete"));
 }
@@ -216,10 +289,26 @@ fn a_shard_deleted_before_it_finished_is_replaced_for_what_it_lacked() {
     let clusters = ready(&["c1", "c2", "c3"]);
     let mut fj = job(9, Some(18), None);
     reconcile(&mut fj, &clusters, now());
-    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Running, 2, 4, 0));
-    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Deleted, 0, 0, 0));
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Running, 2, 4, 0),
+    );
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Deleted, 0, 0, 0),
+    );
     reconcile(&mut fj, &clusters, now());
-    let lost = fj.shards.iter().find(|s| s.cluster == "c1" && s.name == "myjob").unwrap();
+    let lost = fj
+        .shards
+        .iter()
+        .find(|s| s.cluster == "c1" && s.name == "myjob")
+        .unwrap();
     assert_eq!(lost.state, ShardState::Lost);
     assert_eq!(lost.succeeded(), 4, "what was done still counts");
     let new: i32 = fj
@@ -237,12 +326,27 @@ fn a_finished_shard_deleted_by_its_ttl_is_not_recreated() {
     let clusters = ready(&["c1", "c2", "c3"]);
     let mut fj = job(9, Some(18), None);
     reconcile(&mut fj, &clusters, now());
-    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Complete, 0, 6, 0));
-    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Deleted, 0, 0, 0));
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Complete, 0, 6, 0),
+    );
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Deleted, 0, 0, 0),
+    );
     reconcile(&mut fj, &clusters, now());
     assert_eq!(fj.shards.len(), 3);
-    let s = &fj.shards[0];
-    assert_eq!((s.state, s.observed_phase()), (ShardState::Finished, Some(ObservedPhase::Complete)));
+    let s = fj.shards.iter().find(|s| s.cluster == "c1").unwrap();
+    assert_eq!(
+        (s.state, s.observed_phase()),
+        (ShardState::Finished, Some(ObservedPhase::Complete))
+    );
 }
 
 #[test]
@@ -263,16 +367,29 @@ fn without_rebalance_a_lost_cluster_keeps_its_work() {
 #[test]
 fn with_rebalance_a_lost_clusters_unfinished_work_moves() {
     let mut clusters = ready(&["c1", "c2", "c3"]);
-    let mut fj = job(9, Some(18), Some(r#"{"rebalance": true, "clusters": {"*": {"weight": 1}}}"#));
+    let mut fj = job(
+        9,
+        Some(18),
+        Some(r#"{"rebalance": true, "clusters": {"*": {"weight": 1}}}"#),
+    );
     reconcile(&mut fj, &clusters, now());
-    observe(&mut fj, "c3", "myjob", 0, report(ObservedPhase::Running, 3, 2, 0));
+    observe(
+        &mut fj,
+        "c3",
+        "myjob",
+        0,
+        report(ObservedPhase::Running, 3, 2, 0),
+    );
     let c3 = clusters.get_mut("c3").unwrap();
     c3.ready = false;
     c3.lost = true;
     c3.epoch = 1;
     reconcile(&mut fj, &clusters, now());
     let old = fj.shards.iter().find(|s| s.cluster == "c3").unwrap();
-    assert_eq!((old.state, old.stop_reason), (ShardState::Stopping, Some(StopReason::Superseded)));
+    assert_eq!(
+        (old.state, old.stop_reason),
+        (ShardState::Stopping, Some(StopReason::Superseded))
+    );
     let moved: i32 = fj
         .shards
         .iter()
@@ -281,11 +398,26 @@ fn with_rebalance_a_lost_clusters_unfinished_work_moves() {
         .sum();
     assert_eq!(moved, 4, "6 planned − 2 done");
     // When c3 comes back, late status of the superseded shard does not count.
-    observe(&mut fj, "c3", "myjob", 0, report(ObservedPhase::Complete, 0, 6, 0));
+    observe(
+        &mut fj,
+        "c3",
+        "myjob",
+        0,
+        report(ObservedPhase::Complete, 0, 6, 0),
+    );
     reconcile(&mut fj, &clusters, now());
     assert_eq!(status::total_succeeded(&fj), 2);
-    observe(&mut fj, "c3", "myjob", 0, report(ObservedPhase::Deleted, 0, 0, 0));
-    assert_eq!(fj.shards.iter().find(|s| s.cluster == "c3").unwrap().state, ShardState::Stopped);
+    observe(
+        &mut fj,
+        "c3",
+        "myjob",
+        0,
+        report(ObservedPhase::Deleted, 0, 0, 0),
+    );
+    assert_eq!(
+        fj.shards.iter().find(|s| s.cluster == "c3").unwrap().state,
+        ShardState::Stopped
+    );
 }
 
 #[test]
@@ -293,7 +425,13 @@ fn a_cluster_joining_later_takes_no_running_work_but_new_jobs() {
     let mut clusters = ready(&["c1", "c2"]);
     let mut fj = job(4, Some(8), None);
     reconcile(&mut fj, &clusters, now());
-    clusters.insert("c3".into(), ClusterView { ready: true, ..Default::default() });
+    clusters.insert(
+        "c3".into(),
+        ClusterView {
+            ready: true,
+            ..Default::default()
+        },
+    );
     reconcile(&mut fj, &clusters, now());
     assert!(fj.shards.iter().all(|s| s.cluster != "c3"));
     let mut later = job(6, Some(6), None);
@@ -329,13 +467,31 @@ fn cascading_delete_stops_every_shard_and_waits_for_confirmation() {
     let clusters = ready(&["c1", "c2"]);
     let mut fj = job(2, Some(4), None);
     reconcile(&mut fj, &clusters, now());
-    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Complete, 0, 2, 0));
-    fj.deletion = Some(crate::model::job::Deletion { requested_at: now() });
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Complete, 0, 2, 0),
+    );
+    fj.deletion = Some(crate::model::job::Deletion {
+        requested_at: now(),
+    });
     reconcile(&mut fj, &clusters, now());
     assert!(fj.shards.iter().all(|s| s.state == ShardState::Stopping));
-    assert!(fj.shards.iter().all(|s| render::action(s, false) == AssignmentAction::Delete));
+    assert!(
+        fj.shards
+            .iter()
+            .all(|s| render::action(s, false) == AssignmentAction::Delete)
+    );
     for c in ["c1", "c2"] {
-        observe(&mut fj, c, "myjob", 0, report(ObservedPhase::Deleted, 0, 0, 0));
+        observe(
+            &mut fj,
+            c,
+            "myjob",
+            0,
+            report(ObservedPhase::Deleted, 0, 0, 0),
+        );
     }
     assert!(fj.shards.iter().all(|s| s.state == ShardState::Stopped));
 }
@@ -345,11 +501,26 @@ fn a_work_queue_splits_parallelism_and_completes_when_every_shard_does() {
     let clusters = ready(&["c1", "c2"]);
     let mut fj = job(4, None, None);
     reconcile(&mut fj, &clusters, now());
-    assert_eq!(counts(&fj), vec![("c1", "myjob", 2, None), ("c2", "myjob", 2, None)]);
-    observe(&mut fj, "c1", "myjob", 0, report(ObservedPhase::Complete, 0, 1, 0));
+    assert_eq!(
+        counts(&fj),
+        vec![("c1", "myjob", 2, None), ("c2", "myjob", 2, None)]
+    );
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Complete, 0, 1, 0),
+    );
     reconcile(&mut fj, &clusters, now());
     assert!(!fj.is_finished());
-    observe(&mut fj, "c2", "myjob", 0, report(ObservedPhase::Complete, 0, 1, 0));
+    observe(
+        &mut fj,
+        "c2",
+        "myjob",
+        0,
+        report(ObservedPhase::Complete, 0, 1, 0),
+    );
     reconcile(&mut fj, &clusters, now());
     assert!(fj.condition("Complete"));
 }
@@ -362,20 +533,41 @@ fn suspending_changes_the_action_and_the_revision() {
     fj.job.spec.as_mut().unwrap().suspend = Some(true);
     reconcile(&mut fj, &clusters, now());
     let s = &fj.shards[0];
-    assert_eq!((render::action(s, true), s.revision), (AssignmentAction::Suspend, 2));
+    assert_eq!(
+        (render::action(s, true), s.revision),
+        (AssignmentAction::Suspend, 2)
+    );
     assert!(fj.condition("Suspended"));
     let manifest = render::manifest(&fj, s);
     assert_eq!(manifest["spec"]["suspend"], json!(true));
-    assert_eq!(manifest["metadata"]["labels"]["fedjob.io/job-uid"], json!("uid-1"));
-    assert_eq!(manifest["metadata"]["annotations"]["fedjob.io/assignment-revision"], json!("2"));
+    assert_eq!(
+        manifest["metadata"]["labels"]["fedjob.io/job-uid"],
+        json!("uid-1")
+    );
+    assert_eq!(
+        manifest["metadata"]["annotations"]["fedjob.io/assignment-revision"],
+        json!("2")
+    );
 }
 
 #[test]
 fn reports_for_unknown_shards_are_refused() {
     let mut fj = job(1, Some(1), None);
     reconcile(&mut fj, &ready(&["c1"]), now());
-    assert!(!observe(&mut fj, "c2", "myjob", 0, report(ObservedPhase::Running, 1, 0, 0)));
-    assert!(!observe(&mut fj, "c1", "other", 0, report(ObservedPhase::Running, 1, 0, 0)));
+    assert!(!observe(
+        &mut fj,
+        "c2",
+        "myjob",
+        0,
+        report(ObservedPhase::Running, 1, 0, 0)
+    ));
+    assert!(!observe(
+        &mut fj,
+        "c1",
+        "other",
+        0,
+        report(ObservedPhase::Running, 1, 0, 0)
+    ));
 }
 
 /// One step of a random history.
@@ -417,14 +609,14 @@ proptest! {
                 }
                 Step::Progress(i, _) | Step::Finish(i) | Step::Delete(i) if !fj.shards.is_empty() => {
                     let s = &fj.shards[i % fj.shards.len()];
-                    let (cluster, name, c) = (s.cluster.clone(), s.name.clone(), s.completions.unwrap_or(1));
+                    let (cluster, name, c, epoch) = (s.cluster.clone(), s.name.clone(), s.completions.unwrap_or(1), s.epoch);
                     let done = (s.succeeded() + if let Step::Progress(_, n) = step { n } else { 0 }).min(c);
                     let r = match step {
                         Step::Progress(..) => report(ObservedPhase::Running, 1, done, 0),
                         Step::Finish(_) => report(ObservedPhase::Complete, 0, c, 0),
                         _ => report(ObservedPhase::Deleted, 0, 0, 0),
                     };
-                    observe(&mut fj, &cluster, &name, s.epoch, r);
+                    observe(&mut fj, &cluster, &name, epoch, r);
                 }
                 Step::Lose(i) => {
                     let name = ["c1", "c2", "c3"][i];

@@ -1,0 +1,521 @@
+//! The scheduler over real gRPC on 127.0.0.1:0: user API calls and test agents speaking the
+//! agent protocol.
+
+mod support;
+
+use std::time::Duration;
+
+use fedjob_proto::v1::{self, AssignmentAction, ShardPhase};
+use serde_json::json;
+use support::{TestAgent, client, create, eventually, get_json, manifest, start};
+use tonic::Code;
+
+const GRACE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn seed_example_splits_three_by_six_and_completes() {
+    let s = start(GRACE).await;
+    let mut agents = Vec::new();
+    for c in ["c1", "c2", "c3"] {
+        agents.push(TestAgent::connect(&s.url, c).await);
+    }
+    let mut api = client(&s.url).await;
+    create(&mut api, manifest("myjob", 9, Some(18), None))
+        .await
+        .unwrap();
+    for agent in &mut agents {
+        agent
+            .until("the shard arrives", |a| !a.shards_of("myjob").is_empty())
+            .await;
+        let shards = agent.shards_of("myjob");
+        let shard = &shards["myjob"];
+        assert_eq!(shards.len(), 1);
+        assert!(TestAgent::is_run(shard) && shard.create);
+        assert_eq!(TestAgent::counts(shard), (3, Some(6)));
+        let manifest: serde_json::Value = serde_json::from_str(&shard.manifest).unwrap();
+        assert_eq!(manifest["metadata"]["labels"]["fedjob.io/job"], "myjob");
+        assert_eq!(
+            manifest["metadata"]["labels"]["fedjob.io/managed-by"],
+            "fedjob"
+        );
+        assert_eq!(manifest["metadata"]["labels"]["app"], "test");
+    }
+    for agent in &agents {
+        agent.complete_all("myjob").await;
+    }
+    eventually("the Job is Complete", || {
+        let mut api = api.clone();
+        async move {
+            let job = get_json(&mut api, "myjob").await;
+            job["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete"))
+        }
+    })
+    .await;
+    let job = get_json(&mut api, "myjob").await;
+    assert_eq!(job["status"]["succeeded"], 18);
+    assert!(job["status"]["completionTime"].is_string());
+    let placements = job["placements"].as_array().unwrap();
+    assert_eq!(placements.len(), 3);
+    for p in placements {
+        assert_eq!(
+            (p["parallelism"].clone(), p["completions"].clone()),
+            (json!(3), json!(6))
+        );
+        assert_eq!(
+            (p["succeeded"].clone(), p["state"].clone()),
+            (json!(6), json!("Complete"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn preferences_weights_min_and_max_reach_the_agents() {
+    let s = start(GRACE).await;
+    let mut agents = Vec::new();
+    for c in ["c1", "c2", "c3"] {
+        agents.push(TestAgent::connect(&s.url, c).await);
+    }
+    let mut api = client(&s.url).await;
+    let prefs = r#"{"clusters": {"c1": {"weight": 2, "maxReplicas": 3}, "c2": {"weight": 1, "minReplicas": 4}, "*": {"weight": 1}}}"#;
+    let created = create(&mut api, manifest("weighted", 10, Some(10), Some(prefs)))
+        .await
+        .unwrap();
+    let planned: Vec<(String, i32)> = created
+        .placements
+        .iter()
+        .map(|p| (p.cluster.clone(), p.parallelism))
+        .collect();
+    // c2 takes its minimum of 4; the other 6 go 2:1:1 with c1 capped at 3.
+    let total: i32 = planned.iter().map(|(_, p)| p).sum();
+    assert_eq!(total, 10, "{planned:?}");
+    let of = |c: &str| {
+        planned
+            .iter()
+            .find(|(n, _)| n == c)
+            .map(|(_, p)| *p)
+            .unwrap()
+    };
+    assert_eq!(of("c1"), 3, "{planned:?}");
+    assert!(of("c2") >= 4, "{planned:?}");
+    for agent in &mut agents {
+        let expected = of(&agent.cluster);
+        agent
+            .until("the shard arrives", |a| !a.shards_of("weighted").is_empty())
+            .await;
+        assert_eq!(
+            TestAgent::counts(&agent.shards_of("weighted")["weighted"]).0,
+            i64::from(expected)
+        );
+    }
+}
+
+#[tokio::test]
+async fn parallelism_changes_in_place_and_more_completions_become_new_shards() {
+    let s = start(GRACE).await;
+    let mut agents = Vec::new();
+    for c in ["c1", "c2", "c3"] {
+        agents.push(TestAgent::connect(&s.url, c).await);
+    }
+    let mut api = client(&s.url).await;
+    create(&mut api, manifest("myjob", 9, Some(18), None))
+        .await
+        .unwrap();
+    for agent in &mut agents {
+        agent
+            .until("first shard", |a| !a.shards_of("myjob").is_empty())
+            .await;
+        let a = agent.shards_of("myjob")["myjob"].clone();
+        agent
+            .report(vec![TestAgent::status(&a, ShardPhase::Running, 3, 1, 0)])
+            .await;
+    }
+    api.scale_job(v1::ScaleJobRequest {
+        name: "myjob".into(),
+        parallelism: Some(12),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for agent in &mut agents {
+        agent
+            .until("parallelism 4", |a| {
+                TestAgent::counts(&a.shards_of("myjob")["myjob"]).0 == 4
+            })
+            .await;
+        let shards = agent.shards_of("myjob");
+        assert_eq!(shards.len(), 1, "no shard re-created");
+        assert_eq!(TestAgent::counts(&shards["myjob"]).1, Some(6));
+    }
+    api.patch_job(v1::PatchJobRequest {
+        name: "myjob".into(),
+        patch: r#"{"spec":{"completions":24}}"#.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut added = 0;
+    for agent in &mut agents {
+        agent
+            .until("a second shard", |a| {
+                a.shards_of("myjob").contains_key("myjob-2")
+            })
+            .await;
+        added += TestAgent::counts(&agent.shards_of("myjob")["myjob-2"])
+            .1
+            .unwrap();
+        assert_eq!(
+            TestAgent::counts(&agent.shards_of("myjob")["myjob"]).1,
+            Some(6)
+        );
+    }
+    assert_eq!(
+        added, 6,
+        "exactly the 6 added completions are planned again"
+    );
+    let job = get_json(&mut api, "myjob").await;
+    assert_eq!(job["metadata"]["generation"], 3);
+}
+
+#[tokio::test]
+async fn orphan_delete_forgets_and_cascading_delete_removes_shards() {
+    let s = start(GRACE).await;
+    let mut agent = TestAgent::connect(&s.url, "c1").await;
+    let mut api = client(&s.url).await;
+    create(&mut api, manifest("keep", 1, Some(1), None))
+        .await
+        .unwrap();
+    create(&mut api, manifest("drop", 1, Some(1), None))
+        .await
+        .unwrap();
+    agent
+        .until("both shards", |a| a.assignments.len() == 2)
+        .await;
+    for a in agent.assignments.values() {
+        agent
+            .report(vec![TestAgent::status(a, ShardPhase::Running, 1, 0, 0)])
+            .await;
+    }
+
+    let orphan = api
+        .delete_job(v1::DeleteJobRequest {
+            name: "keep".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(orphan.deleted);
+    agent
+        .until("FORGET for keep", |a| {
+            a.shards_of("keep")["keep"].action == AssignmentAction::Forget as i32
+        })
+        .await;
+
+    let cascade = api
+        .delete_job(v1::DeleteJobRequest {
+            name: "drop".into(),
+            propagation_policy: "Background".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!cascade.deleted, "the Job waits for the cluster to confirm");
+    let terminating =
+        fedjob_scheduler::api::convert::federated_job_json(cascade.job.as_ref().unwrap());
+    assert!(terminating["metadata"]["deletionTimestamp"].is_string());
+    agent
+        .until("DELETE for drop", |a| {
+            a.shards_of("drop")["drop"].action == AssignmentAction::Delete as i32
+        })
+        .await;
+    let a = agent.shards_of("drop")["drop"].clone();
+    agent
+        .report(vec![TestAgent::status(&a, ShardPhase::Deleted, 0, 0, 0)])
+        .await;
+    eventually("the Job is gone", || {
+        let mut api = api.clone();
+        async move {
+            let r = api
+                .get_job(v1::GetJobRequest {
+                    name: "drop".into(),
+                    ..Default::default()
+                })
+                .await;
+            r.is_err_and(|e| e.code() == Code::NotFound)
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_silent_cluster_becomes_not_ready_and_comes_back() {
+    let s = start(Duration::from_millis(400)).await;
+    let agent = TestAgent::connect(&s.url, "c1").await;
+    let mut api = client(&s.url).await;
+    let state = |api: &mut fedjob_proto::v1::federation_client::FederationClient<_>| {
+        let mut api = api.clone();
+        async move {
+            let list = api
+                .list_clusters(v1::ListClustersRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            list.items[0].state.clone()
+        }
+    };
+    assert_eq!(state(&mut api).await, "Ready");
+    agent.set_heartbeats(false);
+    eventually("NotReady", || {
+        let f = state(&mut api);
+        async move { f.await == "NotReady" }
+    })
+    .await;
+    agent.set_heartbeats(true);
+    eventually("Ready again", || {
+        let f = state(&mut api);
+        async move { f.await == "Ready" }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field_and_store_nothing() {
+    let s = start(GRACE).await;
+    let mut api = client(&s.url).await;
+    let bad = manifest("myjob", 2, Some(4), None).replace("Never", "Always");
+    let err = create(&mut api, bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("spec.template.spec.restartPolicy"),
+        "{}",
+        err.message()
+    );
+    let err = create(&mut api, manifest("myjob", -1, Some(4), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("spec.parallelism"),
+        "{}",
+        err.message()
+    );
+    let err = create(&mut api, manifest("myjob", 1, Some(4), Some("{not json")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("federation.kubernetes.io/job-preferences"),
+        "{}",
+        err.message()
+    );
+    let err = create(&mut api, manifest("Bad_Name", 1, Some(1), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("metadata.name"), "{}", err.message());
+    let list = api
+        .list_jobs(v1::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        list.items.is_empty(),
+        "nothing stored from a refused request"
+    );
+
+    create(&mut api, manifest("myjob", 1, Some(1), None))
+        .await
+        .unwrap();
+    let err = create(&mut api, manifest("myjob", 1, Some(1), None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let err = api
+        .get_job(v1::GetJobRequest {
+            name: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::NotFound, "jobs.batch \"nope\" not found")
+    );
+    let err = api
+        .patch_job(v1::PatchJobRequest {
+            name: "myjob".into(),
+            patch:
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"w","image":"alpine"}]}}}}"#
+                    .into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("spec.template") && err.message().contains("immutable"),
+        "{}",
+        err.message()
+    );
+    let err = api
+        .scale_job(v1::ScaleJobRequest {
+            name: "myjob".into(),
+            parallelism: Some(3),
+            resource_version: "1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{}", err.message());
+    let err = api
+        .create_job(v1::CreateJobRequest {
+            manifest: manifest("idx", 1, Some(2), None).replace(
+                "parallelism: 1",
+                "parallelism: 1\n  completionMode: Indexed",
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("not supported yet"),
+        "{}",
+        err.message()
+    );
+}
+
+#[tokio::test]
+async fn a_second_agent_cannot_take_a_connected_clusters_name() {
+    let s = start(GRACE).await;
+    let _first = TestAgent::connect(&s.url, "c1").await;
+    let mut client = v1::agent_client::AgentClient::connect(s.url.clone())
+        .await
+        .unwrap();
+    let err = client
+        .register(v1::RegisterRequest {
+            cluster: "c1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = client
+        .register(v1::RegisterRequest {
+            cluster: "Not_A_Label".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_reconnecting_agent_gets_only_the_difference() {
+    let s = start(GRACE).await;
+    let mut agent = TestAgent::connect(&s.url, "c1").await;
+    let mut api = client(&s.url).await;
+    create(&mut api, manifest("a", 1, Some(1), None))
+        .await
+        .unwrap();
+    create(&mut api, manifest("b", 1, Some(1), None))
+        .await
+        .unwrap();
+    agent
+        .until("both shards", |a| a.assignments.len() == 2)
+        .await;
+    let held: Vec<v1::ShardStatus> = agent
+        .assignments
+        .values()
+        .map(|a| TestAgent::status(a, ShardPhase::Running, 1, 0, 0))
+        .collect();
+    let b_uid = agent.shards_of("b")["b"].job_uid.clone();
+    drop(agent);
+    // While the agent is away, b changes.
+    api.scale_job(v1::ScaleJobRequest {
+        name: "b".into(),
+        parallelism: Some(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = TestAgent::connect_holding(&s.url, "c1", held).await;
+    let resent: Vec<&str> = again.log.iter().map(|a| a.shard.as_str()).collect();
+    assert_eq!(resent, vec!["b"], "only the changed shard is sent again");
+    assert_eq!(again.log[0].job_uid, b_uid);
+    assert!(
+        !again.log[0].create,
+        "a shard the agent reported is never created again"
+    );
+}
+
+#[tokio::test]
+async fn watch_streams_changes_until_deleted() {
+    let s = start(GRACE).await;
+    let mut api = client(&s.url).await;
+    create(&mut api, manifest("w", 1, Some(1), None))
+        .await
+        .unwrap();
+    let mut stream = api
+        .watch_job(v1::WatchJobRequest {
+            name: "w".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.r#type, "ADDED");
+    api.scale_job(v1::ScaleJobRequest {
+        name: "w".into(),
+        parallelism: Some(2),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let next = stream.message().await.unwrap().unwrap();
+    assert_eq!(next.r#type, "MODIFIED");
+    api.delete_job(v1::DeleteJobRequest {
+        name: "w".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let last = stream.message().await.unwrap().unwrap();
+    assert_eq!(last.r#type, "DELETED");
+    assert!(stream.message().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_the_prometheus_text_format() {
+    let s = start(GRACE).await;
+    let mut api = client(&s.url).await;
+    create(&mut api, manifest("m", 1, Some(1), None))
+        .await
+        .unwrap();
+    let addr = s.running.metrics_addr.unwrap();
+    let body = http_get(addr, "/metrics").await;
+    for family in [
+        "fedjob_jobs{state=\"Running\"} 1",
+        "fedjob_grpc_requests_total{method=\"Federation/CreateJob\",code=\"Ok\"} 1",
+        "fedjob_store_commit_duration_seconds_count",
+        "fedjob_clusters{state=\"Ready\"} 0",
+    ] {
+        assert!(body.contains(family), "{family} missing from:\n{body}");
+    }
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await.unwrap();
+    body
+}
