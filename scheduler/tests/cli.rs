@@ -69,24 +69,33 @@ async fn acknowledged_creates_survive_kill_9() {
     let port = free_port();
     let mut s = scheduler(dir.path(), port).await;
     let mut api = support::client(&s.url).await;
-    // A burst of concurrent creates; the scheduler is killed while they are in flight.
+    // Eight clients create Jobs as fast as they can; the scheduler is killed while they do.
+    let acked = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
-    for i in 0..200 {
-        let mut api = api.clone();
+    for client in 0..8 {
+        let (mut api, acked) = (api.clone(), acked.clone());
         tasks.push(tokio::spawn(async move {
-            let yaml = support::manifest(&format!("burst-{i}"), 1, Some(1), None);
-            support::create(&mut api, yaml).await.ok().map(|_| format!("burst-{i}"))
+            for i in 0.. {
+                let name = format!("burst-{client}-{i}");
+                let yaml = support::manifest(&name, 1, Some(1), None);
+                match support::create(&mut api, yaml).await {
+                    Ok(_) => acked.lock().push(name),
+                    Err(_) => return,
+                }
+            }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    eventually("some creates are acknowledged", || {
+        let n = acked.lock().len();
+        async move { n >= 100 }
+    })
+    .await;
     s.child.kill().unwrap();
     s.child.wait().unwrap();
-    let mut acknowledged = Vec::new();
     for t in tasks {
-        if let Some(name) = t.await.unwrap() {
-            acknowledged.push(name);
-        }
+        t.await.unwrap();
     }
+    let acknowledged = acked.lock().clone();
     let s = scheduler(dir.path(), port).await;
     api = support::client(&s.url).await;
     let list = api
