@@ -908,6 +908,22 @@ impl ControlPlane {
                 }
                 Transition::Lost(c) => {
                     warn!(cluster = %c, "cluster lost: work with rebalance: true moves elsewhere");
+                    // A new epoch fences what the cluster ran before: shards planned there
+                    // from now on carry it, and its agent learns on return that older ones moved.
+                    let current = self
+                        .clusters
+                        .lock()
+                        .get(c)
+                        .map(|e| (e.record.clone(), e.mod_revision));
+                    if let Some((mut record, rev)) = current {
+                        record.epoch += 1;
+                        if let Err(e) = self
+                            .write_cluster(record, Precondition::ModRevision(rev))
+                            .await
+                        {
+                            warn!(cluster = %c, error = %e, "epoch not raised");
+                        }
+                    }
                     keys.extend(self.jobs_in_cluster(c));
                 }
             }

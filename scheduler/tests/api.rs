@@ -519,3 +519,79 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     conn.read_to_string(&mut body).await.unwrap();
     body
 }
+
+#[tokio::test]
+async fn a_lost_cluster_s_work_moves_only_with_rebalance() {
+    let s = start(Duration::from_millis(300)).await;
+    let mut c1 = TestAgent::connect(&s.url, "c1").await;
+    let mut c2 = TestAgent::connect(&s.url, "c2").await;
+    let mut api = client(&s.url).await;
+    let moving = r#"{"rebalance": true, "clusters": {"*": {"weight": 1}}}"#;
+    create(&mut api, manifest("moves", 2, Some(8), Some(moving)))
+        .await
+        .unwrap();
+    create(&mut api, manifest("stays", 2, Some(8), None))
+        .await
+        .unwrap();
+    c2.until("both shards", |a| a.assignments.len() == 2).await;
+    let old = c2.shards_of("moves")["moves"].clone();
+    c2.report(vec![TestAgent::status(&old, ShardPhase::Running, 1, 1, 0)])
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c2.set_heartbeats(false);
+
+    // NotReady after the grace, lost after as long again: 3 unfinished completions move to c1.
+    c1.until("c2's unfinished work", |a| {
+        a.shards_of("moves").contains_key("moves-2")
+    })
+    .await;
+    let moved = &c1.shards_of("moves")["moves-2"];
+    assert_eq!(
+        TestAgent::counts(moved).1,
+        Some(3),
+        "4 planned in c2 − 1 done"
+    );
+    assert!(
+        !c1.shards_of("stays").contains_key("stays-2"),
+        "rebalance: false moves nothing"
+    );
+    let stays = get_json(&mut api, "stays").await;
+    let waiting = stays["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["cluster"] == "c2")
+        .unwrap()
+        .clone();
+    assert_eq!(waiting["state"], "Waiting");
+    assert!(waiting["message"].as_str().unwrap().contains("NotReady"));
+
+    // c2 comes back: it learns its old shard moved, and late status from it does not count.
+    c2.set_heartbeats(true);
+    c2.until("DELETE for the superseded shard", |a| {
+        a.shards_of("moves")["moves"].action == AssignmentAction::Delete as i32
+    })
+    .await;
+    c2.report(vec![TestAgent::status(&old, ShardPhase::Complete, 0, 4, 0)])
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let job = get_json(&mut api, "moves").await;
+    assert_eq!(
+        job["status"]["succeeded"], 1,
+        "status from a superseded shard is ignored"
+    );
+    let clusters = api
+        .list_clusters(v1::ListClustersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        clusters
+            .items
+            .iter()
+            .find(|c| c.name == "c2")
+            .unwrap()
+            .epoch,
+        1
+    );
+}
