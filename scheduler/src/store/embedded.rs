@@ -1619,14 +1619,33 @@ mod tests {
             ])
             .env(CRASH_CHILD_DIR, dir.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // The child's panics, if any, show in this test's output.
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Read on a thread so that a child that hangs fails the test instead of hanging it.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         let mut acknowledged = Vec::new();
         let mut killed = false;
-        for line in lines {
-            let line = line.unwrap();
+        loop {
+            let line = match lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => line,
+                // The child's stdout closed: it is gone.
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    child.kill().unwrap();
+                    panic!("the child acknowledged nothing for 60 s");
+                }
+            };
             let Some(ack) = line.strip_prefix("ACK ") else {
                 continue;
             };

@@ -255,6 +255,7 @@ pub trait Store: Send + Sync + 'static {
     /// against the state before the txn. Returns the txn's revision, which every written key gets
     /// as `mod_revision`, and only once the write is durable. A txn that changes nothing (only
     /// deletes of absent keys, or no ops) takes no new revision and returns the current one.
+    /// A caller that stops waiting does not cancel the txn: it may still be applied.
     async fn txn(&self, ops: Vec<Op>) -> Result<Revision, StoreError>;
 
     /// Every change under `prefix` with a revision greater than `after`, in revision order,
