@@ -1,1 +1,3 @@
 //! fedjob test tools.
+
+pub mod kubesim;

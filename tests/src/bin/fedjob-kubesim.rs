@@ -1,1 +1,140 @@
-fn main() {}
+//! `fedjob-kubesim`: simulated Kubernetes member clusters for tests and demos.
+//!
+//! Starts the clusters, writes a kubeconfig with a context per cluster, prints one JSON line
+//! `{"ready":true,"kubeconfig":PATH,"clusters":{NAME:URL,…}}` on stdout, logs to stderr, and
+//! stops cleanly on SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use fedjob_tests::kubesim::{Fleet, SimOptions, duration};
+
+/// Exit code for a bad command line (sysexits' EX_USAGE).
+const EX_USAGE: u8 = 64;
+
+/// Simulated Kubernetes (v1.24) member clusters serving batch/v1 Jobs on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "fedjob-kubesim", version)]
+struct Args {
+    /// Names of the clusters to start (comma-separated).
+    #[arg(long, value_delimiter = ',', conflicts_with = "count")]
+    clusters: Vec<String>,
+    /// Start this many clusters named sim-1 … sim-N.
+    #[arg(long)]
+    count: Option<usize>,
+    /// First port; cluster i listens on port-base + i. 0 picks free ports.
+    #[arg(long, default_value_t = 0)]
+    port_base: u16,
+    /// Where to write the kubeconfig (default: a file in the temp directory).
+    #[arg(long)]
+    kubeconfig_out: Option<PathBuf>,
+    /// How long a simulated pod runs unless its template has fedjob.io/sim-duration.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pod_duration: Duration,
+    /// Require this bearer token on every request.
+    #[arg(long, env = "FEDJOB_KUBESIM_TOKEN")]
+    token: Option<String>,
+    /// Changes kept per cluster for watches from an old resourceVersion (older ones get 410).
+    #[arg(long, default_value_t = 4096)]
+    history: usize,
+    /// How often watches that allow bookmarks get one.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    bookmark_interval: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    duration::parse(s).map_err(|e| e.to_string())
+}
+
+impl Args {
+    fn names(&self) -> Result<Vec<String>, String> {
+        let names: Vec<String> = match self.count {
+            Some(0) => return Err("--count must be at least 1".to_owned()),
+            Some(n) => (1..=n).map(|i| format!("sim-{i}")).collect(),
+            None if self.clusters.is_empty() => vec!["sim-1".to_owned()],
+            None => self.clusters.iter().map(|c| c.trim().to_owned()).collect(),
+        };
+        let mut seen = std::collections::HashSet::new();
+        for name in &names {
+            if name.is_empty() || !seen.insert(name) {
+                return Err(format!("cluster names must be non-empty and unique: {name:?}"));
+            }
+        }
+        if self.port_base != 0 && usize::from(self.port_base) + names.len() > usize::from(u16::MAX) {
+            return Err("--port-base leaves no room for every cluster".to_owned());
+        }
+        Ok(names)
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(EX_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let names = match args.names() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("fedjob-kubesim: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let options = SimOptions {
+        name: String::new(),
+        port: 0,
+        token: args.token.clone(),
+        pod_duration: args.pod_duration,
+        history: args.history,
+        bookmark_interval: args.bookmark_interval,
+    };
+    match run(&args, &names, &options).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fedjob-kubesim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args, names: &[String], options: &SimOptions) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let fleet = Fleet::start(names, options, args.port_base).await?;
+    let path = args
+        .kubeconfig_out
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("fedjob-kubesim-{}.kubeconfig", std::process::id())));
+    tokio::fs::write(&path, fleet.kubeconfig()).await.with_context(|| format!("writing {}", path.display()))?;
+    {
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", fleet.ready_line(&path.display().to_string()))?;
+        stdout.flush()?;
+    }
+    tracing::info!(clusters = names.len(), kubeconfig = %path.display(), "ready");
+
+    wait_for_signal().await?;
+    tracing::info!("stopping");
+    fleet.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r?,
+    }
+    Ok(())
+}

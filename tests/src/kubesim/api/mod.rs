@@ -1,0 +1,171 @@
+//! The HTTP face of a simulated cluster: routing, bearer-token authentication, and the
+//! handlers that turn requests into store reads and [`crate::kubesim::writes`].
+
+pub mod discovery;
+mod objects;
+pub mod params;
+pub mod route;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::Value;
+
+use self::params::Params;
+use self::route::Route;
+use super::managed;
+use super::pods::PodTable;
+use super::shutdown::Shutdown;
+use super::status::ApiError;
+use super::store::Store;
+
+/// The largest request body the real apiserver takes.
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// Everything a request handler of one cluster needs.
+pub struct App {
+    /// The cluster's name, for logs.
+    pub cluster: String,
+    /// Its objects.
+    pub store: Arc<Store>,
+    /// Its simulated pods.
+    pub pods: Arc<PodTable>,
+    /// The bearer token every request must carry, when set.
+    pub token: Option<String>,
+    /// Ends open watches when the cluster stops.
+    pub shutdown: Shutdown,
+    /// How often watches with `allowWatchBookmarks` get a bookmark.
+    pub bookmark_interval: Duration,
+    /// `host:port` for `/api`'s `serverAddressByClientCIDRs`.
+    pub server_address: String,
+}
+
+/// One request, read.
+pub struct Call {
+    method: Method,
+    params: Params,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Call {
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    /// Whether the client asked for a Table (`kubectl get`).
+    fn wants_table(&self) -> bool {
+        super::table::wanted(self.header(header::ACCEPT))
+    }
+
+    /// The field manager of a write.
+    fn manager(&self) -> String {
+        managed::manager_name(self.params.get("fieldManager"), Some(self.header(header::USER_AGENT)))
+    }
+
+    /// The body as JSON (or YAML).
+    fn body(&self) -> Result<Value, ApiError> {
+        params::decode_body(self.header(header::CONTENT_TYPE), &self.body)
+    }
+}
+
+/// The router of one cluster.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new().fallback(handle).with_state(app)
+}
+
+async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let uri = request.uri().clone();
+    let response = match serve(&app, request).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err),
+    };
+    tracing::debug!(cluster = %app.cluster, %method, %uri, status = response.status().as_u16(), "request");
+    response
+}
+
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &app.token else { return Ok(()) };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if presented == Some(token.as_str()) { Ok(()) } else { Err(ApiError::Unauthorized) }
+}
+
+async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
+    authorize(app, request.headers())?;
+    let route = route::parse(request.uri().path()).ok_or(ApiError::PathNotFound)?;
+    let params = Params::parse(request.uri())?;
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::BadRequest(format!("Request entity too large: limit is {MAX_BODY}")))?;
+    let call = Call { method: parts.method, params, headers: parts.headers, body };
+    let get_only = |value: Value| -> Result<Response, ApiError> {
+        if call.method != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        Ok(json_response(StatusCode::OK, value.to_string()))
+    };
+    match route {
+        Route::Version => get_only(discovery::version()),
+        Route::Health => Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Body::from("ok"))
+            .expect("static response")),
+        Route::CoreVersions => get_only(discovery::core_versions(&app.server_address)),
+        Route::Groups => get_only(discovery::groups()),
+        Route::BatchGroup => get_only(discovery::batch_group()),
+        Route::CoreResources => get_only(discovery::core_resources()),
+        Route::BatchResources => get_only(discovery::batch_resources()),
+        Route::OpenApiV2 => {
+            if call.method != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            if call.header(header::ACCEPT).contains("protobuf") {
+                Ok(Response::builder()
+                    .status(StatusCode::OK)
+                    .header(header::CONTENT_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+                    .body(Body::from(discovery::openapi_v2_protobuf()))
+                    .expect("static response"))
+            } else {
+                get_only(discovery::openapi_v2_json())
+            }
+        }
+        Route::OpenApiV3 => Err(ApiError::PathNotFound),
+        Route::Collection { resource, namespace, watch } => {
+            objects::collection(app, &call, resource, namespace, watch).await
+        }
+        Route::Object { resource, namespace, name, subresource, watch } => {
+            objects::object(app, &call, resource, namespace, name, subresource, watch).await
+        }
+        Route::Pods { namespace, name } => objects::pods(app, &call, namespace, name),
+        Route::Events { namespace } => objects::events(app, &call, namespace),
+    }
+}
+
+/// A JSON response.
+fn json_response(code: StatusCode, body: impl Into<Body>) -> Response {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(body.into())
+        .expect("a valid response")
+}
+
+/// The `Status` response of a failure.
+fn error_response(err: &ApiError) -> Response {
+    let code = StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_response(code, err.to_status_json())
+}

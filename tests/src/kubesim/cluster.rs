@@ -1,0 +1,233 @@
+//! Starting and stopping simulated clusters: one [`SimCluster`] is an HTTP server on a
+//! loopback port, its store and its controller; a [`Fleet`] is several, as `fedjob-kubesim`
+//! hosts them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::api::{self, App};
+use super::controller::{Controller, ControllerConfig};
+use super::kubeconfig;
+use super::pods::PodTable;
+use super::resource::Resource;
+use super::shutdown::Trigger;
+use super::store::Store;
+use super::writes::Writer;
+
+/// Namespaces every cluster starts with.
+const INITIAL_NAMESPACES: &[&str] = &["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// How a simulated cluster behaves.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The cluster's name (kubeconfig context, logs).
+    pub name: String,
+    /// The loopback port; 0 picks a free one.
+    pub port: u16,
+    /// A bearer token every request must carry.
+    pub token: Option<String>,
+    /// How long a simulated pod runs unless its template says otherwise.
+    pub pod_duration: Duration,
+    /// How many changes the watch history keeps; older resourceVersions get 410.
+    pub history: usize,
+    /// How often watches with `allowWatchBookmarks=true` get a bookmark.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            name: "sim-1".to_owned(),
+            port: 0,
+            token: None,
+            pod_duration: Duration::from_secs(1),
+            history: 4096,
+            bookmark_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A cluster that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The port could not be bound.
+    #[error("cluster {name}: cannot listen on 127.0.0.1:{port}")]
+    Bind {
+        /// The cluster.
+        name: String,
+        /// The port.
+        port: u16,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The initial namespaces could not be created (a bug).
+    #[error("cluster {name}: setting up: {message}")]
+    Setup {
+        /// The cluster.
+        name: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A running simulated cluster.
+pub struct SimCluster {
+    name: String,
+    addr: SocketAddr,
+    url: String,
+    store: Arc<Store>,
+    pods: Arc<PodTable>,
+    trigger: Trigger,
+    server: JoinHandle<()>,
+    controller: JoinHandle<()>,
+}
+
+impl SimCluster {
+    /// Starts a cluster: binds its port, creates the initial namespaces, starts its
+    /// controller and serves the API.
+    pub async fn start(options: SimOptions) -> Result<Self, ClusterError> {
+        let listener = TcpListener::bind(("127.0.0.1", options.port)).await.map_err(|source| ClusterError::Bind {
+            name: options.name.clone(),
+            port: options.port,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| ClusterError::Bind {
+            name: options.name.clone(),
+            port: options.port,
+            source,
+        })?;
+        let store = Arc::new(Store::new(options.history));
+        let pods = Arc::new(PodTable::default());
+        let trigger = Trigger::default();
+
+        let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+        store.set_listener(changes_tx);
+        let writer = Writer::new(&store, "kube-apiserver", false);
+        for ns in INITIAL_NAMESPACES {
+            writer.create(Resource::Namespace, "", json!({"metadata": {"name": ns}})).map_err(|e| {
+                ClusterError::Setup { name: options.name.clone(), message: e.to_string() }
+            })?;
+        }
+        let controller = Controller::new(
+            store.clone(),
+            pods.clone(),
+            ControllerConfig { pod_duration: options.pod_duration },
+        );
+        let controller = tokio::spawn(controller.run(changes_rx, trigger.subscribe()));
+
+        let app = Arc::new(App {
+            cluster: options.name.clone(),
+            store: store.clone(),
+            pods: pods.clone(),
+            token: options.token.clone(),
+            shutdown: trigger.subscribe(),
+            bookmark_interval: options.bookmark_interval,
+            server_address: addr.to_string(),
+        });
+        let mut stop = trigger.subscribe();
+        let name = options.name.clone();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, api::router(app)).with_graceful_shutdown(async move { stop.recv().await });
+            if let Err(err) = serve.await {
+                tracing::error!(cluster = %name, %err, "server failed");
+            }
+        });
+        tracing::info!(cluster = %options.name, %addr, "simulated cluster serving");
+        Ok(Self { name: options.name, url: format!("http://{addr}"), addr, store, pods, trigger, server, controller })
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// How many Jobs it holds (for load tests and logs).
+    pub fn job_count(&self) -> usize {
+        self.store.count(Resource::Job)
+    }
+
+    /// How many simulated pods it holds.
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Stops serving: open watches end, in-flight requests finish, the controller stops.
+    pub async fn shutdown(self) {
+        self.trigger.fire();
+        let grace = Duration::from_secs(5);
+        if tokio::time::timeout(grace, self.server).await.is_err() {
+            tracing::warn!(cluster = %self.name, "server did not stop within {grace:?}");
+        }
+        let _ = tokio::time::timeout(grace, self.controller).await;
+    }
+}
+
+/// Several clusters served by one process.
+pub struct Fleet {
+    clusters: Vec<SimCluster>,
+    token: Option<String>,
+}
+
+impl Fleet {
+    /// Starts one cluster per name with `options` (name and port replaced); with a non-zero
+    /// `port_base`, cluster *i* listens on `port_base + i`.
+    pub async fn start(names: &[String], options: &SimOptions, port_base: u16) -> Result<Self, ClusterError> {
+        let mut clusters = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let port = if port_base == 0 { 0 } else { port_base.saturating_add(i as u16) };
+            let cluster = SimCluster::start(SimOptions { name: name.clone(), port, ..options.clone() }).await;
+            match cluster {
+                Ok(c) => clusters.push(c),
+                Err(e) => {
+                    for c in clusters {
+                        c.shutdown().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Self { clusters, token: options.token.clone() })
+    }
+
+    /// The clusters, in start order.
+    pub fn clusters(&self) -> &[SimCluster] {
+        &self.clusters
+    }
+
+    /// A kubeconfig with a context per cluster, the first current.
+    pub fn kubeconfig(&self) -> String {
+        let entries: Vec<(String, String)> =
+            self.clusters.iter().map(|c| (c.name().to_owned(), c.url().to_owned())).collect();
+        kubeconfig::render(&entries, self.token.as_deref())
+    }
+
+    /// The one line `fedjob-kubesim` prints when ready:
+    /// `{"ready":true,"kubeconfig":PATH,"clusters":{"c1":"http://127.0.0.1:PORT",…}}`.
+    pub fn ready_line(&self, kubeconfig_path: &str) -> String {
+        let clusters: BTreeMap<&str, &str> = self.clusters.iter().map(|c| (c.name(), c.url())).collect();
+        json!({"ready": true, "kubeconfig": kubeconfig_path, "clusters": clusters}).to_string()
+    }
+
+    /// Stops every cluster.
+    pub async fn shutdown(self) {
+        futures::future::join_all(self.clusters.into_iter().map(SimCluster::shutdown)).await;
+    }
+}

@@ -1,0 +1,315 @@
+//! The simulated pods of a cluster: compact records kept by the job controller and rendered as
+//! `v1` Pods (shaped like `17-pods.json`) only when someone lists them.
+//!
+//! A pod is a name, a phase and a reference to its Job's pod template, so a cluster can run
+//! hundreds of thousands of them in a few tens of megabytes; nothing is serialized until
+//! `kubectl get pods` asks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use super::selector::LabelSelector;
+
+/// Where a simulated pod is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Running (the simulated kubelet never reports it ready).
+    Running,
+    /// Exited 0.
+    Succeeded,
+    /// Exited non-zero.
+    Failed,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "Running",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+/// The Job that controls a pod.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// The Job's name.
+    pub name: String,
+    /// The Job's uid.
+    pub uid: String,
+}
+
+/// One simulated pod.
+#[derive(Debug, Clone)]
+pub struct PodRecord {
+    /// Namespace.
+    pub namespace: String,
+    /// Name (`JOB-xxxxx`).
+    pub name: String,
+    /// uid.
+    pub uid: String,
+    /// Its resourceVersion (taken from the cluster's counter).
+    pub rv: u64,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// Its phase.
+    pub phase: Phase,
+    /// How many times its container restarted (`restartPolicy: OnFailure`).
+    pub restarts: u32,
+    /// The controlling Job; `None` once orphaned.
+    pub owner: Option<Owner>,
+    /// The Job name it was generated from (kept after orphaning for `generateName`).
+    pub job_name: String,
+    /// The Job's pod template, shared with every pod of the Job.
+    pub template: Arc<Value>,
+}
+
+#[derive(Default)]
+struct Pods {
+    by_key: BTreeMap<(String, String), PodRecord>,
+    by_owner: HashMap<String, Vec<(String, String)>>,
+}
+
+/// Every simulated pod of one cluster.
+#[derive(Default)]
+pub struct PodTable {
+    inner: Mutex<Pods>,
+}
+
+impl PodTable {
+    /// Adds a pod.
+    pub fn insert(&self, pod: PodRecord) {
+        let mut pods = self.inner.lock();
+        let key = (pod.namespace.clone(), pod.name.clone());
+        if let Some(owner) = &pod.owner {
+            pods.by_owner.entry(owner.uid.clone()).or_default().push(key.clone());
+        }
+        pods.by_key.insert(key, pod);
+    }
+
+    /// Changes a pod's phase and restart count.
+    pub fn set_state(&self, namespace: &str, name: &str, phase: Phase, restarts: u32, rv: u64) {
+        let mut pods = self.inner.lock();
+        if let Some(pod) = pods.by_key.get_mut(&(namespace.to_owned(), name.to_owned())) {
+            pod.phase = phase;
+            pod.restarts = restarts;
+            pod.rv = rv;
+        }
+    }
+
+    /// Deletes one pod.
+    pub fn remove(&self, namespace: &str, name: &str) {
+        let mut pods = self.inner.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(pod) = pods.by_key.remove(&key) {
+            if let Some(owner) = pod.owner {
+                if let Some(keys) = pods.by_owner.get_mut(&owner.uid) {
+                    keys.retain(|k| *k != key);
+                }
+            }
+        }
+    }
+
+    /// Deletes every pod a Job controls (the garbage collector after a cascading delete).
+    pub fn remove_owned(&self, owner_uid: &str) {
+        let mut pods = self.inner.lock();
+        for key in pods.by_owner.remove(owner_uid).unwrap_or_default() {
+            pods.by_key.remove(&key);
+        }
+    }
+
+    /// Releases every pod a Job controls (the garbage collector after an orphaning delete).
+    pub fn orphan_owned(&self, owner_uid: &str, rv: u64) {
+        let mut pods = self.inner.lock();
+        for key in pods.by_owner.remove(owner_uid).unwrap_or_default() {
+            if let Some(pod) = pods.by_key.get_mut(&key) {
+                pod.owner = None;
+                pod.rv = rv;
+            }
+        }
+    }
+
+    /// Number of pods.
+    pub fn len(&self) -> usize {
+        self.inner.lock().by_key.len()
+    }
+
+    /// Whether there are no pods.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pods in `namespace` (all when `None`) matching `selector`, rendered; `name` limits
+    /// to one pod.
+    pub fn list(&self, namespace: Option<&str>, name: Option<&str>, selector: &LabelSelector) -> Vec<Value> {
+        let pods = self.inner.lock();
+        pods.by_key
+            .values()
+            .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
+            .filter(|p| name.is_none_or(|n| p.name == n))
+            .map(render)
+            .filter(|p| selector.matches(p.pointer("/metadata/labels")))
+            .collect()
+    }
+}
+
+fn qos_class(containers: &[Value]) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
+        let full = |r: &str| limits.and_then(|l| l.get(r)).is_some();
+        let equal = |r: &str| requests.and_then(|q| q.get(r)).is_none_or(|q| limits.and_then(|l| l.get(r)) == Some(q));
+        guaranteed &= full("cpu") && full("memory") && equal("cpu") && equal("memory");
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+/// A pod as the API returns it: the template's spec with the defaults admission adds, the
+/// owner reference, and a status for its phase.
+pub fn render(pod: &PodRecord) -> Value {
+    let template = &*pod.template;
+    let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let token_volume = format!("kube-api-access-{}", &pod.uid[..5]);
+    let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut statuses = Vec::new();
+    for c in &containers {
+        let state = match pod.phase {
+            Phase::Running => json!({"running": {"startedAt": pod.created}}),
+            Phase::Succeeded => json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": pod.created, "finishedAt": null}}),
+            Phase::Failed => json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": pod.created, "finishedAt": null}}),
+        };
+        statuses.push(json!({
+            "name": c.get("name").cloned().unwrap_or(Value::Null),
+            "image": c.get("image").cloned().unwrap_or(Value::Null),
+            "imageID": "",
+            "lastState": {},
+            "ready": false,
+            "restartCount": pod.restarts,
+            "started": pod.phase == Phase::Running,
+            "state": state,
+        }));
+    }
+    if let Some(Value::Array(cs)) = spec.get_mut("containers") {
+        for c in cs {
+            let mount = json!({"name": token_volume, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "readOnly": true});
+            match c.get_mut("volumeMounts") {
+                Some(Value::Array(mounts)) => mounts.push(mount),
+                _ => c["volumeMounts"] = json!([mount]),
+            }
+        }
+    }
+    let token = json!({"name": token_volume, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+    ]}});
+    if let Some(map) = spec.as_object_mut() {
+        match map.get_mut("volumes") {
+            Some(Value::Array(v)) => v.push(token),
+            _ => {
+                map.insert("volumes".into(), json!([token]));
+            }
+        }
+        map.entry("serviceAccountName").or_insert(json!("default"));
+        map.insert("serviceAccount".into(), map["serviceAccountName"].clone());
+        map.entry("enableServiceLinks").or_insert(json!(true));
+        map.entry("preemptionPolicy").or_insert(json!("PreemptLowerPriority"));
+        map.entry("priority").or_insert(json!(0));
+        let defaults = json!([
+            {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+        ]);
+        match map.get_mut("tolerations") {
+            Some(Value::Array(t)) => t.extend(defaults.as_array().cloned().unwrap_or_default()),
+            _ => {
+                map.insert("tolerations".into(), defaults);
+            }
+        }
+    }
+    let mut metadata = json!({
+        "name": pod.name,
+        "generateName": format!("{}-", pod.job_name),
+        "namespace": pod.namespace,
+        "uid": pod.uid,
+        "resourceVersion": pod.rv.to_string(),
+        "creationTimestamp": pod.created,
+        "labels": template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
+    });
+    if let Some(annotations) = template.pointer("/metadata/annotations") {
+        metadata["annotations"] = annotations.clone();
+    }
+    if let Some(owner) = &pod.owner {
+        metadata["ownerReferences"] = json!([{
+            "apiVersion": "batch/v1", "kind": "Job", "name": owner.name, "uid": owner.uid,
+            "controller": true, "blockOwnerDeletion": true
+        }]);
+    }
+    json!({
+        "metadata": metadata,
+        "spec": spec,
+        "status": {
+            "phase": pod.phase.as_str(),
+            "qosClass": qos_class(&containers),
+            "startTime": pod.created,
+            "containerStatuses": statuses,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, owner: &str) -> PodRecord {
+        PodRecord {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: "0123456789".into(),
+            rv: 1,
+            created: "2026-01-01T00:00:00Z".into(),
+            phase: Phase::Running,
+            restarts: 0,
+            owner: Some(Owner { name: "j".into(), uid: owner.into() }),
+            job_name: "j".into(),
+            template: Arc::new(json!({"metadata": {"labels": {"job-name": "j"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]}})),
+        }
+    }
+
+    #[test]
+    fn renders_like_a_real_pod() {
+        let table = PodTable::default();
+        table.insert(pod("j-abcde", "u1"));
+        let pods = table.list(Some("default"), None, &LabelSelector::parse("job-name=j").unwrap());
+        assert_eq!(pods.len(), 1);
+        let p = &pods[0];
+        assert_eq!(p["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(p["status"]["qosClass"], "BestEffort");
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        assert_eq!(p["spec"]["containers"][0]["volumeMounts"][0]["name"], "kube-api-access-01234");
+    }
+
+    #[test]
+    fn garbage_collection() {
+        let table = PodTable::default();
+        table.insert(pod("a", "u1"));
+        table.insert(pod("b", "u1"));
+        table.insert(pod("c", "u2"));
+        table.orphan_owned("u2", 5);
+        table.remove_owned("u1");
+        let left = table.list(None, None, &LabelSelector::default());
+        assert_eq!(left.len(), 1);
+        assert!(left[0]["metadata"].get("ownerReferences").is_none());
+    }
+}

@@ -1,0 +1,199 @@
+//! Watch streams: one JSON object per line, `{"type": …, "object": …}`, as kube-apiserver writes
+//! them (`11-…`, `20-watch-events.jsonl`).
+//!
+//! Each watch is a task that reads the store's history from its own cursor whenever the
+//! store's version moves, filters by namespace, name, labels and fields, and writes the lines
+//! into the response body. A watcher whose cursor fell out of the history gets one `ERROR`
+//! event with a 410 `Expired` Status and the stream ends, which is what makes clients re-list.
+//! A label selector turns a change that makes an object stop (start) matching into `DELETED`
+//! (`ADDED`), as the real watch cache does.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+
+use super::resource::Resource;
+use super::schema;
+use super::selector::{FieldSelector, LabelSelector};
+use super::shutdown::Shutdown;
+use super::status::ApiError;
+use super::store::{Event, EventType, Object, Store, StoreError};
+use super::table::{self, IncludeObject, Printer};
+
+/// What a watch selects and how it behaves.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    /// The resource watched.
+    pub resource: Resource,
+    /// Only this namespace (all when `None`).
+    pub namespace: Option<String>,
+    /// Only this name (from the path or `fieldSelector=metadata.name=`).
+    pub name: Option<String>,
+    /// `labelSelector`.
+    pub labels: LabelSelector,
+    /// `fieldSelector`.
+    pub fields: FieldSelector,
+    /// `resourceVersion` to start after; `None` starts with the current objects as `ADDED`.
+    pub start: Option<u64>,
+    /// `allowWatchBookmarks`.
+    pub bookmarks: bool,
+    /// How often to send a bookmark.
+    pub bookmark_interval: Duration,
+    /// When the server ends the watch (`timeoutSeconds`).
+    pub timeout: Duration,
+    /// Send Table rows instead of objects (`kubectl get -w`).
+    pub table: Option<(Printer, IncludeObject)>,
+}
+
+/// The value of a field an object can be selected by.
+pub fn field_value(resource: Resource, value: &Value, field: &str) -> String {
+    let s = |p: &str| value.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+    match (resource, field) {
+        (_, "metadata.name") => s("/metadata/name"),
+        (_, "metadata.namespace") => s("/metadata/namespace"),
+        (Resource::Job, "status.successful") => {
+            value.pointer("/status/succeeded").and_then(Value::as_i64).unwrap_or(0).to_string()
+        }
+        (Resource::Namespace, "status.phase") => s("/status/phase"),
+        _ => String::new(),
+    }
+}
+
+impl WatchSpec {
+    fn matches(&self, object: &Object) -> bool {
+        let key = &object.key;
+        key.resource == self.resource
+            && self.namespace.as_ref().is_none_or(|ns| key.namespace == *ns)
+            && self.name.as_ref().is_none_or(|n| key.name == *n)
+            && self.labels.matches(object.labels())
+            && self.fields.matches(|f| field_value(self.resource, &object.value, f))
+    }
+
+    /// The event a watcher with these selectors sees for a change, if any.
+    fn view(&self, event: &Event) -> Option<EventType> {
+        if event.object.key.resource != self.resource {
+            return None;
+        }
+        let now = self.matches(&event.object);
+        let before = event.prev.as_ref().is_some_and(|p| self.matches(p));
+        match (event.ty, before, now) {
+            (EventType::Added, _, true) => Some(EventType::Added),
+            (EventType::Deleted, _, true) => Some(EventType::Deleted),
+            (EventType::Modified, true, true) => Some(EventType::Modified),
+            (EventType::Modified, false, true) => Some(EventType::Added),
+            (EventType::Modified, true, false) => Some(EventType::Deleted),
+            _ => None,
+        }
+    }
+
+    fn line(&self, ty: &str, object: &Object) -> Bytes {
+        let body = match self.table {
+            None => object.full_json(),
+            Some((printer, include)) => {
+                let full: Value = serde_json::from_slice(&object.full_json()).unwrap_or(Value::Null);
+                serde_json::to_vec(&table::render(printer, &[full], None, include)).expect("tables serialize")
+            }
+        };
+        let mut out = Vec::with_capacity(body.len() + 32);
+        out.extend_from_slice(br#"{"type":""#);
+        out.extend_from_slice(ty.as_bytes());
+        out.extend_from_slice(br#"","object":"#);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"}\n");
+        Bytes::from(out)
+    }
+
+    fn bookmark(&self, rv: u64) -> Bytes {
+        let mut object = schema::zero_object(self.resource);
+        object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let json = serde_json::to_string(&object).expect("JSON values serialize");
+        Bytes::from(format!(
+            "{{\"type\":\"BOOKMARK\",\"object\":{}{}}}\n",
+            self.resource.type_meta_json(),
+            &json[1..]
+        ))
+    }
+}
+
+/// An `ERROR` event line carrying `error` as a Status.
+pub fn error_line(error: &ApiError) -> Bytes {
+    Bytes::from(format!("{{\"type\":\"ERROR\",\"object\":{}}}\n", error.to_status_json()))
+}
+
+/// Starts a watch; the returned stream is the response body.
+pub fn start(
+    store: Arc<Store>,
+    spec: WatchSpec,
+    shutdown: Shutdown,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(run(store, spec, shutdown, tx));
+    ReceiverStream::new(rx).map(Ok)
+}
+
+/// Sends one line unless the watch must end first; false when it must end.
+async fn send(tx: &mpsc::Sender<Bytes>, line: Bytes, shutdown: &mut Shutdown, deadline: Instant) -> bool {
+    tokio::select! {
+        sent = tx.send(line) => sent.is_ok(),
+        _ = shutdown.recv() => false,
+        _ = tokio::time::sleep_until(deadline) => false,
+    }
+}
+
+async fn run(store: Arc<Store>, spec: WatchSpec, mut shutdown: Shutdown, tx: mpsc::Sender<Bytes>) {
+    let deadline = Instant::now() + spec.timeout;
+    let mut latest = store.subscribe();
+    latest.borrow_and_update();
+    let mut cursor = match spec.start {
+        Some(rv) => rv,
+        None => {
+            let (objects, rv) = store.list(spec.resource, spec.namespace.as_deref());
+            for object in objects.iter().filter(|o| spec.matches(o)) {
+                if !send(&tx, spec.line("ADDED", object), &mut shutdown, deadline).await {
+                    return;
+                }
+            }
+            rv
+        }
+    };
+    let mut bookmarks = tokio::time::interval_at(Instant::now() + spec.bookmark_interval, spec.bookmark_interval);
+    loop {
+        latest.borrow_and_update();
+        match store.events_after(cursor) {
+            Err(StoreError::Expired { requested, oldest }) => {
+                let error = ApiError::Expired(format!("too old resource version: {requested} ({oldest})"));
+                let _ = send(&tx, error_line(&error), &mut shutdown, deadline).await;
+                return;
+            }
+            Err(_) => return,
+            Ok((events, latest_rv)) => {
+                for event in &events {
+                    if let Some(ty) = spec.view(event) {
+                        if !send(&tx, spec.line(ty.as_str(), &event.object), &mut shutdown, deadline).await {
+                            return;
+                        }
+                    }
+                }
+                cursor = cursor.max(latest_rv);
+            }
+        }
+        tokio::select! {
+            changed = latest.changed() => if changed.is_err() { return },
+            _ = bookmarks.tick(), if spec.bookmarks => {
+                if !send(&tx, spec.bookmark(cursor), &mut shutdown, deadline).await {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = shutdown.recv() => return,
+            _ = tx.closed() => return,
+        }
+    }
+}
