@@ -1,1 +1,160 @@
-//! The fedjob syncer agent.
+//! The fedjob syncer: the agent that runs one member cluster's shards of federated Jobs.
+//!
+//! It pulls its cluster's assignments from the scheduler over one long-lived gRPC stream
+//! ([`connection`]), realises them as local `batch/v1` Jobs with the `kube` crate
+//! ([`reconcile`], [`cluster`]), watches those Jobs and streams their status back
+//! ([`shards`], [`status`]). It keeps no state of its own: after a restart it finds its shards
+//! again by their labels, and the scheduler sends every assignment again.
+//!
+//! ```text
+//! scheduler ──assignments──▶ connection ──▶ shards table ──▶ work queue ──▶ workers ──apply/delete──▶ API server
+//!     ▲                                        ▲                                                        │
+//!     └────────── hello / status / heartbeats ─┴──────────────── watch (labelled Jobs) ◀────────────────┘
+//! ```
+
+pub mod backoff;
+pub mod cluster;
+pub mod config;
+pub mod connection;
+pub mod manifest;
+pub mod queue;
+pub mod reconcile;
+pub mod shards;
+pub mod shutdown;
+pub mod status;
+
+#[cfg(test)]
+mod fixtures;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::Client;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::config::Config;
+use crate::queue::WorkQueue;
+use crate::reconcile::Context;
+use crate::shards::Shards;
+
+/// The syncer's version, sent at registration.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why the syncer could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The member cluster could not be reached or configured.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+/// A running syncer. Dropping it aborts every task at once (as a crash would); [`stop`]
+/// drains it gracefully.
+///
+/// [`stop`]: Syncer::stop
+pub struct Syncer {
+    ctx: Arc<Context>,
+    watch: JoinSet<()>,
+    workers: JoinSet<()>,
+    connection: JoinSet<()>,
+    close_stream: shutdown::Trigger,
+    grace: Duration,
+}
+
+impl Syncer {
+    /// Starts watching the cluster behind `client`, the workers, and the connection to the
+    /// scheduler (opened once the first list of local shards is complete).
+    pub fn start(config: &Config, client: Client) -> Self {
+        let ctx = Arc::new(Context {
+            cluster: Cluster::new(client, config.namespace.clone()),
+            shards: Arc::new(Shards::new()),
+            queue: Arc::new(WorkQueue::new()),
+            cluster_name: config.cluster_name.clone(),
+            create_namespaces: config.create_namespaces,
+            namespace: config.namespace.clone(),
+        });
+        let mut watch = JoinSet::new();
+        watch.spawn(watch_shards(ctx.clone()));
+        let mut workers = JoinSet::new();
+        for _ in 0..config.workers {
+            workers.spawn(reconcile::worker(ctx.clone()));
+        }
+        let (close_stream, closed) = shutdown::channel();
+        let settings = connection::Settings {
+            schedulers: config.schedulers.clone(),
+            cluster: config.cluster_name.clone(),
+            labels: config.labels.clone(),
+            heartbeat_interval: config.heartbeat_interval,
+        };
+        let mut connection = JoinSet::new();
+        connection.spawn(connection::run(ctx.clone(), settings, closed));
+        info!(
+            cluster = %config.cluster_name, schedulers = ?config.schedulers,
+            namespace = config.namespace.as_deref().unwrap_or("*"), version = VERSION,
+            "fedjob-syncer started"
+        );
+        Syncer {
+            ctx,
+            watch,
+            workers,
+            connection,
+            close_stream,
+            grace: config.shutdown_grace,
+        }
+    }
+
+    /// The shard table (for inspection).
+    pub fn shards(&self) -> &Shards {
+        &self.ctx.shards
+    }
+
+    /// Stops gracefully: no new work is started, applies in flight finish (within the
+    /// configured grace), their status is sent, then the stream to the scheduler is closed.
+    pub async fn stop(mut self) {
+        self.ctx.queue.close();
+        let drain = async { while self.workers.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.grace, drain).await.is_err() {
+            warn!(grace = ?self.grace, "work in flight did not finish within the grace period; abandoned");
+            self.workers.abort_all();
+        }
+        self.close_stream.fire();
+        let close = async { while self.connection.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(5), close)
+            .await
+            .is_err()
+        {
+            self.connection.abort_all();
+        }
+        self.watch.abort_all();
+        info!(cluster = %self.ctx.cluster_name, "fedjob-syncer stopped");
+    }
+}
+
+/// Feeds the watch of labelled Jobs into the shard table, queueing shards that drifted.
+async fn watch_shards(ctx: Arc<Context>) {
+    let mut events = ctx.cluster.watch();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(event) => {
+                for key in ctx.shards.observe(event) {
+                    ctx.queue.push(key);
+                }
+            }
+            Err(e) => {
+                warn!(cluster = %ctx.cluster_name, error = %e, "watching the shards failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+/// Runs the syncer until SIGTERM or SIGINT, then drains it.
+pub async fn run(config: Config) -> Result<(), Error> {
+    let client = Cluster::client(&config).await?;
+    let syncer = Syncer::start(&config, client);
+    shutdown::signal().await;
+    syncer.stop().await;
+    Ok(())
+}

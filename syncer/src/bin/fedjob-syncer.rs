@@ -1,1 +1,44 @@
-fn main() {}
+//! `fedjob-syncer`: parses the flags, sets up logging, and runs the syncer library.
+
+use std::process::ExitCode;
+
+use fedjob_syncer::config::Config;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args_os()) {
+        Ok(config) => config,
+        Err(e) => {
+            let code = e.exit_code();
+            match e {
+                fedjob_syncer::config::ConfigError::Cli(clap) => {
+                    let _ = clap.print();
+                }
+                other => eprintln!("fedjob-syncer: {other}"),
+            }
+            return ExitCode::from(code as u8);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fedjob-syncer: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fedjob_syncer::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "fedjob-syncer failed");
+            ExitCode::FAILURE
+        }
+    }
+}

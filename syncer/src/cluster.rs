@@ -1,0 +1,367 @@
+//! The member cluster's API server, as the syncer uses it: read, server-side apply and delete
+//! one shard, create a namespace, and watch every shard.
+//!
+//! Every answer of a real API server (k8s-facts/) is turned into a [`ClusterError`] the
+//! reconciler can act on: a missing namespace is not a missing Job (both are 404), a conflict
+//! is retried, an invalid Job is reported with the server's causes.
+
+use std::pin::Pin;
+
+use fedjob_proto::names;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{
+    Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
+};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, core::Status};
+use serde_json::{Value, json};
+
+use crate::config::{Config, KubeSource};
+
+/// Where a shard lives: the namespace and name of its local Job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ShardKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name of the local Job.
+    pub name: String,
+}
+
+impl ShardKey {
+    /// The key of `namespace/name`.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// The key of a Job (empty parts when it has no namespace or name).
+    pub fn of(job: &Job) -> Self {
+        Self::new(
+            job.metadata.namespace.clone().unwrap_or_default(),
+            job.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+}
+
+impl std::fmt::Display for ShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// What went wrong talking to the member cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The Job does not exist (404 on the Job itself).
+    #[error("{0}")]
+    NotFound(String),
+    /// The namespace does not exist (404 `namespaces "X" not found`, k8s-facts/18).
+    #[error("{0}")]
+    NamespaceNotFound(String),
+    /// Optimistic concurrency or field-manager conflict (409 `Conflict`, k8s-facts/08, 27), or
+    /// a failed delete precondition: re-read and retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// The Job already exists (409 `AlreadyExists`, k8s-facts/02).
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The server refused the Job as invalid (422 `Invalid`, k8s-facts/03, 06, 10).
+    #[error("{message}")]
+    Invalid {
+        /// The server's message.
+        message: String,
+        /// `field: message` of each cause.
+        causes: Vec<String>,
+    },
+    /// Any other refusal by the API server.
+    #[error("{reason} ({code}): {message}")]
+    Refused {
+        /// HTTP status.
+        code: u16,
+        /// The server's reason (`Forbidden`, `InternalError`, …).
+        reason: String,
+        /// The server's message.
+        message: String,
+    },
+    /// The API server could not be reached or answered garbage.
+    #[error("cluster unreachable: {0}")]
+    Unreachable(#[source] kube::Error),
+    /// The kube client could not be configured.
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Config(String),
+}
+
+impl ClusterError {
+    /// The `reason` reported to the scheduler with an `ERROR` shard.
+    pub fn reason(&self) -> String {
+        match self {
+            ClusterError::NotFound(_) => "NotFound".into(),
+            ClusterError::NamespaceNotFound(_) => "NamespaceNotFound".into(),
+            ClusterError::Conflict(_) => "Conflict".into(),
+            ClusterError::AlreadyExists(_) => "AlreadyExists".into(),
+            ClusterError::Invalid { .. } => "Invalid".into(),
+            ClusterError::Refused { reason, code, .. } if reason.is_empty() => {
+                format!("HTTP{code}")
+            }
+            ClusterError::Refused { reason, .. } => reason.clone(),
+            ClusterError::Unreachable(_) => "ClusterUnreachable".into(),
+            ClusterError::Config(_) => "ClientConfig".into(),
+        }
+    }
+
+    /// The message reported with an `ERROR` shard: the server's own words, and its causes.
+    pub fn report_message(&self) -> String {
+        match self {
+            ClusterError::Invalid { message, causes } if !causes.is_empty() => {
+                format!("{message} [{}]", causes.join("; "))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether trying again later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClusterError::Unreachable(_) | ClusterError::Conflict(_) => true,
+            ClusterError::Refused { code, .. } => *code == 429 || *code >= 500,
+            _ => false,
+        }
+    }
+}
+
+impl From<kube::Error> for ClusterError {
+    fn from(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(status) => from_status(*status),
+            other => ClusterError::Unreachable(other),
+        }
+    }
+}
+
+/// Classifies a failure `Status` from the API server.
+fn from_status(s: Status) -> ClusterError {
+    let details_kind = s.details.as_ref().map(|d| d.kind.as_str()).unwrap_or("");
+    match (s.code, s.reason.as_str()) {
+        (404, _) if details_kind == "namespaces" || s.message.starts_with("namespaces ") => {
+            ClusterError::NamespaceNotFound(s.message)
+        }
+        (404, _) => ClusterError::NotFound(s.message),
+        (409, "AlreadyExists") => ClusterError::AlreadyExists(s.message),
+        (409, _) => ClusterError::Conflict(s.message),
+        (422, _) => ClusterError::Invalid {
+            causes: s
+                .details
+                .map(|d| {
+                    d.causes
+                        .into_iter()
+                        .map(|c| {
+                            if c.field.is_empty() {
+                                c.message
+                            } else {
+                                format!("{}: {}", c.field, c.message)
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            message: s.message,
+        },
+        (code, reason) => ClusterError::Refused {
+            code,
+            reason: reason.to_owned(),
+            message: s.message,
+        },
+    }
+}
+
+/// A watch event on the shards of the cluster.
+pub type WatchEvent = watcher::Event<Job>;
+
+/// The stream of shard watch events.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, watcher::Error>> + Send>>;
+
+/// The member cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    client: Client,
+    namespace: Option<String>,
+}
+
+impl Cluster {
+    /// The cluster behind `client`; with `namespace`, only that namespace is watched.
+    pub fn new(client: Client, namespace: Option<String>) -> Self {
+        Self { client, namespace }
+    }
+
+    /// Builds the kube client the configuration asks for.
+    pub async fn client(config: &Config) -> Result<Client, ClusterError> {
+        let kube_config = match &config.kube {
+            KubeSource::InCluster => {
+                kube::Config::incluster().map_err(|e| ClusterError::Config(e.to_string()))?
+            }
+            KubeSource::Kubeconfig { path, context } => {
+                let options = kube::config::KubeConfigOptions {
+                    context: context.clone(),
+                    ..Default::default()
+                };
+                match path {
+                    Some(path) => {
+                        let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
+                            ClusterError::Config(format!("{}: {e}", path.display()))
+                        })?;
+                        kube::Config::from_custom_kubeconfig(file, &options).await
+                    }
+                    None => kube::Config::from_kubeconfig(&options).await,
+                }
+                .map_err(|e| ClusterError::Config(e.to_string()))?
+            }
+        };
+        Client::try_from(kube_config).map_err(|e| ClusterError::Config(e.to_string()))
+    }
+
+    fn jobs(&self, namespace: &str) -> Api<Job> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Reads one Job; `None` when it does not exist.
+    pub async fn get(&self, key: &ShardKey) -> Result<Option<Job>, ClusterError> {
+        match self.jobs(&key.namespace).get(&key.name).await {
+            Ok(job) => Ok(Some(job)),
+            Err(e) => match ClusterError::from(e) {
+                ClusterError::NotFound(_) | ClusterError::NamespaceNotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Server-side applies `manifest` as field manager `fedjob-syncer`, forcing ownership of
+    /// the fields it sets (k8s-facts/09, 27). Creates the Job when it does not exist.
+    pub async fn apply(&self, key: &ShardKey, manifest: &Value) -> Result<Job, ClusterError> {
+        let params = PatchParams::apply(names::FIELD_MANAGER).force();
+        Ok(self
+            .jobs(&key.namespace)
+            .patch(&key.name, &params, &Patch::Apply(manifest))
+            .await?)
+    }
+
+    /// Deletes a Job with `propagationPolicy: Background` (the API default would orphan its
+    /// pods, k8s-facts/12), only if it is still the incarnation `uid`. A Job already gone counts
+    /// as deleted.
+    pub async fn delete(&self, key: &ShardKey, uid: Option<&str>) -> Result<(), ClusterError> {
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid.to_owned()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match self.jobs(&key.namespace).delete(&key.name, &params).await {
+            Ok(_) => Ok(()),
+            Err(e) => match ClusterError::from(e) {
+                ClusterError::NotFound(_) | ClusterError::NamespaceNotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Creates a namespace; one that already exists is fine.
+    pub async fn create_namespace(&self, name: &str) -> Result<(), ClusterError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {names::MANAGED_BY_LABEL: names::MANAGED_BY_VALUE}},
+        }))
+        .map_err(|e| ClusterError::Config(e.to_string()))?;
+        let params = PostParams {
+            field_manager: Some(names::FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        match api.create(&params, &ns).await {
+            Ok(_) => Ok(()),
+            Err(e) => match ClusterError::from(e) {
+                ClusterError::AlreadyExists(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Watches every Job labelled `fedjob.io/managed-by=fedjob` (in the one namespace when
+    /// restricted). kube-runtime's watcher lists first, re-lists on `410 Expired`
+    /// (k8s-facts/28) and backs off on errors.
+    pub fn watch(&self) -> WatchStream {
+        let api: Api<Job> = match &self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let config = watcher::Config::default().labels(names::MANAGED_SELECTOR);
+        watcher(api, config).default_backoff().boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(fact: &str) -> Status {
+        serde_json::from_str(fact).unwrap()
+    }
+
+    #[test]
+    fn missing_namespace_is_not_a_missing_job() {
+        let ns = from_status(status(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"namespaces \"nosuchns\" not found","reason":"NotFound","details":{"name":"nosuchns","kind":"namespaces"},"code":404}"#,
+        ));
+        assert!(
+            matches!(&ns, ClusterError::NamespaceNotFound(m) if m == "namespaces \"nosuchns\" not found")
+        );
+        assert_eq!(ns.reason(), "NamespaceNotFound");
+        let job = from_status(status(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"jobs.batch \"nope\" not found","reason":"NotFound","details":{"name":"nope","group":"batch","kind":"jobs"},"code":404}"#,
+        ));
+        assert!(matches!(job, ClusterError::NotFound(_)));
+    }
+
+    #[test]
+    fn invalid_keeps_the_causes() {
+        let e = from_status(status(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Job.batch \"myjob\" is invalid: spec.completions: Invalid value: 9: field is immutable","reason":"Invalid","details":{"name":"myjob","group":"batch","kind":"Job","causes":[{"reason":"FieldValueInvalid","message":"Invalid value: 9: field is immutable","field":"spec.completions"}]},"code":422}"#,
+        ));
+        assert_eq!(e.reason(), "Invalid");
+        assert!(!e.is_transient());
+        assert!(
+            e.report_message()
+                .contains("spec.completions: Invalid value: 9: field is immutable"),
+            "{}",
+            e.report_message()
+        );
+    }
+
+    #[test]
+    fn conflicts_are_retried_already_exists_is_not() {
+        let conflict = from_status(status(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Apply failed with 1 conflict: conflict with \"curl\" using batch/v1: .spec.parallelism","reason":"Conflict","details":{"causes":[{"reason":"FieldManagerConflict","message":"conflict with \"curl\" using batch/v1","field":".spec.parallelism"}]},"code":409}"#,
+        ));
+        assert!(matches!(conflict, ClusterError::Conflict(_)));
+        assert!(conflict.is_transient());
+        let exists = from_status(status(
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"jobs.batch \"myjob\" already exists","reason":"AlreadyExists","details":{"name":"myjob","group":"batch","kind":"jobs"},"code":409}"#,
+        ));
+        assert!(matches!(exists, ClusterError::AlreadyExists(_)));
+    }
+
+    #[test]
+    fn other_refusals_keep_reason_and_code() {
+        let forbidden =
+            from_status(Status::failure("jobs.batch is forbidden", "Forbidden").with_code(403));
+        assert_eq!(forbidden.reason(), "Forbidden");
+        assert!(!forbidden.is_transient());
+        let busy = from_status(Status::failure("etcd timeout", "InternalError").with_code(500));
+        assert!(busy.is_transient());
+    }
+}

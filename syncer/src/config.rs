@@ -1,0 +1,447 @@
+//! Command-line configuration, parsed and checked once at start into a typed [`Config`].
+//!
+//! Anything wrong with the flags is found here, before the syncer touches the scheduler or the
+//! cluster; the binary prints the [`ConfigError`] and exits with code 64 (`EX_USAGE`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Flags as typed on the command line (see [`Config`] for the checked form).
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "fedjob-syncer",
+    version,
+    about = "Runs one member cluster's shards of federated Jobs: pulls them from the fedjob scheduler and realises them with the Kubernetes API"
+)]
+pub struct Args {
+    /// Scheduler URL(s), comma-separated (`http://host:50051`); tried in turn when one fails.
+    #[arg(long, env = "FEDJOB_SCHEDULER", value_delimiter = ',', required = true)]
+    pub scheduler: Vec<String>,
+
+    /// Name of this member cluster in the federation (a DNS-1123 label).
+    #[arg(long, env = "FEDJOB_CLUSTER_NAME")]
+    pub cluster_name: String,
+
+    /// Kubeconfig file to reach the member cluster (default: the in-cluster service account).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubeconfig context to use (with `--kubeconfig`, or with `$KUBECONFIG`/`~/.kube/config`).
+    #[arg(long)]
+    pub context: Option<String>,
+
+    /// Labels of this cluster, `key=value` pairs separated by commas.
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+
+    /// How often to send a heartbeat (`5s`, `500ms`, `1m`); the scheduler may ask for a shorter one.
+    #[arg(long, default_value = "5s")]
+    pub heartbeat_interval: String,
+
+    /// Create a shard's namespace when it does not exist (needs the namespaces ClusterRole).
+    #[arg(long)]
+    pub create_namespaces: bool,
+
+    /// Manage shards in this namespace only (default: every namespace).
+    #[arg(long)]
+    pub namespace: Option<String>,
+
+    /// How many shards are applied or deleted at the same time.
+    #[arg(long, default_value_t = 16)]
+    pub workers: usize,
+
+    /// How long in-flight applies may take to finish after SIGTERM.
+    #[arg(long, default_value = "10s")]
+    pub shutdown_grace: String,
+}
+
+/// Where the syncer gets its Kubernetes credentials from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeSource {
+    /// The pod's service account (neither `--kubeconfig` nor `--context`).
+    InCluster,
+    /// A kubeconfig: an explicit file, or the default one (`$KUBECONFIG`, `~/.kube/config`) when
+    /// only a context is named.
+    Kubeconfig {
+        /// `--kubeconfig`.
+        path: Option<PathBuf>,
+        /// `--context`.
+        context: Option<String>,
+    },
+}
+
+/// The syncer's configuration, checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Scheduler URLs, in the order they are tried.
+    pub schedulers: Vec<String>,
+    /// This member cluster's name.
+    pub cluster_name: String,
+    /// Labels sent at registration.
+    pub labels: BTreeMap<String, String>,
+    /// How to reach the member cluster's API server.
+    pub kube: KubeSource,
+    /// Longest time between two heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Create missing namespaces instead of reporting them.
+    pub create_namespaces: bool,
+    /// The only namespace managed, when restricted.
+    pub namespace: Option<String>,
+    /// Concurrent applies/deletes.
+    pub workers: usize,
+    /// Time allowed for in-flight work after SIGTERM.
+    pub shutdown_grace: Duration,
+}
+
+/// A flag that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Parsing the command line failed (or help/version was asked for).
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    /// A flag's value is not acceptable.
+    #[error("invalid value for --{flag}: {message}")]
+    Invalid {
+        /// The flag, without dashes.
+        flag: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(flag: &'static str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            flag,
+            message: message.into(),
+        }
+    }
+
+    /// The exit code for this error: 0 for `--help`/`--version`, 64 (`EX_USAGE`) otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConfigError::Cli(e) if !e.use_stderr() => 0,
+            _ => 64,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks a command line (the first item is the program name).
+    pub fn from_args<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_from(Args::try_parse_from(args)?)
+    }
+}
+
+impl TryFrom<Args> for Config {
+    type Error = ConfigError;
+
+    fn try_from(args: Args) -> Result<Self, ConfigError> {
+        let schedulers: Vec<String> = args
+            .scheduler
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if schedulers.is_empty() {
+            return Err(ConfigError::invalid(
+                "scheduler",
+                "at least one URL is needed",
+            ));
+        }
+        for url in &schedulers {
+            check_url(url).map_err(|m| ConfigError::invalid("scheduler", m))?;
+        }
+        check_dns_label(&args.cluster_name).map_err(|m| {
+            ConfigError::invalid("cluster-name", format!("{:?}: {m}", args.cluster_name))
+        })?;
+        if let Some(ns) = &args.namespace {
+            check_dns_label(ns)
+                .map_err(|m| ConfigError::invalid("namespace", format!("{ns:?}: {m}")))?;
+        }
+        let labels = parse_labels(&args.labels).map_err(|m| ConfigError::invalid("labels", m))?;
+        let heartbeat_interval = parse_duration(&args.heartbeat_interval)
+            .map_err(|m| ConfigError::invalid("heartbeat-interval", m))?;
+        if heartbeat_interval < Duration::from_millis(10) {
+            return Err(ConfigError::invalid(
+                "heartbeat-interval",
+                "must be at least 10ms",
+            ));
+        }
+        let shutdown_grace = parse_duration(&args.shutdown_grace)
+            .map_err(|m| ConfigError::invalid("shutdown-grace", m))?;
+        if args.workers == 0 {
+            return Err(ConfigError::invalid("workers", "must be at least 1"));
+        }
+        let kube = match (args.kubeconfig, args.context) {
+            (None, None) => KubeSource::InCluster,
+            (path, context) => KubeSource::Kubeconfig { path, context },
+        };
+        Ok(Config {
+            schedulers,
+            cluster_name: args.cluster_name,
+            labels,
+            kube,
+            heartbeat_interval,
+            create_namespaces: args.create_namespaces,
+            namespace: args.namespace,
+            workers: args.workers,
+            shutdown_grace,
+        })
+    }
+}
+
+/// A scheduler URL must be `http://` or `https://` with a host.
+fn check_url(url: &str) -> Result<(), String> {
+    let uri: tonic::codegen::http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(format!("{url:?}: the scheme must be http or https")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host"));
+    }
+    Ok(())
+}
+
+/// Checks a DNS-1123 label (what Kubernetes requires of namespace names, and fedjob of cluster names).
+pub fn check_dns_label(name: &str) -> Result<(), &'static str> {
+    let bytes = name.as_bytes();
+    let chars_ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    let ends_ok = bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+    if name.is_empty() || name.len() > 63 || !chars_ok || !ends_ok {
+        return Err(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', start and end with an alphanumeric character, and be at most 63 characters",
+        );
+    }
+    Ok(())
+}
+
+/// Parses `k=v` items into a map, checking keys and values as Kubernetes checks labels.
+pub fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut labels = BTreeMap::new();
+    for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        let (key, value) = item
+            .split_once('=')
+            .ok_or_else(|| format!("{item:?} is not key=value"))?;
+        check_label_key(key).map_err(|m| format!("key {key:?}: {m}"))?;
+        check_label_value(value).map_err(|m| format!("value {value:?}: {m}"))?;
+        if labels.insert(key.to_owned(), value.to_owned()).is_some() {
+            return Err(format!("key {key:?} given twice"));
+        }
+    }
+    Ok(labels)
+}
+
+/// A label key: an optional DNS-1123 subdomain prefix and `/`, then a name of at most 63
+/// characters (alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric).
+fn check_label_key(key: &str) -> Result<(), &'static str> {
+    let name = match key.split_once('/') {
+        Some((prefix, name)) => {
+            let prefix_ok = !prefix.is_empty()
+                && prefix.len() <= 253
+                && prefix.split('.').all(|part| check_dns_label(part).is_ok());
+            if !prefix_ok {
+                return Err("the prefix must be a DNS-1123 subdomain");
+            }
+            name
+        }
+        None => key,
+    };
+    if name.is_empty() {
+        return Err("the name part must not be empty");
+    }
+    check_label_value(name)
+}
+
+/// A label value: empty, or at most 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
+fn check_label_value(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    let bytes = value.as_bytes();
+    let ok = value.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
+    if ok {
+        Ok(())
+    } else {
+        Err(
+            "must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric character",
+        )
+    }
+}
+
+/// Parses a duration such as `5s`, `500ms`, `1m30s` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let signed: jiff::SignedDuration = text.parse().map_err(|_| {
+        format!("{text:?} is not a duration (use a number and a unit, e.g. 5s, 500ms, 1m30s)")
+    })?;
+    Duration::try_from(signed).map_err(|_| format!("{text:?} must not be negative"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
+        let mut args = vec!["fedjob-syncer", "--scheduler", "http://127.0.0.1:50051"];
+        if !extra.iter().any(|a| a.starts_with("--cluster-name")) {
+            args.extend_from_slice(&["--cluster-name", "c1"]);
+        }
+        args.extend_from_slice(extra);
+        Config::from_args(args)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.schedulers, vec!["http://127.0.0.1:50051"]);
+        assert_eq!(c.cluster_name, "c1");
+        assert_eq!(c.kube, KubeSource::InCluster);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert!(c.labels.is_empty());
+        assert!(!c.create_namespaces);
+        assert_eq!(c.namespace, None);
+        assert_eq!(c.workers, 16);
+    }
+
+    #[test]
+    fn every_flag() {
+        let c = Config::from_args([
+            "fedjob-syncer",
+            "--scheduler",
+            "http://a:1,https://b:2",
+            "--cluster-name",
+            "gce-asia-east1a",
+            "--kubeconfig",
+            "/tmp/kc",
+            "--context",
+            "c1",
+            "--labels",
+            "region=asia,fedjob.io/tier=gold",
+            "--heartbeat-interval",
+            "250ms",
+            "--create-namespaces",
+            "--namespace",
+            "team-a",
+            "--workers",
+            "4",
+            "--shutdown-grace",
+            "1m30s",
+        ])
+        .unwrap();
+        assert_eq!(c.schedulers, vec!["http://a:1", "https://b:2"]);
+        assert_eq!(
+            c.kube,
+            KubeSource::Kubeconfig {
+                path: Some("/tmp/kc".into()),
+                context: Some("c1".into())
+            }
+        );
+        assert_eq!(c.labels.get("region").map(String::as_str), Some("asia"));
+        assert_eq!(
+            c.labels.get("fedjob.io/tier").map(String::as_str),
+            Some("gold")
+        );
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(250));
+        assert!(c.create_namespaces);
+        assert_eq!(c.namespace.as_deref(), Some("team-a"));
+        assert_eq!(c.workers, 4);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn context_alone_uses_the_default_kubeconfig() {
+        let c = parse(&["--context", "kind-c1"]).unwrap();
+        assert_eq!(
+            c.kube,
+            KubeSource::Kubeconfig {
+                path: None,
+                context: Some("kind-c1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for (extra, flag) in [
+            (&["--cluster-name", "Bad_Name"][..], "cluster-name"),
+            (&["--cluster-name=-x"][..], "cluster-name"),
+            (&["--labels", "novalue"][..], "labels"),
+            (&["--labels", "a=b,a=c"][..], "labels"),
+            (&["--labels", "bad key=v"][..], "labels"),
+            (&["--labels", "k=-v"][..], "labels"),
+            (&["--heartbeat-interval", "soon"][..], "heartbeat-interval"),
+            (&["--heartbeat-interval", "1ms"][..], "heartbeat-interval"),
+            (&["--namespace", "Team"][..], "namespace"),
+            (&["--workers", "0"][..], "workers"),
+        ] {
+            let err = parse(extra).unwrap_err();
+            assert_eq!(err.exit_code(), 64, "{extra:?}");
+            match err {
+                ConfigError::Invalid { flag: f, .. } => assert_eq!(f, flag, "{extra:?}"),
+                other => panic!("{extra:?}: {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_scheduler_urls() {
+        for url in ["127.0.0.1:50051", "ftp://x", "http://", ","] {
+            let err =
+                Config::from_args(["fedjob-syncer", "--scheduler", url, "--cluster-name", "c1"])
+                    .unwrap_err();
+            assert_eq!(err.exit_code(), 64, "{url}");
+        }
+    }
+
+    #[test]
+    fn missing_required_flags_exit_64_and_help_exits_0() {
+        let err = Config::from_args(["fedjob-syncer", "--cluster-name", "c1"]).unwrap_err();
+        assert!(matches!(err, ConfigError::Cli(_)));
+        assert_eq!(err.exit_code(), 64);
+        let help = Config::from_args(["fedjob-syncer", "--help"]).unwrap_err();
+        assert_eq!(help.exit_code(), 0);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(check_dns_label("c1").is_ok());
+        assert!(check_dns_label("a-b-9").is_ok());
+        assert!(check_dns_label(&"a".repeat(63)).is_ok());
+        assert!(check_dns_label(&"a".repeat(64)).is_err());
+        assert!(check_dns_label("").is_err());
+        assert!(check_dns_label("a.b").is_err());
+        assert!(check_dns_label("a-").is_err());
+    }
+}

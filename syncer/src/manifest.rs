@@ -1,0 +1,368 @@
+//! The local Job an assignment asks for: checked when it arrives, and compared with the live
+//! Job to find drift.
+//!
+//! The scheduler renders the whole Job every time, so the syncer applies it as it is, never a
+//! piece of it: completions and the template are fixed per shard and never change for an
+//! existing one, so applying the full manifest never asks the API server for a change it
+//! refuses (k8s-facts/03, 04, 10).
+
+use std::collections::BTreeMap;
+
+use fedjob_proto::names;
+use k8s_openapi::api::batch::v1::Job;
+use serde_json::{Value, json};
+
+/// A checked manifest of one shard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    /// The JSON object to server-side apply.
+    pub raw: Value,
+    /// The same Job, typed, to compare with the live one.
+    pub job: Job,
+}
+
+/// Why a manifest cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The assignment carries no manifest.
+    #[error("the assignment carries no manifest")]
+    Empty,
+    /// The text is not JSON.
+    #[error("the manifest is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The JSON is not a `batch/v1` Job.
+    #[error("the manifest is not a batch/v1 Job: {0}")]
+    NotAJob(String),
+    /// A field of the manifest contradicts the assignment.
+    #[error("the manifest's {field} is {found:?} but the assignment is for {expected:?}")]
+    Mismatch {
+        /// The field.
+        field: &'static str,
+        /// What the assignment says.
+        expected: String,
+        /// What the manifest says.
+        found: String,
+    },
+}
+
+impl Manifest {
+    /// Parses the manifest of an assignment for shard `namespace/name` of federated Job `job_uid`.
+    ///
+    /// A manifest naming another Job, namespace or federated Job is refused: applying it could
+    /// overwrite something that is not this shard. fedjob's identity labels are added when the
+    /// manifest lacks them, so the shard is always recognised again after a restart.
+    pub fn parse(
+        text: &str,
+        namespace: &str,
+        name: &str,
+        job_uid: &str,
+    ) -> Result<Self, ManifestError> {
+        if text.trim().is_empty() {
+            return Err(ManifestError::Empty);
+        }
+        let mut raw: Value = serde_json::from_str(text).map_err(ManifestError::NotJson)?;
+        let Some(object) = raw.as_object_mut() else {
+            return Err(ManifestError::NotAJob("not a JSON object".into()));
+        };
+        for (field, want) in [("apiVersion", "batch/v1"), ("kind", "Job")] {
+            match object.get(field) {
+                None => {
+                    object.insert(field.into(), json!(want));
+                }
+                Some(Value::String(s)) if s == want => {}
+                Some(other) => {
+                    return Err(ManifestError::NotAJob(format!("{field} is {other}")));
+                }
+            }
+        }
+        let metadata = object
+            .entry("metadata")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .ok_or_else(|| ManifestError::NotAJob("metadata is not an object".into()))?;
+        for (field, expected) in [("name", name), ("namespace", namespace)] {
+            match metadata.get(field).and_then(Value::as_str) {
+                None | Some("") => {
+                    metadata.insert(field.into(), json!(expected));
+                }
+                Some(found) if found == expected => {}
+                Some(found) => {
+                    return Err(ManifestError::Mismatch {
+                        field: if field == "name" {
+                            "metadata.name"
+                        } else {
+                            "metadata.namespace"
+                        },
+                        expected: expected.into(),
+                        found: found.into(),
+                    });
+                }
+            }
+        }
+        let labels = metadata
+            .entry("labels")
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .ok_or_else(|| ManifestError::NotAJob("metadata.labels is not an object".into()))?;
+        match labels.get(names::JOB_UID_LABEL).and_then(Value::as_str) {
+            None => {
+                labels.insert(names::JOB_UID_LABEL.into(), json!(job_uid));
+            }
+            Some(found) if found == job_uid => {}
+            Some(found) => {
+                return Err(ManifestError::Mismatch {
+                    field: "fedjob.io/job-uid label",
+                    expected: job_uid.into(),
+                    found: found.into(),
+                });
+            }
+        }
+        labels.insert(
+            names::MANAGED_BY_LABEL.into(),
+            json!(names::MANAGED_BY_VALUE),
+        );
+        let job: Job = serde_json::from_value(raw.clone())
+            .map_err(|e| ManifestError::NotAJob(e.to_string()))?;
+        Ok(Manifest { raw, job })
+    }
+
+    /// The assignment revision recorded in the manifest's annotation.
+    pub fn revision(&self) -> Option<u64> {
+        annotation(&self.job, names::ASSIGNMENT_REVISION_ANNOTATION)
+    }
+}
+
+/// An annotation of `job` read as a number.
+pub fn annotation(job: &Job, key: &str) -> Option<u64> {
+    job.metadata
+        .annotations
+        .as_ref()?
+        .get(key)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What of `live` differs from `manifest`, in the fields the syncer owns and may change, or
+/// `None` when the live Job is as the manifest asks.
+///
+/// Only fields the API server lets change on a Job are compared (parallelism, suspend, the
+/// deadlines and limits, labels and annotations); completions and the template are fixed at
+/// creation and the server fills in the template, so comparing them would find drift that no
+/// apply can correct. Labels and annotations others added are not drift.
+pub fn drift(manifest: &Job, live: &Job) -> Option<String> {
+    let want = manifest.spec.as_ref();
+    let have = live.spec.as_ref();
+    let want_parallelism = want.and_then(|s| s.parallelism).unwrap_or(1);
+    let have_parallelism = have.and_then(|s| s.parallelism).unwrap_or(1);
+    if want_parallelism != have_parallelism {
+        return Some(format!(
+            "spec.parallelism is {have_parallelism}, the assignment says {want_parallelism}"
+        ));
+    }
+    let want_suspend = want.and_then(|s| s.suspend).unwrap_or(false);
+    let have_suspend = have.and_then(|s| s.suspend).unwrap_or(false);
+    if want_suspend != have_suspend {
+        return Some(format!(
+            "spec.suspend is {have_suspend}, the assignment says {want_suspend}"
+        ));
+    }
+    let optional = [
+        (
+            "spec.activeDeadlineSeconds",
+            want.and_then(|s| s.active_deadline_seconds),
+            have.and_then(|s| s.active_deadline_seconds),
+        ),
+        (
+            "spec.backoffLimit",
+            want.and_then(|s| s.backoff_limit).map(i64::from),
+            have.and_then(|s| s.backoff_limit).map(i64::from),
+        ),
+        (
+            "spec.ttlSecondsAfterFinished",
+            want.and_then(|s| s.ttl_seconds_after_finished)
+                .map(i64::from),
+            have.and_then(|s| s.ttl_seconds_after_finished)
+                .map(i64::from),
+        ),
+    ];
+    for (field, want, have) in optional {
+        if want.is_some() && want != have {
+            return Some(format!("{field} is {have:?}, the assignment says {want:?}"));
+        }
+    }
+    missing_entries(
+        "label",
+        manifest.metadata.labels.as_ref(),
+        live.metadata.labels.as_ref(),
+    )
+    .or_else(|| {
+        missing_entries(
+            "annotation",
+            manifest.metadata.annotations.as_ref(),
+            live.metadata.annotations.as_ref(),
+        )
+    })
+}
+
+fn missing_entries(
+    what: &str,
+    want: Option<&BTreeMap<String, String>>,
+    have: Option<&BTreeMap<String, String>>,
+) -> Option<String> {
+    let want = want?;
+    for (key, value) in want {
+        match have.and_then(|h| h.get(key)) {
+            Some(v) if v == value => {}
+            Some(v) => {
+                return Some(format!(
+                    "{what} {key} is {v:?}, the assignment says {value:?}"
+                ));
+            }
+            None => return Some(format!("{what} {key} is missing")),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::manifest_text;
+
+    /// The Job an API server would return for `manifest` (defaulted, with a uid and selector).
+    fn live_from(manifest: &Manifest) -> Job {
+        let mut raw = manifest.raw.clone();
+        raw["metadata"]["uid"] = json!("local-1");
+        raw["metadata"]["resourceVersion"] = json!("201");
+        raw["metadata"]["labels"]["added-by-someone"] = json!("x");
+        raw["spec"]["completionMode"] = json!("NonIndexed");
+        raw["spec"]["selector"] = json!({"matchLabels": {"controller-uid": "local-1"}});
+        raw["spec"]["template"]["metadata"] =
+            json!({"labels": {"controller-uid": "local-1", "job-name": "myjob"}});
+        serde_json::from_value(raw).unwrap()
+    }
+
+    #[test]
+    fn parses_and_checks_identity() {
+        let m = Manifest::parse(&manifest_text(3, false, 4), "default", "myjob", "uid-1").unwrap();
+        assert_eq!(m.revision(), Some(4));
+        assert_eq!(m.job.spec.as_ref().unwrap().parallelism, Some(3));
+
+        let wrong_name = Manifest::parse(&manifest_text(3, false, 4), "default", "other", "uid-1");
+        assert!(matches!(
+            wrong_name,
+            Err(ManifestError::Mismatch {
+                field: "metadata.name",
+                ..
+            })
+        ));
+        let wrong_ns = Manifest::parse(&manifest_text(3, false, 4), "prod", "myjob", "uid-1");
+        assert!(matches!(wrong_ns, Err(ManifestError::Mismatch { .. })));
+        let wrong_uid = Manifest::parse(&manifest_text(3, false, 4), "default", "myjob", "uid-2");
+        assert!(matches!(wrong_uid, Err(ManifestError::Mismatch { .. })));
+        assert!(matches!(
+            Manifest::parse("", "default", "myjob", "uid-1"),
+            Err(ManifestError::Empty)
+        ));
+        assert!(matches!(
+            Manifest::parse("{", "default", "myjob", "uid-1"),
+            Err(ManifestError::NotJson(_))
+        ));
+        assert!(matches!(
+            Manifest::parse(r#"{"kind": "Pod"}"#, "default", "myjob", "uid-1"),
+            Err(ManifestError::NotAJob(_))
+        ));
+    }
+
+    #[test]
+    fn fills_in_missing_identity() {
+        let m = Manifest::parse(r#"{"spec": {"parallelism": 1}}"#, "ns", "j", "u").unwrap();
+        assert_eq!(m.raw["apiVersion"], "batch/v1");
+        assert_eq!(m.raw["kind"], "Job");
+        assert_eq!(m.raw["metadata"]["name"], "j");
+        assert_eq!(m.raw["metadata"]["namespace"], "ns");
+        assert_eq!(m.raw["metadata"]["labels"]["fedjob.io/job-uid"], "u");
+        assert_eq!(
+            m.raw["metadata"]["labels"]["fedjob.io/managed-by"],
+            "fedjob"
+        );
+    }
+
+    #[test]
+    fn a_freshly_applied_job_has_no_drift() {
+        let m = Manifest::parse(&manifest_text(3, false, 4), "default", "myjob", "uid-1").unwrap();
+        assert_eq!(drift(&m.job, &live_from(&m)), None);
+    }
+
+    #[test]
+    fn drift_in_each_owned_field() {
+        let m = Manifest::parse(&manifest_text(3, false, 4), "default", "myjob", "uid-1").unwrap();
+        type Edit = Box<dyn Fn(&mut Job)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            (
+                "spec.parallelism",
+                Box::new(|j: &mut Job| j.spec.as_mut().unwrap().parallelism = Some(5)),
+            ),
+            (
+                "spec.suspend",
+                Box::new(|j: &mut Job| j.spec.as_mut().unwrap().suspend = Some(true)),
+            ),
+            (
+                "spec.backoffLimit",
+                Box::new(|j: &mut Job| j.spec.as_mut().unwrap().backoff_limit = Some(1)),
+            ),
+            (
+                "label app",
+                Box::new(|j: &mut Job| {
+                    j.metadata.labels.as_mut().unwrap().remove("app");
+                }),
+            ),
+            (
+                "label fedjob.io/job",
+                Box::new(|j: &mut Job| {
+                    j.metadata
+                        .labels
+                        .as_mut()
+                        .unwrap()
+                        .insert("fedjob.io/job".into(), "other".into());
+                }),
+            ),
+            (
+                "annotation fedjob.io/assignment-revision",
+                Box::new(|j: &mut Job| {
+                    j.metadata
+                        .annotations
+                        .as_mut()
+                        .unwrap()
+                        .insert("fedjob.io/assignment-revision".into(), "3".into());
+                }),
+            ),
+        ];
+        for (what, edit) in edits {
+            let mut live = live_from(&m);
+            edit(&mut live);
+            let found = drift(&m.job, &live).unwrap_or_else(|| panic!("no drift for {what}"));
+            assert!(found.contains(what), "{what}: {found}");
+        }
+    }
+
+    #[test]
+    fn immutable_and_server_filled_fields_are_not_drift() {
+        let m = Manifest::parse(&manifest_text(3, false, 4), "default", "myjob", "uid-1").unwrap();
+        let mut live = live_from(&m);
+        let spec = live.spec.as_mut().unwrap();
+        spec.completions = Some(9);
+        spec.template.spec.as_mut().unwrap().containers[0].image = Some("other".into());
+        spec.ttl_seconds_after_finished = Some(100);
+        assert_eq!(drift(&m.job, &live), None);
+    }
+
+    #[test]
+    fn a_new_revision_is_drift() {
+        let old =
+            Manifest::parse(&manifest_text(3, false, 4), "default", "myjob", "uid-1").unwrap();
+        let new = Manifest::parse(&manifest_text(3, true, 5), "default", "myjob", "uid-1").unwrap();
+        assert!(drift(&new.job, &live_from(&old)).is_some());
+    }
+}
