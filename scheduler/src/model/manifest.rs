@@ -1,112 +1,179 @@
 //! Reading and validating a federated Job as the Kubernetes API server would (SPEC §2).
 //!
 //! Errors are collected, not stopped at the first, and printed the way the API server prints
-//! them (`Job.batch "NAME" is invalid: FIELD: Invalid value: VALUE: DETAIL`), so a message a user
-//! knows from kubectl reads the same here.
+//! them (`Job.batch "NAME" is invalid: FIELD: Invalid value: VALUE: DETAIL`), with the rule texts
+//! of `k8s.io/apimachinery`'s validation, so a message a user knows from kubectl reads the same
+//! here. Where fedjob is stricter than a plain Job (name length, Indexed mode, preferences) the
+//! message says why.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use k8s_openapi::api::batch::v1::Job;
-use serde_json::Value;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 
-use super::preferences::Preferences;
+use super::preferences::{Preferences, PreferencesError};
 use fedjob_proto::names::PREFERENCES_ANNOTATION;
 
-/// Longest federated Job name: shards are named `NAME-N`, and a Job's name must fit the
-/// 63-character `job-name` label of its pods.
+/// Longest federated Job name: shards are named `NAME-N` with N up to 6 digits, and every shard's
+/// name must fit the 63-character `job-name` label its pods get.
 pub const MAX_NAME: usize = 56;
-/// Most labels (and, separately, annotations) on a Job.
+/// Most labels on a Job (and, separately, on its pod template): every shard carries them.
 pub const MAX_LABELS: usize = 64;
-/// Largest total size of a Job's annotations, as the API server enforces.
+/// Most annotations on a Job (and, separately, on its pod template).
+pub const MAX_ANNOTATIONS: usize = 64;
+/// Largest total size of the annotations of one object, as the API server enforces.
 pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
+/// Largest manifest accepted, the API server's request body limit.
+pub const MAX_MANIFEST_BYTES: usize = 3 * 1024 * 1024;
 
 /// The kind of a field error, as the API server names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldErrorKind {
-    /// A required field is missing.
+    /// A required field is missing or empty.
     Required,
     /// A value breaks a rule.
     Invalid,
     /// A value is not one of those supported.
     NotSupported,
-    /// A field may not be set.
+    /// A field may not be set, or not to this.
     Forbidden,
     /// A value is too long.
     TooLong,
+    /// A list or map has too many entries.
+    TooMany,
     /// A value repeats one that must be unique.
     Duplicate,
+}
+
+impl FieldErrorKind {
+    /// The `reason` of a cause in a Kubernetes `Status`, e.g. `FieldValueInvalid`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Required => "FieldValueRequired",
+            Self::Invalid => "FieldValueInvalid",
+            Self::NotSupported => "FieldValueNotSupported",
+            Self::Forbidden => "FieldValueForbidden",
+            Self::TooLong => "FieldValueTooLong",
+            Self::TooMany => "FieldValueTooMany",
+            Self::Duplicate => "FieldValueDuplicate",
+        }
+    }
+
+    /// How the API server starts the message, e.g. `Invalid value`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Required => "Required value",
+            Self::Invalid => "Invalid value",
+            Self::NotSupported => "Unsupported value",
+            Self::Forbidden => "Forbidden",
+            Self::TooLong => "Too long",
+            Self::TooMany => "Too many",
+            Self::Duplicate => "Duplicate value",
+        }
+    }
 }
 
 /// One offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    /// Path of the field, e.g. `spec.template.spec.restartPolicy`.
+    /// Path of the field, e.g. `spec.template.spec.restartPolicy`; empty for the document as a
+    /// whole (it is not YAML, not one object).
     pub field: String,
     /// What kind of error.
     pub kind: FieldErrorKind,
-    /// The offending value as the API server prints it, if any.
+    /// The offending value as the API server prints it (strings quoted), if it is shown.
     pub value: Option<String>,
-    /// The rule.
+    /// The rule that was broken.
     pub detail: String,
+}
+
+impl FieldError {
+    /// The message without the field, as in a `Status` cause: `Invalid value: 9: field is
+    /// immutable`.
+    pub fn message(&self) -> String {
+        if self.field.is_empty() {
+            return self.detail.clone();
+        }
+        let mut out = self.kind.label().to_owned();
+        // The API server does not print the value of these kinds.
+        let shows_value = !matches!(
+            self.kind,
+            FieldErrorKind::Required | FieldErrorKind::Forbidden | FieldErrorKind::TooLong
+        );
+        if let Some(value) = self.value.as_deref().filter(|_| shows_value) {
+            out.push_str(": ");
+            out.push_str(value);
+        }
+        if !self.detail.is_empty() {
+            out.push_str(": ");
+            out.push_str(&self.detail);
+        }
+        out
+    }
 }
 
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = self.value.as_deref().unwrap_or("null");
-        write!(f, "{}: ", self.field)?;
-        match self.kind {
-            FieldErrorKind::Required => write!(f, "Required value")?,
-            FieldErrorKind::Invalid => write!(f, "Invalid value: {value}")?,
-            FieldErrorKind::NotSupported => write!(f, "Unsupported value: {value}")?,
-            FieldErrorKind::Forbidden => write!(f, "Forbidden")?,
-            FieldErrorKind::TooLong => write!(f, "Too long: {value}")?,
-            FieldErrorKind::Duplicate => write!(f, "Duplicate value: {value}")?,
+        if self.field.is_empty() {
+            f.write_str(&self.detail)
+        } else {
+            write!(f, "{}: {}", self.field, self.message())
         }
-        if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
-        }
-        Ok(())
     }
 }
 
 /// A refused Job, with every offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct Invalid {
-    name: String,
+    /// Name of the Job, when the manifest got far enough to have one.
+    name: Option<String>,
+    /// Every offending field, in the order found; never empty.
     causes: Vec<FieldError>,
 }
 
 impl Invalid {
-    /// A refusal of Job `name` for one field.
-    pub fn one(
-        name: &str,
-        field: impl Into<String>,
-        kind: FieldErrorKind,
-        value: Option<String>,
-        detail: impl Into<String>,
-    ) -> Self {
-        let cause = FieldError {
-            field: field.into(),
-            kind,
-            value,
-            detail: detail.into(),
-        };
-        Self {
-            name: name.to_owned(),
-            causes: vec![cause],
-        }
+    fn new(name: Option<String>, causes: Vec<FieldError>) -> Self {
+        debug_assert!(!causes.is_empty());
+        Self { name, causes }
     }
 
-    /// Every offending field.
+    /// A refusal of the whole document, before there is a Job.
+    fn document(detail: impl Into<String>) -> Self {
+        let cause = FieldError {
+            field: String::new(),
+            kind: FieldErrorKind::Invalid,
+            value: None,
+            detail: detail.into(),
+        };
+        Self::new(None, vec![cause])
+    }
+
+    /// The Job's name, if known.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// Every offending field, in the order found.
     pub fn causes(&self) -> &[FieldError] {
         &self.causes
+    }
+
+    /// The first offending field's path (empty for the document as a whole).
+    pub fn field(&self) -> &str {
+        self.causes.first().map_or("", |c| c.field.as_str())
     }
 }
 
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Job.batch \"{}\" is invalid: ", self.name)?;
+        match &self.name {
+            Some(name) => write!(f, "Job.batch {} is invalid: ", go_quote(name))?,
+            None => f.write_str("invalid manifest: ")?,
+        }
         match self.causes.as_slice() {
             [one] => write!(f, "{one}"),
             many => {
@@ -117,7 +184,7 @@ impl fmt::Display for Invalid {
     }
 }
 
-/// Collects field errors of one Job.
+/// Collects the field errors of one Job.
 struct Errors {
     name: String,
     causes: Vec<FieldError>,
@@ -138,310 +205,418 @@ impl Errors {
         value: Option<String>,
         detail: impl Into<String>,
     ) {
-        self.causes.push(FieldError {
+        let cause = FieldError {
             field: field.into(),
             kind,
             value,
             detail: detail.into(),
-        });
+        };
+        self.causes.push(cause);
+    }
+
+    fn invalid(&mut self, field: impl Into<String>, value: &str, detail: impl Into<String>) {
+        self.add(
+            field,
+            FieldErrorKind::Invalid,
+            Some(go_quote(value)),
+            detail,
+        );
+    }
+
+    fn required(&mut self, field: impl Into<String>, detail: impl Into<String>) {
+        self.add(field, FieldErrorKind::Required, None, detail);
     }
 
     fn finish(self) -> Result<(), Invalid> {
         if self.causes.is_empty() {
             Ok(())
         } else {
-            Err(Invalid {
-                name: self.name,
-                causes: self.causes,
-            })
+            Err(Invalid::new(Some(self.name), self.causes))
         }
     }
 }
 
-/// YAML or JSON text → exactly one JSON object.
+// ------------------------------------------------------------------ reading
+
+/// YAML or JSON text → exactly one JSON object (a multi-document file or non-object is an
+/// error). Empty YAML documents (a leading or trailing `---`) are skipped, as kubectl does.
 pub fn parse_manifest(text: &str) -> Result<Value, Invalid> {
-    let refuse =
-        |detail: String| Invalid::one("", "manifest", FieldErrorKind::Invalid, None, detail);
-    let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let value = <serde_yaml::Value as serde::Deserialize>::deserialize(document)
-            .map_err(|e| refuse(format!("not valid YAML or JSON: {e}")))?;
-        if !value.is_null() {
-            documents.push(value);
-        }
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(Invalid::document(format!(
+            "must be no more than {MAX_MANIFEST_BYTES} bytes, got {}",
+            text.len()
+        )));
     }
-    match documents.len() {
-        0 => Err(refuse("the manifest is empty".into())),
-        1 => {
-            let value: Value = serde_json::to_value(documents.remove(0))
-                .map_err(|e| refuse(format!("cannot be read as JSON: {e}")))?;
-            if value.is_object() {
-                Ok(value)
-            } else {
-                Err(refuse("must be a Job object".into()))
-            }
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value = if text.trim_start().starts_with('{') {
+        // JSON is also YAML, but JSON's own parser gives the better message for a JSON typo.
+        match serde_json::from_str::<Value>(text) {
+            Ok(v) => v,
+            Err(json_error) => parse_yaml(text)
+                .map_err(|_| Invalid::document(format!("not valid JSON: {json_error}")))?,
         }
-        n => Err(refuse(format!(
-            "holds {n} documents; give one Job per request"
+    } else {
+        parse_yaml(text).map_err(Invalid::document)?
+    };
+    match value {
+        Value::Object(_) => Ok(value),
+        other => Err(Invalid::document(format!(
+            "must be one Job object, got {}",
+            json_type(&other)
         ))),
     }
 }
 
-/// A JSON object → a typed Job in `request_namespace` (or the manifest's own namespace).
+/// The one non-empty YAML document of `text`, as JSON.
+fn parse_yaml(text: &str) -> Result<Value, String> {
+    let mut found = None;
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let mut yaml = serde_yaml::Value::deserialize(document)
+            .map_err(|e| format!("not valid YAML or JSON: {e}"))?;
+        if yaml.is_null() {
+            continue;
+        }
+        if found.is_some() {
+            return Err("holds more than one document; give one Job per request".into());
+        }
+        // `<<: *anchor` merge keys, which kubectl's YAML reader applies too.
+        yaml.apply_merge()
+            .map_err(|e| format!("not valid YAML: {e}"))?;
+        let json = serde_json::to_value(&yaml)
+            .map_err(|e| format!("cannot be read as JSON: {e} (keys must be strings)"))?;
+        found = Some(json);
+    }
+    found.ok_or_else(|| "the manifest is empty".to_owned())
+}
+
+/// JSON object → typed Job. `apiVersion` must be `batch/v1` and `kind` `Job`; a value of the
+/// wrong type names its path (`spec.parallelism: Invalid value: "three": expected i32`).
+/// `metadata.namespace` defaults to `request_namespace`, or `default` when that is empty too; a
+/// manifest naming another namespace than a non-empty `request_namespace` is refused, as kubectl
+/// refuses it.
 pub fn decode_job(mut value: Value, request_namespace: &str) -> Result<Job, Invalid> {
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let api_version = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if api_version != "batch/v1" {
-        return Err(Invalid::one(
-            &name,
-            "apiVersion",
-            FieldErrorKind::NotSupported,
-            Some(format!("{api_version:?}")),
-            "supported values: \"batch/v1\"",
-        ));
+        .map(str::to_owned);
+    let Some(object) = value.as_object_mut() else {
+        return Err(Invalid::document(format!(
+            "must be one Job object, got {}",
+            json_type(&value)
+        )));
+    };
+    let mut causes = Vec::new();
+    for (field, expected) in [("apiVersion", "batch/v1"), ("kind", "Job")] {
+        match object.get(field) {
+            None | Some(Value::Null) => causes.push(FieldError {
+                field: field.into(),
+                kind: FieldErrorKind::Required,
+                value: None,
+                detail: format!("must be {}", go_quote(expected)),
+            }),
+            Some(Value::String(s)) if s == expected => {}
+            Some(other) => causes.push(FieldError {
+                field: field.into(),
+                kind: FieldErrorKind::NotSupported,
+                value: Some(render(other)),
+                detail: format!("supported values: {}", go_quote(expected)),
+            }),
+        }
     }
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if kind != "Job" {
-        return Err(Invalid::one(
-            &name,
-            "kind",
-            FieldErrorKind::NotSupported,
-            Some(format!("{kind:?}")),
-            "supported values: \"Job\"",
-        ));
+    if !causes.is_empty() {
+        return Err(Invalid::new(name, causes));
     }
-    if let Some(obj) = value.as_object_mut() {
-        // Status is the federation's to write; a manifest's status is ignored, as on create.
-        obj.remove("status");
-    }
-    let mut job: Job = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        Invalid::one(
-            &name,
-            path,
-            FieldErrorKind::Invalid,
-            None,
-            e.inner().to_string(),
+    // Status is the federation's to write: the API server ignores it on create and update, and
+    // so a `kubectl get -o yaml` output can be submitted again.
+    object.remove("status");
+    let mut job: Job = serde_path_to_error::deserialize(&value).map_err(|e| {
+        let field = field_path(e.path());
+        let shown = lookup(&value, e.path()).map(render);
+        let message = e.inner().to_string();
+        // serde says `invalid type: string "three", expected i32`; the value is shown already.
+        let detail = match message.find(", expected ") {
+            Some(at) => message[at + 2..].to_owned(),
+            None => message,
+        };
+        let kind = FieldErrorKind::Invalid;
+        Invalid::new(
+            name.clone(),
+            vec![FieldError {
+                field,
+                kind,
+                value: shown,
+                detail,
+            }],
         )
     })?;
-    let requested = if request_namespace.is_empty() {
-        None
-    } else {
-        Some(request_namespace)
-    };
-    match (
-        job.metadata
-            .namespace
-            .as_deref()
-            .filter(|ns| !ns.is_empty()),
-        requested,
-    ) {
-        (Some(own), Some(req)) if own != req => {
-            return Err(Invalid::one(
-                &name,
-                "metadata.namespace",
-                FieldErrorKind::Invalid,
-                Some(format!("{own:?}")),
-                format!(
-                    "the namespace from the provided object \"{own}\" does not match the namespace \"{req}\". You must pass '--namespace={own}' to perform this operation."
-                ),
+    let own = job
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty());
+    match own {
+        Some(own) if !request_namespace.is_empty() && own != request_namespace => {
+            let detail = format!(
+                "the namespace from the provided object {} does not match the namespace {}. \
+                 You must pass '--namespace={own}' to perform this operation.",
+                go_quote(own),
+                go_quote(request_namespace)
+            );
+            let kind = FieldErrorKind::Invalid;
+            let value = Some(go_quote(own));
+            let field = "metadata.namespace".into();
+            return Err(Invalid::new(
+                name,
+                vec![FieldError {
+                    field,
+                    kind,
+                    value,
+                    detail,
+                }],
             ));
         }
-        (Some(_), _) => {}
-        (None, req) => job.metadata.namespace = Some(req.unwrap_or("default").to_owned()),
+        Some(_) => {}
+        None => {
+            let ns = if request_namespace.is_empty() {
+                "default"
+            } else {
+                request_namespace
+            };
+            job.metadata.namespace = Some(ns.to_owned());
+        }
     }
     Ok(job)
 }
 
-/// Everything a new Job must satisfy.
+/// A serde path as Kubernetes writes field paths: `spec.template.spec.containers[0].name`,
+/// `metadata.labels[app.kubernetes.io/name]`.
+fn field_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                let plain =
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if plain {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(key);
+                } else {
+                    out.push_str(&format!("[{key}]"));
+                }
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    out
+}
+
+/// The JSON value at a serde path, to show it in the message.
+fn lookup<'a>(value: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a Value> {
+    use serde_path_to_error::Segment;
+    path.iter().try_fold(value, |v, segment| match segment {
+        Segment::Seq { index } => v.get(*index),
+        Segment::Map { key } => v.get(key.as_str()),
+        Segment::Enum { .. } | Segment::Unknown => None,
+    })
+}
+
+// ------------------------------------------------------------------ validating
+
+/// Create-time validation of a decoded Job, every error at once.
 pub fn validate_new(job: &Job) -> Result<(), Invalid> {
     let mut errors = Errors::new(job);
-    validate_meta(job, &mut errors);
-    validate_spec(job, &mut errors);
+    validate(job, &mut errors);
     errors.finish()
 }
 
-/// Everything an updated Job must satisfy, including the fields that may not change.
-/// Unlike a plain Job, `completions` and `parallelism` may change: the federation keeps the totals.
+/// Update-time validation: everything of [`validate_new`], plus `spec.template`,
+/// `spec.selector` and `spec.completionMode` immutable, and the same name, namespace and uid.
+/// Unlike a plain Job, `completions` and `parallelism` may change: the federation keeps the
+/// totals (SPEC §4). A work queue cannot become a Job with completions, nor the reverse.
 pub fn validate_update(old: &Job, new: &Job) -> Result<(), Invalid> {
     let mut errors = Errors::new(new);
-    validate_meta(new, &mut errors);
-    validate_spec(new, &mut errors);
-    let (o, n) = (
-        old.spec.clone().unwrap_or_default(),
-        new.spec.clone().unwrap_or_default(),
-    );
-    if o.template != n.template {
-        let value = serde_json::to_string(&n.template).unwrap_or_default();
+    validate(new, &mut errors);
+    let (o, n) = (&old.metadata, &new.metadata);
+    let identity = [
+        ("metadata.name", &o.name, &n.name),
+        ("metadata.namespace", &o.namespace, &n.namespace),
+    ];
+    for (field, before, after) in identity {
+        if before != after {
+            errors.invalid(field, after.as_deref().unwrap_or(""), "field is immutable");
+        }
+    }
+    // A manifest usually carries no uid; one that does must be this Job's.
+    if let Some(uid) = n.uid.as_deref().filter(|u| !u.is_empty())
+        && o.uid.as_deref() != Some(uid)
+    {
+        errors.invalid("metadata.uid", uid, "field is immutable");
+    }
+    let empty = JobSpec::default();
+    let os = old.spec.as_ref().unwrap_or(&empty);
+    let ns = new.spec.as_ref().unwrap_or(&empty);
+    if !same(&os.template, &ns.template) {
+        let value = Some(shorten(&compact(&ns.template)));
         errors.add(
             "spec.template",
             FieldErrorKind::Invalid,
-            Some(shorten(&value)),
+            value,
             "field is immutable",
         );
     }
-    if o.selector != n.selector {
-        let value = serde_json::to_string(&n.selector).unwrap_or_default();
+    if !same(&os.selector, &ns.selector) {
+        let value = Some(
+            ns.selector
+                .as_ref()
+                .map_or("null".into(), |s| shorten(&compact(s))),
+        );
         errors.add(
             "spec.selector",
             FieldErrorKind::Invalid,
-            Some(shorten(&value)),
+            value,
             "field is immutable",
         );
     }
-    if o.completion_mode != n.completion_mode {
-        let value = format!("{:?}", n.completion_mode.unwrap_or_default());
-        errors.add(
-            "spec.completionMode",
-            FieldErrorKind::Invalid,
-            Some(value),
-            "field is immutable",
-        );
+    let mode = |s: &JobSpec| {
+        s.completion_mode
+            .clone()
+            .unwrap_or_else(|| "NonIndexed".into())
+    };
+    if mode(os) != mode(ns) {
+        errors.invalid("spec.completionMode", &mode(ns), "field is immutable");
     }
-    if o.completions.is_some() != n.completions.is_some() {
-        errors.add(
-            "spec.completions",
-            FieldErrorKind::Invalid,
-            Some(n.completions.map_or("null".into(), |c| c.to_string())),
-            "cannot be set or removed after creation (a Job with completions cannot become a work queue, nor the reverse)",
-        );
+    if os.completions.is_some() != ns.completions.is_some() {
+        let value = Some(ns.completions.map_or("null".into(), |c| c.to_string()));
+        let detail = "may be changed but not set or removed: a work queue (no completions) and a \
+                      Job with completions run their shards differently";
+        errors.add("spec.completions", FieldErrorKind::Invalid, value, detail);
     }
     errors.finish()
 }
 
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= 200 {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(200).collect::<String>())
+fn validate(job: &Job, errors: &mut Errors) {
+    validate_meta(job, errors);
+    match &job.spec {
+        Some(spec) => validate_spec(spec, errors),
+        None => errors.required("spec", ""),
     }
 }
 
 fn validate_meta(job: &Job, errors: &mut Errors) {
     let meta = &job.metadata;
-    match meta.name.as_deref() {
-        None | Some("") => errors.add(
-            "metadata.name",
-            FieldErrorKind::Required,
-            None,
-            "name is required (generateName is not supported)",
-        ),
-        Some(name) => {
-            if let Err(rule) = dns1123_subdomain(name) {
-                errors.add(
-                    "metadata.name",
-                    FieldErrorKind::Invalid,
-                    Some(format!("{name:?}")),
-                    rule,
-                );
-            } else if name.len() > MAX_NAME {
-                errors.add(
-                    "metadata.name",
-                    FieldErrorKind::Invalid,
-                    Some(format!("{name:?}")),
-                    format!("must be no more than {MAX_NAME} characters: shards are named NAME-N and a Job's name must fit the 63-character job-name label"),
-                );
-            }
-        }
-    }
-    if let Some(ns) = meta.namespace.as_deref()
-        && let Err(rule) = dns1123_label(ns)
-    {
+    if meta.generate_name.as_deref().is_some_and(|g| !g.is_empty()) {
+        let detail = "not supported: a federated Job needs a fixed name, which its shards share";
         errors.add(
-            "metadata.namespace",
-            FieldErrorKind::Invalid,
-            Some(format!("{ns:?}")),
-            rule,
+            "metadata.generateName",
+            FieldErrorKind::Forbidden,
+            None,
+            detail,
         );
     }
-    if let Some(labels) = &meta.labels {
-        if labels.len() > MAX_LABELS {
-            errors.add(
-                "metadata.labels",
-                FieldErrorKind::TooLong,
-                Some(labels.len().to_string()),
-                format!("must have at most {MAX_LABELS} labels"),
-            );
-        }
-        for (k, v) in labels {
-            if let Err(rule) = qualified_name(k) {
-                errors.add(
-                    "metadata.labels",
-                    FieldErrorKind::Invalid,
-                    Some(format!("{k:?}")),
-                    rule,
-                );
+    match meta.name.as_deref() {
+        None | Some("") => errors.required("metadata.name", "name is required"),
+        Some(name) => {
+            for rule in dns1123_subdomain(name) {
+                errors.invalid("metadata.name", name, rule);
             }
-            if let Err(rule) = label_value(v) {
-                errors.add(
-                    format!("metadata.labels[{k}]"),
-                    FieldErrorKind::Invalid,
-                    Some(format!("{v:?}")),
-                    rule,
+            if name.len() > MAX_NAME && name.len() <= 253 {
+                let detail = format!(
+                    "must be no more than {MAX_NAME} characters: shards are named NAME-N, and \
+                     every shard's name must fit the 63-character job-name label of its pods"
                 );
+                errors.invalid("metadata.name", name, detail);
             }
         }
     }
-    if let Some(annotations) = &meta.annotations {
-        validate_annotations(annotations, errors);
+    match meta.namespace.as_deref() {
+        None | Some("") => errors.required("metadata.namespace", ""),
+        Some(ns) => {
+            for rule in dns1123_label(ns) {
+                errors.invalid("metadata.namespace", ns, rule);
+            }
+        }
+    }
+    validate_labels("metadata.labels", meta.labels.as_ref(), errors);
+    validate_annotations("metadata.annotations", meta.annotations.as_ref(), errors);
+    if let Some(value) = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PREFERENCES_ANNOTATION))
+    {
+        validate_preferences(value, errors);
     }
 }
 
-fn validate_annotations(annotations: &BTreeMap<String, String>, errors: &mut Errors) {
-    if annotations.len() > MAX_LABELS {
-        errors.add(
-            "metadata.annotations",
-            FieldErrorKind::TooLong,
-            Some(annotations.len().to_string()),
-            format!("must have at most {MAX_LABELS} annotations"),
-        );
+fn validate_preferences(value: &str, errors: &mut Errors) {
+    let Err(e) = Preferences::parse(value) else {
+        return;
+    };
+    let mut field = format!("metadata.annotations[{PREFERENCES_ANNOTATION}]");
+    if !e.field().is_empty() {
+        field.push('.');
+        field.push_str(e.field());
+    }
+    errors.add(field, FieldErrorKind::Invalid, None, preferences_detail(&e));
+}
+
+/// The preferences error without its leading field path, which the field already names.
+fn preferences_detail(e: &PreferencesError) -> String {
+    let text = e.to_string();
+    let prefix = format!("{}: ", e.field());
+    match text.strip_prefix(&prefix) {
+        Some(rest) if !e.field().is_empty() => rest.to_owned(),
+        _ => text,
+    }
+}
+
+fn validate_labels(field: &str, labels: Option<&BTreeMap<String, String>>, errors: &mut Errors) {
+    let Some(labels) = labels else { return };
+    if labels.len() > MAX_LABELS {
+        let value = Some(labels.len().to_string());
+        let detail = format!("must have at most {MAX_LABELS} items");
+        errors.add(field, FieldErrorKind::TooMany, value, detail);
+    }
+    for (key, value) in labels {
+        for rule in qualified_name(key) {
+            errors.invalid(field, key, rule);
+        }
+        for rule in label_value(value) {
+            errors.invalid(field, value, rule);
+        }
+    }
+}
+
+fn validate_annotations(
+    field: &str,
+    annotations: Option<&BTreeMap<String, String>>,
+    errors: &mut Errors,
+) {
+    let Some(annotations) = annotations else {
+        return;
+    };
+    if annotations.len() > MAX_ANNOTATIONS {
+        let value = Some(annotations.len().to_string());
+        let detail = format!("must have at most {MAX_ANNOTATIONS} items");
+        errors.add(field, FieldErrorKind::TooMany, value, detail);
+    }
+    for key in annotations.keys() {
+        // Case does not matter in annotation keys, as in the API server.
+        for rule in qualified_name(&key.to_lowercase()) {
+            errors.invalid(field, key, rule);
+        }
     }
     let size: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
     if size > MAX_ANNOTATION_BYTES {
-        errors.add(
-            "metadata.annotations",
-            FieldErrorKind::TooLong,
-            None,
-            format!("must have at most {MAX_ANNOTATION_BYTES} bytes"),
-        );
-    }
-    for k in annotations.keys() {
-        if let Err(rule) = qualified_name(&k.to_ascii_lowercase()) {
-            errors.add(
-                "metadata.annotations",
-                FieldErrorKind::Invalid,
-                Some(format!("{k:?}")),
-                rule,
-            );
-        }
-    }
-    if let Some(value) = annotations.get(PREFERENCES_ANNOTATION)
-        && let Err(e) = Preferences::parse(value)
-    {
-        errors.add(
-            format!("metadata.annotations[{PREFERENCES_ANNOTATION}]"),
-            FieldErrorKind::Invalid,
-            None,
-            e.to_string(),
-        );
+        let detail = format!("must have at most {MAX_ANNOTATION_BYTES} bytes");
+        errors.add(field, FieldErrorKind::TooLong, None, detail);
     }
 }
 
-fn validate_spec(job: &Job, errors: &mut Errors) {
-    let Some(spec) = &job.spec else {
-        errors.add("spec", FieldErrorKind::Required, None, "");
-        return;
-    };
+fn validate_spec(spec: &JobSpec, errors: &mut Errors) {
     let counts = [
         ("spec.parallelism", spec.parallelism.map(i64::from)),
         ("spec.completions", spec.completions.map(i64::from)),
@@ -453,15 +628,9 @@ fn validate_spec(job: &Job, errors: &mut Errors) {
         ),
     ];
     for (field, value) in counts {
-        if let Some(v) = value
-            && v < 0
-        {
-            errors.add(
-                field,
-                FieldErrorKind::Invalid,
-                Some(v.to_string()),
-                "must be greater than or equal to 0",
-            );
+        if let Some(v) = value.filter(|v| *v < 0) {
+            let detail = "must be greater than or equal to 0";
+            errors.add(field, FieldErrorKind::Invalid, Some(v.to_string()), detail);
         }
     }
     match spec.completion_mode.as_deref() {
@@ -469,159 +638,416 @@ fn validate_spec(job: &Job, errors: &mut Errors) {
         Some("Indexed") => errors.add(
             "spec.completionMode",
             FieldErrorKind::NotSupported,
-            Some("\"Indexed\"".into()),
-            "not supported yet: splitting an Indexed Job would give every cluster the same indexes 0…n-1",
+            Some(go_quote("Indexed")),
+            "not supported yet: split naively, every cluster would run the same completion \
+             indexes 0…n-1; use NonIndexed",
         ),
-        Some(other) => errors.add("spec.completionMode", FieldErrorKind::NotSupported, Some(format!("{other:?}")), "supported values: \"NonIndexed\", \"Indexed\""),
+        Some(other) => errors.add(
+            "spec.completionMode",
+            FieldErrorKind::NotSupported,
+            Some(go_quote(other)),
+            "supported values: \"NonIndexed\"",
+        ),
     }
-    let template_labels = spec
+    let template_meta = spec.template.metadata.as_ref();
+    let template_labels = template_meta.and_then(|m| m.labels.as_ref());
+    validate_labels("spec.template.metadata.labels", template_labels, errors);
+    let template_annotations = template_meta.and_then(|m| m.annotations.as_ref());
+    validate_annotations(
+        "spec.template.metadata.annotations",
+        template_annotations,
+        errors,
+    );
+    validate_selector(spec, errors);
+    validate_pod(spec, errors);
+}
+
+/// As the API server: a selector of one's own needs `manualSelector: true` and must select the
+/// template's labels; otherwise the selector is generated and may not be given.
+fn validate_selector(spec: &JobSpec, errors: &mut Errors) {
+    let manual = spec.manual_selector == Some(true);
+    let Some(selector) = &spec.selector else {
+        if manual {
+            errors.required("spec.selector", "");
+        }
+        return;
+    };
+    if !manual {
+        let detail = "`selector` not auto-generated (set spec.manualSelector: true to choose the \
+                      selector yourself)";
+        errors.add(
+            "spec.selector",
+            FieldErrorKind::Invalid,
+            Some(compact(selector)),
+            detail,
+        );
+        return;
+    }
+    let before = errors.causes.len();
+    validate_label_selector(selector, errors);
+    if errors.causes.len() > before {
+        return;
+    }
+    let labels = spec
         .template
         .metadata
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    match (&spec.selector, spec.manual_selector) {
-        (Some(selector), Some(true)) => {
-            let matches = selector
-                .match_labels
-                .as_ref()
-                .is_none_or(|want| want.iter().all(|(k, v)| template_labels.get(k) == Some(v)));
-            if !matches || selector.match_expressions.is_some() {
-                errors.add(
-                    "spec.template.metadata.labels",
-                    FieldErrorKind::Invalid,
-                    Some(format!("{template_labels:?}")),
-                    "`selector` does not match template `labels`",
-                );
+    if !selector_matches(selector, &labels) {
+        let value = Some(compact(&labels));
+        let detail = "`selector` does not match template `labels`";
+        errors.add(
+            "spec.template.metadata.labels",
+            FieldErrorKind::Invalid,
+            value,
+            detail,
+        );
+    }
+}
+
+fn validate_label_selector(selector: &LabelSelector, errors: &mut Errors) {
+    for (key, value) in selector.match_labels.iter().flatten() {
+        for rule in qualified_name(key) {
+            errors.invalid("spec.selector.matchLabels", key, rule);
+        }
+        for rule in label_value(value) {
+            errors.invalid("spec.selector.matchLabels", value, rule);
+        }
+    }
+    for (i, e) in selector.match_expressions.iter().flatten().enumerate() {
+        let field = format!("spec.selector.matchExpressions[{i}]");
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" | "NotIn" if values.is_empty() => errors.required(
+                format!("{field}.values"),
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            ),
+            "Exists" | "DoesNotExist" if !values.is_empty() => errors.add(
+                format!("{field}.values"),
+                FieldErrorKind::Forbidden,
+                None,
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            ),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errors.add(
+                format!("{field}.operator"),
+                FieldErrorKind::NotSupported,
+                Some(go_quote(other)),
+                "supported values: \"In\", \"NotIn\", \"Exists\", \"DoesNotExist\"",
+            ),
+        }
+        for rule in qualified_name(&e.key) {
+            errors.invalid(format!("{field}.key"), &e.key, rule);
+        }
+        for (j, v) in values.iter().enumerate() {
+            for rule in label_value(v) {
+                errors.invalid(format!("{field}.values[{j}]"), v, rule);
             }
         }
-        (Some(selector), _) => {
-            let value = serde_json::to_string(selector).unwrap_or_default();
-            errors.add(
-                "spec.selector",
-                FieldErrorKind::Invalid,
-                Some(value),
-                "`selector` not auto-generated",
-            );
-        }
-        (None, _) => {}
     }
+}
+
+/// Whether a (valid) label selector selects `labels`; an empty selector selects everything.
+fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let by_label = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let by_expression = selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    by_label && by_expression
+}
+
+fn validate_pod(spec: &JobSpec, errors: &mut Errors) {
     let pod = spec.template.spec.as_ref();
     match pod.and_then(|p| p.restart_policy.as_deref()) {
         Some("Never" | "OnFailure") => {}
-        _ => errors.add(
+        // The API server's words: an unset policy defaults to Always, which a Job refuses.
+        _ => errors.required(
             "spec.template.spec.restartPolicy",
-            FieldErrorKind::Required,
-            None,
             "valid values: \"OnFailure\", \"Never\"",
         ),
     }
     let containers = pod.map(|p| p.containers.as_slice()).unwrap_or_default();
     if containers.is_empty() {
-        errors.add(
-            "spec.template.spec.containers",
-            FieldErrorKind::Required,
-            None,
-            "",
-        );
+        errors.required("spec.template.spec.containers", "");
     }
-    let mut seen = Vec::new();
+    let init = pod
+        .and_then(|p| p.init_containers.as_deref())
+        .unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    validate_containers("spec.template.spec.initContainers", init, &mut seen, errors);
+    validate_containers(
+        "spec.template.spec.containers",
+        containers,
+        &mut seen,
+        errors,
+    );
+}
+
+fn validate_containers<'a>(
+    field: &str,
+    containers: &'a [Container],
+    seen: &mut BTreeSet<&'a str>,
+    errors: &mut Errors,
+) {
     for (i, c) in containers.iter().enumerate() {
-        let field = format!("spec.template.spec.containers[{i}]");
+        let name_field = format!("{field}[{i}].name");
         if c.name.is_empty() {
-            errors.add(format!("{field}.name"), FieldErrorKind::Required, None, "");
-        } else if let Err(rule) = dns1123_label(&c.name) {
-            errors.add(
-                format!("{field}.name"),
-                FieldErrorKind::Invalid,
-                Some(format!("{:?}", c.name)),
-                rule,
-            );
-        } else if seen.contains(&c.name.as_str()) {
-            errors.add(
-                format!("{field}.name"),
-                FieldErrorKind::Duplicate,
-                Some(format!("{:?}", c.name)),
-                "",
-            );
+            errors.required(name_field, "");
+        } else {
+            let rules = dns1123_label(&c.name);
+            let valid = rules.is_empty();
+            for rule in rules {
+                errors.invalid(name_field.clone(), &c.name, rule);
+            }
+            if valid && !seen.insert(&c.name) {
+                let value = Some(go_quote(&c.name));
+                errors.add(name_field, FieldErrorKind::Duplicate, value, "");
+            }
         }
-        seen.push(&c.name);
-        if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
-            errors.add(format!("{field}.image"), FieldErrorKind::Required, None, "");
+        match c.image.as_deref() {
+            None | Some("") => errors.required(format!("{field}[{i}].image"), ""),
+            Some(image) if image.trim() != image => errors.invalid(
+                format!("{field}[{i}].image"),
+                image,
+                "must not have leading or trailing whitespace",
+            ),
+            Some(_) => {}
         }
     }
 }
 
-const SUBDOMAIN_RULE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-const LABEL_RULE: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
+// ------------------------------------------------------------------ name rules
 
-fn is_label(s: &str) -> bool {
+const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case \
+     alphanumeric characters or '-', and must start and end with an alphanumeric character";
+const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case \
+     alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and \
+     must start and end with an alphanumeric character";
+const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric \
+     characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
+
+/// apimachinery's `RegexError`: the rule, examples, and the regular expression.
+fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
+    let examples: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
+    format!(
+        "{msg} (e.g. {}regex used for validation is '{fmt}')",
+        examples.join(" or ")
+    )
+}
+
+fn max_len_error(n: usize) -> String {
+    format!("must be no more than {n} characters")
+}
+
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, without a length limit.
+fn is_label_shaped(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 63
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
+fn is_qualified_shaped(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
-/// A DNS-1123 label (namespaces, container names, cluster names).
-pub fn dns1123_label(s: &str) -> Result<(), String> {
+/// The rules a DNS-1123 label (namespace, container name) breaks; empty when valid.
+pub fn dns1123_label(s: &str) -> Vec<String> {
+    let mut rules = Vec::new();
     if s.len() > 63 {
-        return Err("must be no more than 63 characters".into());
+        rules.push(max_len_error(63));
     }
-    if is_label(s) {
-        Ok(())
-    } else {
-        Err(LABEL_RULE.into())
+    if !is_label_shaped(s) {
+        rules.push(regex_error(
+            DNS1123_LABEL_MSG,
+            DNS1123_LABEL_FMT,
+            &["my-name", "123-abc"],
+        ));
     }
+    rules
 }
 
-/// A DNS-1123 subdomain (object names).
-pub fn dns1123_subdomain(s: &str) -> Result<(), String> {
+/// The rules a DNS-1123 subdomain (object name) breaks; empty when valid.
+pub fn dns1123_subdomain(s: &str) -> Vec<String> {
+    let mut rules = Vec::new();
     if s.len() > 253 {
-        return Err("must be no more than 253 characters".into());
+        rules.push(max_len_error(253));
     }
-    if !s.is_empty() && s.split('.').all(is_label) {
-        Ok(())
-    } else {
-        Err(SUBDOMAIN_RULE.into())
+    if !s.split('.').all(is_label_shaped) {
+        rules.push(regex_error(
+            DNS1123_SUBDOMAIN_MSG,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
+    rules
 }
 
-/// A qualified name: an optional DNS subdomain prefix and `/`, then a name of at most 63 of
-/// `[A-Za-z0-9._-]` starting and ending alphanumeric.
-pub fn qualified_name(s: &str) -> Result<(), String> {
-    let (prefix, name) = match s.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, s),
+/// The rules a qualified name (label or annotation key) breaks: an optional DNS subdomain
+/// prefix and `/`, then a name of at most 63 characters. Empty when valid.
+pub fn qualified_name(s: &str) -> Vec<String> {
+    let examples = ["MyName", "my.name", "123-abc"];
+    let parts: Vec<&str> = s.split('/').collect();
+    let mut rules = Vec::new();
+    let name = match parts.as_slice() {
+        [name] => *name,
+        [prefix, name] => {
+            if prefix.is_empty() {
+                rules.push("prefix part must be non-empty".to_owned());
+            } else {
+                rules.extend(
+                    dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|r| format!("prefix part {r}")),
+                );
+            }
+            *name
+        }
+        _ => {
+            let rule = regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &examples);
+            return vec![format!(
+                "a qualified name {rule} with an optional DNS subdomain prefix and '/' (e.g. \
+                 'example.com/MyName')"
+            )];
+        }
     };
-    if let Some(p) = prefix
-        && dns1123_subdomain(p).is_err()
-    {
-        return Err("prefix part must be a lowercase RFC 1123 subdomain".into());
+    if name.is_empty() {
+        rules.push("name part must be non-empty".to_owned());
+    } else if name.len() > 63 {
+        rules.push(format!("name part {}", max_len_error(63)));
     }
-    let b = name.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric();
-    if ok {
-        Ok(())
-    } else {
-        Err("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character, at most 63 characters".into())
+    if !is_qualified_shaped(name) {
+        let rule = regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &examples);
+        rules.push(format!("name part {rule}"));
+    }
+    rules
+}
+
+/// The rules a label value breaks: empty, or at most 63 of `[A-Za-z0-9._-]` starting and ending
+/// alphanumeric. Empty when valid.
+pub fn label_value(s: &str) -> Vec<String> {
+    let mut rules = Vec::new();
+    if s.len() > 63 {
+        rules.push(max_len_error(63));
+    }
+    if !s.is_empty() && !is_qualified_shaped(s) {
+        rules.push(regex_error(
+            LABEL_VALUE_MSG,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
+    }
+    rules
+}
+
+// ------------------------------------------------------------------ printing values
+
+/// A string as Go's `%q` prints it, near enough: JSON string syntax, shortened when long.
+fn go_quote(s: &str) -> String {
+    serde_json::to_string(&shorten(s)).unwrap_or_default()
+}
+
+/// A JSON value as the API server shows a bad value: strings quoted, numbers bare, anything
+/// else as compact JSON, shortened.
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(s) => go_quote(s),
+        other => shorten(&other.to_string()),
     }
 }
 
-/// A label value: empty, or at most 63 of `[A-Za-z0-9._-]` starting and ending alphanumeric.
-pub fn label_value(s: &str) -> Result<(), String> {
-    if s.is_empty() {
-        return Ok(());
+fn compact<T: serde::Serialize>(value: &T) -> String {
+    shorten(&serde_json::to_string(value).unwrap_or_default())
+}
+
+fn shorten(text: &str) -> String {
+    const LONG: usize = 200;
+    match text.char_indices().nth(LONG) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
     }
-    qualified_name(s).map_err(|_| "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character, at most 63 characters".into())
-        .and_then(|()| if s.contains('/') { Err("a label value may not contain '/'".into()) } else { Ok(()) })
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Whether two values are the same as the API server's semantic equality sees them: an absent
+/// list or map equals an empty one.
+fn same<T: serde::Serialize + PartialEq>(a: &T, b: &T) -> bool {
+    if a == b {
+        return true;
+    }
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(a), Ok(b)) => normalized(a) == normalized(b),
+        _ => false,
+    }
+}
+
+/// Objects whose emptiness means nothing: maps (Go's nil and empty maps compare equal) and
+/// `metadata`, which Go embeds by value, so absent and empty are the same there.
+const MAP_FIELDS: [&str; 7] = [
+    "labels",
+    "annotations",
+    "nodeSelector",
+    "matchLabels",
+    "limits",
+    "requests",
+    "metadata",
+];
+
+fn normalized(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let map: Map<String, Value> = map
+                .into_iter()
+                .map(|(k, v)| (k, normalized(v)))
+                .filter(|(k, v)| match v {
+                    Value::Null => false,
+                    Value::Array(a) => !a.is_empty(),
+                    Value::Object(o) => !(o.is_empty() && MAP_FIELDS.contains(&k.as_str())),
+                    _ => true,
+                })
+                .collect();
+            Value::Object(map)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(normalized).collect()),
+        other => other,
+    }
 }
 
 #[cfg(test)]
