@@ -195,7 +195,11 @@ pub fn default(job: &mut Value) {
 
 /// `generateSelector` and `PrepareForCreate`: the `controller-uid`/`job-name` labels and the
 /// selector on them (unless `manualSelector`), `generation: 1`, an empty status.
-pub fn prepare_create(job: &mut Value, uid: &str) {
+///
+/// `labels_from_template` says the Job's labels were copied from its template by [`default`]
+/// (the request had none). In the apiserver that copy shares the template's map, so the
+/// generated labels land on the Job too (`16-failed-job.json`); here they are copied again.
+pub fn prepare_create(job: &mut Value, uid: &str, labels_from_template: bool) {
     let name = job.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
     let manual = job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true);
     if !manual {
@@ -209,7 +213,7 @@ pub fn prepare_create(job: &mut Value, uid: &str) {
     }
     let template_labels = job.pointer("/spec/template/metadata/labels").cloned();
     let meta = obj(job, "metadata");
-    if meta.get("labels").is_none() {
+    if meta.get("labels").is_none() || labels_from_template {
         if let Some(labels) = template_labels {
             meta.insert("labels".into(), labels);
         }
@@ -713,7 +717,7 @@ mod tests {
     fn defaults_match_the_apiserver() {
         let mut job = decode(minimal()).unwrap();
         default(&mut job);
-        prepare_create(&mut job, "u1");
+        prepare_create(&mut job, "u1", true);
         assert_eq!(job["spec"]["completions"], 1);
         assert_eq!(job["spec"]["parallelism"], 1);
         assert_eq!(job["spec"]["backoffLimit"], 6);
@@ -757,7 +761,7 @@ mod tests {
         body["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
         let mut job = decode(body).unwrap();
         default(&mut job);
-        prepare_create(&mut job, "u");
+        prepare_create(&mut job, "u", true);
         job["metadata"]["uid"] = json!("u");
         let errs = validate(&job);
         assert_eq!(errs.len(), 1);

@@ -180,14 +180,18 @@ fn qos_class(containers: &[Value]) -> &'static str {
 pub fn render(pod: &PodRecord) -> Value {
     let template = &*pod.template;
     let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
-    let token_volume = format!("kube-api-access-{}", &pod.uid[..5]);
+    // The service-account volume's random suffix, derived from the uid so it is stable.
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let suffix: String = pod.uid.bytes().take(5).map(|b| ALPHABET[b as usize % ALPHABET.len()] as char).collect();
+    let token_volume = format!("kube-api-access-{suffix}");
     let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut statuses = Vec::new();
     for c in &containers {
         let state = match pod.phase {
             Phase::Running => json!({"running": {"startedAt": pod.created}}),
-            Phase::Succeeded => json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": pod.created, "finishedAt": null}}),
-            Phase::Failed => json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": pod.created, "finishedAt": null}}),
+            // No kubelet ran it, so there are no container timestamps (as in `17-pods.json`).
+            Phase::Succeeded => json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": null, "finishedAt": null}}),
+            Phase::Failed => json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": null, "finishedAt": null}}),
         };
         statuses.push(json!({
             "name": c.get("name").cloned().unwrap_or(Value::Null),
@@ -196,7 +200,6 @@ pub fn render(pod: &PodRecord) -> Value {
             "lastState": {},
             "ready": false,
             "restartCount": pod.restarts,
-            "started": pod.phase == Phase::Running,
             "state": state,
         }));
     }
@@ -261,7 +264,6 @@ pub fn render(pod: &PodRecord) -> Value {
         "status": {
             "phase": pod.phase.as_str(),
             "qosClass": qos_class(&containers),
-            "startTime": pod.created,
             "containerStatuses": statuses,
         }
     })
@@ -297,7 +299,9 @@ mod tests {
         assert_eq!(p["metadata"]["ownerReferences"][0]["uid"], "u1");
         assert_eq!(p["status"]["qosClass"], "BestEffort");
         assert_eq!(p["spec"]["serviceAccountName"], "default");
-        assert_eq!(p["spec"]["containers"][0]["volumeMounts"][0]["name"], "kube-api-access-01234");
+        let mount = p["spec"]["containers"][0]["volumeMounts"][0]["name"].as_str().unwrap();
+        assert!(mount.starts_with("kube-api-access-") && mount.len() == "kube-api-access-".len() + 5);
+        assert_eq!(p["spec"]["volumes"][0]["name"], mount);
     }
 
     #[test]

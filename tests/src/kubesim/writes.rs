@@ -231,6 +231,7 @@ impl<'a> Writer<'a> {
                 });
             }
         }
+        let had_labels = value.pointer("/metadata/labels").and_then(Value::as_object).is_some_and(|l| !l.is_empty());
         default(resource, &mut value);
         let now = clock::now();
         let mut managed = ManagedFields::default();
@@ -243,7 +244,7 @@ impl<'a> Writer<'a> {
         meta.insert("uid".into(), json!(uid));
         meta.insert("creationTimestamp".into(), json!(now));
         match resource {
-            Resource::Job => job::prepare_create(&mut value, &uid),
+            Resource::Job => job::prepare_create(&mut value, &uid, !had_labels),
             Resource::Namespace => namespace::prepare_create(&mut value),
         }
         let errs = match resource {
