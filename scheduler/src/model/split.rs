@@ -295,6 +295,16 @@ struct Seat {
     seats: u64,
 }
 
+/// The seats held and the weight of the `open` items.
+fn totals(items: &[Seat], open: &[usize]) -> (u128, u128) {
+    open.iter().fold((0, 0), |(seats, weight), &i| {
+        (
+            seats + u128::from(items[i].seats),
+            weight + u128::from(items[i].weight),
+        )
+    })
+}
+
 /// A rational threshold `num / den`, compared exactly.
 #[derive(Debug, Clone, Copy)]
 struct Threshold {
@@ -352,9 +362,8 @@ fn webster(total: u64, items: &mut [Seat]) -> u64 {
 /// Gives every seat above the threshold `W/(2R − m)` of the `open` items, recomputing the
 /// threshold without each item that this fills, and drops the full items from `open`.
 fn fill_above_threshold(items: &mut [Seat], open: &mut Vec<usize>, left: &mut u64) {
-    let held: u128 = open.iter().map(|&i| u128::from(items[i].seats)).sum();
+    let (held, mut weight) = totals(items, open);
     let mut seats = held + u128::from(*left);
-    let mut weight: u128 = open.iter().map(|&i| u128::from(items[i].weight)).sum();
     let mut m = open.len() as u128;
     // Items with a cap, by the priority of their last allowed seat, highest first: an item is
     // filled by a threshold exactly when that priority is above it. Usually no cap binds, so
@@ -398,10 +407,17 @@ fn fill_above_threshold(items: &mut [Seat], open: &mut Vec<usize>, left: &mut u6
         items[i].seats = items[i].cap;
     }
     if let Some(t) = threshold {
+        // Items come in rank order, so equal weights are neighbours: divide once per weight.
+        let mut last: Option<(u64, u128)> = None;
         for &i in open.iter() {
             let item = &mut items[i];
             if item.seats < item.cap {
-                let above = seats_above(item.weight, t).min(u128::from(item.cap)) as u64;
+                let above = match last {
+                    Some((weight, above)) if weight == item.weight => above,
+                    _ => seats_above(item.weight, t),
+                };
+                last = Some((item.weight, above));
+                let above = above.min(u128::from(item.cap)) as u64;
                 if above > item.seats {
                     *left -= above - item.seats;
                     item.seats = above;
@@ -418,9 +434,8 @@ fn fill_above_threshold(items: &mut [Seat], open: &mut Vec<usize>, left: &mut u6
 /// whether everything was placed; if not, a cap was reached inside the band and every
 /// candidate in it was given.
 fn finish(items: &mut [Seat], open: &[usize], left: &mut u64) -> bool {
-    let held: u128 = open.iter().map(|&i| u128::from(items[i].seats)).sum();
+    let (held, weight) = totals(items, open);
     let seats = held + u128::from(*left);
-    let weight: u128 = open.iter().map(|&i| u128::from(items[i].weight)).sum();
     let mut floor = Threshold {
         num: weight,
         den: 2 * seats + open.len() as u128,
