@@ -168,15 +168,15 @@ fn rank<'a>(
             max: p.max_replicas.map(|m| m.max(0)),
         });
     }
-    // Sorting plain numbers is several times faster than sorting records, so each cluster
-    // becomes one u128: a weight level (0 for the highest weight), the hash, and its index.
+    // Each cluster becomes one u128, a weight level (0 for the highest weight), the hash and
+    // its index, so that the sort compares plain numbers and reads no name unless two tie.
     let highest_first = weight_levels(&eligible);
     let mut keys: Vec<u128> = eligible
         .iter()
         .zip(&hashes)
         .enumerate()
         .map(|(i, (c, &hash))| {
-            // More than 2³² clusters cannot be listed in memory; the index fits.
+            // The index fits 32 bits: 2³² cluster names would take over 100 GB.
             (u128::from(highest_first(c.weight)) << 96) | (u128::from(hash) << 32) | i as u128
         })
         .collect();
