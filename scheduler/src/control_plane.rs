@@ -21,13 +21,13 @@ use tracing::{debug, info, warn};
 
 use crate::clusters::{ClusterRecord, ClusterTable, SessionSlot, Transition};
 use crate::metrics::Metrics;
-use crate::model::job::{Deletion, FederatedJob, Observed, RECORD_FORMAT, ShardState, job_key};
+use crate::model::job::{Deletion, FederatedJob, Observed, ShardState, job_key};
 use crate::model::manifest::{self, Invalid};
 use crate::model::planner::{self, Clusters};
+pub use crate::records::StoredJob;
+use crate::records::{self, JOBS_PREFIX, RecordError, SHARDS_PREFIX};
 use crate::store::{Op, Precondition, Store, StoreError};
 
-/// Store key prefix of federated Jobs: `jobs/NAMESPACE/NAME`.
-pub const JOBS_PREFIX: &str = "jobs/";
 /// Store key prefix of clusters: `clusters/NAME`.
 pub const CLUSTERS_PREFIX: &str = "clusters/";
 
@@ -77,13 +77,12 @@ pub enum ControlPlaneError {
 
 type Result<T, E = ControlPlaneError> = std::result::Result<T, E>;
 
-/// A federated Job at a store revision.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredJob {
-    /// The record.
-    pub record: FederatedJob,
-    /// Revision of the last write: the Job's `resourceVersion`.
-    pub mod_revision: u64,
+impl From<RecordError> for ControlPlaneError {
+    fn from(e: RecordError) -> Self {
+        match e {
+            RecordError::Corrupt { key, reason } => Self::Corrupt { key, reason },
+        }
+    }
 }
 
 /// A change of one Job, as watchers see it.
@@ -192,22 +191,10 @@ impl ControlPlane {
         let views = Arc::new(table.views());
         let mut index = JobIndex::default();
         let jobs = store.list(JOBS_PREFIX).await?;
+        let mut shards = records::group_shards(store.list(SHARDS_PREFIX).await?.items);
         for kv in jobs.items {
-            let record: FederatedJob = decode(&kv.key, &kv.value)?;
-            if record.format > RECORD_FORMAT {
-                return Err(ControlPlaneError::Corrupt {
-                    key: kv.key,
-                    reason: format!(
-                        "written by a newer fedjob (record format {}, this build reads up to {RECORD_FORMAT})",
-                        record.format
-                    ),
-                });
-            }
-            let key = record.key();
-            let stored = StoredJob {
-                record,
-                mod_revision: kv.mod_revision,
-            };
+            let key = kv.key.trim_start_matches(JOBS_PREFIX).to_owned();
+            let stored = records::assemble(&kv, &shards.remove(&key).unwrap_or_default())?;
             index.insert(&key, Some(Arc::new(stored)));
         }
         info!(
@@ -325,6 +312,7 @@ impl ControlPlane {
             return Ok(Arc::new(StoredJob {
                 record,
                 mod_revision: 0,
+                shard_revisions: Default::default(),
             }));
         }
         let mut record = Some(record);
@@ -422,6 +410,7 @@ impl ControlPlane {
             return Ok(Arc::new(StoredJob {
                 record,
                 mod_revision: 0,
+                shard_revisions: Default::default(),
             }));
         }
         result.ok_or(ControlPlaneError::NotFound {
@@ -584,46 +573,33 @@ impl ControlPlane {
     ) -> Result<Option<Arc<StoredJob>>> {
         let lock = self.lock_for(key);
         let _guard = lock.lock().await;
-        let store_key = format!("{JOBS_PREFIX}{key}");
         let mut attempts = 0;
         let result = loop {
             let current = self.job(key);
-            let precondition = match &current {
-                Some(c) => Precondition::ModRevision(c.mod_revision),
-                None => Precondition::Absent,
-            };
-            let (op, record) = match change(current.as_deref())? {
+            let (ops, record) = match change(current.as_deref())? {
                 Next::Unchanged => break Ok(current),
-                Next::Delete if current.is_none() => break Ok(None),
-                Next::Delete => (
-                    Op::Delete {
-                        key: store_key.clone(),
-                        precondition,
-                    },
-                    None,
+                Next::Delete => match &current {
+                    None => break Ok(None),
+                    Some(c) => (records::delete_ops(key, c), None),
+                },
+                Next::Put(record) => (
+                    records::write_ops(key, current.as_deref(), &record),
+                    Some(*record),
                 ),
-                Next::Put(record) => {
-                    let value = serde_json::to_vec(&record).expect("records serialise");
-                    (
-                        Op::Put {
-                            key: store_key.clone(),
-                            value: value.into(),
-                            precondition,
-                        },
-                        Some(*record),
-                    )
-                }
             };
             // The write and its publication run as their own task: if the caller goes away
             // (a client hangs up), a write the store commits is still published.
             let this = self.clone();
             let owned_key = key.to_owned();
             let written = tokio::spawn(async move {
-                let revision = this.store.txn(vec![op]).await?;
+                let revision = this.store.txn(ops.clone()).await?;
                 let stored = record.map(|record| {
+                    let shard_revisions =
+                        records::revisions_after(&ops, revision, current.as_deref());
                     Arc::new(StoredJob {
                         record,
                         mod_revision: revision,
+                        shard_revisions,
                     })
                 });
                 this.publish(&owned_key, stored.clone(), revision);
@@ -659,15 +635,12 @@ impl ControlPlane {
 
     /// Re-reads one Job from the store into the cache.
     pub async fn refresh_job(self: &Arc<Self>, key: &str) -> Result<()> {
-        let store_key = format!("{JOBS_PREFIX}{key}");
-        match self.store.get(&store_key).await? {
+        match self.store.get(&records::job_record_key(key)).await? {
             Some(kv) => {
-                let record: FederatedJob = decode(&kv.key, &kv.value)?;
-                let stored = Arc::new(StoredJob {
-                    record,
-                    mod_revision: kv.mod_revision,
-                });
-                self.publish(key, Some(stored), kv.mod_revision);
+                let shards = self.store.list(&records::shards_prefix(key)).await?;
+                let stored = records::assemble(&kv, &shards.items)?;
+                let revision = stored.mod_revision;
+                self.publish(key, Some(Arc::new(stored)), revision);
             }
             None => self.publish(key, None, self.store.revision()),
         }

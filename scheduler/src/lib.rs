@@ -16,6 +16,7 @@ pub mod fedctl;
 pub mod metrics;
 pub mod metrics_http;
 pub mod model;
+pub mod records;
 pub mod server;
 pub mod shutdown;
 pub mod store;

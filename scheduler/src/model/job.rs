@@ -28,7 +28,9 @@ pub struct FederatedJob {
     pub planned: BTreeMap<String, i32>,
     /// Work that could not be placed by the last reconcile.
     pub unplaced: Unplaced,
-    /// Every shard ever planned, in creation order.
+    /// Every shard ever planned, grouped by cluster, in creation order within a cluster.
+    /// Stored apart from the rest, one record per cluster (see `records`).
+    #[serde(skip)]
     pub shards: Vec<Shard>,
     /// Set when the next reconcile may add clusters to `members` (the Job was created, its
     /// counts or preferences changed, or work is unplaced).

@@ -62,6 +62,8 @@ pub fn reconcile(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp) {
         distribute_parallelism(fj, &shares);
     }
     bump_revisions(fj);
+    // One canonical order (by cluster, creation order within), the order records load in.
+    fj.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
     status::refresh(fj, now);
 }
 
