@@ -81,7 +81,10 @@ fn every_fact_is_replayed() {
         .collect();
     let replayed: BTreeSet<String> = REPLAYED.iter().map(|s| (*s).to_owned()).collect();
     let missing: Vec<_> = on_disk.difference(&replayed).collect();
-    assert!(missing.is_empty(), "fact files no test replays: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "fact files no test replays: {missing:?}"
+    );
 }
 
 /// 01–10, 12–14: the life of `myjob` and `ssa` on a cluster whose pods run long.
@@ -93,14 +96,27 @@ async fn create_patch_update_apply_and_delete_answer_like_the_apiserver() {
     // 01: defaulting on create, managed fields of the creating manager.
     let created = http.post(JOBS, &myjob()).await;
     assert_eq!(created.status, 201);
-    assert_json_eq(&normalize(&created.json()), &normalize(&fact("01-create-201.json")), "01");
-    let created_rv = created.json()["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    assert_json_eq(
+        &normalize(&created.json()),
+        &normalize(&fact("01-create-201.json")),
+        "01",
+    );
+    let created_rv = created.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // 02: the same name again.
     assert_status_like(&http.post(JOBS, &myjob()).await, "02-create-again-409.json");
 
     // 03: completions are immutable.
-    let reply = http.patch(&job_path("myjob"), MERGE, &json!({"spec": {"completions": 9}})).await;
+    let reply = http
+        .patch(
+            &job_path("myjob"),
+            MERGE,
+            &json!({"spec": {"completions": 9}}),
+        )
+        .await;
     assert_status_like(&reply, "03-patch-completions-422.json");
 
     // 04: so is the template; the value part of the message is a (shortened) Go dump.
@@ -115,19 +131,40 @@ async fn create_patch_update_apply_and_delete_answer_like_the_apiserver() {
     assert_eq!(actual["details"]["group"], expected["details"]["group"]);
     assert_eq!(actual["details"]["name"], expected["details"]["name"]);
     let message = actual["message"].as_str().unwrap();
-    assert!(message.starts_with("Job.batch \"myjob\" is invalid: spec.template: Invalid value: core.PodTemplateSpec{"), "{message}");
+    assert!(
+        message.starts_with(
+            "Job.batch \"myjob\" is invalid: spec.template: Invalid value: core.PodTemplateSpec{"
+        ),
+        "{message}"
+    );
     assert!(message.ends_with("}: field is immutable"), "{message}");
     assert!(message.contains("Image:\"alpine\""), "{message}");
     let causes = actual["details"]["causes"].as_array().unwrap();
     assert_eq!(causes.len(), 1);
     assert_eq!(causes[0]["field"], "spec.template");
     assert_eq!(causes[0]["reason"], "FieldValueInvalid");
-    assert!(causes[0]["message"].as_str().unwrap().starts_with("Invalid value: core.PodTemplateSpec{"));
-    assert!(causes[0]["message"].as_str().unwrap().ends_with("}: field is immutable"));
+    assert!(
+        causes[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid value: core.PodTemplateSpec{")
+    );
+    assert!(
+        causes[0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("}: field is immutable")
+    );
 
     // 05: parallelism may change; generation counts spec changes. The recorded answer came
     // before the job controller's first sync, so compare without the status half.
-    let reply = http.patch(&job_path("myjob"), MERGE, &json!({"spec": {"parallelism": 5}})).await;
+    let reply = http
+        .patch(
+            &job_path("myjob"),
+            MERGE,
+            &json!({"spec": {"parallelism": 5}}),
+        )
+        .await;
     assert_eq!(reply.status, 200);
     let strip_status = |v: &Value| {
         let mut v = v.clone();
@@ -137,30 +174,50 @@ async fn create_patch_update_apply_and_delete_answer_like_the_apiserver() {
         }
         normalize(&v)
     };
-    assert_json_eq(&strip_status(&reply.json()), &strip_status(&fact("05-patch-parallelism-200.json")), "05");
+    assert_json_eq(
+        &strip_status(&reply.json()),
+        &strip_status(&fact("05-patch-parallelism-200.json")),
+        "05",
+    );
 
     // 06: restartPolicy Always is refused for Jobs.
     let mut bad = myjob();
     bad["metadata"] = json!({"name": "bad"});
     bad["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
-    assert_status_like(&http.post(JOBS, &bad).await, "06-create-restartAlways-422.json");
+    assert_status_like(
+        &http.post(JOBS, &bad).await,
+        "06-create-restartAlways-422.json",
+    );
 
     // 07: a missing Job.
-    assert_status_like(&http.get(&job_path("nope")).await, "07-get-missing-404.json");
+    assert_status_like(
+        &http.get(&job_path("nope")).await,
+        "07-get-missing-404.json",
+    );
 
     // 08: optimistic concurrency.
     let mut stale = http.get(&job_path("myjob")).await.json();
     stale["metadata"]["resourceVersion"] = json!(created_rv);
     stale["metadata"]["labels"]["extra"] = json!("1");
-    assert_status_like(&http.put(&job_path("myjob"), &stale).await, "08-put-stale-rv-409.json");
+    assert_status_like(
+        &http.put(&job_path("myjob"), &stale).await,
+        "08-put-stale-rv-409.json",
+    );
 
     // 09: server-side apply creates.
     let reply = http.patch(&apply_path("ssa"), APPLY, &ssa(2)).await;
     assert_eq!(reply.status, 201);
-    assert_json_eq(&normalize(&reply.json()), &normalize(&fact("09-ssa-create-201.json")), "09");
+    assert_json_eq(
+        &normalize(&reply.json()),
+        &normalize(&fact("09-ssa-create-201.json")),
+        "09",
+    );
 
     // 10: apply does not get around immutability.
-    assert_status_like(&http.patch(&apply_path("ssa"), APPLY, &ssa(3)).await, "10-ssa-change-completions-422.json");
+    assert_status_like(
+        &http.patch(&apply_path("ssa"), APPLY, &ssa(3)).await,
+        "10-ssa-change-completions-422.json",
+    );
 
     // 14: the status subresource, once the job controller started both pods.
     let status = eventually("ssa to have 2 active pods", || async {
@@ -168,19 +225,39 @@ async fn create_patch_update_apply_and_delete_answer_like_the_apiserver() {
         (reply.json()["status"]["active"] == 2).then(|| reply.json())
     })
     .await;
-    assert_json_eq(&normalize(&status), &normalize(&fact("14-get-status.json")), "14");
+    assert_json_eq(
+        &normalize(&status),
+        &normalize(&fact("14-get-status.json")),
+        "14",
+    );
 
     // 12: a delete without options orphans: finalizer `orphan`, then the Job goes.
-    wait_job(&http, "myjob", "myjob to run 5 pods", |j| j["status"]["active"] == 5).await;
+    wait_job(&http, "myjob", "myjob to run 5 pods", |j| {
+        j["status"]["active"] == 5
+    })
+    .await;
     let reply = http.delete(&job_path("myjob"), None).await;
     assert_eq!(reply.status, 200);
-    assert_json_eq(&normalize(&reply.json()), &normalize(&fact("12-delete-default.json")), "12");
-    eventually("myjob to be gone", || async { (http.get(&job_path("myjob")).await.status == 404).then_some(()) }).await;
+    assert_json_eq(
+        &normalize(&reply.json()),
+        &normalize(&fact("12-delete-default.json")),
+        "12",
+    );
+    eventually("myjob to be gone", || async {
+        (http.get(&job_path("myjob")).await.status == 404).then_some(())
+    })
+    .await;
     // Its pods stay, without an owner (as myjob's in 17-pods.json).
-    let pods = http.get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dmyjob").await.json();
+    let pods = http
+        .get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dmyjob")
+        .await
+        .json();
     let pods = pods["items"].as_array().unwrap();
     assert_eq!(pods.len(), 5);
-    assert!(pods.iter().all(|p| p["metadata"].get("ownerReferences").is_none()));
+    assert!(
+        pods.iter()
+            .all(|p| p["metadata"].get("ownerReferences").is_none())
+    );
 
     // 13: discovery of batch/v1 (the simulator serves no CronJobs, so lists only Jobs).
     let discovery = http.get("/apis/batch/v1").await.json();
@@ -192,7 +269,10 @@ async fn create_patch_update_apply_and_delete_answer_like_the_apiserver() {
         .filter(|r| r["name"].as_str().unwrap().starts_with("jobs"))
         .collect();
     let served: Vec<&Value> = discovery["resources"].as_array().unwrap().iter().collect();
-    assert_eq!(served, recorded_jobs, "13: jobs and jobs/status as recorded");
+    assert_eq!(
+        served, recorded_jobs,
+        "13: jobs and jobs/status as recorded"
+    );
     for key in ["kind", "apiVersion", "groupVersion"] {
         assert_eq!(discovery[key], recorded[key], "13: {key}");
     }
@@ -206,32 +286,75 @@ async fn watch_from_an_old_version_replays() {
     let sim = cluster(slow_pods()).await;
     let http = Http::new(sim.url());
     let created = http.post(JOBS, &myjob()).await.json();
-    http.patch(&job_path("myjob"), MERGE, &json!({"spec": {"parallelism": 5}})).await;
+    http.patch(
+        &job_path("myjob"),
+        MERGE,
+        &json!({"spec": {"parallelism": 5}}),
+    )
+    .await;
     wait_job(&http, "myjob", "5 active", |j| j["status"]["active"] == 5).await;
     http.patch(&apply_path("ssa"), APPLY, &ssa(2)).await;
     wait_job(&http, "ssa", "2 active", |j| j["status"]["active"] == 2).await;
 
-    let events = http.watch(&format!("{JOBS}?watch=1&resourceVersion=1&timeoutSeconds=1")).await.collect().await;
+    let events = http
+        .watch(&format!(
+            "{JOBS}?watch=1&resourceVersion=1&timeoutSeconds=1"
+        ))
+        .await
+        .collect()
+        .await;
     let recorded = fact_lines("11-watch-from-old-resourceversion.json");
     // Versions only grow, one JSON object a line.
-    let rvs: Vec<u64> = events.iter().map(|e| e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()).collect();
+    let rvs: Vec<u64> = events
+        .iter()
+        .map(|e| {
+            e["object"]["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
     assert!(rvs.windows(2).all(|w| w[0] < w[1]), "{rvs:?}");
     // The first is the create, exactly as the POST answered it.
     assert_eq!(events[0]["type"], "ADDED");
-    assert_json_eq(&events[0]["object"], &created, "11: ADDED is the created object");
+    assert_json_eq(
+        &events[0]["object"],
+        &created,
+        "11: ADDED is the created object",
+    );
     // Every recorded (type, name, generation) appears, in the recorded order; our controller
     // syncs faster than the recorded one, so there are more status updates in between.
-    let key = |e: &Value| (e["type"].clone(), e["object"]["metadata"]["name"].clone(), e["object"]["metadata"]["generation"].clone());
+    let key = |e: &Value| {
+        (
+            e["type"].clone(),
+            e["object"]["metadata"]["name"].clone(),
+            e["object"]["metadata"]["generation"].clone(),
+        )
+    };
     let mut ours = events.iter().map(key);
     for want in recorded.iter().map(key) {
-        assert!(ours.any(|k| k == want), "11: {want:?} missing or out of order");
+        assert!(
+            ours.any(|k| k == want),
+            "11: {want:?} missing or out of order"
+        );
     }
     // The last state of each Job is as recorded (active pods, ready 0, startTime).
     for name in ["myjob", "ssa"] {
         let last = |list: &[Value]| -> Value {
-            normalize(&list.iter().rev().find(|e| e["object"]["metadata"]["name"] == name).unwrap()["object"])
+            normalize(
+                &list
+                    .iter()
+                    .rev()
+                    .find(|e| e["object"]["metadata"]["name"] == name)
+                    .unwrap()["object"],
+            )
         };
-        assert_json_eq(&last(&events), &last(&recorded), &format!("11: last event of {name}"));
+        assert_json_eq(
+            &last(&events),
+            &last(&recorded),
+            &format!("11: last event of {name}"),
+        );
     }
     sim.shutdown().await;
 }
@@ -241,9 +364,19 @@ async fn watch_from_an_old_version_replays() {
 async fn a_completed_job_looks_like_the_apiserver_one() {
     let sim = cluster(fast_pods()).await;
     let http = Http::new(sim.url());
-    assert_eq!(http.patch(&apply_path("ssa"), APPLY, &ssa(2)).await.status, 201);
-    let job = wait_job(&http, "ssa", "ssa Complete", |j| has_condition(j, "Complete")).await;
-    assert_json_eq(&normalize(&without_managed_fields(&job)), &normalize(&fact("15-completed-job.json")), "15");
+    assert_eq!(
+        http.patch(&apply_path("ssa"), APPLY, &ssa(2)).await.status,
+        201
+    );
+    let job = wait_job(&http, "ssa", "ssa Complete", |j| {
+        has_condition(j, "Complete")
+    })
+    .await;
+    assert_json_eq(
+        &normalize(&without_managed_fields(&job)),
+        &normalize(&fact("15-completed-job.json")),
+        "15",
+    );
     sim.shutdown().await;
 }
 
@@ -259,10 +392,19 @@ async fn a_failed_job_and_its_pods_look_like_the_apiserver_ones() {
             "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox", "command": ["false"]}]}}}
     });
     assert_eq!(http.post(JOBS, &failing).await.status, 201);
-    let job = wait_job(&http, "failing", "failing Failed", |j| has_condition(j, "Failed")).await;
-    assert_json_eq(&normalize(&without_managed_fields(&job)), &normalize(&fact("16-failed-job.json")), "16");
+    let job = wait_job(&http, "failing", "failing Failed", |j| {
+        has_condition(j, "Failed")
+    })
+    .await;
+    assert_json_eq(
+        &normalize(&without_managed_fields(&job)),
+        &normalize(&fact("16-failed-job.json")),
+        "16",
+    );
 
-    let pods = http.get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dfailing").await;
+    let pods = http
+        .get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dfailing")
+        .await;
     assert_eq!(pods.status, 200);
     let pods = pods.json();
     assert_eq!(pods["kind"], "PodList");
@@ -295,7 +437,9 @@ async fn a_failed_job_and_its_pods_look_like_the_apiserver_ones() {
 async fn create_in_a_missing_namespace() {
     let sim = cluster(slow_pods()).await;
     let http = Http::new(sim.url());
-    let reply = http.post("/apis/batch/v1/namespaces/nosuchns/jobs", &myjob()).await;
+    let reply = http
+        .post("/apis/batch/v1/namespaces/nosuchns/jobs", &myjob())
+        .await;
     assert_status_like(&reply, "18-create-in-missing-namespace-404.json");
     sim.shutdown().await;
 }
@@ -303,18 +447,33 @@ async fn create_in_a_missing_namespace() {
 /// 19–22: list by label, watch with bookmarks, a run, and a background delete.
 #[tokio::test]
 async fn list_watch_and_background_delete() {
-    let sim = cluster(SimOptions { bookmark_interval: Duration::from_millis(300), ..slow_pods() }).await;
+    let sim = cluster(SimOptions {
+        bookmark_interval: Duration::from_millis(300),
+        ..slow_pods()
+    })
+    .await;
     let http = Http::new(sim.url());
     let selector = format!("{JOBS}?labelSelector=fedjob.io%2Fjob%3Dw1");
 
     // 19: nothing matches yet.
     let empty = http.get(&selector).await;
     assert_eq!(empty.status, 200);
-    assert_json_eq(&normalize(&empty.json()), &normalize(&fact("19-list-empty.json")), "19");
-    let rv = empty.json()["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+    assert_json_eq(
+        &normalize(&empty.json()),
+        &normalize(&fact("19-list-empty.json")),
+        "19",
+    );
+    let rv = empty.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // 20: watch from that version; a Job of two 1.5 s pods, one at a time.
-    let mut watch = http.watch(&format!("{selector}&watch=true&resourceVersion={rv}&allowWatchBookmarks=true")).await;
+    let mut watch = http
+        .watch(&format!(
+            "{selector}&watch=true&resourceVersion={rv}&allowWatchBookmarks=true"
+        ))
+        .await;
     let duration = "1500ms";
     let w1 = json!({
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "w1", "labels": {"fedjob.io/job": "w1"}},
@@ -325,35 +484,65 @@ async fn list_watch_and_background_delete() {
     assert_eq!(http.post(JOBS, &w1).await.status, 201);
     let mut recorded = fact_lines("20-watch-events.jsonl");
     for event in &mut recorded {
-        if let Some(a) = event.pointer_mut("/object/spec/template/metadata/annotations/fedjob.io~1sim-duration") {
+        if let Some(a) =
+            event.pointer_mut("/object/spec/template/metadata/annotations/fedjob.io~1sim-duration")
+        {
             *a = json!(duration);
         }
     }
     for (i, expected) in recorded.iter().take(3).enumerate() {
         let event = watch.next_change().await.expect("the watch stays open");
-        assert_json_eq(&normalize(&event), &normalize(expected), &format!("20: event {i}"));
+        assert_json_eq(
+            &normalize(&event),
+            &normalize(expected),
+            &format!("20: event {i}"),
+        );
     }
 
     // 21: the same list with the Job present (one pod done, one running).
     let one = http.get(&selector).await;
     let mut expected = fact("21-list-one.json");
-    expected["items"][0]["spec"]["template"]["metadata"]["annotations"]["fedjob.io/sim-duration"] = json!(duration);
+    expected["items"][0]["spec"]["template"]["metadata"]["annotations"]["fedjob.io/sim-duration"] =
+        json!(duration);
     assert_json_eq(&normalize(&one.json()), &normalize(&expected), "21");
 
     // 22: a background delete answers a Success Status and the Job is gone at once.
-    let reply = http.delete(&job_path("w1"), Some(&json!({"propagationPolicy": "Background"}))).await;
+    let reply = http
+        .delete(
+            &job_path("w1"),
+            Some(&json!({"propagationPolicy": "Background"})),
+        )
+        .await;
     assert_eq!(reply.status, 200);
-    assert_json_eq(&normalize(&reply.json()), &normalize(&fact("22-delete-background.json")), "22");
+    assert_json_eq(
+        &normalize(&reply.json()),
+        &normalize(&fact("22-delete-background.json")),
+        "22",
+    );
     assert_eq!(http.get(&job_path("w1")).await.status, 404);
 
     // 20, continued: DELETED with the last state, then bookmarks.
     let deleted = watch.next_change().await.expect("a DELETED event");
-    assert_json_eq(&normalize(&deleted), &normalize(&recorded[3]), "20: DELETED");
+    assert_json_eq(
+        &normalize(&deleted),
+        &normalize(&recorded[3]),
+        "20: DELETED",
+    );
     let bookmark = watch.next().await.expect("a BOOKMARK");
-    assert_json_eq(&normalize(&bookmark), &normalize(&recorded[4]), "20: BOOKMARK");
-    assert_eq!(bookmark["object"]["metadata"]["resourceVersion"], deleted["object"]["metadata"]["resourceVersion"]);
+    assert_json_eq(
+        &normalize(&bookmark),
+        &normalize(&recorded[4]),
+        "20: BOOKMARK",
+    );
+    assert_eq!(
+        bookmark["object"]["metadata"]["resourceVersion"],
+        deleted["object"]["metadata"]["resourceVersion"]
+    );
     eventually("w1's pods to be collected", || async {
-        let pods = http.get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dw1").await.json();
+        let pods = http
+            .get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dw1")
+            .await
+            .json();
         pods["items"].as_array().unwrap().is_empty().then_some(())
     })
     .await;
@@ -373,17 +562,32 @@ async fn foreground_delete() {
     });
     assert_eq!(http.post(JOBS, &fg).await.status, 201);
     wait_job(&http, "fg", "fg running", |j| j["status"]["active"] == 1).await;
-    let reply = http.delete(&job_path("fg"), Some(&json!({"propagationPolicy": "Foreground"}))).await;
+    let reply = http
+        .delete(
+            &job_path("fg"),
+            Some(&json!({"propagationPolicy": "Foreground"})),
+        )
+        .await;
     assert_eq!(reply.status, 200);
-    assert_json_eq(&normalize(&reply.json()), &normalize(&fact("23-delete-foreground.json")), "23");
+    assert_json_eq(
+        &normalize(&reply.json()),
+        &normalize(&fact("23-delete-foreground.json")),
+        "23",
+    );
     let gone = eventually("fg to be gone", || async {
         let reply = http.get(&job_path("fg")).await;
         (reply.status == 404).then_some(reply)
     })
     .await;
     assert_status_like(&gone, "23-after-foreground-delete-404.json");
-    let pods = http.get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dfg").await.json();
-    assert!(pods["items"].as_array().unwrap().is_empty(), "foreground deletion removes the pods");
+    let pods = http
+        .get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dfg")
+        .await
+        .json();
+    assert!(
+        pods["items"].as_array().unwrap().is_empty(),
+        "foreground deletion removes the pods"
+    );
     sim.shutdown().await;
 }
 
@@ -402,29 +606,69 @@ async fn suspend_patches_and_apply_conflicts() {
     wait_job(&http, "sus", "sus running", |j| j["status"]["active"] == 2).await;
 
     // 24: suspending removes the active pods and says so in a condition.
-    assert_eq!(http.patch(&job_path("sus"), MERGE, &json!({"spec": {"suspend": true}})).await.status, 200);
-    let job = wait_job(&http, "sus", "sus Suspended", |j| has_condition(j, "Suspended")).await;
-    assert_json_eq(&normalize(&job), &normalize(&fact("24-suspended-job.json")), "24");
-    let pods = http.get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dsus").await.json();
-    assert!(pods["items"].as_array().unwrap().is_empty(), "suspending deletes the active pods");
+    assert_eq!(
+        http.patch(&job_path("sus"), MERGE, &json!({"spec": {"suspend": true}}))
+            .await
+            .status,
+        200
+    );
+    let job = wait_job(&http, "sus", "sus Suspended", |j| {
+        has_condition(j, "Suspended")
+    })
+    .await;
+    assert_json_eq(
+        &normalize(&job),
+        &normalize(&fact("24-suspended-job.json")),
+        "24",
+    );
+    let pods = http
+        .get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dsus")
+        .await
+        .json();
+    assert!(
+        pods["items"].as_array().unwrap().is_empty(),
+        "suspending deletes the active pods"
+    );
 
     // 25: a strategic merge patch of parallelism.
     let reply = http
-        .patch(&job_path("sus"), "application/strategic-merge-patch+json", &json!({"spec": {"parallelism": 3}}))
+        .patch(
+            &job_path("sus"),
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"parallelism": 3}}),
+        )
         .await;
     assert_eq!(reply.status, 200);
-    assert_json_eq(&normalize(&reply.json()), &normalize(&fact("25-strategic-merge-patch-200.json")), "25");
+    assert_json_eq(
+        &normalize(&reply.json()),
+        &normalize(&fact("25-strategic-merge-patch-200.json")),
+        "25",
+    );
 
     // 26: a JSON patch.
     let reply = http
-        .patch(&job_path("sus"), "application/json-patch+json", &json!([{"op": "replace", "path": "/spec/parallelism", "value": 1}]))
+        .patch(
+            &job_path("sus"),
+            "application/json-patch+json",
+            &json!([{"op": "replace", "path": "/spec/parallelism", "value": 1}]),
+        )
         .await;
     assert_eq!(reply.status, 200);
-    assert_json_eq(&normalize(&reply.json()), &normalize(&fact("26-json-patch-200.json")), "26");
+    assert_json_eq(
+        &normalize(&reply.json()),
+        &normalize(&fact("26-json-patch-200.json")),
+        "26",
+    );
 
     // 27: an apply without force of a field "curl" set.
     let config = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sus"}, "spec": {"parallelism": 2}});
-    let reply = http.patch(&format!("{}?fieldManager=fedjob-syncer", job_path("sus")), APPLY, &config).await;
+    let reply = http
+        .patch(
+            &format!("{}?fieldManager=fedjob-syncer", job_path("sus")),
+            APPLY,
+            &config,
+        )
+        .await;
     assert_status_like(&reply, "27-apply-conflict-409.json");
     // With force the applier takes the field over.
     let reply = http.patch(&apply_path("sus"), APPLY, &config).await;
@@ -445,25 +689,56 @@ async fn suspend_patches_and_apply_conflicts() {
 /// 28: a list at an exact version the history no longer has.
 #[tokio::test]
 async fn list_at_a_compacted_version_is_expired() {
-    let sim = cluster(SimOptions { history: 4, ..slow_pods() }).await;
+    let sim = cluster(SimOptions {
+        history: 4,
+        ..slow_pods()
+    })
+    .await;
     let http = Http::new(sim.url());
     assert_eq!(http.post(JOBS, &myjob()).await.status, 201);
     for n in 1..=8 {
-        let reply = http.patch(&job_path("myjob"), MERGE, &json!({"metadata": {"labels": {"n": n.to_string()}}})).await;
+        let reply = http
+            .patch(
+                &job_path("myjob"),
+                MERGE,
+                &json!({"metadata": {"labels": {"n": n.to_string()}}}),
+            )
+            .await;
         assert_eq!(reply.status, 200);
     }
-    let reply = http.get(&format!("{JOBS}?resourceVersion=5&resourceVersionMatch=Exact")).await;
+    let reply = http
+        .get(&format!(
+            "{JOBS}?resourceVersion=5&resourceVersionMatch=Exact"
+        ))
+        .await;
     assert_status_like(&reply, "28-list-expired-410.json");
     // A watch from there gets the same news as an ERROR event, and the stream ends.
-    let events = http.watch(&format!("{JOBS}?watch=1&resourceVersion=5")).await.collect().await;
+    let events = http
+        .watch(&format!("{JOBS}?watch=1&resourceVersion=5"))
+        .await
+        .collect()
+        .await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["type"], "ERROR");
     assert_eq!(events[0]["object"]["code"], 410);
     assert_eq!(events[0]["object"]["reason"], "Expired");
-    assert!(events[0]["object"]["message"].as_str().unwrap().starts_with("too old resource version: 5 ("));
+    assert!(
+        events[0]["object"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("too old resource version: 5 (")
+    );
     // A version still in the history is served exactly.
-    let current: u64 = http.get(JOBS).await.json()["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
-    let at = http.get(&format!("{JOBS}?resourceVersion={current}&resourceVersionMatch=Exact")).await;
+    let current: u64 = http.get(JOBS).await.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let at = http
+        .get(&format!(
+            "{JOBS}?resourceVersion={current}&resourceVersionMatch=Exact"
+        ))
+        .await;
     assert_eq!(at.status, 200);
     sim.shutdown().await;
 }

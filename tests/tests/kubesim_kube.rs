@@ -9,7 +9,9 @@ use std::time::Duration;
 use fedjob_tests::kubesim::{Fleet, SimCluster, SimOptions};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
 use kube::{Client, Config};
@@ -18,8 +20,13 @@ use serde_json::json;
 
 async fn client_for(fleet: &Fleet, context: &str) -> Client {
     let kubeconfig = Kubeconfig::from_yaml(&fleet.kubeconfig()).expect("the kubeconfig parses");
-    let options = KubeConfigOptions { context: Some(context.to_owned()), ..KubeConfigOptions::default() };
-    let config = Config::from_custom_kubeconfig(kubeconfig, &options).await.expect("a kube config");
+    let options = KubeConfigOptions {
+        context: Some(context.to_owned()),
+        ..KubeConfigOptions::default()
+    };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .expect("a kube config");
     Client::try_from(config).expect("a kube client")
 }
 
@@ -46,19 +53,32 @@ fn condition(job: &Job, kind: &str) -> Option<(String, String)> {
         .as_ref()?
         .iter()
         .find(|c| c.type_ == kind && c.status == "True")
-        .map(|c| (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
 }
 
 async fn wait_for(api: &Api<Job>, name: &str, what: &str, check: impl Fn(&Job) -> bool) -> Job {
-    eventually(what, || async { api.get_opt(name).await.expect("get").filter(|j| check(j)) }).await
+    eventually(what, || async {
+        api.get_opt(name).await.expect("get").filter(|j| check(j))
+    })
+    .await
 }
 
 #[tokio::test]
 async fn create_get_list_patch_apply_replace_delete() {
-    let fleet = Fleet::start(&["c1".to_owned(), "c2".to_owned()], &slow_pods(), 0).await.unwrap();
+    let fleet = Fleet::start(&["c1".to_owned(), "c2".to_owned()], &slow_pods(), 0)
+        .await
+        .unwrap();
     let jobs: Api<Job> = Api::namespaced(client_for(&fleet, "c2").await, "default");
 
-    let created = jobs.create(&PostParams::default(), &job("a", 2, Some(4), "600s")).await.unwrap();
+    let created = jobs
+        .create(&PostParams::default(), &job("a", 2, Some(4), "600s"))
+        .await
+        .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
     assert_eq!(created.spec.as_ref().unwrap().backoff_limit, Some(6));
     let uid = created.metadata.uid.clone().unwrap();
@@ -69,44 +89,124 @@ async fn create_get_list_patch_apply_replace_delete() {
     let c1: Api<Job> = Api::namespaced(client_for(&fleet, "c1").await, "default");
     assert!(c1.get_opt("a").await.unwrap().is_none());
 
-    let again = jobs.create(&PostParams::default(), &job("a", 2, Some(4), "600s")).await.unwrap_err();
-    assert!(matches!(&again, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists"), "{again:?}");
+    let again = jobs
+        .create(&PostParams::default(), &job("a", 2, Some(4), "600s"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&again, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists"),
+        "{again:?}"
+    );
 
-    jobs.create(&PostParams::default(), &job("b", 1, Some(1), "600s")).await.unwrap();
-    let listed = jobs.list(&ListParams::default().labels("fedjob.io/job=a")).await.unwrap();
-    assert_eq!(listed.items.iter().map(|j| j.metadata.name.clone().unwrap()).collect::<Vec<_>>(), vec!["a"]);
+    jobs.create(&PostParams::default(), &job("b", 1, Some(1), "600s"))
+        .await
+        .unwrap();
+    let listed = jobs
+        .list(&ListParams::default().labels("fedjob.io/job=a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .items
+            .iter()
+            .map(|j| j.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["a"]
+    );
     assert!(listed.metadata.resource_version.is_some());
-    let all = jobs.list(&ListParams::default().labels("fedjob.io/job in (a,b)")).await.unwrap();
+    let all = jobs
+        .list(&ListParams::default().labels("fedjob.io/job in (a,b)"))
+        .await
+        .unwrap();
     assert_eq!(all.items.len(), 2);
-    let by_field = jobs.list(&ListParams::default().fields("metadata.name=b")).await.unwrap();
+    let by_field = jobs
+        .list(&ListParams::default().fields("metadata.name=b"))
+        .await
+        .unwrap();
     assert_eq!(by_field.items.len(), 1);
 
     // Server-side apply as the syncer does it.
     let mut desired = job("a", 3, Some(4), "600s");
-    desired.metadata.labels.as_mut().unwrap().insert("fedjob.io/managed-by".into(), "fedjob".into());
-    let applied = jobs.patch("a", &PatchParams::apply("fedjob-syncer").force(), &Patch::Apply(&desired)).await.unwrap();
+    desired
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("fedjob.io/managed-by".into(), "fedjob".into());
+    let applied = jobs
+        .patch(
+            "a",
+            &PatchParams::apply("fedjob-syncer").force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .unwrap();
     assert_eq!(applied.spec.as_ref().unwrap().parallelism, Some(3));
     assert_eq!(applied.metadata.generation, Some(2));
-    let managers: Vec<String> =
-        applied.metadata.managed_fields.unwrap().iter().filter_map(|m| m.manager.clone()).collect();
-    assert!(managers.contains(&"fedjob-syncer".to_owned()), "{managers:?}");
+    let managers: Vec<String> = applied
+        .metadata
+        .managed_fields
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.contains(&"fedjob-syncer".to_owned()),
+        "{managers:?}"
+    );
 
     // Apply of an immutable change is refused like on a real server.
     let mut immutable = desired.clone();
     immutable.spec.as_mut().unwrap().completions = Some(5);
-    let err = jobs.patch("a", &PatchParams::apply("fedjob-syncer").force(), &Patch::Apply(&immutable)).await.unwrap_err();
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 422 && s.message.contains("field is immutable")), "{err:?}");
+    let err = jobs
+        .patch(
+            "a",
+            &PatchParams::apply("fedjob-syncer").force(),
+            &Patch::Apply(&immutable),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 422 && s.message.contains("field is immutable")),
+        "{err:?}"
+    );
 
     // A merge patch and a replace with optimistic concurrency.
-    let patched = jobs.patch("a", &PatchParams::default(), &Patch::Merge(json!({"spec": {"parallelism": 1}}))).await.unwrap();
+    let patched = jobs
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"parallelism": 1}})),
+        )
+        .await
+        .unwrap();
     assert_eq!(patched.spec.as_ref().unwrap().parallelism, Some(1));
     let mut stale = created.clone();
-    stale.metadata.labels.as_mut().unwrap().insert("x".into(), "y".into());
-    let err = jobs.replace("a", &PostParams::default(), &stale).await.unwrap_err();
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"), "{err:?}");
+    stale
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("x".into(), "y".into());
+    let err = jobs
+        .replace("a", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"),
+        "{err:?}"
+    );
     let mut fresh = jobs.get("a").await.unwrap();
-    fresh.metadata.labels.as_mut().unwrap().insert("x".into(), "y".into());
-    let replaced = jobs.replace("a", &PostParams::default(), &fresh).await.unwrap();
+    fresh
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("x".into(), "y".into());
+    let replaced = jobs
+        .replace("a", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
     assert_eq!(replaced.metadata.labels.unwrap()["x"], "y");
 
     // Background deletion answers a Status and the Job is gone; the default orphans.
@@ -114,24 +214,47 @@ async fn create_get_list_patch_apply_replace_delete() {
     assert!(deleted.is_right(), "background delete answers a Status");
     assert!(jobs.get_opt("a").await.unwrap().is_none());
     let orphaning = jobs.delete("b", &DeleteParams::default()).await.unwrap();
-    let terminating = orphaning.left().expect("an orphaning delete answers the Job");
-    assert_eq!(terminating.metadata.finalizers, Some(vec!["orphan".to_owned()]));
-    eventually("b to be gone", || async { jobs.get_opt("b").await.unwrap().is_none().then_some(()) }).await;
+    let terminating = orphaning
+        .left()
+        .expect("an orphaning delete answers the Job");
+    assert_eq!(
+        terminating.metadata.finalizers,
+        Some(vec!["orphan".to_owned()])
+    );
+    eventually("b to be gone", || async {
+        jobs.get_opt("b").await.unwrap().is_none().then_some(())
+    })
+    .await;
     fleet.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_watcher_sees_a_job_go_active_then_complete() {
-    let sim = SimCluster::start(SimOptions { pod_duration: Duration::from_millis(200), ..SimOptions::default() })
+    let sim = SimCluster::start(SimOptions {
+        pod_duration: Duration::from_millis(200),
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let jobs: Api<Job> = Api::namespaced(client(&sim).await, "default");
+    let mut events = watcher(
+        jobs.clone(),
+        watcher::Config::default().labels("fedjob.io/job=run"),
+    )
+    .boxed();
+    // The initial list is empty.
+    assert!(matches!(
+        events.try_next().await.unwrap(),
+        Some(watcher::Event::Init)
+    ));
+    assert!(matches!(
+        events.try_next().await.unwrap(),
+        Some(watcher::Event::InitDone)
+    ));
+
+    jobs.create(&PostParams::default(), &job("run", 2, Some(4), "200ms"))
         .await
         .unwrap();
-    let jobs: Api<Job> = Api::namespaced(client(&sim).await, "default");
-    let mut events = watcher(jobs.clone(), watcher::Config::default().labels("fedjob.io/job=run")).boxed();
-    // The initial list is empty.
-    assert!(matches!(events.try_next().await.unwrap(), Some(watcher::Event::Init)));
-    assert!(matches!(events.try_next().await.unwrap(), Some(watcher::Event::InitDone)));
-
-    jobs.create(&PostParams::default(), &job("run", 2, Some(4), "200ms")).await.unwrap();
     let mut saw_active = false;
     let completed = tokio::time::timeout(PATIENCE, async {
         loop {
@@ -139,7 +262,10 @@ async fn a_watcher_sees_a_job_go_active_then_complete() {
                 let status = job.status.clone().unwrap_or_default();
                 if status.active.unwrap_or(0) > 0 {
                     saw_active = true;
-                    assert!(status.active.unwrap() <= 2, "never more than parallelism pods");
+                    assert!(
+                        status.active.unwrap() <= 2,
+                        "never more than parallelism pods"
+                    );
                     assert!(status.start_time.is_some());
                 }
                 if condition(&job, "Complete").is_some() {
@@ -150,10 +276,16 @@ async fn a_watcher_sees_a_job_go_active_then_complete() {
     })
     .await
     .expect("the Job completes");
-    assert!(saw_active, "the watcher saw the Job active before it completed");
+    assert!(
+        saw_active,
+        "the watcher saw the Job active before it completed"
+    );
     let status = completed.status.unwrap();
     assert_eq!(status.succeeded, Some(4));
-    assert_eq!(status.active, None, "active is absent, not 0, once nothing runs");
+    assert_eq!(
+        status.active, None,
+        "active is absent, not 0, once nothing runs"
+    );
     assert_eq!(status.ready, Some(0));
     assert!(status.completion_time.is_some());
     sim.shutdown().await;
@@ -166,15 +298,26 @@ async fn a_failing_job_ends_failed_with_backoff_limit_exceeded() {
     let mut failing = job("fails", 2, Some(3), "100ms");
     let spec = failing.spec.as_mut().unwrap();
     spec.backoff_limit = Some(2);
-    spec.template.metadata.as_mut().unwrap().labels = Some([("fedjob-test/fail".to_owned(), "true".to_owned())].into());
+    spec.template.metadata.as_mut().unwrap().labels =
+        Some([("fedjob-test/fail".to_owned(), "true".to_owned())].into());
     jobs.create(&PostParams::default(), &failing).await.unwrap();
-    let failed = wait_for(&jobs, "fails", "Failed", |j| condition(j, "Failed").is_some()).await;
+    let failed = wait_for(&jobs, "fails", "Failed", |j| {
+        condition(j, "Failed").is_some()
+    })
+    .await;
     assert_eq!(
         condition(&failed, "Failed"),
-        Some(("BackoffLimitExceeded".to_owned(), "Job has reached the specified backoff limit".to_owned()))
+        Some((
+            "BackoffLimitExceeded".to_owned(),
+            "Job has reached the specified backoff limit".to_owned()
+        ))
     );
     let status = failed.status.unwrap();
-    assert!(status.failed.unwrap() > 2, "failed goes past the backoff limit: {:?}", status.failed);
+    assert!(
+        status.failed.unwrap() > 2,
+        "failed goes past the backoff limit: {:?}",
+        status.failed
+    );
     assert_eq!(status.active, None);
     assert_eq!(status.completion_time, None);
     sim.shutdown().await;
@@ -184,10 +327,20 @@ async fn a_failing_job_ends_failed_with_backoff_limit_exceeded() {
 async fn a_watcher_recovers_from_410_by_listing_again() {
     // A short history and a watch that the server ends every second: when the watcher comes
     // back with the version of the one object it follows, that version has been compacted.
-    let sim = SimCluster::start(SimOptions { history: 8, ..slow_pods() }).await.unwrap();
+    let sim = SimCluster::start(SimOptions {
+        history: 8,
+        ..slow_pods()
+    })
+    .await
+    .unwrap();
     let jobs: Api<Job> = Api::namespaced(client(&sim).await, "default");
-    jobs.create(&PostParams::default(), &job("followed", 1, Some(1), "600s")).await.unwrap();
-    let config = watcher::Config::default().labels("fedjob.io/job=followed").timeout(1).disable_bookmarks();
+    jobs.create(&PostParams::default(), &job("followed", 1, Some(1), "600s"))
+        .await
+        .unwrap();
+    let config = watcher::Config::default()
+        .labels("fedjob.io/job=followed")
+        .timeout(1)
+        .disable_bookmarks();
     let mut events = watcher(jobs.clone(), config).boxed();
     let mut inits = 0;
     while inits == 0 {
@@ -198,7 +351,12 @@ async fn a_watcher_recovers_from_410_by_listing_again() {
     // Let the watcher settle on the Job's current version, then churn other objects.
     tokio::time::sleep(Duration::from_millis(200)).await;
     for i in 0..20 {
-        jobs.create(&PostParams::default(), &job(&format!("noise-{i}"), 1, Some(1), "600s")).await.unwrap();
+        jobs.create(
+            &PostParams::default(),
+            &job(&format!("noise-{i}"), 1, Some(1), "600s"),
+        )
+        .await
+        .unwrap();
     }
     let mut saw_expired = false;
     tokio::time::timeout(PATIENCE, async {
@@ -212,17 +370,27 @@ async fn a_watcher_recovers_from_410_by_listing_again() {
     })
     .await
     .expect("the watcher lists again after 410");
-    assert!(saw_expired, "the watch from a compacted version got 410 Expired");
+    assert!(
+        saw_expired,
+        "the watch from a compacted version got 410 Expired"
+    );
     // And it follows changes again.
-    jobs.patch("followed", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"n": "1"}}})))
-        .await
-        .unwrap();
+    jobs.patch(
+        "followed",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"n": "1"}}})),
+    )
+    .await
+    .unwrap();
     tokio::time::timeout(PATIENCE, async {
         loop {
-            if let Ok(watcher::Event::Apply(j)) = events.next().await.unwrap() {
-                if j.metadata.annotations.as_ref().is_some_and(|a| a.get("n").is_some()) {
-                    return;
-                }
+            if let Ok(watcher::Event::Apply(j)) = events.next().await.unwrap()
+                && j.metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.get("n").is_some())
+            {
+                return;
             }
         }
     })
@@ -233,15 +401,30 @@ async fn a_watcher_recovers_from_410_by_listing_again() {
 
 #[tokio::test]
 async fn raw_watch_sees_added_modified_deleted_and_bookmarks() {
-    let sim = SimCluster::start(SimOptions { bookmark_interval: Duration::from_millis(200), ..fast_pods() })
-        .await
-        .unwrap();
+    let sim = SimCluster::start(SimOptions {
+        bookmark_interval: Duration::from_millis(200),
+        ..fast_pods()
+    })
+    .await
+    .unwrap();
     let jobs: Api<Job> = Api::namespaced(client(&sim).await, "default");
     let list = jobs.list(&ListParams::default()).await.unwrap();
     let rv = list.metadata.resource_version.unwrap();
-    let mut stream = jobs.watch(&WatchParams::default().fields("metadata.name=w").timeout(30), &rv).await.unwrap().boxed();
-    jobs.create(&PostParams::default(), &job("w", 1, Some(1), "100ms")).await.unwrap();
-    wait_for(&jobs, "w", "w complete", |j| condition(j, "Complete").is_some()).await;
+    let mut stream = jobs
+        .watch(
+            &WatchParams::default().fields("metadata.name=w").timeout(30),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    jobs.create(&PostParams::default(), &job("w", 1, Some(1), "100ms"))
+        .await
+        .unwrap();
+    wait_for(&jobs, "w", "w complete", |j| {
+        condition(j, "Complete").is_some()
+    })
+    .await;
     jobs.delete("w", &DeleteParams::background()).await.unwrap();
     let mut seen = Vec::new();
     tokio::time::timeout(PATIENCE, async {
@@ -272,72 +455,158 @@ async fn raw_watch_sees_added_modified_deleted_and_bookmarks() {
 
 #[tokio::test]
 async fn suspend_resume_work_queue_deadline_and_ttl() {
-    let sim = SimCluster::start(SimOptions { pod_duration: Duration::from_millis(150), ..SimOptions::default() })
-        .await
-        .unwrap();
+    let sim = SimCluster::start(SimOptions {
+        pod_duration: Duration::from_millis(150),
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
     let jobs: Api<Job> = Api::namespaced(client(&sim).await, "default");
 
     // Suspend removes the running pods; resuming runs the Job to completion.
-    jobs.create(&PostParams::default(), &job("sus", 2, Some(4), "1s")).await.unwrap();
-    wait_for(&jobs, "sus", "sus active", |j| j.status.as_ref().and_then(|s| s.active).is_some()).await;
-    jobs.patch("sus", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}}))).await.unwrap();
-    let suspended = wait_for(&jobs, "sus", "Suspended", |j| condition(j, "Suspended").is_some()).await;
-    assert_eq!(condition(&suspended, "Suspended"), Some(("JobSuspended".into(), "Job suspended".into())));
+    jobs.create(&PostParams::default(), &job("sus", 2, Some(4), "1s"))
+        .await
+        .unwrap();
+    wait_for(&jobs, "sus", "sus active", |j| {
+        j.status.as_ref().and_then(|s| s.active).is_some()
+    })
+    .await;
+    jobs.patch(
+        "sus",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .unwrap();
+    let suspended = wait_for(&jobs, "sus", "Suspended", |j| {
+        condition(j, "Suspended").is_some()
+    })
+    .await;
+    assert_eq!(
+        condition(&suspended, "Suspended"),
+        Some(("JobSuspended".into(), "Job suspended".into()))
+    );
     assert_eq!(suspended.status.unwrap().active, None);
-    jobs.patch("sus", &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": false}}))).await.unwrap();
-    let done = wait_for(&jobs, "sus", "resumed and Complete", |j| condition(j, "Complete").is_some()).await;
-    let resumed = done.status.as_ref().unwrap().conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Suspended").cloned();
-    assert_eq!(resumed.map(|c| (c.status, c.reason)), Some(("False".into(), Some("JobResumed".into()))));
+    jobs.patch(
+        "sus",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .unwrap();
+    let done = wait_for(&jobs, "sus", "resumed and Complete", |j| {
+        condition(j, "Complete").is_some()
+    })
+    .await;
+    let resumed = done
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Suspended")
+        .cloned();
+    assert_eq!(
+        resumed.map(|c| (c.status, c.reason)),
+        Some(("False".into(), Some("JobResumed".into())))
+    );
 
     // A work queue (no completions): done once one pod succeeded and the others ended.
-    jobs.create(&PostParams::default(), &job("queue", 3, None, "150ms")).await.unwrap();
-    let queue = wait_for(&jobs, "queue", "queue Complete", |j| condition(j, "Complete").is_some()).await;
+    jobs.create(&PostParams::default(), &job("queue", 3, None, "150ms"))
+        .await
+        .unwrap();
+    let queue = wait_for(&jobs, "queue", "queue Complete", |j| {
+        condition(j, "Complete").is_some()
+    })
+    .await;
     assert_eq!(queue.status.unwrap().succeeded, Some(3));
 
     // activeDeadlineSeconds fails a Job that runs too long.
     let mut slow = job("deadline", 1, Some(1), "60s");
     slow.spec.as_mut().unwrap().active_deadline_seconds = Some(1);
     jobs.create(&PostParams::default(), &slow).await.unwrap();
-    let failed = wait_for(&jobs, "deadline", "DeadlineExceeded", |j| condition(j, "Failed").is_some()).await;
+    let failed = wait_for(&jobs, "deadline", "DeadlineExceeded", |j| {
+        condition(j, "Failed").is_some()
+    })
+    .await;
     assert_eq!(condition(&failed, "Failed").unwrap().0, "DeadlineExceeded");
-    assert_eq!(failed.status.unwrap().failed, Some(1), "the running pod counts as failed");
+    assert_eq!(
+        failed.status.unwrap().failed,
+        Some(1),
+        "the running pod counts as failed"
+    );
 
     // ttlSecondsAfterFinished deletes the finished Job.
     let mut ttl = job("ttl", 1, Some(1), "100ms");
     ttl.spec.as_mut().unwrap().ttl_seconds_after_finished = Some(0);
     jobs.create(&PostParams::default(), &ttl).await.unwrap();
-    eventually("the TTL controller to delete ttl", || async { jobs.get_opt("ttl").await.unwrap().is_none().then_some(()) })
-        .await;
+    eventually("the TTL controller to delete ttl", || async {
+        jobs.get_opt("ttl").await.unwrap().is_none().then_some(())
+    })
+    .await;
 
     // restartPolicy OnFailure: failures restart the container until the backoff limit.
     let mut restarts = job("restarts", 1, Some(1), "100ms");
     let spec = restarts.spec.as_mut().unwrap();
     spec.backoff_limit = Some(2);
     spec.template.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
-    spec.template.metadata.as_mut().unwrap().labels = Some([("fedjob-test/fail".to_owned(), "true".to_owned())].into());
-    jobs.create(&PostParams::default(), &restarts).await.unwrap();
-    let failed = wait_for(&jobs, "restarts", "restarts Failed", |j| condition(j, "Failed").is_some()).await;
-    assert_eq!(condition(&failed, "Failed").unwrap().0, "BackoffLimitExceeded");
+    spec.template.metadata.as_mut().unwrap().labels =
+        Some([("fedjob-test/fail".to_owned(), "true".to_owned())].into());
+    jobs.create(&PostParams::default(), &restarts)
+        .await
+        .unwrap();
+    let failed = wait_for(&jobs, "restarts", "restarts Failed", |j| {
+        condition(j, "Failed").is_some()
+    })
+    .await;
+    assert_eq!(
+        condition(&failed, "Failed").unwrap().0,
+        "BackoffLimitExceeded"
+    );
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_token_is_required_when_configured() {
-    let sim = SimCluster::start(SimOptions { token: Some("s3cret".into()), ..slow_pods() }).await.unwrap();
+    let sim = SimCluster::start(SimOptions {
+        token: Some("s3cret".into()),
+        ..slow_pods()
+    })
+    .await
+    .unwrap();
     let anonymous: Api<Job> = Api::namespaced(client(&sim).await, "default");
     let err = anonymous.list(&ListParams::default()).await.unwrap_err();
-    assert!(matches!(&err, kube::Error::Api(s) if s.code == 401 && s.reason == "Unauthorized"), "{err:?}");
-    let reply = Http::new(sim.url()).with_token("wrong").get("/apis/batch/v1/jobs").await;
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 401 && s.reason == "Unauthorized"),
+        "{err:?}"
+    );
+    let reply = Http::new(sim.url())
+        .with_token("wrong")
+        .get("/apis/batch/v1/jobs")
+        .await;
     assert_eq!(reply.status, 401);
     assert_eq!(
         reply.json(),
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
     );
-    let fleet_options = SimOptions { token: Some("s3cret".into()), ..slow_pods() };
-    let fleet = Fleet::start(&["secure".to_owned()], &fleet_options, 0).await.unwrap();
+    let fleet_options = SimOptions {
+        token: Some("s3cret".into()),
+        ..slow_pods()
+    };
+    let fleet = Fleet::start(&["secure".to_owned()], &fleet_options, 0)
+        .await
+        .unwrap();
     let jobs: Api<Job> = Api::namespaced(client_for(&fleet, "secure").await, "default");
-    assert!(jobs.list(&ListParams::default()).await.unwrap().items.is_empty());
+    assert!(
+        jobs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     fleet.shutdown().await;
     sim.shutdown().await;
 }

@@ -36,7 +36,9 @@ spec:
 
 fn kubectl_binary() -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|p| p.join("kubectl")).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|p| p.join("kubectl"))
+            .find(|p| p.is_file())
     });
     found.unwrap_or_else(|| {
         panic!("kubectl is not installed (not on PATH): install it (scripts/test does) to run the kubectl tests")
@@ -48,12 +50,20 @@ struct Sim {
     child: Child,
     kubeconfig: PathBuf,
     clusters: Value,
+    /// The rest of its stdout (nothing is expected after the ready line).
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
 async fn start_sim(dir: &Path, clusters: &str) -> Sim {
     let kubeconfig = dir.join("kubeconfig");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fedjob-kubesim"))
-        .args(["--clusters", clusters, "--pod-duration", "100ms", "--kubeconfig-out"])
+        .args([
+            "--clusters",
+            clusters,
+            "--pod-duration",
+            "100ms",
+            "--kubeconfig-out",
+        ])
         .arg(&kubeconfig)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -70,13 +80,12 @@ async fn start_sim(dir: &Path, clusters: &str) -> Sim {
     let ready: Value = serde_json::from_str(&line).expect("the ready line is JSON");
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["kubeconfig"], kubeconfig.display().to_string());
-    // Nothing else is printed on stdout.
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            panic!("unexpected stdout line from fedjob-kubesim: {line}");
-        }
-    });
-    Sim { child, kubeconfig, clusters: ready["clusters"].clone() }
+    Sim {
+        child,
+        kubeconfig,
+        clusters: ready["clusters"].clone(),
+        stdout: lines,
+    }
 }
 
 struct Output {
@@ -104,7 +113,11 @@ async fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
 
 #[track_caller]
 fn assert_ok(out: &Output, what: &str) {
-    assert!(out.ok, "{what} failed:\nstdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert!(
+        out.ok,
+        "{what} failed:\nstdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
 }
 
 #[tokio::test]
@@ -112,8 +125,18 @@ async fn kubectl_creates_gets_waits_describes_applies_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let mut sim = start_sim(home, "c1,c2").await;
-    assert!(sim.clusters["c1"].as_str().unwrap().starts_with("http://127.0.0.1:"));
-    assert!(sim.clusters["c2"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    assert!(
+        sim.clusters["c1"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert!(
+        sim.clusters["c2"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
     let kc = sim.kubeconfig.clone();
     let manifest = home.join("job.yaml");
     std::fs::write(&manifest, JOB).unwrap();
@@ -121,11 +144,20 @@ async fn kubectl_creates_gets_waits_describes_applies_and_deletes() {
 
     let ns = kubectl(home, &kc, &["get", "ns"]).await;
     assert_ok(&ns, "get ns");
-    assert!(ns.stdout.contains("default") && ns.stdout.contains("kube-system"), "{}", ns.stdout);
+    assert!(
+        ns.stdout.contains("default") && ns.stdout.contains("kube-system"),
+        "{}",
+        ns.stdout
+    );
 
     let none = kubectl(home, &kc, &["get", "jobs"]).await;
     assert_ok(&none, "get jobs");
-    assert!(none.stderr.contains("No resources found in default namespace."), "{}", none.stderr);
+    assert!(
+        none.stderr
+            .contains("No resources found in default namespace."),
+        "{}",
+        none.stderr
+    );
 
     // create -f with kubectl's default validation.
     let created = kubectl(home, &kc, &["create", "-f", manifest]).await;
@@ -133,42 +165,92 @@ async fn kubectl_creates_gets_waits_describes_applies_and_deletes() {
     assert_eq!(created.stdout.trim(), "job.batch/hello created");
     let again = kubectl(home, &kc, &["create", "-f", manifest]).await;
     assert!(!again.ok);
-    assert!(again.stderr.contains("Error from server (AlreadyExists): error when creating"), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("Error from server (AlreadyExists): error when creating"),
+        "{}",
+        again.stderr
+    );
 
     // wait watches the Job until the simulated pods are done.
-    let waited = kubectl(home, &kc, &["wait", "--for=condition=complete", "job/hello", "--timeout=60s"]).await;
+    let waited = kubectl(
+        home,
+        &kc,
+        &[
+            "wait",
+            "--for=condition=complete",
+            "job/hello",
+            "--timeout=60s",
+        ],
+    )
+    .await;
     assert_ok(&waited, "wait");
     assert_eq!(waited.stdout.trim(), "job.batch/hello condition met");
 
     let got = kubectl(home, &kc, &["get", "jobs"]).await;
     assert_ok(&got, "get jobs");
-    let header: Vec<&str> = got.stdout.lines().next().unwrap().split_whitespace().collect();
+    let header: Vec<&str> = got
+        .stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
     assert_eq!(header, ["NAME", "COMPLETIONS", "DURATION", "AGE"]);
-    assert!(got.stdout.lines().nth(1).unwrap().starts_with("hello"), "{}", got.stdout);
+    assert!(
+        got.stdout.lines().nth(1).unwrap().starts_with("hello"),
+        "{}",
+        got.stdout
+    );
     assert!(got.stdout.contains("4/4"), "{}", got.stdout);
 
     let json = kubectl(home, &kc, &["get", "job", "hello", "-o", "json"]).await;
     assert_ok(&json, "get -o json");
     let job: Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(job["status"]["succeeded"], 4);
-    assert_eq!(job["spec"]["template"]["metadata"]["labels"]["job-name"], "hello");
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"]["job-name"],
+        "hello"
+    );
 
     let described = kubectl(home, &kc, &["describe", "job", "hello"]).await;
     assert_ok(&described, "describe");
-    assert!(described.stdout.contains("Pods Statuses:") && described.stdout.contains("4 Succeeded"), "{}", described.stdout);
+    assert!(
+        described.stdout.contains("Pods Statuses:") && described.stdout.contains("4 Succeeded"),
+        "{}",
+        described.stdout
+    );
 
     let pods = kubectl(home, &kc, &["get", "pods", "-l", "job-name=hello"]).await;
     assert_ok(&pods, "get pods");
-    assert_eq!(pods.stdout.lines().filter(|l| l.contains("Completed")).count(), 4, "{}", pods.stdout);
+    assert_eq!(
+        pods.stdout
+            .lines()
+            .filter(|l| l.contains("Completed"))
+            .count(),
+        4,
+        "{}",
+        pods.stdout
+    );
 
     // The other context is another cluster.
     let other = kubectl(home, &kc, &["--context", "c2", "get", "jobs"]).await;
     assert_ok(&other, "get jobs in c2");
-    assert!(other.stderr.contains("No resources found"), "{}", other.stderr);
+    assert!(
+        other.stderr.contains("No resources found"),
+        "{}",
+        other.stderr
+    );
 
     // Validation errors read like the real server's.
     let bad = home.join("bad.yaml");
-    std::fs::write(&bad, JOB.replace("name: hello", "name: bad").replace("restartPolicy: Never", "restartPolicy: Always")).unwrap();
+    std::fs::write(
+        &bad,
+        JOB.replace("name: hello", "name: bad")
+            .replace("restartPolicy: Never", "restartPolicy: Always"),
+    )
+    .unwrap();
     let refused = kubectl(home, &kc, &["create", "-f", bad.to_str().unwrap()]).await;
     assert!(!refused.ok);
     assert!(
@@ -186,7 +268,12 @@ async fn kubectl_creates_gets_waits_describes_applies_and_deletes() {
     let unchanged = kubectl(home, &kc, &["--context", "c2", "apply", "-f", manifest]).await;
     assert_ok(&unchanged, "apply again");
     assert_eq!(unchanged.stdout.trim(), "job.batch/hello unchanged");
-    let ssa = kubectl(home, &kc, &["--context", "c2", "apply", "--server-side", "-f", manifest]).await;
+    let ssa = kubectl(
+        home,
+        &kc,
+        &["--context", "c2", "apply", "--server-side", "-f", manifest],
+    )
+    .await;
     assert_ok(&ssa, "apply --server-side");
     assert_eq!(ssa.stdout.trim(), "job.batch/hello serverside-applied");
 
@@ -196,17 +283,27 @@ async fn kubectl_creates_gets_waits_describes_applies_and_deletes() {
     assert_eq!(deleted.stdout.trim(), "job.batch \"hello\" deleted");
     let gone = kubectl(home, &kc, &["get", "job", "hello"]).await;
     assert!(!gone.ok);
-    assert!(gone.stderr.contains("Error from server (NotFound): jobs.batch \"hello\" not found"), "{}", gone.stderr);
+    assert!(
+        gone.stderr
+            .contains("Error from server (NotFound): jobs.batch \"hello\" not found"),
+        "{}",
+        gone.stderr
+    );
 
     // SIGTERM stops it cleanly.
     let pid = sim.child.id().expect("still running");
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(30), sim.child.wait())
         .await
         .expect("fedjob-kubesim exits within 30s of SIGTERM")
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
+    let rest = sim.stdout.next_line().await.expect("stdout reads");
+    assert_eq!(rest, None, "stdout carries only the ready line");
 }
 
 #[tokio::test]
@@ -217,5 +314,9 @@ async fn bad_flags_exit_with_a_usage_error() {
         .await
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid duration"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

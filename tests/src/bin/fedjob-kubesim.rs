@@ -59,10 +59,13 @@ impl Args {
         let mut seen = std::collections::HashSet::new();
         for name in &names {
             if name.is_empty() || !seen.insert(name) {
-                return Err(format!("cluster names must be non-empty and unique: {name:?}"));
+                return Err(format!(
+                    "cluster names must be non-empty and unique: {name:?}"
+                ));
             }
         }
-        if self.port_base != 0 && usize::from(self.port_base) + names.len() > usize::from(u16::MAX) {
+        if self.port_base != 0 && usize::from(self.port_base) + names.len() > usize::from(u16::MAX)
+        {
             return Err("--port-base leaves no room for every cluster".to_owned());
         }
         Ok(names)
@@ -75,7 +78,11 @@ async fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(EX_USAGE) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     tracing_subscriber::fmt()
@@ -111,11 +118,12 @@ async fn main() -> ExitCode {
 async fn run(args: &Args, names: &[String], options: &SimOptions) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let fleet = Fleet::start(names, options, args.port_base).await?;
-    let path = args
-        .kubeconfig_out
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("fedjob-kubesim-{}.kubeconfig", std::process::id())));
-    tokio::fs::write(&path, fleet.kubeconfig()).await.with_context(|| format!("writing {}", path.display()))?;
+    let path = args.kubeconfig_out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("fedjob-kubesim-{}.kubeconfig", std::process::id()))
+    });
+    tokio::fs::write(&path, fleet.kubeconfig())
+        .await
+        .with_context(|| format!("writing {}", path.display()))?;
     {
         use std::io::Write as _;
         let mut stdout = std::io::stdout().lock();

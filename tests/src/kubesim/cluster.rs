@@ -94,11 +94,13 @@ impl SimCluster {
     /// Starts a cluster: binds its port, creates the initial namespaces, starts its
     /// controller and serves the API.
     pub async fn start(options: SimOptions) -> Result<Self, ClusterError> {
-        let listener = TcpListener::bind(("127.0.0.1", options.port)).await.map_err(|source| ClusterError::Bind {
-            name: options.name.clone(),
-            port: options.port,
-            source,
-        })?;
+        let listener = TcpListener::bind(("127.0.0.1", options.port))
+            .await
+            .map_err(|source| ClusterError::Bind {
+                name: options.name.clone(),
+                port: options.port,
+                source,
+            })?;
         let addr = listener.local_addr().map_err(|source| ClusterError::Bind {
             name: options.name.clone(),
             port: options.port,
@@ -112,14 +114,19 @@ impl SimCluster {
         store.set_listener(changes_tx);
         let writer = Writer::new(&store, "kube-apiserver", false);
         for ns in INITIAL_NAMESPACES {
-            writer.create(Resource::Namespace, "", json!({"metadata": {"name": ns}})).map_err(|e| {
-                ClusterError::Setup { name: options.name.clone(), message: e.to_string() }
-            })?;
+            writer
+                .create(Resource::Namespace, "", json!({"metadata": {"name": ns}}))
+                .map_err(|e| ClusterError::Setup {
+                    name: options.name.clone(),
+                    message: e.to_string(),
+                })?;
         }
         let controller = Controller::new(
             store.clone(),
             pods.clone(),
-            ControllerConfig { pod_duration: options.pod_duration },
+            ControllerConfig {
+                pod_duration: options.pod_duration,
+            },
         );
         let controller = tokio::spawn(controller.run(changes_rx, trigger.subscribe()));
 
@@ -135,13 +142,23 @@ impl SimCluster {
         let mut stop = trigger.subscribe();
         let name = options.name.clone();
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, api::router(app)).with_graceful_shutdown(async move { stop.recv().await });
+            let serve = axum::serve(listener, api::router(app))
+                .with_graceful_shutdown(async move { stop.recv().await });
             if let Err(err) = serve.await {
                 tracing::error!(cluster = %name, %err, "server failed");
             }
         });
         tracing::info!(cluster = %options.name, %addr, "simulated cluster serving");
-        Ok(Self { name: options.name, url: format!("http://{addr}"), addr, store, pods, trigger, server, controller })
+        Ok(Self {
+            name: options.name,
+            url: format!("http://{addr}"),
+            addr,
+            store,
+            pods,
+            trigger,
+            server,
+            controller,
+        })
     }
 
     /// The cluster's name.
@@ -189,11 +206,24 @@ pub struct Fleet {
 impl Fleet {
     /// Starts one cluster per name with `options` (name and port replaced); with a non-zero
     /// `port_base`, cluster *i* listens on `port_base + i`.
-    pub async fn start(names: &[String], options: &SimOptions, port_base: u16) -> Result<Self, ClusterError> {
+    pub async fn start(
+        names: &[String],
+        options: &SimOptions,
+        port_base: u16,
+    ) -> Result<Self, ClusterError> {
         let mut clusters = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
-            let port = if port_base == 0 { 0 } else { port_base.saturating_add(i as u16) };
-            let cluster = SimCluster::start(SimOptions { name: name.clone(), port, ..options.clone() }).await;
+            let port = if port_base == 0 {
+                0
+            } else {
+                port_base.saturating_add(i as u16)
+            };
+            let cluster = SimCluster::start(SimOptions {
+                name: name.clone(),
+                port,
+                ..options.clone()
+            })
+            .await;
             match cluster {
                 Ok(c) => clusters.push(c),
                 Err(e) => {
@@ -204,7 +234,10 @@ impl Fleet {
                 }
             }
         }
-        Ok(Self { clusters, token: options.token.clone() })
+        Ok(Self {
+            clusters,
+            token: options.token.clone(),
+        })
     }
 
     /// The clusters, in start order.
@@ -214,15 +247,19 @@ impl Fleet {
 
     /// A kubeconfig with a context per cluster, the first current.
     pub fn kubeconfig(&self) -> String {
-        let entries: Vec<(String, String)> =
-            self.clusters.iter().map(|c| (c.name().to_owned(), c.url().to_owned())).collect();
+        let entries: Vec<(String, String)> = self
+            .clusters
+            .iter()
+            .map(|c| (c.name().to_owned(), c.url().to_owned()))
+            .collect();
         kubeconfig::render(&entries, self.token.as_deref())
     }
 
     /// The one line `fedjob-kubesim` prints when ready:
     /// `{"ready":true,"kubeconfig":PATH,"clusters":{"c1":"http://127.0.0.1:PORT",…}}`.
     pub fn ready_line(&self, kubeconfig_path: &str) -> String {
-        let clusters: BTreeMap<&str, &str> = self.clusters.iter().map(|c| (c.name(), c.url())).collect();
+        let clusters: BTreeMap<&str, &str> =
+            self.clusters.iter().map(|c| (c.name(), c.url())).collect();
         json!({"ready": true, "kubeconfig": kubeconfig_path, "clusters": clusters}).to_string()
     }
 

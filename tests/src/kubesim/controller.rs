@@ -85,13 +85,18 @@ fn instant_of(timestamp: Option<&str>, now: Instant) -> Instant {
 }
 
 fn condition_true(status: &Value, kind: &str) -> bool {
-    status.get("conditions").and_then(Value::as_array).is_some_and(|cs| {
-        cs.iter().any(|c| c["type"] == kind && c["status"] == "True")
-    })
+    status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == kind && c["status"] == "True")
+        })
 }
 
 fn new_condition(kind: &str, reason: Option<&str>, message: Option<&str>, now: &str) -> Value {
-    let mut c = json!({"type": kind, "status": "True", "lastProbeTime": now, "lastTransitionTime": now});
+    let mut c =
+        json!({"type": kind, "status": "True", "lastProbeTime": now, "lastTransitionTime": now});
     if let Some(r) = reason {
         c["reason"] = json!(r);
     }
@@ -103,7 +108,14 @@ fn new_condition(kind: &str, reason: Option<&str>, message: Option<&str>, now: &
 
 /// `ensureJobConditionStatus`: sets an existing condition's status (with a new reason and
 /// transition time) or adds it when it should be true; returns whether anything changed.
-fn ensure_condition(conditions: &mut Vec<Value>, kind: &str, status: &str, reason: &str, message: &str, now: &str) -> bool {
+fn ensure_condition(
+    conditions: &mut Vec<Value>,
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> bool {
     if let Some(c) = conditions.iter_mut().find(|c| c["type"] == kind) {
         if c["status"] == status {
             return false;
@@ -139,7 +151,11 @@ impl Controller {
     }
 
     /// Reconciles every changed object and every due timer until `shutdown`.
-    pub async fn run(mut self, mut changes: mpsc::UnboundedReceiver<ObjectKey>, mut shutdown: Shutdown) {
+    pub async fn run(
+        mut self,
+        mut changes: mpsc::UnboundedReceiver<ObjectKey>,
+        mut shutdown: Shutdown,
+    ) {
         loop {
             while let Ok(key) = changes.try_recv() {
                 self.dirty.insert(key);
@@ -172,19 +188,23 @@ impl Controller {
             if *at > now {
                 break;
             }
-            let Some(Reverse((at, _, key))) = self.timers.pop() else { break };
+            let Some(Reverse((at, _, key))) = self.timers.pop() else {
+                break;
+            };
             // Only the latest timer of a Job counts; older ones were superseded.
-            if let Some(job) = self.jobs.get_mut(&key) {
-                if job.wake == Some(at) {
-                    job.wake = None;
-                    self.dirty.insert(key);
-                }
+            if let Some(job) = self.jobs.get_mut(&key)
+                && job.wake == Some(at)
+            {
+                job.wake = None;
+                self.dirty.insert(key);
             }
         }
     }
 
     fn schedule(&mut self, key: &ObjectKey, at: Option<Instant>) {
-        let Some(job) = self.jobs.get_mut(key) else { return };
+        let Some(job) = self.jobs.get_mut(key) else {
+            return;
+        };
         let Some(at) = at else {
             job.wake = None;
             return;
@@ -206,13 +226,18 @@ impl Controller {
 
     /// The namespace controller: a terminating namespace loses its Jobs, then goes.
     fn reconcile_namespace(&mut self, key: &ObjectKey) {
-        let Some(ns) = self.store.get(key) else { return };
+        let Some(ns) = self.store.get(key) else {
+            return;
+        };
         if !namespace::terminating(&ns.value) {
             return;
         }
         let writer = Writer::new(&self.store, writes::CONTROLLER_MANAGER, false);
         let (jobs, _) = self.store.list(Resource::Job, Some(&key.name));
-        let options = DeleteOptions { propagation: Some(Propagation::Background), ..DeleteOptions::default() };
+        let options = DeleteOptions {
+            propagation: Some(Propagation::Background),
+            ..DeleteOptions::default()
+        };
         for job in &jobs {
             if let Err(err) = writer.delete(&job.key, &options) {
                 tracing::debug!(job = %job.key.name, %err, "namespace clean-up could not delete a job");
@@ -238,7 +263,8 @@ impl Controller {
             if let Some(job) = self.jobs.remove(key) {
                 self.pods.remove_owned(&job.uid);
             }
-            self.dirty.insert(ObjectKey::new(Resource::Namespace, "", &key.namespace));
+            self.dirty
+                .insert(ObjectKey::new(Resource::Namespace, "", &key.namespace));
             return;
         };
         let uid = object.uid().to_owned();
@@ -248,11 +274,19 @@ impl Controller {
                 self.pods.remove_owned(&old.uid);
             }
         }
-        if object.value.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+        if object
+            .value
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+        {
             self.finalize(key, &object);
             return;
         }
-        let status = object.value.get("status").cloned().unwrap_or_else(|| json!({}));
+        let status = object
+            .value
+            .get("status")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         let now = Instant::now();
         let job = self.jobs.entry(key.clone()).or_insert_with(|| SimJob {
             uid: uid.clone(),
@@ -268,7 +302,12 @@ impl Controller {
                 let at = status
                     .get("conditions")
                     .and_then(Value::as_array)
-                    .and_then(|cs| cs.iter().find(|c| c["status"] == "True" && (c["type"] == "Complete" || c["type"] == "Failed")))
+                    .and_then(|cs| {
+                        cs.iter().find(|c| {
+                            c["status"] == "True"
+                                && (c["type"] == "Complete" || c["type"] == "Failed")
+                        })
+                    })
                     .and_then(|c| c["lastTransitionTime"].as_str());
                 instant_of(at, now)
             });
@@ -288,12 +327,25 @@ impl Controller {
 
     /// Runs the Job's pods forward to now and returns the status it should have; sets the
     /// Job's next timer.
-    fn sync_job(&mut self, key: &ObjectKey, object: &Object, status: &Value, now: Instant) -> Value {
+    fn sync_job(
+        &mut self,
+        key: &ObjectKey,
+        object: &Object,
+        status: &Value,
+        now: Instant,
+    ) -> Value {
         let spec = object.value.get("spec").cloned().unwrap_or(Value::Null);
         let template = Arc::new(spec.get("template").cloned().unwrap_or(Value::Null));
         let pod_duration = self.pod_duration(&template);
-        let fails = template.pointer("/metadata/labels").and_then(|l| l.get(FAIL_LABEL)).and_then(Value::as_str) == Some("true");
-        let on_failure = template.pointer("/spec/restartPolicy").and_then(Value::as_str) == Some("OnFailure");
+        let fails = template
+            .pointer("/metadata/labels")
+            .and_then(|l| l.get(FAIL_LABEL))
+            .and_then(Value::as_str)
+            == Some("true");
+        let on_failure = template
+            .pointer("/spec/restartPolicy")
+            .and_then(Value::as_str)
+            == Some("OnFailure");
         let suspended = spec.get("suspend").and_then(Value::as_bool) == Some(true);
         let parallelism = int(&spec, "/parallelism").unwrap_or(1).max(0);
         let completions = int(&spec, "/completions");
@@ -317,7 +369,13 @@ impl Controller {
                 // The kubelet restarts the container in place.
                 pod.restarts += 1;
                 pod.ends = now + pod_duration;
-                pods.set_state(&key.namespace, &pod.name, Phase::Running, pod.restarts, store.next_rv());
+                pods.set_state(
+                    &key.namespace,
+                    &pod.name,
+                    Phase::Running,
+                    pod.restarts,
+                    store.next_rv(),
+                );
                 i += 1;
                 continue;
             }
@@ -329,12 +387,25 @@ impl Controller {
                 job.succeeded += 1;
                 Phase::Succeeded
             };
-            pods.set_state(&key.namespace, &pod.name, phase, pod.restarts, store.next_rv());
+            pods.set_state(
+                &key.namespace,
+                &pod.name,
+                phase,
+                pod.restarts,
+                store.next_rv(),
+            );
             job.active.remove(i);
         }
 
-        let mut conditions: Vec<Value> = status.get("conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-        let mut start_time = status.get("startTime").and_then(Value::as_str).map(str::to_owned);
+        let mut conditions: Vec<Value> = status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut start_time = status
+            .get("startTime")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         let mut completion_time = None;
         if start_time.is_none() && !suspended {
             start_time = Some(wall.clone());
@@ -346,16 +417,29 @@ impl Controller {
 
         let restarts: i64 = job.active.iter().map(|p| i64::from(p.restarts)).sum();
         let backoff_exceeded = if on_failure {
-            if backoff_limit == 0 { restarts > 0 } else { restarts >= backoff_limit }
+            if backoff_limit == 0 {
+                restarts > 0
+            } else {
+                restarts >= backoff_limit
+            }
         } else {
             new_failure && job.failed > backoff_limit
         };
         let past_deadline = !suspended
-            && deadline.is_some_and(|d| job.started.is_some_and(|s| now >= s + Duration::from_secs(d.max(0) as u64)));
+            && deadline.is_some_and(|d| {
+                job.started
+                    .is_some_and(|s| now >= s + Duration::from_secs(d.max(0) as u64))
+            });
         let failure = if backoff_exceeded {
-            Some(("BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+            Some((
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ))
         } else if past_deadline {
-            Some(("DeadlineExceeded", "Job was active longer than specified deadline"))
+            Some((
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            ))
         } else {
             None
         };
@@ -404,7 +488,12 @@ impl Controller {
                         job_name: key.name.clone(),
                         template: template.clone(),
                     });
-                    job.active.push(SimPod { name, ends: now + pod_duration, fails, restarts: 0 });
+                    job.active.push(SimPod {
+                        name,
+                        ends: now + pod_duration,
+                        fails,
+                        restarts: 0,
+                    });
                 }
             }
             let active = job.active.len();
@@ -417,8 +506,22 @@ impl Controller {
                 completion_time = Some(wall.clone());
                 job.finished = Some(now);
             } else if suspended {
-                ensure_condition(&mut conditions, "Suspended", "True", "JobSuspended", "Job suspended", &wall);
-            } else if ensure_condition(&mut conditions, "Suspended", "False", "JobResumed", "Job resumed", &wall) {
+                ensure_condition(
+                    &mut conditions,
+                    "Suspended",
+                    "True",
+                    "JobSuspended",
+                    "Job suspended",
+                    &wall,
+                );
+            } else if ensure_condition(
+                &mut conditions,
+                "Suspended",
+                "False",
+                "JobResumed",
+                "Job resumed",
+                &wall,
+            ) {
                 // A resumed Job's deadline counts from the resume.
                 start_time = Some(wall.clone());
                 job.started = Some(now);
@@ -435,7 +538,11 @@ impl Controller {
         if let Some(t) = completion_time {
             out.insert("completionTime".into(), json!(t));
         }
-        for (field, n) in [("active", job.active.len() as i64), ("succeeded", job.succeeded), ("failed", job.failed)] {
+        for (field, n) in [
+            ("active", job.active.len() as i64),
+            ("succeeded", job.succeeded),
+            ("failed", job.failed),
+        ] {
             if n > 0 {
                 out.insert(field.into(), json!(n));
             }
@@ -443,11 +550,12 @@ impl Controller {
         out.insert("ready".into(), json!(0));
 
         let mut wake = job.active.iter().map(|p| p.ends).min();
-        if job.finished.is_none() && !suspended {
-            if let (Some(d), Some(s)) = (deadline, job.started) {
-                let at = s + Duration::from_secs(d.max(0) as u64);
-                wake = Some(wake.map_or(at, |w| w.min(at)));
-            }
+        if job.finished.is_none()
+            && !suspended
+            && let (Some(d), Some(s)) = (deadline, job.started)
+        {
+            let at = s + Duration::from_secs(d.max(0) as u64);
+            wake = Some(wake.map_or(at, |w| w.min(at)));
         }
         let finished = job.finished;
         self.schedule(key, wake);
@@ -459,7 +567,13 @@ impl Controller {
 
     /// The TTL-after-finished controller: deletes a finished Job once its TTL passed (as the
     /// real one, with foreground propagation), or sets the timer for it.
-    fn expire_or_schedule_ttl(&mut self, key: &ObjectKey, object: &Object, finished: Instant, now: Instant) {
+    fn expire_or_schedule_ttl(
+        &mut self,
+        key: &ObjectKey,
+        object: &Object,
+        finished: Instant,
+        now: Instant,
+    ) {
         let Some(ttl) = int(&object.value, "/spec/ttlSecondsAfterFinished") else {
             self.schedule(key, None);
             return;
@@ -487,7 +601,12 @@ impl Controller {
             .value
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
-            .map(|f| f.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            .map(|f| {
+                f.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default();
         let uid = object.uid().to_owned();
         let writer = Writer::new(&self.store, writes::CONTROLLER_MANAGER, false);

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 /// A string that is not a Go duration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {0:?}: expected a number and a unit (ns, us, ms, s, m, h), e.g. 2s or 500ms")]
+#[error(
+    "invalid duration {0:?}: expected a number and a unit (ns, us, ms, s, m, h), e.g. 2s or 500ms"
+)]
 pub struct ParseDurationError(pub String);
 
 /// Parses a Go duration (`time.ParseDuration`), negative values excluded.
@@ -22,13 +24,17 @@ pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     // Summed in nanoseconds so that `500ms` is exact.
     let mut total = 0f64;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(err)?;
         if number_len == 0 {
             return Err(err());
         }
         let number: f64 = rest[..number_len].parse().map_err(|_| err())?;
         rest = &rest[number_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,

@@ -71,7 +71,10 @@ impl FieldSet {
 
     /// The members of `self` that are not in `other`.
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet { member: self.member && !other.member, children: BTreeMap::new() };
+        let mut out = FieldSet {
+            member: self.member && !other.member,
+            children: BTreeMap::new(),
+        };
         for (k, child) in &self.children {
             let rest = match other.children.get(k) {
                 Some(o) => child.difference(o),
@@ -86,7 +89,10 @@ impl FieldSet {
 
     /// The members in both sets.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        let mut out = FieldSet { member: self.member && other.member, children: BTreeMap::new() };
+        let mut out = FieldSet {
+            member: self.member && other.member,
+            children: BTreeMap::new(),
+        };
         for (k, child) in &self.children {
             if let Some(o) = other.children.get(k) {
                 let both = child.intersection(o);
@@ -224,7 +230,11 @@ pub fn child<'a>(value: &'a Value, element: &str, names: &[String]) -> Option<&'
     }
     let items = value.as_array()?;
     let list_type = schema::list_type(names);
-    items.iter().enumerate().find(|(i, item)| item_element(list_type, item, *i) == element).map(|(_, item)| item)
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, item)| item_element(list_type, item, *i) == element)
+        .map(|(_, item)| item)
 }
 
 /// The value at `path`, if present.
@@ -243,7 +253,9 @@ pub fn get<'a>(root: &'a Value, path: &[String]) -> Option<&'a Value> {
 /// Removes the value at `path` (a field from its object, an item from its list); returns
 /// whether something was removed.
 pub fn remove(root: &mut Value, path: &[String]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     let mut names = Vec::new();
     let mut node = root;
     for element in parents {
@@ -253,7 +265,11 @@ pub fn remove(root: &mut Value, path: &[String]) -> bool {
         } else {
             let list_type = schema::list_type(&names);
             node.as_array_mut().and_then(|items| {
-                items.iter_mut().enumerate().find(|(i, item)| item_element(list_type, item, *i) == *element).map(|(_, v)| v)
+                items
+                    .iter_mut()
+                    .enumerate()
+                    .find(|(i, item)| item_element(list_type, item, *i) == *element)
+                    .map(|(_, v)| v)
             })
         };
         match next {
@@ -294,7 +310,11 @@ struct Walk {
 
 impl Walk {
     fn new() -> Self {
-        Self { names: Vec::new(), path: Vec::new(), out: FieldSet::default() }
+        Self {
+            names: Vec::new(),
+            path: Vec::new(),
+            out: FieldSet::default(),
+        }
     }
 
     fn fields(&mut self, map: &Map<String, Value>, mut each: impl FnMut(&mut Self, &str, &Value)) {
@@ -323,7 +343,9 @@ pub fn nodes(value: &Value) -> FieldSet {
         w.out.insert(&w.path.clone());
         match value {
             Value::Object(map) => w.fields(map, |w, _, v| go(w, v)),
-            Value::Array(items) if !is_leaf(value, &w.names) => w.items(items, |w, _, item| go(w, item)),
+            Value::Array(items) if !is_leaf(value, &w.names) => {
+                w.items(items, |w, _, item| go(w, item))
+            }
             _ => {}
         }
     }
@@ -446,7 +468,10 @@ mod tests {
         let path = p(&["f:spec", "f:containers", "k:{\"name\":\"a\"}", "f:image"]);
         assert_eq!(get(&v, &path), Some(&json!("x")));
         assert!(remove(&mut v, &path));
-        assert!(remove(&mut v, &p(&["f:spec", "f:containers", "k:{\"name\":\"b\"}"])));
+        assert!(remove(
+            &mut v,
+            &p(&["f:spec", "f:containers", "k:{\"name\":\"b\"}"])
+        ));
         assert_eq!(v, json!({"spec": {"containers": [{"name": "a"}]}}));
         assert_eq!(path_string(&path), ".spec.containers[name=\"a\"].image");
     }

@@ -29,8 +29,11 @@ pub fn decode(mut body: Value) -> Result<Value, ApiError> {
         map.insert("apiVersion".into(), json!("batch/v1"));
         map.insert("kind".into(), json!("Job"));
     }
-    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(body)
-        .map_err(|e| ApiError::BadRequest(format!("Job in version \"v1\" cannot be handled as a Job: {e}")))?;
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "Job in version \"v1\" cannot be handled as a Job: {e}"
+        ))
+    })?;
     let mut value = serde_json::to_value(&job).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
         for field in NEWER_SPEC_FIELDS {
@@ -47,20 +50,32 @@ pub fn check_type_meta(body: &Value, api_version: &str, kind: &str) -> Result<()
             "{kind} in version \"v1\" cannot be handled as a {kind}: expected a JSON object"
         )));
     }
-    if let Some(v) = body.get("apiVersion").and_then(Value::as_str).filter(|v| *v != api_version) {
+    if let Some(v) = body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .filter(|v| *v != api_version)
+    {
         return Err(ApiError::BadRequest(format!(
             "the API version in the data ({v}) does not match the expected API version ({api_version})"
         )));
     }
-    if let Some(k) = body.get("kind").and_then(Value::as_str).filter(|k| *k != kind) {
-        return Err(ApiError::BadRequest(format!("the kind in the data ({k}) does not match the expected kind ({kind})")));
+    if let Some(k) = body
+        .get("kind")
+        .and_then(Value::as_str)
+        .filter(|k| *k != kind)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the kind in the data ({k}) does not match the expected kind ({kind})"
+        )));
     }
     Ok(())
 }
 
 fn obj<'a>(parent: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
     let map = parent.as_object_mut().expect("an object");
-    let slot = map.entry(key.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+    let slot = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !slot.is_object() {
         *slot = Value::Object(Map::new());
     }
@@ -76,7 +91,10 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
 /// Drops maps that are present but empty; Go's `omitempty` never writes them.
 fn drop_empty_maps(meta: &mut Map<String, Value>) {
     for key in ["labels", "annotations"] {
-        if meta.get(key).is_some_and(|v| v.as_object().is_some_and(Map::is_empty) || v.is_null()) {
+        if meta
+            .get(key)
+            .is_some_and(|v| v.as_object().is_some_and(Map::is_empty) || v.is_null())
+        {
             meta.remove(key);
         }
     }
@@ -99,7 +117,9 @@ pub fn default_pull_policy(image: &str) -> &'static str {
 }
 
 fn default_probe(probe: &mut Value) {
-    let Some(p) = probe.as_object_mut() else { return };
+    let Some(p) = probe.as_object_mut() else {
+        return;
+    };
     set_default(p, "timeoutSeconds", json!(1));
     set_default(p, "periodSeconds", json!(10));
     set_default(p, "successThreshold", json!(1));
@@ -110,10 +130,16 @@ fn default_probe(probe: &mut Value) {
 }
 
 fn default_container(container: &mut Value) {
-    let Some(c) = container.as_object_mut() else { return };
+    let Some(c) = container.as_object_mut() else {
+        return;
+    };
     set_default(c, "terminationMessagePath", json!("/dev/termination-log"));
     set_default(c, "terminationMessagePolicy", json!("File"));
-    let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let image = c
+        .get("image")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     set_default(c, "imagePullPolicy", json!(default_pull_policy(&image)));
     set_default(c, "resources", json!({}));
     if let Some(Value::Array(ports)) = c.get_mut("ports") {
@@ -123,7 +149,10 @@ fn default_container(container: &mut Value) {
     }
     if let Some(Value::Array(env)) = c.get_mut("env") {
         for var in env {
-            if let Some(field_ref) = var.pointer_mut("/valueFrom/fieldRef").and_then(Value::as_object_mut) {
+            if let Some(field_ref) = var
+                .pointer_mut("/valueFrom/fieldRef")
+                .and_then(Value::as_object_mut)
+            {
                 set_default(field_ref, "apiVersion", json!("v1"));
             }
         }
@@ -136,7 +165,9 @@ fn default_container(container: &mut Value) {
 }
 
 fn default_volume(volume: &mut Value) {
-    let Some(v) = volume.as_object_mut() else { return };
+    let Some(v) = volume.as_object_mut() else {
+        return;
+    };
     for source in ["secret", "configMap", "projected", "downwardAPI"] {
         if let Some(s) = v.get_mut(source).and_then(Value::as_object_mut) {
             set_default(s, "defaultMode", json!(420));
@@ -168,7 +199,9 @@ pub fn default(job: &mut Value) {
     let meta = obj(job, "metadata");
     drop_empty_maps(meta);
     let spec = obj(job, "spec");
-    if spec.get("completions").is_none_or(Value::is_null) && spec.get("parallelism").is_none_or(Value::is_null) {
+    if spec.get("completions").is_none_or(Value::is_null)
+        && spec.get("parallelism").is_none_or(Value::is_null)
+    {
         spec.insert("completions".into(), json!(1));
         spec.insert("parallelism".into(), json!(1));
     }
@@ -177,18 +210,23 @@ pub fn default(job: &mut Value) {
     set_default(spec, "completionMode", json!("NonIndexed"));
     set_default(spec, "suspend", json!(false));
     obj(job.get_mut("spec").expect("spec made above"), "template");
-    let template = job.pointer_mut("/spec/template").expect("template made above");
+    let template = job
+        .pointer_mut("/spec/template")
+        .expect("template made above");
     let template_meta = obj(template, "metadata");
     drop_empty_maps(template_meta);
-    template_meta.entry("creationTimestamp").or_insert(Value::Null);
+    template_meta
+        .entry("creationTimestamp")
+        .or_insert(Value::Null);
     let template_labels = template_meta.get("labels").cloned();
     default_pod_spec(obj(template, "spec"));
     // A Job without labels takes its pod template's.
     let meta = obj(job, "metadata");
-    if meta.get("labels").is_none() {
-        if let Some(labels) = template_labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
-            meta.insert("labels".into(), labels);
-        }
+    if meta.get("labels").is_none()
+        && let Some(labels) =
+            template_labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+    {
+        meta.insert("labels".into(), labels);
     }
     obj(job, "status");
 }
@@ -200,30 +238,41 @@ pub fn default(job: &mut Value) {
 /// (the request had none). In the apiserver that copy shares the template's map, so the
 /// generated labels land on the Job too (`16-failed-job.json`); here they are copied again.
 pub fn prepare_create(job: &mut Value, uid: &str, labels_from_template: bool) {
-    let name = job.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let name = job
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let manual = job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true);
     if !manual {
-        let template_meta = obj(job.pointer_mut("/spec/template").expect("defaulted"), "metadata");
+        let template_meta = obj(
+            job.pointer_mut("/spec/template").expect("defaulted"),
+            "metadata",
+        );
         let labels = obj_in(template_meta, "labels");
         labels.entry("job-name").or_insert_with(|| json!(name));
         labels.entry("controller-uid").or_insert_with(|| json!(uid));
         let selector = obj(job.get_mut("spec").expect("defaulted"), "selector");
         let match_labels = obj_in(selector, "matchLabels");
-        match_labels.entry("controller-uid").or_insert_with(|| json!(uid));
+        match_labels
+            .entry("controller-uid")
+            .or_insert_with(|| json!(uid));
     }
     let template_labels = job.pointer("/spec/template/metadata/labels").cloned();
     let meta = obj(job, "metadata");
-    if meta.get("labels").is_none() || labels_from_template {
-        if let Some(labels) = template_labels {
-            meta.insert("labels".into(), labels);
-        }
+    if (meta.get("labels").is_none() || labels_from_template)
+        && let Some(labels) = template_labels
+    {
+        meta.insert("labels".into(), labels);
     }
     meta.insert("generation".into(), json!(1));
     job["status"] = json!({});
 }
 
 fn obj_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Map<String, Value> {
-    let slot = map.entry(key.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+    let slot = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
     if !slot.is_object() {
         *slot = Value::Object(Map::new());
     }
@@ -247,8 +296,14 @@ fn validate_generated_selector(job: &Value) -> Vec<FieldError> {
     if job.pointer("/spec/manualSelector").and_then(Value::as_bool) == Some(true) {
         return Vec::new();
     }
-    let uid = job.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-    let name = job.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let uid = job
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = job
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if uid.is_empty() {
         return vec![FieldError::required("metadata.uid", "")];
     }
@@ -271,7 +326,11 @@ fn validate_generated_selector(job: &Value) -> Vec<FieldError> {
     }
     let expected = json!({"controller-uid": uid, "job-name": name});
     if !selector_matches(selector, &expected) {
-        errs.push(FieldError::invalid("spec.selector", selector_go(selector), "`selector` not auto-generated"));
+        errs.push(FieldError::invalid(
+            "spec.selector",
+            selector_go(selector),
+            "`selector` not auto-generated",
+        ));
     }
     errs
 }
@@ -279,15 +338,27 @@ fn validate_generated_selector(job: &Value) -> Vec<FieldError> {
 /// Whether a `LabelSelector` object's `matchLabels` (and simple `matchExpressions`) select
 /// `labels`.
 fn selector_matches(selector: &Value, labels: &Value) -> bool {
-    let matched = super::selector::LabelSelector::from_match_labels(selector.get("matchLabels")).matches(Some(labels));
-    let expressions = selector.get("matchExpressions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let matched = super::selector::LabelSelector::from_match_labels(selector.get("matchLabels"))
+        .matches(Some(labels));
+    let expressions = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     matched
         && expressions.iter().all(|e| {
             let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-            let values: Vec<&str> =
-                e.get("values").and_then(Value::as_array).map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             let value = labels.get(key).and_then(Value::as_str);
-            match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+            match e
+                .get("operator")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+            {
                 "In" => value.is_some_and(|v| values.contains(&v)),
                 "NotIn" => value.is_none_or(|v| !values.contains(&v)),
                 "Exists" => value.is_some(),
@@ -303,19 +374,33 @@ fn selector_go(selector: &Value) -> GoValue {
         GoValue::Raw(s) => s,
         _ => "map[string]string(nil)".to_owned(),
     };
-    let expressions = selector.get("matchExpressions").and_then(Value::as_array).map_or(0, Vec::len);
+    let expressions = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let expressions = if expressions == 0 {
         "[]v1.LabelSelectorRequirement(nil)".to_owned()
     } else {
         format!("[]v1.LabelSelectorRequirement{{/* {expressions} requirements */}}")
     };
-    GoValue::Raw(format!("v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{expressions}}}"))
+    GoValue::Raw(format!(
+        "v1.LabelSelector{{MatchLabels:{labels}, MatchExpressions:{expressions}}}"
+    ))
 }
 
 fn validate_spec(spec: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    for field in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"] {
-        errs.extend(validation::non_negative(spec.get(field), &format!("spec.{field}")));
+    for field in [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "ttlSecondsAfterFinished",
+    ] {
+        errs.extend(validation::non_negative(
+            spec.get(field),
+            &format!("spec.{field}"),
+        ));
     }
     if let Some(mode) = spec.get("completionMode").and_then(Value::as_str) {
         if mode != "NonIndexed" && mode != "Indexed" {
@@ -327,9 +412,16 @@ fn validate_spec(spec: &Value) -> Vec<FieldError> {
         }
         if mode == "Indexed" {
             if spec.get("completions").is_none_or(Value::is_null) {
-                errs.push(FieldError::required("spec.completions", "when completion mode is Indexed"));
+                errs.push(FieldError::required(
+                    "spec.completions",
+                    "when completion mode is Indexed",
+                ));
             }
-            if let Some(p) = spec.get("parallelism").and_then(Value::as_i64).filter(|p| *p > 100_000) {
+            if let Some(p) = spec
+                .get("parallelism")
+                .and_then(Value::as_i64)
+                .filter(|p| *p > 100_000)
+            {
                 errs.push(FieldError::invalid(
                     "spec.parallelism",
                     GoValue::Int(p),
@@ -340,7 +432,10 @@ fn validate_spec(spec: &Value) -> Vec<FieldError> {
     }
     let template = spec.get("template").unwrap_or(&Value::Null);
     errs.extend(validate_pod_template(template));
-    let restart = template.pointer("/spec/restartPolicy").and_then(Value::as_str).unwrap_or_default();
+    let restart = template
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match restart {
         "" | "Always" => errs.push(FieldError::required(
             "spec.template.spec.restartPolicy",
@@ -356,8 +451,14 @@ fn validate_spec(spec: &Value) -> Vec<FieldError> {
     match spec.get("selector").filter(|s| !s.is_null()) {
         None => errs.push(FieldError::required("spec.selector", "")),
         Some(selector) => {
-            errs.extend(validation::labels(selector.get("matchLabels"), "spec.selector.matchLabels"));
-            let labels = template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+            errs.extend(validation::labels(
+                selector.get("matchLabels"),
+                "spec.selector.matchLabels",
+            ));
+            let labels = template
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
             if !selector_matches(selector, &labels) {
                 errs.push(FieldError::invalid(
                     "spec.template.metadata.labels",
@@ -373,7 +474,10 @@ fn validate_spec(spec: &Value) -> Vec<FieldError> {
 /// `ValidatePodTemplateSpec` for the parts a Job's template uses.
 fn validate_pod_template(template: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    errs.extend(validation::labels(template.pointer("/metadata/labels"), "spec.template.metadata.labels"));
+    errs.extend(validation::labels(
+        template.pointer("/metadata/labels"),
+        "spec.template.metadata.labels",
+    ));
     errs.extend(validation::annotations(
         template.pointer("/metadata/annotations"),
         "spec.template.metadata.annotations",
@@ -391,7 +495,11 @@ fn validate_pod_template(template: &Value) -> Vec<FieldError> {
                 errs.push(FieldError::duplicate(field, GoValue::Str(name.to_owned())));
             } else {
                 for msg in validation::dns1123_label(name) {
-                    errs.push(FieldError::invalid(field.clone(), GoValue::Str(name.to_owned()), msg));
+                    errs.push(FieldError::invalid(
+                        field.clone(),
+                        GoValue::Str(name.to_owned()),
+                        msg,
+                    ));
                 }
             }
             volume_names.push(name);
@@ -399,15 +507,30 @@ fn validate_pod_template(template: &Value) -> Vec<FieldError> {
     }
     let mut names = Vec::new();
     if let Some(init) = spec.get("initContainers").and_then(Value::as_array) {
-        errs.extend(validate_containers(init, &format!("{base}.initContainers"), &mut names, &volume_names));
+        errs.extend(validate_containers(
+            init,
+            &format!("{base}.initContainers"),
+            &mut names,
+            &volume_names,
+        ));
     }
-    match spec.get("containers").and_then(Value::as_array).filter(|c| !c.is_empty()) {
+    match spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+    {
         None => errs.push(FieldError::required(format!("{base}.containers"), "")),
-        Some(containers) => {
-            errs.extend(validate_containers(containers, &format!("{base}.containers"), &mut names, &volume_names))
-        }
+        Some(containers) => errs.extend(validate_containers(
+            containers,
+            &format!("{base}.containers"),
+            &mut names,
+            &volume_names,
+        )),
     }
-    let restart = spec.get("restartPolicy").and_then(Value::as_str).unwrap_or_default();
+    let restart = spec
+        .get("restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !["Always", "OnFailure", "Never"].contains(&restart) {
         if restart.is_empty() {
             errs.push(FieldError::required(format!("{base}.restartPolicy"), ""));
@@ -419,24 +542,27 @@ fn validate_pod_template(template: &Value) -> Vec<FieldError> {
             ));
         }
     }
-    if let Some(dns) = spec.get("dnsPolicy").and_then(Value::as_str) {
-        if !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(&dns) {
-            errs.push(FieldError::not_supported(
-                format!("{base}.dnsPolicy"),
-                GoValue::Str(dns.to_owned()),
-                &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
-            ));
-        }
+    if let Some(dns) = spec.get("dnsPolicy").and_then(Value::as_str)
+        && !["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"].contains(&dns)
+    {
+        errs.push(FieldError::not_supported(
+            format!("{base}.dnsPolicy"),
+            GoValue::Str(dns.to_owned()),
+            &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+        ));
     }
-    errs.extend(validation::non_negative(spec.get("terminationGracePeriodSeconds"), &format!("{base}.terminationGracePeriodSeconds")));
-    if let Some(ads) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64) {
-        if !(1..=i64::from(i32::MAX)).contains(&ads) {
-            errs.push(FieldError::invalid(
-                format!("{base}.activeDeadlineSeconds"),
-                GoValue::Int(ads),
-                "must be between 1 and 2147483647, inclusive",
-            ));
-        }
+    errs.extend(validation::non_negative(
+        spec.get("terminationGracePeriodSeconds"),
+        &format!("{base}.terminationGracePeriodSeconds"),
+    ));
+    if let Some(ads) = spec.get("activeDeadlineSeconds").and_then(Value::as_i64)
+        && !(1..=i64::from(i32::MAX)).contains(&ads)
+    {
+        errs.push(FieldError::invalid(
+            format!("{base}.activeDeadlineSeconds"),
+            GoValue::Int(ads),
+            "must be between 1 and 2147483647, inclusive",
+        ));
     }
     errs
 }
@@ -454,37 +580,50 @@ fn validate_containers<'a>(
         if name.is_empty() {
             errs.push(FieldError::required(format!("{at}.name"), ""));
         } else if names.contains(&name) {
-            errs.push(FieldError::duplicate(format!("{at}.name"), GoValue::Str(name.to_owned())));
+            errs.push(FieldError::duplicate(
+                format!("{at}.name"),
+                GoValue::Str(name.to_owned()),
+            ));
         } else {
             for msg in validation::dns1123_label(name) {
-                errs.push(FieldError::invalid(format!("{at}.name"), GoValue::Str(name.to_owned()), msg));
+                errs.push(FieldError::invalid(
+                    format!("{at}.name"),
+                    GoValue::Str(name.to_owned()),
+                    msg,
+                ));
             }
         }
         names.push(name);
-        if c.get("image").and_then(Value::as_str).is_none_or(|i| i.trim().is_empty()) {
+        if c.get("image")
+            .and_then(Value::as_str)
+            .is_none_or(|i| i.trim().is_empty())
+        {
             errs.push(FieldError::required(format!("{at}.image"), ""));
         }
-        if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str) {
-            if !["Always", "IfNotPresent", "Never"].contains(&p) {
-                errs.push(FieldError::not_supported(
-                    format!("{at}.imagePullPolicy"),
-                    GoValue::Str(p.to_owned()),
-                    &["Always", "IfNotPresent", "Never"],
-                ));
-            }
+        if let Some(p) = c.get("imagePullPolicy").and_then(Value::as_str)
+            && !["Always", "IfNotPresent", "Never"].contains(&p)
+        {
+            errs.push(FieldError::not_supported(
+                format!("{at}.imagePullPolicy"),
+                GoValue::Str(p.to_owned()),
+                &["Always", "IfNotPresent", "Never"],
+            ));
         }
-        if let Some(p) = c.get("terminationMessagePolicy").and_then(Value::as_str) {
-            if !["File", "FallbackToLogsOnError"].contains(&p) {
-                errs.push(FieldError::not_supported(
-                    format!("{at}.terminationMessagePolicy"),
-                    GoValue::Str(p.to_owned()),
-                    &["File", "FallbackToLogsOnError"],
-                ));
-            }
+        if let Some(p) = c.get("terminationMessagePolicy").and_then(Value::as_str)
+            && !["File", "FallbackToLogsOnError"].contains(&p)
+        {
+            errs.push(FieldError::not_supported(
+                format!("{at}.terminationMessagePolicy"),
+                GoValue::Str(p.to_owned()),
+                &["File", "FallbackToLogsOnError"],
+            ));
         }
         if let Some(ports) = c.get("ports").and_then(Value::as_array) {
             for (j, port) in ports.iter().enumerate() {
-                let n = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                let n = port
+                    .get("containerPort")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
                 if !(1..=65535).contains(&n) {
                     errs.push(FieldError::invalid(
                         format!("{at}.ports[{j}].containerPort"),
@@ -492,20 +631,24 @@ fn validate_containers<'a>(
                         "must be between 1 and 65535, inclusive",
                     ));
                 }
-                if let Some(proto) = port.get("protocol").and_then(Value::as_str) {
-                    if !["SCTP", "TCP", "UDP"].contains(&proto) {
-                        errs.push(FieldError::not_supported(
-                            format!("{at}.ports[{j}].protocol"),
-                            GoValue::Str(proto.to_owned()),
-                            &["SCTP", "TCP", "UDP"],
-                        ));
-                    }
+                if let Some(proto) = port.get("protocol").and_then(Value::as_str)
+                    && !["SCTP", "TCP", "UDP"].contains(&proto)
+                {
+                    errs.push(FieldError::not_supported(
+                        format!("{at}.ports[{j}].protocol"),
+                        GoValue::Str(proto.to_owned()),
+                        &["SCTP", "TCP", "UDP"],
+                    ));
                 }
             }
         }
         if let Some(env) = c.get("env").and_then(Value::as_array) {
             for (j, var) in env.iter().enumerate() {
-                if var.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                if var
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
                     errs.push(FieldError::required(format!("{at}.env[{j}].name"), ""));
                 }
             }
@@ -514,7 +657,10 @@ fn validate_containers<'a>(
             for (j, m) in mounts.iter().enumerate() {
                 let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
                 if name.is_empty() {
-                    errs.push(FieldError::required(format!("{at}.volumeMounts[{j}].name"), ""));
+                    errs.push(FieldError::required(
+                        format!("{at}.volumeMounts[{j}].name"),
+                        "",
+                    ));
                 } else if !volumes.contains(&name) {
                     errs.push(FieldError {
                         kind: validation::FieldErrorKind::NotFound,
@@ -523,8 +669,14 @@ fn validate_containers<'a>(
                         detail: String::new(),
                     });
                 }
-                if m.get("mountPath").and_then(Value::as_str).is_none_or(str::is_empty) {
-                    errs.push(FieldError::required(format!("{at}.volumeMounts[{j}].mountPath"), ""));
+                if m.get("mountPath")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    errs.push(FieldError::required(
+                        format!("{at}.volumeMounts[{j}].mountPath"),
+                        "",
+                    ));
                 }
             }
         }
@@ -535,19 +687,39 @@ fn validate_containers<'a>(
 /// `ValidateJobUpdate` on top of [`validate`]: what may not change after create.
 pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate(new);
-    let new_uid = new.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-    let old_uid = old.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
+    let new_uid = new
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let old_uid = old
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if new_uid != old_uid {
-        errs.push(FieldError::immutable("metadata.uid", GoValue::Str(new_uid.to_owned())));
+        errs.push(FieldError::immutable(
+            "metadata.uid",
+            GoValue::Str(new_uid.to_owned()),
+        ));
     }
-    let get = |v: &'_ Value, f: &str| v.pointer(&format!("/spec/{f}")).cloned().unwrap_or(Value::Null);
+    let get = |v: &'_ Value, f: &str| {
+        v.pointer(&format!("/spec/{f}"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     let completions = get(new, "completions");
     if completions != get(old, "completions") {
-        errs.push(FieldError::immutable("spec.completions", GoValue::from_json(&completions)));
+        errs.push(FieldError::immutable(
+            "spec.completions",
+            GoValue::from_json(&completions),
+        ));
     }
     let selector = get(new, "selector");
     if selector != get(old, "selector") {
-        let value = if selector.is_null() { GoValue::Null } else { selector_go(&selector) };
+        let value = if selector.is_null() {
+            GoValue::Null
+        } else {
+            selector_go(&selector)
+        };
         errs.push(FieldError::immutable("spec.selector", value));
     }
     let mut old_template = get(old, "template");
@@ -559,7 +731,10 @@ pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
     if suspended && never_started {
         for field in ["nodeSelector", "tolerations", "affinity"] {
             let path = format!("/spec/{field}");
-            match (new_template.pointer(&path), old_template.get_mut("spec").and_then(Value::as_object_mut)) {
+            match (
+                new_template.pointer(&path),
+                old_template.get_mut("spec").and_then(Value::as_object_mut),
+            ) {
                 (Some(v), Some(spec)) => {
                     spec.insert(field.to_owned(), v.clone());
                 }
@@ -571,11 +746,17 @@ pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
         }
     }
     if new_template != old_template {
-        errs.push(FieldError::immutable("spec.template", GoValue::Raw(template_dump(&new_template))));
+        errs.push(FieldError::immutable(
+            "spec.template",
+            GoValue::Raw(template_dump(&new_template)),
+        ));
     }
     let mode = get(new, "completionMode");
     if mode != get(old, "completionMode") {
-        errs.push(FieldError::immutable("spec.completionMode", GoValue::from_json(&mode)));
+        errs.push(FieldError::immutable(
+            "spec.completionMode",
+            GoValue::from_json(&mode),
+        ));
     }
     errs
 }
@@ -585,8 +766,15 @@ pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
 pub fn prepare_update(new: &mut Value, old: &Value) {
     new["status"] = old.get("status").cloned().unwrap_or_else(|| json!({}));
     keep_system_metadata(new, old);
-    let generation = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(1);
-    let bumped = if new.get("spec") != old.get("spec") { generation + 1 } else { generation };
+    let generation = old
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let bumped = if new.get("spec") != old.get("spec") {
+        generation + 1
+    } else {
+        generation
+    };
     new["metadata"]["generation"] = json!(bumped);
 }
 
@@ -594,19 +782,31 @@ pub fn prepare_update(new: &mut Value, old: &Value) {
 pub fn prepare_status_update(new: &mut Value, old: &Value) {
     new["spec"] = old.get("spec").cloned().unwrap_or(Value::Null);
     keep_system_metadata(new, old);
-    new["metadata"]["generation"] = old.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+    new["metadata"]["generation"] = old
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
 }
 
 /// What `BeforeUpdate` restores whatever the client sent: uid (when left out), creation and
 /// deletion timestamps, and the server-set finalizers of a pending deletion.
 pub fn keep_system_metadata(new: &mut Value, old: &Value) {
-    let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) else { return };
-    if meta.get("uid").and_then(Value::as_str).is_none_or(str::is_empty) {
-        if let Some(uid) = old.pointer("/metadata/uid") {
-            meta.insert("uid".into(), uid.clone());
-        }
+    let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if meta
+        .get("uid")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+        && let Some(uid) = old.pointer("/metadata/uid")
+    {
+        meta.insert("uid".into(), uid.clone());
     }
-    for field in ["creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for field in [
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match old.pointer(&format!("/metadata/{field}")) {
             Some(v) if !v.is_null() => {
                 meta.insert(field.into(), v.clone());
@@ -627,7 +827,10 @@ fn go_field_name(json_name: &str) -> String {
         "os" => "OS".to_owned(),
         _ => {
             let mut chars = json_name.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
         }
     }
 }
@@ -650,7 +853,10 @@ fn go_type_name(json_name: &str) -> &'static str {
 
 fn dump(value: &Value, name: &str, out: &mut String) {
     match value {
-        Value::Object(map) if map.values().all(Value::is_string) && ["labels", "annotations", "nodeSelector"].contains(&name) => {
+        Value::Object(map)
+            if map.values().all(Value::is_string)
+                && ["labels", "annotations", "nodeSelector"].contains(&name) =>
+        {
             out.push_str(&GoValue::from_json(value).to_string());
         }
         Value::Object(map) => {
@@ -669,7 +875,11 @@ fn dump(value: &Value, name: &str, out: &mut String) {
             out.push('}');
         }
         Value::Array(items) => {
-            let element = if items.iter().all(Value::is_string) { "string" } else { go_type_name(name) };
+            let element = if items.iter().all(Value::is_string) {
+                "string"
+            } else {
+                go_type_name(name)
+            };
             out.push_str(&format!("[]{element}{{"));
             let parts: Vec<String> = items
                 .iter()
@@ -721,10 +931,19 @@ mod tests {
         assert_eq!(job["spec"]["completions"], 1);
         assert_eq!(job["spec"]["parallelism"], 1);
         assert_eq!(job["spec"]["backoffLimit"], 6);
-        assert_eq!(job["spec"]["selector"], json!({"matchLabels": {"controller-uid": "u1"}}));
-        assert_eq!(job["spec"]["template"]["metadata"], json!({"creationTimestamp": null, "labels": {"controller-uid": "u1", "job-name": "a"}}));
+        assert_eq!(
+            job["spec"]["selector"],
+            json!({"matchLabels": {"controller-uid": "u1"}})
+        );
+        assert_eq!(
+            job["spec"]["template"]["metadata"],
+            json!({"creationTimestamp": null, "labels": {"controller-uid": "u1", "job-name": "a"}})
+        );
         // A Job without labels takes its template's.
-        assert_eq!(job["metadata"]["labels"], json!({"controller-uid": "u1", "job-name": "a"}));
+        assert_eq!(
+            job["metadata"]["labels"],
+            json!({"controller-uid": "u1", "job-name": "a"})
+        );
         let c = &job["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(c["imagePullPolicy"], "Always");
         assert_eq!(c["resources"], json!({}));

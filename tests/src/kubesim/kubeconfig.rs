@@ -32,7 +32,10 @@ mod tests {
     #[test]
     fn one_context_per_cluster() {
         let yaml = render(
-            &[("c1".into(), "http://127.0.0.1:1".into()), ("c2".into(), "http://127.0.0.1:2".into())],
+            &[
+                ("c1".into(), "http://127.0.0.1:1".into()),
+                ("c2".into(), "http://127.0.0.1:2".into()),
+            ],
             Some("t"),
         );
         let parsed: Value = serde_yaml::from_str(&yaml).unwrap();

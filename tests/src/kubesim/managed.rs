@@ -73,6 +73,19 @@ pub struct Conflict {
     pub path: String,
 }
 
+/// Who writes and when: the identity a managed-fields entry is recorded under.
+#[derive(Debug, Clone, Copy)]
+pub struct Author<'a> {
+    /// The resource written (its API version goes into the entry).
+    pub resource: Resource,
+    /// The field manager.
+    pub manager: &'a str,
+    /// `status` for the status subresource, else empty.
+    pub subresource: &'a str,
+    /// The time of the write (RFC 3339).
+    pub now: &'a str,
+}
+
 /// The managed fields of one object.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ManagedFields {
@@ -89,11 +102,18 @@ impl ManagedFields {
                 list.iter()
                     .map(|e| Entry {
                         manager: str_of(e, "manager"),
-                        operation: if str_of(e, "operation") == "Apply" { Operation::Apply } else { Operation::Update },
+                        operation: if str_of(e, "operation") == "Apply" {
+                            Operation::Apply
+                        } else {
+                            Operation::Update
+                        },
                         api_version: str_of(e, "apiVersion"),
                         time: str_of(e, "time"),
                         subresource: str_of(e, "subresource"),
-                        fields: e.get("fieldsV1").map(FieldSet::from_fields_v1).unwrap_or_default(),
+                        fields: e
+                            .get("fieldsV1")
+                            .map(FieldSet::from_fields_v1)
+                            .unwrap_or_default(),
                     })
                     .collect()
             })
@@ -111,15 +131,24 @@ impl ManagedFields {
     pub fn write_to(mut self, object: &mut Value) {
         self.entries.retain(|e| !e.fields.is_empty());
         self.entries.sort_by(|a, b| {
-            (a.operation, &a.time, &a.manager, &a.api_version, &a.subresource).cmp(&(
-                b.operation,
-                &b.time,
-                &b.manager,
-                &b.api_version,
-                &b.subresource,
-            ))
+            (
+                a.operation,
+                &a.time,
+                &a.manager,
+                &a.api_version,
+                &a.subresource,
+            )
+                .cmp(&(
+                    b.operation,
+                    &b.time,
+                    &b.manager,
+                    &b.api_version,
+                    &b.subresource,
+                ))
         });
-        let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+        let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+            return;
+        };
         if self.entries.is_empty() {
             meta.remove("managedFields");
             return;
@@ -145,7 +174,13 @@ impl ManagedFields {
     }
 
     /// Records an `Update` by `manager` that took the object from `old` to `new`.
-    pub fn update(&mut self, resource: Resource, manager: &str, subresource: &str, old: &Value, new: &Value, now: &str) {
+    pub fn update(&mut self, author: Author<'_>, old: &Value, new: &Value) {
+        let Author {
+            resource,
+            manager,
+            subresource,
+            now,
+        } = author;
         let changed = tracked(fieldset::changed(old, new), subresource);
         if !changed.is_empty() {
             for entry in &mut self.entries {
@@ -179,9 +214,16 @@ impl ManagedFields {
     pub fn conflicts(&self, manager: &str, live: &Value, merged: &Value) -> Vec<Conflict> {
         let changed = tracked(fieldset::changed(live, merged), "");
         let mut out = Vec::new();
-        for entry in self.entries.iter().filter(|e| !(e.manager == manager && e.operation == Operation::Apply)) {
+        for entry in self
+            .entries
+            .iter()
+            .filter(|e| !(e.manager == manager && e.operation == Operation::Apply))
+        {
             for path in entry.fields.intersection(&changed).paths() {
-                out.push(Conflict { manager: entry.describe(), path: fieldset::path_string(&path) });
+                out.push(Conflict {
+                    manager: entry.describe(),
+                    path: fieldset::path_string(&path),
+                });
             }
         }
         out
@@ -191,18 +233,26 @@ impl ManagedFields {
     /// the fields it changed are taken from their other owners.
     pub fn apply(
         &mut self,
-        resource: Resource,
-        manager: &str,
+        author: Author<'_>,
         applied: FieldSet,
         live: &Value,
         result: &Value,
         force: bool,
-        now: &str,
     ) {
+        let Author {
+            resource,
+            manager,
+            now,
+            ..
+        } = author;
         let applied = tracked(applied, "");
         if force {
             let changed = tracked(fieldset::changed(live, result), "");
-            for entry in self.entries.iter_mut().filter(|e| !(e.manager == manager && e.operation == Operation::Apply)) {
+            for entry in self
+                .entries
+                .iter_mut()
+                .filter(|e| !(e.manager == manager && e.operation == Operation::Apply))
+            {
                 entry.fields = entry.fields.difference(&changed);
             }
         }
@@ -222,10 +272,19 @@ impl ManagedFields {
         }
     }
 
-    fn entry(&mut self, resource: Resource, manager: &str, operation: Operation, subresource: &str) -> &mut Entry {
+    fn entry(
+        &mut self,
+        resource: Resource,
+        manager: &str,
+        operation: Operation,
+        subresource: &str,
+    ) -> &mut Entry {
         let api_version = resource.api_version();
         let index = match self.entries.iter().position(|e| {
-            e.manager == manager && e.operation == operation && e.subresource == subresource && e.api_version == api_version
+            e.manager == manager
+                && e.operation == operation
+                && e.subresource == subresource
+                && e.api_version == api_version
         }) {
             Some(i) => i,
             None => {
@@ -248,7 +307,8 @@ impl ManagedFields {
 /// and the half of the object the endpoint resets (`status` for the main resource, `spec` for
 /// the status subresource).
 fn tracked(mut set: FieldSet, subresource: &str) -> FieldSet {
-    let path = |elements: &[&str]| -> Vec<String> { elements.iter().map(|e| format!("f:{e}")).collect() };
+    let path =
+        |elements: &[&str]| -> Vec<String> { elements.iter().map(|e| format!("f:{e}")).collect() };
     set.remove_subtree(&path(&["apiVersion"]));
     set.remove_subtree(&path(&["kind"]));
     for field in schema::UNTRACKED_METADATA {
@@ -266,7 +326,10 @@ fn tracked(mut set: FieldSet, subresource: &str) -> FieldSet {
 }
 
 fn str_of(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The manager name of a request: `fieldManager`, else the User-Agent up to its first `/`
@@ -276,26 +339,49 @@ pub fn manager_name(field_manager: Option<&str>, user_agent: Option<&str>) -> St
         return m.to_owned();
     }
     let ua = user_agent.unwrap_or_default();
-    ua.split('/').next().unwrap_or_default().chars().filter(|c| !c.is_control()).take(128).collect()
+    ua.split('/')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(128)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn author<'a>(manager: &'a str, now: &'a str) -> Author<'a> {
+        Author {
+            resource: Resource::Job,
+            manager,
+            subresource: "",
+            now,
+        }
+    }
+
     #[test]
     fn update_takes_fields_from_other_managers() {
         let zero = schema::zero_object(Resource::Job);
         let created = json!({"metadata": {"name": "a"}, "spec": {"parallelism": 1, "template": {"metadata": {"creationTimestamp": null}, "spec": {"containers": [{"name": "w"}]}}}, "status": {}});
         let mut m = ManagedFields::default();
-        m.update(Resource::Job, "curl", "", &zero, &created, "t1");
+        m.update(author("curl", "t1"), &zero, &created);
         let mut patched = created.clone();
         patched["spec"]["parallelism"] = json!(2);
-        m.update(Resource::Job, "kubectl", "", &created, &patched, "t2");
+        m.update(author("kubectl", "t2"), &created, &patched);
         let curl = &m.entries()[0];
         assert_eq!(curl.manager, "curl");
-        assert!(!curl.fields.contains(&["f:spec".into(), "f:parallelism".into()]));
-        assert!(m.entries()[1].fields.contains(&["f:spec".into(), "f:parallelism".into()]));
+        assert!(
+            !curl
+                .fields
+                .contains(&["f:spec".into(), "f:parallelism".into()])
+        );
+        assert!(
+            m.entries()[1]
+                .fields
+                .contains(&["f:spec".into(), "f:parallelism".into()])
+        );
     }
 
     #[test]
@@ -303,12 +389,15 @@ mod tests {
         let zero = schema::zero_object(Resource::Job);
         let live = json!({"metadata": {"name": "a"}, "spec": {"parallelism": 1}});
         let mut m = ManagedFields::default();
-        m.update(Resource::Job, "curl", "", &zero, &live, "t1");
+        m.update(author("curl", "t1"), &zero, &live);
         let merged = json!({"metadata": {"name": "a"}, "spec": {"parallelism": 4}});
         let conflicts = m.conflicts("fedjob-syncer", &live, &merged);
         assert_eq!(
             conflicts,
-            vec![Conflict { manager: "\"curl\" using batch/v1".into(), path: ".spec.parallelism".into() }]
+            vec![Conflict {
+                manager: "\"curl\" using batch/v1".into(),
+                path: ".spec.parallelism".into()
+            }]
         );
         // Same value: shared ownership, no conflict.
         assert!(m.conflicts("fedjob-syncer", &live, &live).is_empty());
@@ -317,7 +406,10 @@ mod tests {
     #[test]
     fn manager_from_user_agent() {
         assert_eq!(manager_name(None, Some("curl/8.5.0")), "curl");
-        assert_eq!(manager_name(Some("fedjob-syncer"), Some("curl/8.5.0")), "fedjob-syncer");
+        assert_eq!(
+            manager_name(Some("fedjob-syncer"), Some("curl/8.5.0")),
+            "fedjob-syncer"
+        );
         assert_eq!(manager_name(Some(""), None), "");
     }
 }

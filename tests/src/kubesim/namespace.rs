@@ -21,14 +21,20 @@ pub fn decode(mut body: Value) -> Result<Value, ApiError> {
         map.insert("kind".into(), json!("Namespace"));
     }
     let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(body).map_err(|e| {
-        ApiError::BadRequest(format!("Namespace in version \"v1\" cannot be handled as a Namespace: {e}"))
+        ApiError::BadRequest(format!(
+            "Namespace in version \"v1\" cannot be handled as a Namespace: {e}"
+        ))
     })?;
     serde_json::to_value(&ns).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// `SetDefaults_Namespace` and the Go shape (`spec: {}`, `status: {}`).
 pub fn default(ns: &mut Value) {
-    let name = ns.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let name = ns
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let map = ns.as_object_mut().expect("decoded namespaces are objects");
     for key in ["metadata", "spec", "status"] {
         if !map.get(key).is_some_and(Value::is_object) {
@@ -36,7 +42,10 @@ pub fn default(ns: &mut Value) {
         }
     }
     if !name.is_empty() {
-        let meta = map.get_mut("metadata").and_then(Value::as_object_mut).expect("made above");
+        let meta = map
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .expect("made above");
         let labels = meta.entry("labels").or_insert_with(|| json!({}));
         if !labels.is_object() {
             *labels = json!({});
@@ -60,15 +69,26 @@ pub fn prepare_update(new: &mut Value, old: &Value) {
 
 /// `ValidateNamespace`: the name is a DNS-1123 label.
 pub fn validate(ns: &Value) -> Vec<FieldError> {
-    validation::object_meta(ns.get("metadata").unwrap_or(&Value::Null), validation::dns1123_label)
+    validation::object_meta(
+        ns.get("metadata").unwrap_or(&Value::Null),
+        validation::dns1123_label,
+    )
 }
 
 /// `ValidateNamespaceUpdate`.
 pub fn validate_update(new: &Value, old: &Value) -> Vec<FieldError> {
     let mut errs = validate(new);
-    let uid = |v: &Value| v.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let uid = |v: &Value| {
+        v.pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     if uid(new) != uid(old) {
-        errs.push(FieldError::immutable("metadata.uid", validation::GoValue::Str(uid(new))));
+        errs.push(FieldError::immutable(
+            "metadata.uid",
+            validation::GoValue::Str(uid(new)),
+        ));
     }
     errs
 }

@@ -40,7 +40,9 @@ impl PatchType {
             "application/merge-patch+json" => Some(PatchType::Merge),
             "application/json-patch+json" => Some(PatchType::Json),
             "application/strategic-merge-patch+json" => Some(PatchType::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+json" => Some(PatchType::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+json" => {
+                Some(PatchType::Apply)
+            }
             _ => None,
         }
     }
@@ -49,7 +51,9 @@ impl PatchType {
 /// Applies an RFC 7386 merge patch.
 pub fn merge(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     if !patch.is_object() {
-        return Err(PatchError::Malformed("merge patch must be a JSON object".to_owned()));
+        return Err(PatchError::Malformed(
+            "merge patch must be a JSON object".to_owned(),
+        ));
     }
     json_patch::merge(target, patch);
     Ok(())
@@ -65,7 +69,9 @@ pub fn json(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
 /// Applies a strategic merge patch.
 pub fn strategic(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     if !patch.is_object() {
-        return Err(PatchError::Malformed("strategic merge patch must be a JSON object".to_owned()));
+        return Err(PatchError::Malformed(
+            "strategic merge patch must be a JSON object".to_owned(),
+        ));
     }
     strategic_value(target, patch, &mut Vec::new());
     Ok(())
@@ -103,7 +109,9 @@ fn strategic_value(target: &mut Value, patch: &Value, names: &mut Vec<String>) {
     }
     for (key, value) in patch_map {
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(items)), Value::Array(remove)) = (target_map.get_mut(field), value) {
+            if let (Some(Value::Array(items)), Value::Array(remove)) =
+                (target_map.get_mut(field), value)
+            {
                 items.retain(|i| !remove.contains(i));
             }
             continue;
@@ -135,8 +143,14 @@ fn strategic_value(target: &mut Value, patch: &Value, names: &mut Vec<String>) {
 }
 
 fn strategic_list(target: &mut Value, items: &[Value], names: &mut Vec<String>) {
-    let replace_marker = items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
-    let strategy = if replace_marker { PatchStrategy::Replace } else { schema::patch_strategy(names) };
+    let replace_marker = items
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
+    let strategy = if replace_marker {
+        PatchStrategy::Replace
+    } else {
+        schema::patch_strategy(names)
+    };
     match strategy {
         PatchStrategy::Replace => {
             *target = Value::Array(
@@ -249,27 +263,48 @@ mod tests {
 
     #[test]
     fn merge_patch_replaces_lists() {
-        let mut job = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
-        merge(&mut job, &json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}})).unwrap();
-        assert_eq!(job, json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}}));
+        let mut job =
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x"}]}}}});
+        merge(
+            &mut job,
+            &json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            job,
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}})
+        );
     }
 
     #[test]
     fn json_patch_ops() {
         let mut job = json!({"spec": {"parallelism": 3}});
-        json(&mut job, &json!([{"op": "replace", "path": "/spec/parallelism", "value": 1}])).unwrap();
+        json(
+            &mut job,
+            &json!([{"op": "replace", "path": "/spec/parallelism", "value": 1}]),
+        )
+        .unwrap();
         assert_eq!(job["spec"]["parallelism"], 1);
-        let failed = json(&mut job, &json!([{"op": "test", "path": "/spec/parallelism", "value": 2}]));
+        let failed = json(
+            &mut job,
+            &json!([{"op": "test", "path": "/spec/parallelism", "value": 2}]),
+        );
         assert!(matches!(failed, Err(PatchError::Failed(_))));
-        assert!(matches!(json(&mut job, &json!({"op": "x"})), Err(PatchError::Malformed(_))));
+        assert!(matches!(
+            json(&mut job, &json!({"op": "x"})),
+            Err(PatchError::Malformed(_))
+        ));
     }
 
     #[test]
     fn apply_merges_keyed_lists() {
         let mut live = json!({"metadata": {"finalizers": ["a"]}, "spec": {"template": {"spec": {"containers": [
             {"name": "w", "image": "x", "imagePullPolicy": "Always"}]}}}});
-        apply_merge(&mut live, &json!({"metadata": {"finalizers": ["b"]}, "spec": {"template": {"spec": {"containers": [
-            {"name": "w", "image": "y"}, {"name": "v", "image": "z"}]}}}}));
+        apply_merge(
+            &mut live,
+            &json!({"metadata": {"finalizers": ["b"]}, "spec": {"template": {"spec": {"containers": [
+            {"name": "w", "image": "y"}, {"name": "v", "image": "z"}]}}}}),
+        );
         assert_eq!(
             live,
             json!({"metadata": {"finalizers": ["a", "b"]}, "spec": {"template": {"spec": {"containers": [

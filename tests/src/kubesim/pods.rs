@@ -86,7 +86,10 @@ impl PodTable {
         let mut pods = self.inner.lock();
         let key = (pod.namespace.clone(), pod.name.clone());
         if let Some(owner) = &pod.owner {
-            pods.by_owner.entry(owner.uid.clone()).or_default().push(key.clone());
+            pods.by_owner
+                .entry(owner.uid.clone())
+                .or_default()
+                .push(key.clone());
         }
         pods.by_key.insert(key, pod);
     }
@@ -94,7 +97,10 @@ impl PodTable {
     /// Changes a pod's phase and restart count.
     pub fn set_state(&self, namespace: &str, name: &str, phase: Phase, restarts: u32, rv: u64) {
         let mut pods = self.inner.lock();
-        if let Some(pod) = pods.by_key.get_mut(&(namespace.to_owned(), name.to_owned())) {
+        if let Some(pod) = pods
+            .by_key
+            .get_mut(&(namespace.to_owned(), name.to_owned()))
+        {
             pod.phase = phase;
             pod.restarts = restarts;
             pod.rv = rv;
@@ -105,12 +111,11 @@ impl PodTable {
     pub fn remove(&self, namespace: &str, name: &str) {
         let mut pods = self.inner.lock();
         let key = (namespace.to_owned(), name.to_owned());
-        if let Some(pod) = pods.by_key.remove(&key) {
-            if let Some(owner) = pod.owner {
-                if let Some(keys) = pods.by_owner.get_mut(&owner.uid) {
-                    keys.retain(|k| *k != key);
-                }
-            }
+        if let Some(pod) = pods.by_key.remove(&key)
+            && let Some(owner) = pod.owner
+            && let Some(keys) = pods.by_owner.get_mut(&owner.uid)
+        {
+            keys.retain(|k| *k != key);
         }
     }
 
@@ -145,7 +150,12 @@ impl PodTable {
 
     /// The pods in `namespace` (all when `None`) matching `selector`, rendered; `name` limits
     /// to one pod.
-    pub fn list(&self, namespace: Option<&str>, name: Option<&str>, selector: &LabelSelector) -> Vec<Value> {
+    pub fn list(
+        &self,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Vec<Value> {
         let pods = self.inner.lock();
         pods.by_key
             .values()
@@ -165,7 +175,11 @@ fn qos_class(containers: &[Value]) -> &'static str {
         let limits = c.pointer("/resources/limits").and_then(Value::as_object);
         any |= requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty());
         let full = |r: &str| limits.and_then(|l| l.get(r)).is_some();
-        let equal = |r: &str| requests.and_then(|q| q.get(r)).is_none_or(|q| limits.and_then(|l| l.get(r)) == Some(q));
+        let equal = |r: &str| {
+            requests
+                .and_then(|q| q.get(r))
+                .is_none_or(|q| limits.and_then(|l| l.get(r)) == Some(q))
+        };
         guaranteed &= full("cpu") && full("memory") && equal("cpu") && equal("memory");
     }
     match (any, guaranteed) {
@@ -182,16 +196,29 @@ pub fn render(pod: &PodRecord) -> Value {
     let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
     // The service-account volume's random suffix, derived from the uid so it is stable.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let suffix: String = pod.uid.bytes().take(5).map(|b| ALPHABET[b as usize % ALPHABET.len()] as char).collect();
+    let suffix: String = pod
+        .uid
+        .bytes()
+        .take(5)
+        .map(|b| ALPHABET[b as usize % ALPHABET.len()] as char)
+        .collect();
     let token_volume = format!("kube-api-access-{suffix}");
-    let containers = spec.get("containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let containers = spec
+        .get("containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut statuses = Vec::new();
     for c in &containers {
         let state = match pod.phase {
             Phase::Running => json!({"running": {"startedAt": pod.created}}),
             // No kubelet ran it, so there are no container timestamps (as in `17-pods.json`).
-            Phase::Succeeded => json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": null, "finishedAt": null}}),
-            Phase::Failed => json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": null, "finishedAt": null}}),
+            Phase::Succeeded => {
+                json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": null, "finishedAt": null}})
+            }
+            Phase::Failed => {
+                json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": null, "finishedAt": null}})
+            }
         };
         statuses.push(json!({
             "name": c.get("name").cloned().unwrap_or(Value::Null),
@@ -227,7 +254,8 @@ pub fn render(pod: &PodRecord) -> Value {
         map.entry("serviceAccountName").or_insert(json!("default"));
         map.insert("serviceAccount".into(), map["serviceAccountName"].clone());
         map.entry("enableServiceLinks").or_insert(json!(true));
-        map.entry("preemptionPolicy").or_insert(json!("PreemptLowerPriority"));
+        map.entry("preemptionPolicy")
+            .or_insert(json!("PreemptLowerPriority"));
         map.entry("priority").or_insert(json!(0));
         let defaults = json!([
             {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
@@ -282,7 +310,10 @@ mod tests {
             created: "2026-01-01T00:00:00Z".into(),
             phase: Phase::Running,
             restarts: 0,
-            owner: Some(Owner { name: "j".into(), uid: owner.into() }),
+            owner: Some(Owner {
+                name: "j".into(),
+                uid: owner.into(),
+            }),
             job_name: "j".into(),
             template: Arc::new(json!({"metadata": {"labels": {"job-name": "j"}},
                 "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]}})),
@@ -293,14 +324,22 @@ mod tests {
     fn renders_like_a_real_pod() {
         let table = PodTable::default();
         table.insert(pod("j-abcde", "u1"));
-        let pods = table.list(Some("default"), None, &LabelSelector::parse("job-name=j").unwrap());
+        let pods = table.list(
+            Some("default"),
+            None,
+            &LabelSelector::parse("job-name=j").unwrap(),
+        );
         assert_eq!(pods.len(), 1);
         let p = &pods[0];
         assert_eq!(p["metadata"]["ownerReferences"][0]["uid"], "u1");
         assert_eq!(p["status"]["qosClass"], "BestEffort");
         assert_eq!(p["spec"]["serviceAccountName"], "default");
-        let mount = p["spec"]["containers"][0]["volumeMounts"][0]["name"].as_str().unwrap();
-        assert!(mount.starts_with("kube-api-access-") && mount.len() == "kube-api-access-".len() + 5);
+        let mount = p["spec"]["containers"][0]["volumeMounts"][0]["name"]
+            .as_str()
+            .unwrap();
+        assert!(
+            mount.starts_with("kube-api-access-") && mount.len() == "kube-api-access-".len() + 5
+        );
         assert_eq!(p["spec"]["volumes"][0]["name"], mount);
     }
 

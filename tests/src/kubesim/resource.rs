@@ -74,7 +74,11 @@ impl Resource {
     /// The JSON prefix every serialized object of this resource starts with, in the order the
     /// real server writes it (`kind` first).
     pub fn type_meta_json(self) -> String {
-        format!(r#"{{"kind":"{}","apiVersion":"{}","#, self.kind(), self.api_version())
+        format!(
+            r#"{{"kind":"{}","apiVersion":"{}","#,
+            self.kind(),
+            self.api_version()
+        )
     }
 }
 
@@ -85,5 +89,9 @@ impl fmt::Display for Resource {
 }
 
 fn qualify(name: &str, group: &str) -> String {
-    if group.is_empty() { name.to_owned() } else { format!("{name}.{group}") }
+    if group.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}.{group}")
+    }
 }

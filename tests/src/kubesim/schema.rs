@@ -25,10 +25,20 @@ pub enum ListType {
 /// `["spec", "template", "spec", "containers"]`.
 pub fn list_type(names: &[String]) -> ListType {
     let last = names.last().map(String::as_str).unwrap_or_default();
-    let parent = names.len().checked_sub(2).map(|i| names[i].as_str()).unwrap_or_default();
+    let parent = names
+        .len()
+        .checked_sub(2)
+        .map(|i| names[i].as_str())
+        .unwrap_or_default();
     match last {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets"
-        | "resourceClaims" | "schedulingGates" => ListType::Map(&["name"]),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims"
+        | "schedulingGates" => ListType::Map(&["name"]),
         "ports" => ListType::Map(&["containerPort", "protocol"]),
         "volumeMounts" => ListType::Map(&["mountPath"]),
         "volumeDevices" => ListType::Map(&["devicePath"]),
@@ -54,11 +64,18 @@ pub enum PatchStrategy {
 /// The `patchStrategy`/`patchMergeKey` of the list at `names`.
 pub fn patch_strategy(names: &[String]) -> PatchStrategy {
     let last = names.last().map(String::as_str).unwrap_or_default();
-    let parent = names.len().checked_sub(2).map(|i| names[i].as_str()).unwrap_or_default();
+    let parent = names
+        .len()
+        .checked_sub(2)
+        .map(|i| names[i].as_str())
+        .unwrap_or_default();
     match last {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets" => {
-            PatchStrategy::MergeByKey("name")
-        }
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets" => PatchStrategy::MergeByKey("name"),
         "ports" => PatchStrategy::MergeByKey("containerPort"),
         "volumeMounts" => PatchStrategy::MergeByKey("mountPath"),
         "volumeDevices" => PatchStrategy::MergeByKey("devicePath"),
@@ -81,7 +98,9 @@ pub fn zero_object(resource: Resource) -> Value {
             "spec": {"template": {"metadata": {"creationTimestamp": null}, "spec": {"containers": null}}},
             "status": {}
         }),
-        Resource::Namespace => json!({"metadata": {"creationTimestamp": null}, "spec": {}, "status": {}}),
+        Resource::Namespace => {
+            json!({"metadata": {"creationTimestamp": null}, "spec": {}, "status": {}})
+        }
     }
 }
 
@@ -108,10 +127,28 @@ mod tests {
 
     #[test]
     fn job_lists() {
-        assert_eq!(list_type(&names(&["spec", "template", "spec", "containers"])), ListType::Map(&["name"]));
-        assert_eq!(list_type(&names(&["spec", "template", "spec", "containers", "command"])), ListType::Atomic);
-        assert_eq!(list_type(&names(&["metadata", "finalizers"])), ListType::Set);
+        assert_eq!(
+            list_type(&names(&["spec", "template", "spec", "containers"])),
+            ListType::Map(&["name"])
+        );
+        assert_eq!(
+            list_type(&names(&[
+                "spec",
+                "template",
+                "spec",
+                "containers",
+                "command"
+            ])),
+            ListType::Atomic
+        );
+        assert_eq!(
+            list_type(&names(&["metadata", "finalizers"])),
+            ListType::Set
+        );
         assert_eq!(list_type(&names(&["spec", "finalizers"])), ListType::Atomic);
-        assert_eq!(patch_strategy(&names(&["status", "conditions"])), PatchStrategy::MergeByKey("type"));
+        assert_eq!(
+            patch_strategy(&names(&["status", "conditions"])),
+            PatchStrategy::MergeByKey("type")
+        );
     }
 }

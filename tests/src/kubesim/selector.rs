@@ -53,8 +53,12 @@ impl Requirement {
             Op::NotEquals(v) => value != Some(&v.as_str()),
             Op::In(vs) => value.is_some_and(|x| vs.iter().any(|v| v == x)),
             Op::NotIn(vs) => value.is_none_or(|x| vs.iter().all(|v| v != x)),
-            Op::GreaterThan(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x > *n),
-            Op::LessThan(n) => value.and_then(|x| x.parse::<i64>().ok()).is_some_and(|x| x < *n),
+            Op::GreaterThan(n) => value
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x > *n),
+            Op::LessThan(n) => value
+                .and_then(|x| x.parse::<i64>().ok())
+                .is_some_and(|x| x < *n),
         }
     }
 }
@@ -88,14 +92,18 @@ fn split_terms(s: &str) -> Vec<&str> {
 fn check_key(key: &str) -> Result<(), SelectorError> {
     match validation::qualified_name(key).into_iter().next() {
         None => Ok(()),
-        Some(msg) => Err(SelectorError::Label(format!("key: Invalid value: \"{key}\": {msg}"))),
+        Some(msg) => Err(SelectorError::Label(format!(
+            "key: Invalid value: \"{key}\": {msg}"
+        ))),
     }
 }
 
 fn check_value(value: &str) -> Result<(), SelectorError> {
     match validation::label_value(value).into_iter().next() {
         None => Ok(()),
-        Some(msg) => Err(SelectorError::Label(format!("values[0][{value}]: Invalid value: \"{value}\": {msg}"))),
+        Some(msg) => Err(SelectorError::Label(format!(
+            "values[0][{value}]: Invalid value: \"{value}\": {msg}"
+        ))),
     }
 }
 
@@ -115,29 +123,40 @@ fn parse_set(rest: &str) -> Result<Vec<String>, SelectorError> {
 fn parse_requirement(term: &str) -> Result<Requirement, SelectorError> {
     let term = term.trim();
     if term.is_empty() {
-        return Err(SelectorError::Label("found '', expected: identifier".to_owned()));
+        return Err(SelectorError::Label(
+            "found '', expected: identifier".to_owned(),
+        ));
     }
     if let Some(key) = term.strip_prefix('!') {
         let key = key.trim();
         check_key(key)?;
-        return Ok(Requirement { key: key.to_owned(), op: Op::DoesNotExist });
+        return Ok(Requirement {
+            key: key.to_owned(),
+            op: Op::DoesNotExist,
+        });
     }
-    let key_end = term.find(|c: char| c.is_whitespace() || "=!<>(".contains(c)).unwrap_or(term.len());
+    let key_end = term
+        .find(|c: char| c.is_whitespace() || "=!<>(".contains(c))
+        .unwrap_or(term.len());
     let key = &term[..key_end];
     check_key(key)?;
     let rest = term[key_end..].trim_start();
     let single = |v: &str| -> Result<String, SelectorError> {
         let v = v.trim();
         if v.contains(char::is_whitespace) {
-            return Err(SelectorError::Label(format!("found '{v}', expected: ',' or 'end of string'")));
+            return Err(SelectorError::Label(format!(
+                "found '{v}', expected: ',' or 'end of string'"
+            )));
         }
         check_value(v)?;
         Ok(v.to_owned())
     };
     let number = |v: &str| -> Result<i64, SelectorError> {
-        v.trim()
-            .parse()
-            .map_err(|_| SelectorError::Label(format!("for 'Gt', 'Lt' operators, the value must be an integer: {v}")))
+        v.trim().parse().map_err(|_| {
+            SelectorError::Label(format!(
+                "for 'Gt', 'Lt' operators, the value must be an integer: {v}"
+            ))
+        })
     };
     let op = if rest.is_empty() {
         Op::Exists
@@ -160,7 +179,10 @@ fn parse_requirement(term: &str) -> Result<Requirement, SelectorError> {
             "found '{rest}', expected: in, notin, =, ==, !=, gt, lt"
         )));
     };
-    Ok(Requirement { key: key.to_owned(), op })
+    Ok(Requirement {
+        key: key.to_owned(),
+        op,
+    })
 }
 
 impl LabelSelector {
@@ -169,7 +191,10 @@ impl LabelSelector {
         if s.trim().is_empty() {
             return Ok(Self::default());
         }
-        let requirements = split_terms(s).into_iter().map(parse_requirement).collect::<Result<_, _>>()?;
+        let requirements = split_terms(s)
+            .into_iter()
+            .map(parse_requirement)
+            .collect::<Result<_, _>>()?;
         Ok(Self { requirements })
     }
 
@@ -201,7 +226,11 @@ impl LabelSelector {
         }
         let map: BTreeMap<&str, &str> = labels
             .and_then(Value::as_object)
-            .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or_default()))
+                    .collect()
+            })
             .unwrap_or_default();
         self.requirements.iter().all(|r| r.matches(&map))
     }
@@ -241,13 +270,18 @@ impl FieldSelector {
 
     /// Whether every term holds; `get` gives an object's value for a field name.
     pub fn matches(&self, get: impl Fn(&str) -> String) -> bool {
-        self.terms.iter().all(|(field, equal, value)| (get(field) == *value) == *equal)
+        self.terms
+            .iter()
+            .all(|(field, equal, value)| (get(field) == *value) == *equal)
     }
 
     /// The value an equality term requires of `field`, if there is one (lets a lookup by
     /// `metadata.name` skip a scan).
     pub fn required(&self, field: &str) -> Option<&str> {
-        self.terms.iter().find(|(f, eq, _)| f == field && *eq).map(|(_, _, v)| v.as_str())
+        self.terms
+            .iter()
+            .find(|(f, eq, _)| f == field && *eq)
+            .map(|(_, _, v)| v.as_str())
     }
 }
 
@@ -287,10 +321,17 @@ mod tests {
 
     #[test]
     fn field_selector() {
-        let fs = FieldSelector::parse("metadata.name=a,metadata.namespace!=b", &["metadata.name", "metadata.namespace"])
-            .unwrap();
+        let fs = FieldSelector::parse(
+            "metadata.name=a,metadata.namespace!=b",
+            &["metadata.name", "metadata.namespace"],
+        )
+        .unwrap();
         assert_eq!(fs.required("metadata.name"), Some("a"));
-        assert!(fs.matches(|f| if f == "metadata.name" { "a".into() } else { "c".into() }));
+        assert!(fs.matches(|f| if f == "metadata.name" {
+            "a".into()
+        } else {
+            "c".into()
+        }));
         assert!(!fs.matches(|_| "b".into()));
         assert_eq!(
             FieldSelector::parse("spec.x=1", &["metadata.name"]),

@@ -12,7 +12,9 @@ pub struct Trigger {
 
 impl Default for Trigger {
     fn default() -> Self {
-        Self { tx: watch::channel(false).0 }
+        Self {
+            tx: watch::channel(false).0,
+        }
     }
 }
 
@@ -24,7 +26,9 @@ impl Trigger {
 
     /// A handle that resolves once the shutdown starts.
     pub fn subscribe(&self) -> Shutdown {
-        Shutdown { rx: self.tx.subscribe() }
+        Shutdown {
+            rx: self.tx.subscribe(),
+        }
     }
 }
 

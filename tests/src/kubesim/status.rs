@@ -106,8 +106,11 @@ pub enum ApiError {
 /// duplicates.
 fn aggregate(causes: &[FieldError]) -> String {
     let mut seen = std::collections::HashSet::new();
-    let messages: Vec<String> =
-        causes.iter().map(FieldError::to_string).filter(|m| seen.insert(m.clone())).collect();
+    let messages: Vec<String> = causes
+        .iter()
+        .map(FieldError::to_string)
+        .filter(|m| seen.insert(m.clone()))
+        .collect();
     match messages.as_slice() {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
@@ -207,7 +210,11 @@ impl ApiError {
                 kind: resource.plural(),
                 ..Details::default()
             }),
-            ApiError::Invalid { resource, name, causes } => Some(Details {
+            ApiError::Invalid {
+                resource,
+                name,
+                causes,
+            } => Some(Details {
                 name,
                 group: resource.group(),
                 kind: resource.kind(),

@@ -34,7 +34,11 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// A key for `resource` named `name` in `namespace`.
     pub fn new(resource: Resource, namespace: &str, name: &str) -> Self {
-        Self { resource, namespace: namespace.to_owned(), name: name.to_owned() }
+        Self {
+            resource,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
     }
 }
 
@@ -61,7 +65,10 @@ impl Object {
 
     /// `metadata.uid`.
     pub fn uid(&self) -> &str {
-        self.value.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default()
+        self.value
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 
     /// The object serialized with `kind` and `apiVersion` first, as a GET answers it.
@@ -201,7 +208,9 @@ impl Store {
     /// the list is consistent at.
     pub fn list(&self, resource: Resource, namespace: Option<&str>) -> (Vec<Arc<Object>>, u64) {
         let state = self.state.lock();
-        let items = range(&state.objects, resource, namespace).map(|(_, o)| o.clone()).collect();
+        let items = range(&state.objects, resource, namespace)
+            .map(|(_, o)| o.clone())
+            .collect();
         (items, state.rv)
     }
 
@@ -214,11 +223,17 @@ impl Store {
     ) -> Result<Vec<Arc<Object>>, StoreError> {
         let state = self.state.lock();
         if rv < state.compacted {
-            return Err(StoreError::Expired { requested: rv, oldest: state.compacted });
+            return Err(StoreError::Expired {
+                requested: rv,
+                oldest: state.compacted,
+            });
         }
         let mut items: BTreeMap<ObjectKey, Arc<Object>> =
-            range(&state.objects, resource, namespace).map(|(k, o)| (k.clone(), o.clone())).collect();
-        let in_scope = |k: &ObjectKey| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns);
+            range(&state.objects, resource, namespace)
+                .map(|(k, o)| (k.clone(), o.clone()))
+                .collect();
+        let in_scope =
+            |k: &ObjectKey| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns);
         for event in state.history.iter().rev().take_while(|e| e.rv > rv) {
             let key = &event.object.key;
             if !in_scope(key) {
@@ -242,7 +257,10 @@ impl Store {
     pub fn events_after(&self, cursor: u64) -> Result<(Vec<Event>, u64), StoreError> {
         let state = self.state.lock();
         if cursor < state.compacted {
-            return Err(StoreError::Expired { requested: cursor, oldest: state.compacted });
+            return Err(StoreError::Expired {
+                requested: cursor,
+                oldest: state.compacted,
+            });
         }
         let start = state.history.partition_point(|e| e.rv <= cursor);
         let events = state.history.range(start..).cloned().collect();
@@ -261,9 +279,18 @@ impl Store {
     }
 
     /// Replaces the object at `key`, if it is still at `expected_rv` when that is given.
-    pub fn update(&self, key: &ObjectKey, expected_rv: Option<u64>, value: Value) -> Result<Arc<Object>, StoreError> {
+    pub fn update(
+        &self,
+        key: &ObjectKey,
+        expected_rv: Option<u64>,
+        value: Value,
+    ) -> Result<Arc<Object>, StoreError> {
         let mut state = self.state.lock();
-        let current = state.objects.get(key).cloned().ok_or(StoreError::NotFound)?;
+        let current = state
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or(StoreError::NotFound)?;
         if expected_rv.is_some_and(|rv| rv != current.rv) {
             return Err(StoreError::Conflict { current });
         }
@@ -274,13 +301,26 @@ impl Store {
 
     /// Removes the object at `key`, if it is still at `expected_rv` when that is given; returns
     /// its last state, stamped with the version of the delete.
-    pub fn delete(&self, key: &ObjectKey, expected_rv: Option<u64>) -> Result<Arc<Object>, StoreError> {
+    pub fn delete(
+        &self,
+        key: &ObjectKey,
+        expected_rv: Option<u64>,
+    ) -> Result<Arc<Object>, StoreError> {
         let mut state = self.state.lock();
-        let current = state.objects.get(key).cloned().ok_or(StoreError::NotFound)?;
+        let current = state
+            .objects
+            .get(key)
+            .cloned()
+            .ok_or(StoreError::NotFound)?;
         if expected_rv.is_some_and(|rv| rv != current.rv) {
             return Err(StoreError::Conflict { current });
         }
-        let object = state.commit(key.clone(), current.value.clone(), EventType::Deleted, Some(current));
+        let object = state.commit(
+            key.clone(),
+            current.value.clone(),
+            EventType::Deleted,
+            Some(current),
+        );
         self.announce(&mut state, &object);
         Ok(object)
     }
@@ -304,7 +344,13 @@ impl Store {
 }
 
 impl State {
-    fn commit(&mut self, key: ObjectKey, mut value: Value, ty: EventType, prev: Option<Arc<Object>>) -> Arc<Object> {
+    fn commit(
+        &mut self,
+        key: ObjectKey,
+        mut value: Value,
+        ty: EventType,
+        prev: Option<Arc<Object>>,
+    ) -> Arc<Object> {
         self.rv += 1;
         let rv = self.rv;
         if let Value::Object(map) = &mut value {
@@ -315,7 +361,12 @@ impl State {
             }
         }
         let json = Bytes::from(serde_json::to_vec(&value).expect("JSON values serialize"));
-        let object = Arc::new(Object { key: key.clone(), rv, value, json });
+        let object = Arc::new(Object {
+            key: key.clone(),
+            rv,
+            value,
+            json,
+        });
         match ty {
             EventType::Deleted => {
                 self.objects.remove(&key);
@@ -324,7 +375,12 @@ impl State {
                 self.objects.insert(key, object.clone());
             }
         }
-        self.history.push_back(Event { rv, ty, object: object.clone(), prev });
+        self.history.push_back(Event {
+            rv,
+            ty,
+            object: object.clone(),
+            prev,
+        });
         while self.history.len() > self.capacity {
             if let Some(old) = self.history.pop_front() {
                 self.compacted = old.rv;
@@ -340,9 +396,9 @@ fn range<'a>(
     namespace: Option<&'a str>,
 ) -> impl Iterator<Item = (&'a ObjectKey, &'a Arc<Object>)> + 'a {
     let start = ObjectKey::new(resource, namespace.unwrap_or(""), "");
-    objects
-        .range(start..)
-        .take_while(move |(k, _)| k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns))
+    objects.range(start..).take_while(move |(k, _)| {
+        k.resource == resource && namespace.is_none_or(|ns| k.namespace == ns)
+    })
 }
 
 #[cfg(test)]
@@ -365,10 +421,16 @@ mod tests {
         let a = store.create(key("a"), job("a", 1)).unwrap();
         assert_eq!(a.rv, 1);
         assert_eq!(a.value["metadata"]["resourceVersion"], "1");
-        assert!(matches!(store.create(key("a"), job("a", 1)), Err(StoreError::AlreadyExists)));
+        assert!(matches!(
+            store.create(key("a"), job("a", 1)),
+            Err(StoreError::AlreadyExists)
+        ));
         let a2 = store.update(&key("a"), Some(1), job("a", 2)).unwrap();
         assert_eq!(a2.rv, 2);
-        assert!(matches!(store.update(&key("a"), Some(1), job("a", 3)), Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            store.update(&key("a"), Some(1), job("a", 3)),
+            Err(StoreError::Conflict { .. })
+        ));
         let gone = store.delete(&key("a"), None).unwrap();
         assert_eq!(gone.rv, 3);
         assert_eq!(gone.value["spec"]["parallelism"], 2);
@@ -384,10 +446,16 @@ mod tests {
         store.delete(&key("b"), None).unwrap(); // 4
         store.create(key("c"), job("c", 1)).unwrap(); // 5
         // History holds 3..=5, so versions from 2 on can be served.
-        assert!(matches!(store.events_after(1), Err(StoreError::Expired { oldest: 2, .. })));
+        assert!(matches!(
+            store.events_after(1),
+            Err(StoreError::Expired { oldest: 2, .. })
+        ));
         let (events, latest) = store.events_after(2).unwrap();
         assert_eq!(latest, 5);
-        assert_eq!(events.iter().map(|e| e.rv).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            events.iter().map(|e| e.rv).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         let at2 = store.list_at(Resource::Job, Some("default"), 2).unwrap();
         let names: Vec<_> = at2.iter().map(|o| (o.key.name.clone(), o.rv)).collect();
         assert_eq!(names, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);

@@ -52,12 +52,32 @@ fn columns(printer: Printer) -> Value {
     match printer {
         Printer::Job => json!([
             name,
-            column("Completions", "", "The desired number of successfully finished pods the job should be run with.  Setting to nil means that the success of any pod signals the success of all pods, and allows parallelism to have any positive value.  Setting to 1 means that parallelism is limited to 1 and the success of that pod signals the success of the job. More info: https://kubernetes.io/docs/concepts/workloads/controllers/jobs-run-to-completion/", 0),
+            column(
+                "Completions",
+                "",
+                "The desired number of successfully finished pods the job should be run with.  Setting to nil means that the success of any pod signals the success of all pods, and allows parallelism to have any positive value.  Setting to 1 means that parallelism is limited to 1 and the success of that pod signals the success of the job. More info: https://kubernetes.io/docs/concepts/workloads/controllers/jobs-run-to-completion/",
+                0
+            ),
             column("Duration", "", "Time required to complete the job.", 0),
             age,
-            column("Containers", "", "Names of each container in the template.", 1),
-            column("Images", "", "Images referenced by each container in the template.", 1),
-            column("Selector", "", "A label query over pods that should match the pod count. Normally, the system sets this field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors", 1),
+            column(
+                "Containers",
+                "",
+                "Names of each container in the template.",
+                1
+            ),
+            column(
+                "Images",
+                "",
+                "Images referenced by each container in the template.",
+                1
+            ),
+            column(
+                "Selector",
+                "",
+                "A label query over pods that should match the pod count. Normally, the system sets this field for you. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors",
+                1
+            ),
         ]),
         Printer::Namespace => json!([
             name,
@@ -66,20 +86,57 @@ fn columns(printer: Printer) -> Value {
         ]),
         Printer::Pod => json!([
             name,
-            column("Ready", "", "The aggregate readiness state of this pod for accepting traffic.", 0),
-            column("Status", "", "The aggregate status of the containers in this pod.", 0),
-            column("Restarts", "", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.", 0),
+            column(
+                "Ready",
+                "",
+                "The aggregate readiness state of this pod for accepting traffic.",
+                0
+            ),
+            column(
+                "Status",
+                "",
+                "The aggregate status of the containers in this pod.",
+                0
+            ),
+            column(
+                "Restarts",
+                "",
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+                0
+            ),
             age,
-            column("IP", "", "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.", 1),
-            column("Node", "", "NodeName is a request to schedule this pod onto a specific node. If it is non-empty, the scheduler simply schedules this pod onto that node, assuming that it fits resource requirements.", 1),
-            column("Nominated Node", "", "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes happen to be available first. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.", 1),
-            column("Readiness Gates", "", "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates", 1),
+            column(
+                "IP",
+                "",
+                "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+                1
+            ),
+            column(
+                "Node",
+                "",
+                "NodeName is a request to schedule this pod onto a specific node. If it is non-empty, the scheduler simply schedules this pod onto that node, assuming that it fits resource requirements.",
+                1
+            ),
+            column(
+                "Nominated Node",
+                "",
+                "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes happen to be available first. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.",
+                1
+            ),
+            column(
+                "Readiness Gates",
+                "",
+                "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates",
+                1
+            ),
         ]),
     }
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn age(object: &Value) -> String {
@@ -93,12 +150,19 @@ fn selector_string(selector: &Value) -> String {
     let mut parts: Vec<String> = selector
         .get("matchLabels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {
-            let values: Vec<&str> =
-                e.get("values").and_then(Value::as_array).map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|v| v.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             let key = str_at(e, "/key");
             parts.push(match str_at(e, "/operator") {
                 "In" => format!("{key} in ({})", values.join(",")),
@@ -108,17 +172,28 @@ fn selector_string(selector: &Value) -> String {
             });
         }
     }
-    if parts.is_empty() { "<none>".to_owned() } else { parts.join(",") }
+    if parts.is_empty() {
+        "<none>".to_owned()
+    } else {
+        parts.join(",")
+    }
 }
 
 fn cells(printer: Printer, o: &Value) -> Vec<Value> {
     let name = json!(str_at(o, "/metadata/name"));
     match printer {
         Printer::Job => {
-            let succeeded = o.pointer("/status/succeeded").and_then(Value::as_i64).unwrap_or(0);
+            let succeeded = o
+                .pointer("/status/succeeded")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             let completions = match o.pointer("/spec/completions").and_then(Value::as_i64) {
                 Some(c) => format!("{succeeded}/{c}"),
-                None => match o.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(0) {
+                None => match o
+                    .pointer("/spec/parallelism")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                {
                     p if p > 1 => format!("{succeeded}/1 of {p}"),
                     _ => format!("{succeeded}/1"),
                 },
@@ -130,7 +205,11 @@ fn cells(printer: Printer, o: &Value) -> Vec<Value> {
                 (Some(s), None) => clock::human(clock::between(s, jiff::Timestamp::now())),
                 (Some(s), Some(e)) => clock::human(clock::between(s, e)),
             };
-            let containers = o.pointer("/spec/template/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let containers = o
+                .pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
             let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
             vec![
@@ -140,17 +219,29 @@ fn cells(printer: Printer, o: &Value) -> Vec<Value> {
                 json!(age(o)),
                 json!(names.join(",")),
                 json!(images.join(",")),
-                json!(selector_string(o.pointer("/spec/selector").unwrap_or(&Value::Null))),
+                json!(selector_string(
+                    o.pointer("/spec/selector").unwrap_or(&Value::Null)
+                )),
             ]
         }
         Printer::Namespace => vec![name, json!(str_at(o, "/status/phase")), json!(age(o))],
         Printer::Pod => {
-            let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+            let statuses = o
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             let ready = statuses.iter().filter(|s| s["ready"] == true).count();
-            let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
+            let restarts: i64 = statuses
+                .iter()
+                .filter_map(|s| s["restartCount"].as_i64())
+                .sum();
             let reason = statuses
                 .iter()
-                .find_map(|s| s.pointer("/state/terminated/reason").and_then(Value::as_str))
+                .find_map(|s| {
+                    s.pointer("/state/terminated/reason")
+                        .and_then(Value::as_str)
+                })
                 .unwrap_or_else(|| str_at(o, "/status/phase"));
             vec![
                 name,
@@ -177,13 +268,20 @@ fn row_object(object: &Value, include: IncludeObject) -> Option<Value> {
             if let Some(m) = meta.as_object_mut() {
                 m.remove("managedFields");
             }
-            Some(json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}))
+            Some(
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}),
+            )
         }
     }
 }
 
 /// A Table of `objects` (each with `kind` and `apiVersion`) at list version `rv`.
-pub fn render(printer: Printer, objects: &[Value], rv: Option<u64>, include: IncludeObject) -> Value {
+pub fn render(
+    printer: Printer,
+    objects: &[Value],
+    rv: Option<u64>,
+    include: IncludeObject,
+) -> Value {
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
@@ -203,7 +301,10 @@ pub fn render(printer: Printer, objects: &[Value], rv: Option<u64>, include: Inc
 
 /// Whether an `Accept` header asks for a Table.
 pub fn wanted(accept: &str) -> bool {
-    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
 }
 
 #[cfg(test)]
@@ -217,14 +318,27 @@ mod tests {
                      "template": {"spec": {"containers": [{"name": "w", "image": "busybox"}]}}},
             "status": {"succeeded": 1, "startTime": "2020-01-01T00:00:00Z", "completionTime": "2020-01-01T00:00:05Z"}});
         let table = render(Printer::Job, &[job], Some(7), IncludeObject::Metadata);
-        assert_eq!(table["rows"][0]["cells"], json!(["a", "1/4", "5s", table["rows"][0]["cells"][3], "w", "busybox", "controller-uid=u"]));
+        assert_eq!(
+            table["rows"][0]["cells"],
+            json!([
+                "a",
+                "1/4",
+                "5s",
+                table["rows"][0]["cells"][3],
+                "w",
+                "busybox",
+                "controller-uid=u"
+            ])
+        );
         assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(table["metadata"]["resourceVersion"], "7");
     }
 
     #[test]
     fn accept_header() {
-        assert!(wanted("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
+        assert!(wanted(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+        ));
         assert!(!wanted("application/json"));
     }
 }

@@ -75,12 +75,20 @@ impl GoValue {
         match value {
             Value::Null => GoValue::Null,
             Value::Bool(b) => GoValue::Bool(*b),
-            Value::Number(n) => n.as_i64().map_or_else(|| GoValue::Raw(n.to_string()), GoValue::Int),
+            Value::Number(n) => n
+                .as_i64()
+                .map_or_else(|| GoValue::Raw(n.to_string()), GoValue::Int),
             Value::String(s) => GoValue::Str(s.clone()),
             Value::Object(map) if map.values().all(Value::is_string) => {
                 let entries: Vec<String> = map
                     .iter()
-                    .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v.as_str().unwrap_or_default())))
+                    .map(|(k, v)| {
+                        format!(
+                            "{}:{}",
+                            go_quote(k),
+                            go_quote(v.as_str().unwrap_or_default())
+                        )
+                    })
                     .collect();
                 GoValue::Raw(format!("map[string]string{{{}}}", entries.join(", ")))
             }
@@ -112,7 +120,9 @@ pub fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -136,12 +146,22 @@ pub struct FieldError {
 impl FieldError {
     /// `Required value[: detail]`.
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorKind::Required, field: field.into(), value: GoValue::Null, detail: detail.into() }
+        Self {
+            kind: FieldErrorKind::Required,
+            field: field.into(),
+            value: GoValue::Null,
+            detail: detail.into(),
+        }
     }
 
     /// `Invalid value: VALUE: detail`.
     pub fn invalid(field: impl Into<String>, value: GoValue, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorKind::Invalid, field: field.into(), value, detail: detail.into() }
+        Self {
+            kind: FieldErrorKind::Invalid,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }
     }
 
     /// `Unsupported value: VALUE: supported values: "a", "b"`.
@@ -157,12 +177,22 @@ impl FieldError {
 
     /// `Forbidden: detail`.
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
-        Self { kind: FieldErrorKind::Forbidden, field: field.into(), value: GoValue::Null, detail: detail.into() }
+        Self {
+            kind: FieldErrorKind::Forbidden,
+            field: field.into(),
+            value: GoValue::Null,
+            detail: detail.into(),
+        }
     }
 
     /// `Duplicate value: VALUE`.
     pub fn duplicate(field: impl Into<String>, value: GoValue) -> Self {
-        Self { kind: FieldErrorKind::Duplicate, field: field.into(), value, detail: String::new() }
+        Self {
+            kind: FieldErrorKind::Duplicate,
+            field: field.into(),
+            value,
+            detail: String::new(),
+        }
     }
 
     /// `Invalid value: VALUE: field is immutable`.
@@ -203,7 +233,8 @@ fn is_label_chars(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
 fn is_dns1123_label_syntax(s: &str) -> bool {
@@ -226,7 +257,10 @@ pub fn dns1123_subdomain(name: &str) -> Vec<String> {
     }
     if !is_dns1123_subdomain_syntax(name) {
         let regex = format!("{DNS1123_LABEL_FMT}(\\.{DNS1123_LABEL_FMT})*");
-        errs.push(format!("{DNS1123_SUBDOMAIN_ERR}{}", regex_hint("'example.com'", &regex)));
+        errs.push(format!(
+            "{DNS1123_SUBDOMAIN_ERR}{}",
+            regex_hint("'example.com'", &regex)
+        ));
     }
     errs
 }
@@ -238,7 +272,10 @@ pub fn dns1123_label(name: &str) -> Vec<String> {
         errs.push("must be no more than 63 characters".to_owned());
     }
     if !is_dns1123_label_syntax(name) {
-        errs.push(format!("{DNS1123_LABEL_ERR}{}", regex_hint("'my-name',  or '123-abc'", DNS1123_LABEL_FMT)));
+        errs.push(format!(
+            "{DNS1123_LABEL_ERR}{}",
+            regex_hint("'my-name',  or '123-abc'", DNS1123_LABEL_FMT)
+        ));
     }
     errs
 }
@@ -248,7 +285,8 @@ fn is_qualified_name_part(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// `validation.IsQualifiedName` (label and annotation keys): messages when invalid.
@@ -269,7 +307,11 @@ pub fn qualified_name(key: &str) -> Vec<String> {
         if prefix.is_empty() {
             errs.push("prefix part must be non-empty".to_owned());
         } else {
-            errs.extend(dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+            errs.extend(
+                dns1123_subdomain(prefix)
+                    .into_iter()
+                    .map(|m| format!("prefix part {m}")),
+            );
         }
     }
     if name.is_empty() {
@@ -280,7 +322,10 @@ pub fn qualified_name(key: &str) -> Vec<String> {
     if !name.is_empty() && !is_qualified_name_part(name) {
         errs.push(format!(
             "{QUALIFIED_NAME_ERR}{}",
-            regex_hint("'MyName',  or 'my.name',  or '123-abc'", "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+            regex_hint(
+                "'MyName',  or 'my.name',  or '123-abc'",
+                "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+            )
         ));
     }
     errs
@@ -295,7 +340,10 @@ pub fn label_value(value: &str) -> Vec<String> {
     if !value.is_empty() && !is_qualified_name_part(value) {
         errs.push(format!(
             "{LABEL_VALUE_ERR}{}",
-            regex_hint("'MyValue',  or 'my_value',  or '12345'", "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+            regex_hint(
+                "'MyValue',  or 'my_value',  or '12345'",
+                "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
+            )
         ));
     }
     errs
@@ -304,14 +352,20 @@ pub fn label_value(value: &str) -> Vec<String> {
 /// `ValidateLabels`: every key a qualified name, every value a label value.
 pub fn labels(labels: Option<&Value>, field: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(Value::Object(map)) = labels else { return errs };
+    let Some(Value::Object(map)) = labels else {
+        return errs;
+    };
     for (key, value) in map {
         for msg in qualified_name(key) {
             errs.push(FieldError::invalid(field, GoValue::Str(key.clone()), msg));
         }
         let value = value.as_str().unwrap_or_default();
         for msg in label_value(value) {
-            errs.push(FieldError::invalid(field, GoValue::Str(value.to_owned()), msg));
+            errs.push(FieldError::invalid(
+                field,
+                GoValue::Str(value.to_owned()),
+                msg,
+            ));
         }
     }
     errs
@@ -320,7 +374,9 @@ pub fn labels(labels: Option<&Value>, field: &str) -> Vec<FieldError> {
 /// `ValidateAnnotations`: keys are qualified names and the total size is bounded.
 pub fn annotations(annotations: Option<&Value>, field: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let Some(Value::Object(map)) = annotations else { return errs };
+    let Some(Value::Object(map)) = annotations else {
+        return errs;
+    };
     let mut total = 0usize;
     for (key, value) in map {
         for msg in qualified_name(&key.to_lowercase()) {
@@ -344,7 +400,11 @@ pub fn annotations(annotations: Option<&Value>, field: &str) -> Vec<FieldError> 
 pub fn non_negative(value: Option<&Value>, field: &str) -> Vec<FieldError> {
     match value.and_then(Value::as_i64) {
         Some(v) if v < 0 => {
-            vec![FieldError::invalid(field, GoValue::Int(v), "must be greater than or equal to 0")]
+            vec![FieldError::invalid(
+                field,
+                GoValue::Int(v),
+                "must be greater than or equal to 0",
+            )]
         }
         _ => Vec::new(),
     }
@@ -356,10 +416,17 @@ pub fn object_meta(meta: &Value, name_rule: fn(&str) -> Vec<String>) -> Vec<Fiel
     let mut errs = Vec::new();
     let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
     if name.is_empty() {
-        errs.push(FieldError::required("metadata.name", "name or generateName is required"));
+        errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else {
         for msg in name_rule(name) {
-            errs.push(FieldError::invalid("metadata.name", GoValue::Str(name.to_owned()), msg));
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                GoValue::Str(name.to_owned()),
+                msg,
+            ));
         }
     }
     errs.extend(labels(meta.get("labels"), "metadata.labels"));
@@ -381,24 +448,39 @@ mod tests {
                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
             ]
         );
-        assert_eq!(dns1123_subdomain(&"a".repeat(254))[0], "must be no more than 253 characters");
+        assert_eq!(
+            dns1123_subdomain(&"a".repeat(254))[0],
+            "must be no more than 253 characters"
+        );
     }
 
     #[test]
     fn field_error_bodies_follow_go() {
         let e = FieldError::immutable("spec.completions", GoValue::Int(9));
         assert_eq!(e.body(), "Invalid value: 9: field is immutable");
-        let e = FieldError::required("spec.template.spec.restartPolicy", "valid values: \"OnFailure\", \"Never\"");
-        assert_eq!(e.body(), "Required value: valid values: \"OnFailure\", \"Never\"");
+        let e = FieldError::required(
+            "spec.template.spec.restartPolicy",
+            "valid values: \"OnFailure\", \"Never\"",
+        );
+        assert_eq!(
+            e.body(),
+            "Required value: valid values: \"OnFailure\", \"Never\""
+        );
         let e = FieldError::not_supported("x", GoValue::Str("B".into()), &["A", "C"]);
-        assert_eq!(e.to_string(), "x: Unsupported value: \"B\": supported values: \"A\", \"C\"");
+        assert_eq!(
+            e.to_string(),
+            "x: Unsupported value: \"B\": supported values: \"A\", \"C\""
+        );
     }
 
     #[test]
     fn label_rules() {
         assert!(label_value("").is_empty());
         assert!(label_value("a.b_c-1").is_empty());
-        assert_eq!(label_value(&"x".repeat(64))[0], "must be no more than 63 characters");
+        assert_eq!(
+            label_value(&"x".repeat(64))[0],
+            "must be no more than 63 characters"
+        );
         assert!(qualified_name("fedjob.io/job").is_empty());
         assert!(!qualified_name("bad key").is_empty());
     }

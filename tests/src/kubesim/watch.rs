@@ -54,13 +54,21 @@ pub struct WatchSpec {
 
 /// The value of a field an object can be selected by.
 pub fn field_value(resource: Resource, value: &Value, field: &str) -> String {
-    let s = |p: &str| value.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let s = |p: &str| {
+        value
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     match (resource, field) {
         (_, "metadata.name") => s("/metadata/name"),
         (_, "metadata.namespace") => s("/metadata/namespace"),
-        (Resource::Job, "status.successful") => {
-            value.pointer("/status/succeeded").and_then(Value::as_i64).unwrap_or(0).to_string()
-        }
+        (Resource::Job, "status.successful") => value
+            .pointer("/status/succeeded")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .to_string(),
         (Resource::Namespace, "status.phase") => s("/status/phase"),
         _ => String::new(),
     }
@@ -70,10 +78,15 @@ impl WatchSpec {
     fn matches(&self, object: &Object) -> bool {
         let key = &object.key;
         key.resource == self.resource
-            && self.namespace.as_ref().is_none_or(|ns| key.namespace == *ns)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| key.namespace == *ns)
             && self.name.as_ref().is_none_or(|n| key.name == *n)
             && self.labels.matches(object.labels())
-            && self.fields.matches(|f| field_value(self.resource, &object.value, f))
+            && self
+                .fields
+                .matches(|f| field_value(self.resource, &object.value, f))
     }
 
     /// The event a watcher with these selectors sees for a change, if any.
@@ -97,8 +110,10 @@ impl WatchSpec {
         let body = match self.table {
             None => object.full_json(),
             Some((printer, include)) => {
-                let full: Value = serde_json::from_slice(&object.full_json()).unwrap_or(Value::Null);
-                serde_json::to_vec(&table::render(printer, &[full], None, include)).expect("tables serialize")
+                let full: Value =
+                    serde_json::from_slice(&object.full_json()).unwrap_or(Value::Null);
+                serde_json::to_vec(&table::render(printer, &[full], None, include))
+                    .expect("tables serialize")
             }
         };
         let mut out = Vec::with_capacity(body.len() + 32);
@@ -124,7 +139,10 @@ impl WatchSpec {
 
 /// An `ERROR` event line carrying `error` as a Status.
 pub fn error_line(error: &ApiError) -> Bytes {
-    Bytes::from(format!("{{\"type\":\"ERROR\",\"object\":{}}}\n", error.to_status_json()))
+    Bytes::from(format!(
+        "{{\"type\":\"ERROR\",\"object\":{}}}\n",
+        error.to_status_json()
+    ))
 }
 
 /// Starts a watch; the returned stream is the response body.
@@ -139,7 +157,12 @@ pub fn start(
 }
 
 /// Sends one line unless the watch must end first; false when it must end.
-async fn send(tx: &mpsc::Sender<Bytes>, line: Bytes, shutdown: &mut Shutdown, deadline: Instant) -> bool {
+async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    line: Bytes,
+    shutdown: &mut Shutdown,
+    deadline: Instant,
+) -> bool {
     tokio::select! {
         sent = tx.send(line) => sent.is_ok(),
         _ = shutdown.recv() => false,
@@ -163,22 +186,32 @@ async fn run(store: Arc<Store>, spec: WatchSpec, mut shutdown: Shutdown, tx: mps
             rv
         }
     };
-    let mut bookmarks = tokio::time::interval_at(Instant::now() + spec.bookmark_interval, spec.bookmark_interval);
+    let mut bookmarks = tokio::time::interval_at(
+        Instant::now() + spec.bookmark_interval,
+        spec.bookmark_interval,
+    );
     loop {
         latest.borrow_and_update();
         match store.events_after(cursor) {
             Err(StoreError::Expired { requested, oldest }) => {
-                let error = ApiError::Expired(format!("too old resource version: {requested} ({oldest})"));
+                let error =
+                    ApiError::Expired(format!("too old resource version: {requested} ({oldest})"));
                 let _ = send(&tx, error_line(&error), &mut shutdown, deadline).await;
                 return;
             }
             Err(_) => return,
             Ok((events, latest_rv)) => {
                 for event in &events {
-                    if let Some(ty) = spec.view(event) {
-                        if !send(&tx, spec.line(ty.as_str(), &event.object), &mut shutdown, deadline).await {
-                            return;
-                        }
+                    if let Some(ty) = spec.view(event)
+                        && !send(
+                            &tx,
+                            spec.line(ty.as_str(), &event.object),
+                            &mut shutdown,
+                            deadline,
+                        )
+                        .await
+                    {
+                        return;
                     }
                 }
                 cursor = cursor.max(latest_rv);

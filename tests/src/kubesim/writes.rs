@@ -13,7 +13,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::fieldset::{self, FieldSet};
-use super::managed::{Conflict, ManagedFields};
+use super::managed::{Author, Conflict, ManagedFields};
 use super::patch::{self, PatchError, PatchType};
 use super::resource::Resource;
 use super::schema;
@@ -95,31 +95,54 @@ fn invalid(resource: Resource, value: &Value, causes: Vec<FieldError>) -> Result
     if causes.is_empty() {
         return Ok(());
     }
-    Err(ApiError::Invalid { resource, name: name_of(value).to_owned(), causes })
+    Err(ApiError::Invalid {
+        resource,
+        name: name_of(value).to_owned(),
+        causes,
+    })
 }
 
 fn name_of(value: &Value) -> &str {
-    value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+    value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn meta_mut(value: &mut Value) -> &mut serde_json::Map<String, Value> {
-    value.get_mut("metadata").and_then(Value::as_object_mut).expect("decoded objects have metadata")
+    value
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("decoded objects have metadata")
 }
 
 /// An object that was not stored (dry run), shaped like a stored one.
 fn detached(key: ObjectKey, value: Value) -> Arc<Object> {
-    let rv = value.pointer("/metadata/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let rv = value
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let json = Bytes::from(serde_json::to_vec(&value).expect("JSON values serialize"));
-    Arc::new(Object { key, rv, value, json })
+    Arc::new(Object {
+        key,
+        rv,
+        value,
+        json,
+    })
 }
 
 /// A `resourceVersion` a client sent, parsed.
 pub fn parse_rv(s: &str) -> Result<u64, ApiError> {
-    s.parse().map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))
+    s.parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))
 }
 
 fn body_rv(value: &Value) -> Result<Option<u64>, ApiError> {
-    match value.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    match value
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+    {
         None | Some("") => Ok(None),
         Some(s) => parse_rv(s).map(Some),
     }
@@ -128,12 +151,18 @@ fn body_rv(value: &Value) -> Result<Option<u64>, ApiError> {
 /// A random suffix as `generateName` and pod names use (no vowels, no look-alikes).
 pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    uuid::Uuid::new_v4().as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn apply_conflict(conflicts: Vec<Conflict>) -> ApiError {
     let message = if let [one] = conflicts.as_slice() {
-        format!("Apply failed with 1 conflict: conflict with {}: {}", one.manager, one.path)
+        format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            one.manager, one.path
+        )
     } else {
         let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
         managers.sort();
@@ -141,35 +170,65 @@ fn apply_conflict(conflicts: Vec<Conflict>) -> ApiError {
         let mut lines = Vec::new();
         for m in managers {
             lines.push(format!("conflicts with {m}:"));
-            lines.extend(conflicts.iter().filter(|c| c.manager == m).map(|c| format!("- {}", c.path)));
+            lines.extend(
+                conflicts
+                    .iter()
+                    .filter(|c| c.manager == m)
+                    .map(|c| format!("- {}", c.path)),
+            );
         }
-        format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+        format!(
+            "Apply failed with {} conflicts: {}",
+            conflicts.len(),
+            lines.join("\n")
+        )
     };
-    let causes = conflicts.into_iter().map(|c| (c.path, format!("conflict with {}", c.manager))).collect();
+    let causes = conflicts
+        .into_iter()
+        .map(|c| (c.path, format!("conflict with {}", c.manager)))
+        .collect();
     ApiError::ApplyConflict { message, causes }
 }
 
 impl<'a> Writer<'a> {
     /// Writes to `store` as `manager`; with `dry_run`, validates without persisting.
     pub fn new(store: &'a Store, manager: impl Into<String>, dry_run: bool) -> Self {
-        Self { store, manager: manager.into(), dry_run }
+        Self {
+            store,
+            manager: manager.into(),
+            dry_run,
+        }
     }
 
     fn store_err(&self, key: &ObjectKey, err: StoreError) -> ApiError {
         match err {
-            StoreError::NotFound => ApiError::NotFound { resource: key.resource, name: key.name.clone() },
-            StoreError::AlreadyExists => ApiError::AlreadyExists { resource: key.resource, name: key.name.clone() },
+            StoreError::NotFound => ApiError::NotFound {
+                resource: key.resource,
+                name: key.name.clone(),
+            },
+            StoreError::AlreadyExists => ApiError::AlreadyExists {
+                resource: key.resource,
+                name: key.name.clone(),
+            },
             StoreError::Conflict { .. } => stale_conflict(key.resource, &key.name),
             StoreError::Expired { .. } => ApiError::Internal(err.to_string()),
         }
     }
 
     fn get(&self, key: &ObjectKey) -> Result<Arc<Object>, ApiError> {
-        self.store.get(key).ok_or_else(|| ApiError::NotFound { resource: key.resource, name: key.name.clone() })
+        self.store.get(key).ok_or_else(|| ApiError::NotFound {
+            resource: key.resource,
+            name: key.name.clone(),
+        })
     }
 
     /// Creates an object from a request body (POST).
-    pub fn create(&self, resource: Resource, namespace: &str, body: Value) -> Result<Arc<Object>, ApiError> {
+    pub fn create(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        body: Value,
+    ) -> Result<Arc<Object>, ApiError> {
         let value = decode(resource, body)?;
         self.create_decoded(resource, namespace, value, Tracking::Update)
     }
@@ -197,8 +256,16 @@ impl<'a> Writer<'a> {
         } else {
             meta.remove("namespace");
         }
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let generate = meta.get("generateName").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let generate = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if name.is_empty() && !generate.is_empty() {
             let base: String = generate.chars().take(58).collect();
             meta.insert("name".into(), json!(format!("{base}{}", random_suffix())));
@@ -220,7 +287,10 @@ impl<'a> Writer<'a> {
             let ns = self
                 .store
                 .get(&ObjectKey::new(Resource::Namespace, "", namespace))
-                .ok_or_else(|| ApiError::NotFound { resource: Resource::Namespace, name: namespace.to_owned() })?;
+                .ok_or_else(|| ApiError::NotFound {
+                    resource: Resource::Namespace,
+                    name: namespace.to_owned(),
+                })?;
             if namespace::terminating(&ns.value) {
                 return Err(ApiError::Forbidden {
                     resource,
@@ -231,13 +301,22 @@ impl<'a> Writer<'a> {
                 });
             }
         }
-        let had_labels = value.pointer("/metadata/labels").and_then(Value::as_object).is_some_and(|l| !l.is_empty());
+        let had_labels = value
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .is_some_and(|l| !l.is_empty());
         default(resource, &mut value);
         let now = clock::now();
         let mut managed = ManagedFields::default();
+        let author = Author {
+            resource,
+            manager: &self.manager,
+            subresource: "",
+            now: &now,
+        };
         match tracking {
-            Tracking::Update => managed.update(resource, &self.manager, "", &schema::zero_object(resource), &value, &now),
-            Tracking::Apply(applied) => managed.apply(resource, &self.manager, applied, &json!({}), &value, false, &now),
+            Tracking::Update => managed.update(author, &schema::zero_object(resource), &value),
+            Tracking::Apply(applied) => managed.apply(author, applied, &json!({}), &value, false),
         }
         let uid = uuid::Uuid::new_v4().to_string();
         let meta = meta_mut(&mut value);
@@ -253,14 +332,20 @@ impl<'a> Writer<'a> {
         };
         invalid(resource, &value, errs)?;
         managed.write_to(&mut value);
-        let key = ObjectKey::new(resource, if resource.namespaced() { namespace } else { "" }, &name);
+        let key = ObjectKey::new(
+            resource,
+            if resource.namespaced() { namespace } else { "" },
+            &name,
+        );
         if self.dry_run {
             if self.store.get(&key).is_some() {
                 return Err(ApiError::AlreadyExists { resource, name });
             }
             return Ok(detached(key, value));
         }
-        self.store.create(key.clone(), value).map_err(|e| self.store_err(&key, e))
+        self.store
+            .create(key.clone(), value)
+            .map_err(|e| self.store_err(&key, e))
     }
 
     /// Checks that a body names the object of the URL.
@@ -273,7 +358,10 @@ impl<'a> Writer<'a> {
             )));
         }
         if key.resource.namespaced() {
-            let ns = value.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+            let ns = value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if !ns.is_empty() && ns != key.namespace {
                 return Err(ApiError::BadRequest(
                     "the namespace of the provided object does not match the namespace sent on the request".to_owned(),
@@ -285,7 +373,13 @@ impl<'a> Writer<'a> {
 
     /// Defaults, prepares and validates `new` as the next version of `old`, and records the
     /// write in the managed fields (as an update by this writer's manager).
-    fn next_version(&self, key: &ObjectKey, old: &Object, mut new: Value, subresource: &str) -> Result<Value, ApiError> {
+    fn next_version(
+        &self,
+        key: &ObjectKey,
+        old: &Object,
+        mut new: Value,
+        subresource: &str,
+    ) -> Result<Value, ApiError> {
         let meta = meta_mut(&mut new);
         meta.insert("name".into(), json!(key.name));
         if key.resource.namespaced() {
@@ -295,12 +389,25 @@ impl<'a> Writer<'a> {
         default(key.resource, &mut new);
         self.prepare(key, old, &mut new, subresource)?;
         let mut managed = ManagedFields::of(&old.value);
-        managed.update(key.resource, &self.manager, subresource, &old.value, &new, &clock::now());
+        let now = clock::now();
+        let author = Author {
+            resource: key.resource,
+            manager: &self.manager,
+            subresource,
+            now: &now,
+        };
+        managed.update(author, &old.value, &new);
         managed.write_to(&mut new);
         Ok(new)
     }
 
-    fn prepare(&self, key: &ObjectKey, old: &Object, new: &mut Value, subresource: &str) -> Result<(), ApiError> {
+    fn prepare(
+        &self,
+        key: &ObjectKey,
+        old: &Object,
+        new: &mut Value,
+        subresource: &str,
+    ) -> Result<(), ApiError> {
         match (key.resource, subresource) {
             (Resource::Job, "status") => job::prepare_status_update(new, &old.value),
             (Resource::Job, _) => job::prepare_update(new, &old.value),
@@ -319,13 +426,23 @@ impl<'a> Writer<'a> {
 
     /// Stores `new` in place of `old` unless nothing changed; a terminating object whose last
     /// finalizer went is deleted.
-    fn commit(&self, key: &ObjectKey, old: &Arc<Object>, mut new: Value) -> Result<Arc<Object>, StoreError> {
+    fn commit(
+        &self,
+        key: &ObjectKey,
+        old: &Arc<Object>,
+        mut new: Value,
+    ) -> Result<Arc<Object>, StoreError> {
         meta_mut(&mut new).insert("resourceVersion".into(), json!(old.rv.to_string()));
         if new == old.value {
             return Ok(old.clone());
         }
-        let finalized = new.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
-            && new.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty);
+        let finalized = new
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+            && new
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
         if self.dry_run {
             return Ok(detached(key.clone(), new));
         }
@@ -336,7 +453,12 @@ impl<'a> Writer<'a> {
     }
 
     /// Replaces an object (PUT), optionally through the `status` subresource.
-    pub fn update(&self, key: &ObjectKey, body: Value, subresource: &str) -> Result<Arc<Object>, ApiError> {
+    pub fn update(
+        &self,
+        key: &ObjectKey,
+        body: Value,
+        subresource: &str,
+    ) -> Result<Arc<Object>, ApiError> {
         let body = decode(key.resource, body)?;
         Self::check_identity(key, &body)?;
         let precondition = body_rv(&body)?;
@@ -354,7 +476,13 @@ impl<'a> Writer<'a> {
     }
 
     /// Patches an object with a merge, JSON or strategic merge patch.
-    pub fn patch(&self, key: &ObjectKey, patch_type: PatchType, patch: &Value, subresource: &str) -> Result<Arc<Object>, ApiError> {
+    pub fn patch(
+        &self,
+        key: &ObjectKey,
+        patch_type: PatchType,
+        patch: &Value,
+        subresource: &str,
+    ) -> Result<Arc<Object>, ApiError> {
         loop {
             let old = self.get(key)?;
             let mut target = old.value.clone();
@@ -366,7 +494,9 @@ impl<'a> Writer<'a> {
                 PatchType::Merge => patch::merge(&mut target, patch),
                 PatchType::Json => patch::json(&mut target, patch),
                 PatchType::Strategic => patch::strategic(&mut target, patch),
-                PatchType::Apply => return Err(ApiError::Internal("apply is not a patch".to_owned())),
+                PatchType::Apply => {
+                    return Err(ApiError::Internal("apply is not a patch".to_owned()));
+                }
             };
             applied.map_err(|e| match e {
                 PatchError::Malformed(m) => ApiError::BadRequest(m),
@@ -388,7 +518,12 @@ impl<'a> Writer<'a> {
 
     /// Server-side apply of a configuration; creates the object when missing. Returns the
     /// object and whether it was created.
-    pub fn apply(&self, key: &ObjectKey, config: Value, force: bool) -> Result<(Arc<Object>, bool), ApiError> {
+    pub fn apply(
+        &self,
+        key: &ObjectKey,
+        config: Value,
+        force: bool,
+    ) -> Result<(Arc<Object>, bool), ApiError> {
         let config = decode(key.resource, config)?;
         Self::check_identity(key, &config)?;
         let applied = fieldset::applied(&config);
@@ -396,8 +531,12 @@ impl<'a> Writer<'a> {
             let Some(live) = self.store.get(key) else {
                 let mut value = config.clone();
                 meta_mut(&mut value).insert("name".into(), json!(key.name));
-                let created =
-                    self.create_decoded(key.resource, &key.namespace, value, Tracking::Apply(applied.clone()));
+                let created = self.create_decoded(
+                    key.resource,
+                    &key.namespace,
+                    value,
+                    Tracking::Apply(applied.clone()),
+                );
                 match created {
                     // Someone created it meanwhile: apply to theirs.
                     Err(ApiError::AlreadyExists { .. }) => continue,
@@ -422,11 +561,22 @@ impl<'a> Writer<'a> {
             }
             self.prepare(key, &live, &mut merged, "")?;
             let mut managed = managed;
-            managed.apply(key.resource, &self.manager, applied.clone(), &live.value, &merged, force, &clock::now());
+            let now = clock::now();
+            let author = Author {
+                resource: key.resource,
+                manager: &self.manager,
+                subresource: "",
+                now: &now,
+            };
+            managed.apply(author, applied.clone(), &live.value, &merged, force);
             managed.write_to(&mut merged);
             match self.commit(key, &live, merged) {
                 Err(StoreError::Conflict { .. }) => continue,
-                other => return other.map(|o| (o, false)).map_err(|e| self.store_err(key, e)),
+                other => {
+                    return other
+                        .map(|o| (o, false))
+                        .map_err(|e| self.store_err(key, e));
+                }
             }
         }
     }
@@ -439,7 +589,10 @@ impl<'a> Writer<'a> {
                 return Err(ApiError::Conflict {
                     resource: key.resource,
                     name: key.name.clone(),
-                    detail: format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", old.uid()),
+                    detail: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        old.uid()
+                    ),
                 });
             }
             if let Some(rv) = options.resource_version.filter(|rv| *rv != old.rv) {
@@ -452,21 +605,30 @@ impl<'a> Writer<'a> {
                     ),
                 });
             }
-            if key.resource == Resource::Namespace && namespace::IMMORTAL.contains(&key.name.as_str()) {
+            if key.resource == Resource::Namespace
+                && namespace::IMMORTAL.contains(&key.name.as_str())
+            {
                 return Err(ApiError::Forbidden {
                     resource: key.resource,
                     name: key.name.clone(),
                     detail: "this namespace may not be deleted".to_owned(),
                 });
             }
-            if old.value.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()) {
+            if old
+                .value
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null())
+            {
                 return Ok(Deleted::Pending(old));
             }
             let mut new = old.value.clone();
             let now = clock::now();
             let meta = meta_mut(&mut new);
-            let mut finalizers: Vec<Value> =
-                meta.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut finalizers: Vec<Value> = meta
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             match key.resource {
                 Resource::Namespace => {
                     new["status"] = json!({"phase": "Terminating"});
@@ -486,7 +648,9 @@ impl<'a> Writer<'a> {
                         }
                         match self.store.delete(key, Some(old.rv)) {
                             Err(StoreError::Conflict { .. }) => continue,
-                            other => return other.map(Deleted::Now).map_err(|e| self.store_err(key, e)),
+                            other => {
+                                return other.map(Deleted::Now).map_err(|e| self.store_err(key, e));
+                            }
                         }
                     }
                     let meta = meta_mut(&mut new);
@@ -503,13 +667,22 @@ impl<'a> Writer<'a> {
             }
             match self.store.update(key, Some(old.rv), new) {
                 Err(StoreError::Conflict { .. }) => continue,
-                other => return other.map(Deleted::Pending).map_err(|e| self.store_err(key, e)),
+                other => {
+                    return other
+                        .map(Deleted::Pending)
+                        .map_err(|e| self.store_err(key, e));
+                }
             }
         }
     }
 
     /// Replaces the status of the object at `expected_rv` (a controller's status write).
-    pub fn write_status(&self, key: &ObjectKey, expected_rv: u64, status: Value) -> Result<Arc<Object>, ApiError> {
+    pub fn write_status(
+        &self,
+        key: &ObjectKey,
+        expected_rv: u64,
+        status: Value,
+    ) -> Result<Arc<Object>, ApiError> {
         let old = self.get(key)?;
         if old.rv != expected_rv {
             return Err(stale_conflict(key.resource, &key.name));
@@ -517,20 +690,38 @@ impl<'a> Writer<'a> {
         let mut new = old.value.clone();
         new["status"] = status;
         let mut managed = ManagedFields::of(&old.value);
-        managed.update(key.resource, &self.manager, "status", &old.value, &new, &clock::now());
+        let now = clock::now();
+        let author = Author {
+            resource: key.resource,
+            manager: &self.manager,
+            subresource: "status",
+            now: &now,
+        };
+        managed.update(author, &old.value, &new);
         managed.write_to(&mut new);
-        self.store.update(key, Some(expected_rv), new).map_err(|e| self.store_err(key, e))
+        self.store
+            .update(key, Some(expected_rv), new)
+            .map_err(|e| self.store_err(key, e))
     }
 
     /// Removes `finalizer` (the garbage collector's part of a deletion); the object goes once
     /// none is left. Returns the object's new state (`None` if it is gone).
-    pub fn remove_finalizer(&self, key: &ObjectKey, finalizer: &str) -> Result<Option<Arc<Object>>, ApiError> {
+    pub fn remove_finalizer(
+        &self,
+        key: &ObjectKey,
+        finalizer: &str,
+    ) -> Result<Option<Arc<Object>>, ApiError> {
         loop {
-            let Some(old) = self.store.get(key) else { return Ok(None) };
+            let Some(old) = self.store.get(key) else {
+                return Ok(None);
+            };
             let mut new = old.value.clone();
             let meta = meta_mut(&mut new);
-            let mut finalizers: Vec<Value> =
-                meta.get("finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            let mut finalizers: Vec<Value> = meta
+                .get("finalizers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             finalizers.retain(|f| f.as_str() != Some(finalizer));
             let terminating = meta.get("deletionTimestamp").is_some_and(|t| !t.is_null());
             let result = if finalizers.is_empty() && terminating {
@@ -559,7 +750,11 @@ mod tests {
     fn store() -> Store {
         let store = Store::new(100);
         Writer::new(&store, "test", false)
-            .create(Resource::Namespace, "", json!({"metadata": {"name": "default"}}))
+            .create(
+                Resource::Namespace,
+                "",
+                json!({"metadata": {"name": "default"}}),
+            )
             .unwrap();
         store
     }
@@ -577,12 +772,36 @@ mod tests {
         let created = w.create(Resource::Job, "default", job_body("a")).unwrap();
         assert_eq!(created.value["metadata"]["generation"], 1);
         let key = ObjectKey::new(Resource::Job, "default", "a");
-        let err = w.patch(&key, PatchType::Merge, &json!({"spec": {"completions": 9}}), "").unwrap_err();
-        assert_eq!(err.to_string(), "Job.batch \"a\" is invalid: spec.completions: Invalid value: 9: field is immutable");
-        let ok = w.patch(&key, PatchType::Merge, &json!({"spec": {"parallelism": 5}}), "").unwrap();
+        let err = w
+            .patch(
+                &key,
+                PatchType::Merge,
+                &json!({"spec": {"completions": 9}}),
+                "",
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Job.batch \"a\" is invalid: spec.completions: Invalid value: 9: field is immutable"
+        );
+        let ok = w
+            .patch(
+                &key,
+                PatchType::Merge,
+                &json!({"spec": {"parallelism": 5}}),
+                "",
+            )
+            .unwrap();
         assert_eq!(ok.value["metadata"]["generation"], 2);
         // A no-op patch writes nothing.
-        let same = w.patch(&key, PatchType::Merge, &json!({"spec": {"parallelism": 5}}), "").unwrap();
+        let same = w
+            .patch(
+                &key,
+                PatchType::Merge,
+                &json!({"spec": {"parallelism": 5}}),
+                "",
+            )
+            .unwrap();
         assert_eq!(same.rv, ok.rv);
     }
 
@@ -590,7 +809,9 @@ mod tests {
     fn apply_conflicts_then_force() {
         let store = store();
         let key = ObjectKey::new(Resource::Job, "default", "a");
-        Writer::new(&store, "curl", false).create(Resource::Job, "default", job_body("a")).unwrap();
+        Writer::new(&store, "curl", false)
+            .create(Resource::Job, "default", job_body("a"))
+            .unwrap();
         let syncer = Writer::new(&store, "fedjob-syncer", false);
         let mut config = job_body("a");
         config["spec"]["parallelism"] = json!(3);
@@ -602,7 +823,11 @@ mod tests {
         let (applied, created) = syncer.apply(&key, config, true).unwrap();
         assert!(!created);
         assert_eq!(applied.value["spec"]["parallelism"], 3);
-        let managers: Vec<_> = ManagedFields::of(&applied.value).entries().iter().map(|e| e.manager.clone()).collect();
+        let managers: Vec<_> = ManagedFields::of(&applied.value)
+            .entries()
+            .iter()
+            .map(|e| e.manager.clone())
+            .collect();
         assert_eq!(managers, vec!["fedjob-syncer", "curl"]);
     }
 
@@ -627,12 +852,17 @@ mod tests {
         w.create(Resource::Job, "default", job_body("a")).unwrap();
         w.create(Resource::Job, "default", job_body("b")).unwrap();
         let key = ObjectKey::new(Resource::Job, "default", "a");
-        let Deleted::Pending(obj) = w.delete(&key, &DeleteOptions::default()).unwrap() else { panic!("orphan waits") };
+        let Deleted::Pending(obj) = w.delete(&key, &DeleteOptions::default()).unwrap() else {
+            panic!("orphan waits")
+        };
         assert_eq!(obj.value["metadata"]["finalizers"], json!(["orphan"]));
         assert_eq!(obj.value["metadata"]["generation"], 2);
         assert!(w.remove_finalizer(&key, "orphan").unwrap().is_none());
         let key = ObjectKey::new(Resource::Job, "default", "b");
-        let options = DeleteOptions { propagation: Some(Propagation::Background), ..Default::default() };
+        let options = DeleteOptions {
+            propagation: Some(Propagation::Background),
+            ..Default::default()
+        };
         assert!(matches!(w.delete(&key, &options).unwrap(), Deleted::Now(_)));
         assert!(store.get(&key).is_none());
     }

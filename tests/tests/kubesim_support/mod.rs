@@ -24,17 +24,25 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Starts a simulated cluster with `options` (or the defaults).
 pub async fn cluster(options: SimOptions) -> SimCluster {
-    SimCluster::start(options).await.expect("a simulated cluster starts")
+    SimCluster::start(options)
+        .await
+        .expect("a simulated cluster starts")
 }
 
 /// Options whose pods never finish during a test.
 pub fn slow_pods() -> SimOptions {
-    SimOptions { pod_duration: Duration::from_secs(600), ..SimOptions::default() }
+    SimOptions {
+        pod_duration: Duration::from_secs(600),
+        ..SimOptions::default()
+    }
 }
 
 /// Options whose pods finish at once.
 pub fn fast_pods() -> SimOptions {
-    SimOptions { pod_duration: Duration::from_millis(100), ..SimOptions::default() }
+    SimOptions {
+        pod_duration: Duration::from_millis(100),
+        ..SimOptions::default()
+    }
 }
 
 /// The directory of recorded apiserver answers.
@@ -52,15 +60,20 @@ pub fn facts_dir() -> PathBuf {
 /// One recorded JSON answer.
 pub fn fact(name: &str) -> Value {
     let path = facts_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
 }
 
 /// A recorded stream of watch events, one JSON object per line.
 pub fn fact_lines(name: &str) -> Vec<Value> {
     let path = facts_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
 
 /// An HTTP answer.
@@ -77,8 +90,12 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON (panics when it is not).
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.raw)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.raw)))
+        serde_json::from_slice(&self.raw).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.raw)
+            )
+        })
     }
 }
 
@@ -109,7 +126,13 @@ impl Http {
         self
     }
 
-    fn request(&self, method: Method, path: &str, content_type: Option<&str>, body: Option<String>) -> Request<Full<Bytes>> {
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<String>,
+    ) -> Request<Full<Bytes>> {
         let mut builder = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -121,11 +144,19 @@ impl Http {
         if let Some(t) = &self.token {
             builder = builder.header("Authorization", format!("Bearer {t}"));
         }
-        builder.body(Full::new(Bytes::from(body.unwrap_or_default()))).expect("a valid request")
+        builder
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("a valid request")
     }
 
     /// Sends a request and reads the whole answer.
-    pub async fn send(&self, method: Method, path: &str, content_type: Option<&str>, body: Option<String>) -> Reply {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<String>,
+    ) -> Reply {
         let response = self
             .client
             .request(self.request(method.clone(), path, content_type, body))
@@ -138,8 +169,17 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let raw = response.into_body().collect().await.expect("a body").to_bytes();
-        Reply { status, content_type, raw }
+        let raw = response
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        Reply {
+            status,
+            content_type,
+            raw,
+        }
     }
 
     /// GET.
@@ -149,23 +189,49 @@ impl Http {
 
     /// POST a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Reply {
-        self.send(Method::POST, path, Some("application/json"), Some(body.to_string())).await
+        self.send(
+            Method::POST,
+            path,
+            Some("application/json"),
+            Some(body.to_string()),
+        )
+        .await
     }
 
     /// PUT a JSON body.
     pub async fn put(&self, path: &str, body: &Value) -> Reply {
-        self.send(Method::PUT, path, Some("application/json"), Some(body.to_string())).await
+        self.send(
+            Method::PUT,
+            path,
+            Some("application/json"),
+            Some(body.to_string()),
+        )
+        .await
     }
 
     /// PATCH with a content type.
     pub async fn patch(&self, path: &str, content_type: &str, body: &Value) -> Reply {
-        self.send(Method::PATCH, path, Some(content_type), Some(body.to_string())).await
+        self.send(
+            Method::PATCH,
+            path,
+            Some(content_type),
+            Some(body.to_string()),
+        )
+        .await
     }
 
     /// DELETE, with an optional `DeleteOptions` body.
     pub async fn delete(&self, path: &str, body: Option<&Value>) -> Reply {
         match body {
-            Some(b) => self.send(Method::DELETE, path, Some("application/json"), Some(b.to_string())).await,
+            Some(b) => {
+                self.send(
+                    Method::DELETE,
+                    path,
+                    Some("application/json"),
+                    Some(b.to_string()),
+                )
+                .await
+            }
             None => self.send(Method::DELETE, path, None, None).await,
         }
     }
@@ -183,11 +249,14 @@ impl Http {
         tokio::spawn(async move {
             let mut buffer = Vec::new();
             while let Some(Ok(frame)) = body.frame().await {
-                let Ok(data) = frame.into_data() else { continue };
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
                 buffer.extend_from_slice(&data);
                 while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buffer.drain(..=end).collect();
-                    let value: Value = serde_json::from_slice(&line).expect("each watch line is one JSON object");
+                    let value: Value =
+                        serde_json::from_slice(&line).expect("each watch line is one JSON object");
                     if tx.send(value).is_err() {
                         return;
                     }
@@ -207,7 +276,9 @@ pub struct Lines {
 impl Lines {
     /// The next event, or `None` when the stream ended; panics after [`PATIENCE`].
     pub async fn next(&mut self) -> Option<Value> {
-        tokio::time::timeout(PATIENCE, self.rx.recv()).await.expect("a watch event within the patience")
+        tokio::time::timeout(PATIENCE, self.rx.recv())
+            .await
+            .expect("a watch event within the patience")
     }
 
     /// The next event whose type is not BOOKMARK.
@@ -241,7 +312,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {PATIENCE:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {PATIENCE:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -249,11 +323,17 @@ where
 fn is_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
-        && parts.iter().zip([8, 4, 4, 4, 12]).all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn is_timestamp(s: &str) -> bool {
-    s.len() == 20 && s.as_bytes()[10] == b'T' && s.ends_with('Z') && s.parse::<jiff::Timestamp>().is_ok()
+    s.len() == 20
+        && s.as_bytes()[10] == b'T'
+        && s.ends_with('Z')
+        && s.parse::<jiff::Timestamp>().is_ok()
 }
 
 /// Replaces what differs between runs — uids, timestamps, resourceVersions, the random
@@ -268,7 +348,11 @@ pub fn normalize(value: &Value) -> Value {
                     // A uid in a key: `k:{"uid":"…"}` entries of managed fields.
                     _ => normalize(v),
                 };
-                let k = if k.contains("uid") && k.starts_with("k:") { "k:{\"uid\":\"<uid>\"}".to_owned() } else { k.clone() };
+                let k = if k.contains("uid") && k.starts_with("k:") {
+                    "k:{\"uid\":\"<uid>\"}".to_owned()
+                } else {
+                    k.clone()
+                };
                 out.insert(k, v);
             }
             Value::Object(out)
@@ -281,9 +365,12 @@ pub fn normalize(value: &Value) -> Value {
             match s.rsplit_once('-') {
                 Some((base, suffix))
                     if suffix.len() == 5
-                        && suffix.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
+                        && suffix
+                            .chars()
+                            .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
                         && !base.is_empty()
-                        && (base == "kube-api-access" || base.chars().all(|c| c.is_ascii_lowercase() || c == '-')) =>
+                        && (base == "kube-api-access"
+                            || base.chars().all(|c| c.is_ascii_lowercase() || c == '-')) =>
                 {
                     Value::String(format!("{base}-<suffix>"))
                 }
@@ -321,7 +408,11 @@ pub fn assert_json_eq(actual: &Value, expected: &Value, what: &str) {
 pub fn assert_status_like(reply: &Reply, fact_name: &str) {
     let expected = fact(fact_name);
     let actual = reply.json();
-    assert_eq!(u64::from(reply.status), expected["code"].as_u64().unwrap_or(200), "{fact_name}: HTTP code; body {actual}");
+    assert_eq!(
+        u64::from(reply.status),
+        expected["code"].as_u64().unwrap_or(200),
+        "{fact_name}: HTTP code; body {actual}"
+    );
     assert_json_eq(&normalize(&actual), &normalize(&expected), fact_name);
 }
 
@@ -334,10 +425,17 @@ pub fn job_path(name: &str) -> String {
 pub const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
 
 /// Waits until the Job `name` satisfies `check` and returns it.
-pub async fn wait_job(http: &Http, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+pub async fn wait_job(
+    http: &Http,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     eventually(what, || async {
         let reply = http.get(&job_path(name)).await;
-        (reply.status == 200).then(|| reply.json()).filter(|j| check(j))
+        (reply.status == 200)
+            .then(|| reply.json())
+            .filter(|j| check(j))
     })
     .await
 }
@@ -346,5 +444,8 @@ pub async fn wait_job(http: &Http, name: &str, what: &str, check: impl Fn(&Value
 pub fn has_condition(job: &Value, kind: &str) -> bool {
     job.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == kind && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == kind && c["status"] == "True")
+        })
 }

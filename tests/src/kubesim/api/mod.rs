@@ -56,7 +56,10 @@ pub struct Call {
 
 impl Call {
     fn header(&self, name: header::HeaderName) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     }
 
     /// Whether the client asked for a Table (`kubectl get`).
@@ -66,7 +69,10 @@ impl Call {
 
     /// The field manager of a write.
     fn manager(&self) -> String {
-        managed::manager_name(self.params.get("fieldManager"), Some(self.header(header::USER_AGENT)))
+        managed::manager_name(
+            self.params.get("fieldManager"),
+            Some(self.header(header::USER_AGENT)),
+        )
     }
 
     /// The body as JSON (or YAML).
@@ -92,13 +98,19 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
 }
 
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &app.token else { return Ok(()) };
+    let Some(token) = &app.token else {
+        return Ok(());
+    };
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    if presented == Some(token.as_str()) { Ok(()) } else { Err(ApiError::Unauthorized) }
+    if presented == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
 }
 
 async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
@@ -106,10 +118,15 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
     let route = route::parse(request.uri().path()).ok_or(ApiError::PathNotFound)?;
     let params = Params::parse(request.uri())?;
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|_| ApiError::BadRequest(format!("Request entity too large: limit is {MAX_BODY}")))?;
-    let call = Call { method: parts.method, params, headers: parts.headers, body };
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::BadRequest(format!("Request entity too large: limit is {MAX_BODY}"))
+    })?;
+    let call = Call {
+        method: parts.method,
+        params,
+        headers: parts.headers,
+        body,
+    };
     let get_only = |value: Value| -> Result<Response, ApiError> {
         if call.method != Method::GET {
             return Err(ApiError::MethodNotAllowed);
@@ -135,7 +152,10 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
             if call.header(header::ACCEPT).contains("protobuf") {
                 Ok(Response::builder()
                     .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+                    .header(
+                        header::CONTENT_TYPE,
+                        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                    )
                     .body(Body::from(discovery::openapi_v2_protobuf()))
                     .expect("static response"))
             } else {
@@ -143,12 +163,18 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
             }
         }
         Route::OpenApiV3 => Err(ApiError::PathNotFound),
-        Route::Collection { resource, namespace, watch } => {
-            objects::collection(app, &call, resource, namespace, watch).await
-        }
-        Route::Object { resource, namespace, name, subresource, watch } => {
-            objects::object(app, &call, resource, namespace, name, subresource, watch).await
-        }
+        Route::Collection {
+            resource,
+            namespace,
+            watch,
+        } => objects::collection(app, &call, resource, namespace, watch).await,
+        Route::Object {
+            resource,
+            namespace,
+            name,
+            subresource,
+            watch,
+        } => objects::object(app, &call, resource, namespace, name, subresource, watch).await,
         Route::Pods { namespace, name } => objects::pods(app, &call, namespace, name),
         Route::Events { namespace } => objects::events(app, &call, namespace),
     }

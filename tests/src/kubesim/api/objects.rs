@@ -39,7 +39,12 @@ fn full(object: &Object) -> Value {
 fn object_response(call: &Call, code: StatusCode, object: &Object) -> Response {
     if call.wants_table() {
         let include = IncludeObject::parse(call.params.get("includeObject"));
-        let table = table::render(printer(object.key.resource), &[full(object)], Some(object.rv), include);
+        let table = table::render(
+            printer(object.key.resource),
+            &[full(object)],
+            Some(object.rv),
+            include,
+        );
         return json_response(code, table.to_string());
     }
     json_response(code, object.full_json())
@@ -70,18 +75,28 @@ struct Selection {
 
 impl Selection {
     fn parse(params: &Params, resource: Resource) -> Result<Self, ApiError> {
-        Ok(Self { labels: params.labels()?, fields: params.fields(params::selectable_fields(resource))? })
+        Ok(Self {
+            labels: params.labels()?,
+            fields: params.fields(params::selectable_fields(resource))?,
+        })
     }
 
     fn matches(&self, object: &Object) -> bool {
         self.labels.matches(object.labels())
-            && self.fields.matches(|f| watch::field_value(object.key.resource, &object.value, f))
+            && self
+                .fields
+                .matches(|f| watch::field_value(object.key.resource, &object.value, f))
     }
 }
 
 /// The objects a list returns and the version it is at, honouring `resourceVersion` and
 /// `resourceVersionMatch` as the apiserver does.
-fn list_objects(app: &App, resource: Resource, namespace: Option<&str>, params: &Params) -> Result<(Vec<Arc<Object>>, u64), ApiError> {
+fn list_objects(
+    app: &App,
+    resource: Resource,
+    namespace: Option<&str>,
+    params: &Params,
+) -> Result<(Vec<Arc<Object>>, u64), ApiError> {
     let rv = params.resource_version()?;
     let current = app.store.current_rv();
     match (rv, params.get("resourceVersionMatch").filter(|m| !m.is_empty())) {
@@ -113,28 +128,53 @@ fn list_objects(app: &App, resource: Resource, namespace: Option<&str>, params: 
     }
 }
 
-fn list(app: &App, call: &Call, resource: Resource, namespace: Option<&str>) -> Result<Response, ApiError> {
+fn list(
+    app: &App,
+    call: &Call,
+    resource: Resource,
+    namespace: Option<&str>,
+) -> Result<Response, ApiError> {
     let selection = Selection::parse(&call.params, resource)?;
     let (items, rv) = list_objects(app, resource, namespace, &call.params)?;
     let items: Vec<Arc<Object>> = items.into_iter().filter(|o| selection.matches(o)).collect();
     if call.wants_table() {
         let include = IncludeObject::parse(call.params.get("includeObject"));
         let objects: Vec<Value> = items.iter().map(|o| full(o)).collect();
-        return Ok(json_response(StatusCode::OK, table::render(printer(resource), &objects, Some(rv), include).to_string()));
+        return Ok(json_response(
+            StatusCode::OK,
+            table::render(printer(resource), &objects, Some(rv), include).to_string(),
+        ));
     }
-    Ok(json_response(StatusCode::OK, list_body(resource, rv, &items)))
+    Ok(json_response(
+        StatusCode::OK,
+        list_body(resource, rv, &items),
+    ))
 }
 
-fn watch_response(app: &App, call: &Call, resource: Resource, namespace: Option<String>, name: Option<String>) -> Result<Response, ApiError> {
+fn watch_response(
+    app: &App,
+    call: &Call,
+    resource: Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+) -> Result<Response, ApiError> {
     let selection = Selection::parse(&call.params, resource)?;
-    let name = name.or_else(|| selection.fields.required("metadata.name").map(str::to_owned));
+    let name = name.or_else(|| {
+        selection
+            .fields
+            .required("metadata.name")
+            .map(str::to_owned)
+    });
     let start = match call.params.resource_version()? {
         None | Some(0) => None,
         Some(rv) => Some(rv),
     };
-    let table = call
-        .wants_table()
-        .then(|| (printer(resource), IncludeObject::parse(call.params.get("includeObject"))));
+    let table = call.wants_table().then(|| {
+        (
+            printer(resource),
+            IncludeObject::parse(call.params.get("includeObject")),
+        )
+    });
     let spec = WatchSpec {
         resource,
         namespace,
@@ -165,18 +205,25 @@ pub async fn collection(
     watch_path: bool,
 ) -> Result<Response, ApiError> {
     match call.method {
-        Method::GET if watch_path || call.params.flag("watch") => watch_response(app, call, resource, namespace, None),
+        Method::GET if watch_path || call.params.flag("watch") => {
+            watch_response(app, call, resource, namespace, None)
+        }
         Method::GET => list(app, call, resource, namespace.as_deref()),
         Method::POST => {
             if resource.namespaced() && namespace.is_none() {
                 return Err(ApiError::MethodNotAllowed);
             }
             let writer = Writer::new(&app.store, call.manager(), call.params.dry_run()?);
-            let created = writer.create(resource, namespace.as_deref().unwrap_or(""), call.body()?)?;
+            let created =
+                writer.create(resource, namespace.as_deref().unwrap_or(""), call.body()?)?;
             Ok(object_response(call, StatusCode::CREATED, &created))
         }
         Method::DELETE if resource == Resource::Job && namespace.is_some() => {
-            let body = if call.body.is_empty() { None } else { Some(call.body()?) };
+            let body = if call.body.is_empty() {
+                None
+            } else {
+                Some(call.body()?)
+            };
             let (options, dry_run) = params::delete_options(&call.params, body.as_ref())?;
             let selection = Selection::parse(&call.params, resource)?;
             let (items, _) = app.store.list(resource, namespace.as_deref());
@@ -189,7 +236,10 @@ pub async fn collection(
                     Err(e) => return Err(e),
                 }
             }
-            Ok(json_response(StatusCode::OK, list_body(resource, app.store.current_rv(), &deleted)))
+            Ok(json_response(
+                StatusCode::OK,
+                list_body(resource, app.store.current_rv(), &deleted),
+            ))
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
@@ -213,7 +263,10 @@ pub async fn object(
             watch_response(app, call, resource, ns, Some(name))
         }
         Method::GET => {
-            let object = app.store.get(&key).ok_or(ApiError::NotFound { resource, name })?;
+            let object = app
+                .store
+                .get(&key)
+                .ok_or(ApiError::NotFound { resource, name })?;
             Ok(object_response(call, StatusCode::OK, &object))
         }
         Method::PUT => {
@@ -222,7 +275,11 @@ pub async fn object(
             Ok(object_response(call, StatusCode::OK, &updated))
         }
         Method::PATCH => {
-            let content_type = call.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let content_type = call
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             let patch_type = PatchType::from_content_type(content_type).ok_or_else(|| {
                 ApiError::UnsupportedMediaType(
                     "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
@@ -238,10 +295,18 @@ pub async fn object(
                     ));
                 }
                 if !subresource.is_empty() {
-                    return Err(ApiError::BadRequest("server-side apply of a subresource is not supported by fedjob-kubesim".to_owned()));
+                    return Err(ApiError::BadRequest(
+                        "server-side apply of a subresource is not supported by fedjob-kubesim"
+                            .to_owned(),
+                    ));
                 }
-                let (object, created) = writer.apply(&key, call.body()?, call.params.flag("force"))?;
-                let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+                let (object, created) =
+                    writer.apply(&key, call.body()?, call.params.flag("force"))?;
+                let code = if created {
+                    StatusCode::CREATED
+                } else {
+                    StatusCode::OK
+                };
                 return Ok(object_response(call, code, &object));
             }
             let patch = call.body()?;
@@ -249,13 +314,18 @@ pub async fn object(
             Ok(object_response(call, StatusCode::OK, &patched))
         }
         Method::DELETE if subresource.is_empty() => {
-            let body = if call.body.iter().all(u8::is_ascii_whitespace) { None } else { Some(call.body()?) };
+            let body = if call.body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                Some(call.body()?)
+            };
             let (options, dry_run) = params::delete_options(&call.params, body.as_ref())?;
             let writer = Writer::new(&app.store, call.manager(), dry_run);
             match writer.delete(&key, &options)? {
-                Deleted::Now(object) => {
-                    Ok(json_response(StatusCode::OK, status::deleted_status(resource, &name, object.uid())))
-                }
+                Deleted::Now(object) => Ok(json_response(
+                    StatusCode::OK,
+                    status::deleted_status(resource, &name, object.uid()),
+                )),
                 Deleted::Pending(object) => Ok(object_response(call, StatusCode::OK, &object)),
             }
         }
@@ -264,12 +334,19 @@ pub async fn object(
 }
 
 /// Simulated pods: lists (namespaced or all) and single GETs.
-pub fn pods(app: &App, call: &Call, namespace: Option<String>, name: Option<String>) -> Result<Response, ApiError> {
+pub fn pods(
+    app: &App,
+    call: &Call,
+    namespace: Option<String>,
+    name: Option<String>,
+) -> Result<Response, ApiError> {
     if call.method != Method::GET {
         return Err(ApiError::MethodNotAllowed);
     }
     if call.params.flag("watch") {
-        return Err(ApiError::BadRequest("fedjob-kubesim does not serve watches of pods".to_owned()));
+        return Err(ApiError::BadRequest(
+            "fedjob-kubesim does not serve watches of pods".to_owned(),
+        ));
     }
     let labels = call.params.labels()?;
     let fields = call.params.fields(params::POD_FIELDS)?;
@@ -281,7 +358,10 @@ pub fn pods(app: &App, call: &Call, namespace: Option<String>, name: Option<Stri
         .filter(|p| {
             fields.matches(|f| {
                 let pointer = format!("/{}", f.replace('.', "/"));
-                p.pointer(&pointer).and_then(Value::as_str).unwrap_or_default().to_owned()
+                p.pointer(&pointer)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
             })
         })
         .collect();
@@ -307,7 +387,10 @@ pub fn pods(app: &App, call: &Call, namespace: Option<String>, name: Option<Stri
     if call.wants_table() {
         let objects: Vec<Value> = items.into_iter().map(with_type).collect();
         let include = IncludeObject::parse(call.params.get("includeObject"));
-        return Ok(json_response(StatusCode::OK, table::render(Printer::Pod, &objects, Some(rv), include).to_string()));
+        return Ok(json_response(
+            StatusCode::OK,
+            table::render(Printer::Pod, &objects, Some(rv), include).to_string(),
+        ));
     }
     let list = json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": rv.to_string()}, "items": items});
     Ok(json_response(StatusCode::OK, list.to_string()))

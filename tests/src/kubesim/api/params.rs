@@ -85,7 +85,8 @@ impl Params {
 
     /// The label selector.
     pub fn labels(&self) -> Result<LabelSelector, ApiError> {
-        LabelSelector::parse(self.get("labelSelector").unwrap_or_default()).map_err(|e| ApiError::BadRequest(e.to_string()))
+        LabelSelector::parse(self.get("labelSelector").unwrap_or_default())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
     }
 
     /// The field selector, restricted to `supported` fields.
@@ -126,23 +127,40 @@ fn propagation(s: &str) -> Result<Propagation, ApiError> {
 }
 
 /// `DeleteOptions` from the body (when there is one) and the query; also whether it is a dry run.
-pub fn delete_options(params: &Params, body: Option<&Value>) -> Result<(DeleteOptions, bool), ApiError> {
+pub fn delete_options(
+    params: &Params,
+    body: Option<&Value>,
+) -> Result<(DeleteOptions, bool), ApiError> {
     let mut options = DeleteOptions::default();
     let mut dry_run = params.dry_run()?;
     if let Some(p) = params.get("propagationPolicy") {
         options.propagation = Some(propagation(p)?);
     }
     if let Some(o) = params.get("orphanDependents") {
-        options.propagation = Some(if o == "true" { Propagation::Orphan } else { Propagation::Background });
+        options.propagation = Some(if o == "true" {
+            Propagation::Orphan
+        } else {
+            Propagation::Background
+        });
     }
     if let Some(body) = body {
         if let Some(p) = body.get("propagationPolicy").and_then(Value::as_str) {
             options.propagation = Some(propagation(p)?);
         } else if let Some(o) = body.get("orphanDependents").and_then(Value::as_bool) {
-            options.propagation = Some(if o { Propagation::Orphan } else { Propagation::Background });
+            options.propagation = Some(if o {
+                Propagation::Orphan
+            } else {
+                Propagation::Background
+            });
         }
-        options.uid = body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_owned);
-        if let Some(rv) = body.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+        options.uid = body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        if let Some(rv) = body
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+        {
             options.resource_version = Some(parse_rv(rv)?);
         }
         if let Some(Value::Array(modes)) = body.get("dryRun") {
@@ -156,7 +174,9 @@ pub fn delete_options(params: &Params, body: Option<&Value>) -> Result<(DeleteOp
 pub fn decode_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
     let media = content_type.split(';').next().unwrap_or_default().trim();
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::BadRequest("the body of the request was empty".to_owned()));
+        return Err(ApiError::BadRequest(
+            "the body of the request was empty".to_owned(),
+        ));
     }
     match media {
         "application/yaml" | "application/apply-patch+yaml" => match serde_json::from_slice(bytes) {

@@ -86,7 +86,11 @@ fn core(rest: &[&str]) -> Option<Route> {
     };
     let ns = |s: &str| Some(s.to_owned());
     Some(match rest {
-        ["namespaces"] => Route::Collection { resource: Resource::Namespace, namespace: None, watch },
+        ["namespaces"] => Route::Collection {
+            resource: Resource::Namespace,
+            namespace: None,
+            watch,
+        },
         ["namespaces", name] => Route::Object {
             resource: Resource::Namespace,
             namespace: String::new(),
@@ -101,9 +105,18 @@ fn core(rest: &[&str]) -> Option<Route> {
             subresource: Some("status".to_owned()),
             watch,
         },
-        ["pods"] if !watch => Route::Pods { namespace: None, name: None },
-        ["namespaces", n, "pods"] if !watch => Route::Pods { namespace: ns(n), name: None },
-        ["namespaces", n, "pods", name] if !watch => Route::Pods { namespace: ns(n), name: ns(name) },
+        ["pods"] if !watch => Route::Pods {
+            namespace: None,
+            name: None,
+        },
+        ["namespaces", n, "pods"] if !watch => Route::Pods {
+            namespace: ns(n),
+            name: None,
+        },
+        ["namespaces", n, "pods", name] if !watch => Route::Pods {
+            namespace: ns(n),
+            name: ns(name),
+        },
         ["events"] if !watch => Route::Events { namespace: None },
         ["namespaces", n, "events"] if !watch => Route::Events { namespace: ns(n) },
         _ => return None,
@@ -116,8 +129,16 @@ fn batch(rest: &[&str]) -> Option<Route> {
         _ => (false, rest),
     };
     Some(match rest {
-        ["jobs"] => Route::Collection { resource: Resource::Job, namespace: None, watch },
-        ["namespaces", n, "jobs"] => Route::Collection { resource: Resource::Job, namespace: Some((*n).to_owned()), watch },
+        ["jobs"] => Route::Collection {
+            resource: Resource::Job,
+            namespace: None,
+            watch,
+        },
+        ["namespaces", n, "jobs"] => Route::Collection {
+            resource: Resource::Job,
+            namespace: Some((*n).to_owned()),
+            watch,
+        },
         ["namespaces", n, "jobs", name] => Route::Object {
             resource: Resource::Job,
             namespace: (*n).to_owned(),
@@ -145,7 +166,11 @@ mod tests {
         assert_eq!(parse("/apis/batch/v1"), Some(Route::BatchResources));
         assert_eq!(
             parse("/apis/batch/v1/namespaces/default/jobs"),
-            Some(Route::Collection { resource: Resource::Job, namespace: Some("default".into()), watch: false })
+            Some(Route::Collection {
+                resource: Resource::Job,
+                namespace: Some("default".into()),
+                watch: false
+            })
         );
         assert_eq!(
             parse("/apis/batch/v1/namespaces/default/jobs/a/status"),
@@ -159,10 +184,23 @@ mod tests {
         );
         assert_eq!(
             parse("/api/v1/watch/namespaces"),
-            Some(Route::Collection { resource: Resource::Namespace, namespace: None, watch: true })
+            Some(Route::Collection {
+                resource: Resource::Namespace,
+                namespace: None,
+                watch: true
+            })
         );
-        assert_eq!(parse("/api/v1/namespaces/x/pods"), Some(Route::Pods { namespace: Some("x".into()), name: None }));
+        assert_eq!(
+            parse("/api/v1/namespaces/x/pods"),
+            Some(Route::Pods {
+                namespace: Some("x".into()),
+                name: None
+            })
+        );
         assert_eq!(parse("/apis/apps/v1/deployments"), None);
-        assert_eq!(parse("/apis/batch/v1/namespaces/default/jobs/a/scale"), None);
+        assert_eq!(
+            parse("/apis/batch/v1/namespaces/default/jobs/a/scale"),
+            None
+        );
     }
 }
