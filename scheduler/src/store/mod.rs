@@ -25,8 +25,10 @@ use futures::stream::BoxStream;
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
 mod embedded;
+pub mod etcd;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStats, EmbeddedStore};
+pub use etcd::{EtcdOptions, EtcdStore};
 
 /// A point in the store's history. Store-wide, strictly increasing, persisted; a new store is at
 /// revision 1 and its first write gets revision 2 (as in etcd).
