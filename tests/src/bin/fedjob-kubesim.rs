@@ -37,7 +37,7 @@ struct Args {
     #[arg(long, env = "FEDJOB_KUBESIM_TOKEN")]
     token: Option<String>,
     /// Changes kept per cluster for watches from an old resourceVersion (older ones get 410).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 1024)]
     history: usize,
     /// How often watches that allow bookmarks get one.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -48,7 +49,7 @@ impl Default for SimOptions {
             port: 0,
             token: None,
             pod_duration: Duration::from_secs(1),
-            history: 4096,
+            history: 1024,
             bookmark_interval: Duration::from_secs(10),
         }
     }
@@ -142,6 +143,13 @@ impl SimCluster {
         let mut stop = trigger.subscribe();
         let name = options.name.clone();
         let server = tokio::spawn(async move {
+            // Watch events are small writes; without TCP_NODELAY some wait for a delayed ACK
+            // (40 ms). Go's net/http, and so the real apiserver, sets it too.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%err, "cannot set TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(listener, api::router(app))
                 .with_graceful_shutdown(async move { stop.recv().await });
             if let Err(err) = serve.await {

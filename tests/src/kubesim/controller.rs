@@ -229,7 +229,7 @@ impl Controller {
         let Some(ns) = self.store.get(key) else {
             return;
         };
-        if !namespace::terminating(&ns.value) {
+        if !namespace::terminating(&ns.value()) {
             return;
         }
         let writer = Writer::new(&self.store, writes::CONTROLLER_MANAGER, false);
@@ -274,19 +274,15 @@ impl Controller {
                 self.pods.remove_owned(&old.uid);
             }
         }
-        if object
-            .value
+        let value = object.value();
+        if value
             .pointer("/metadata/deletionTimestamp")
             .is_some_and(|t| !t.is_null())
         {
-            self.finalize(key, &object);
+            self.finalize(key, &object, &value);
             return;
         }
-        let status = object
-            .value
-            .get("status")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let status = value.get("status").cloned().unwrap_or_else(|| json!({}));
         let now = Instant::now();
         let job = self.jobs.entry(key.clone()).or_insert_with(|| SimJob {
             uid: uid.clone(),
@@ -311,10 +307,10 @@ impl Controller {
                     .and_then(|c| c["lastTransitionTime"].as_str());
                 instant_of(at, now)
             });
-            self.expire_or_schedule_ttl(key, &object, finished, now);
+            self.expire_or_schedule_ttl(key, &object, &value, finished, now);
             return;
         }
-        let new_status = self.sync_job(key, &object, &status, now);
+        let new_status = self.sync_job(key, &object, &value, &status, now);
         if new_status != status {
             let writer = Writer::new(&self.store, writes::CONTROLLER_MANAGER, false);
             if let Err(err) = writer.write_status(key, object.rv, new_status) {
@@ -331,11 +327,12 @@ impl Controller {
         &mut self,
         key: &ObjectKey,
         object: &Object,
+        value: &Value,
         status: &Value,
         now: Instant,
     ) -> Value {
-        let spec = object.value.get("spec").cloned().unwrap_or(Value::Null);
-        let template = Arc::new(spec.get("template").cloned().unwrap_or(Value::Null));
+        let spec = value.get("spec").cloned().unwrap_or(Value::Null);
+        let template = spec.get("template").cloned().unwrap_or(Value::Null);
         let pod_duration = self.pod_duration(&template);
         let fails = template
             .pointer("/metadata/labels")
@@ -473,6 +470,8 @@ impl Controller {
                     name: key.name.clone(),
                     uid: object.uid().to_owned(),
                 };
+                // Serialized once per sync, shared by the new pods.
+                let template_json = bytes::Bytes::from(template.to_string());
                 for _ in active..want {
                     let base: String = key.name.chars().take(58).collect();
                     let name = format!("{base}-{}", writes::random_suffix());
@@ -486,7 +485,7 @@ impl Controller {
                         restarts: 0,
                         owner: Some(owner.clone()),
                         job_name: key.name.clone(),
-                        template: template.clone(),
+                        template: template_json.clone(),
                     });
                     job.active.push(SimPod {
                         name,
@@ -560,7 +559,7 @@ impl Controller {
         let finished = job.finished;
         self.schedule(key, wake);
         if let Some(finished) = finished {
-            self.expire_or_schedule_ttl(key, object, finished, now);
+            self.expire_or_schedule_ttl(key, object, value, finished, now);
         }
         Value::Object(out)
     }
@@ -571,10 +570,11 @@ impl Controller {
         &mut self,
         key: &ObjectKey,
         object: &Object,
+        value: &Value,
         finished: Instant,
         now: Instant,
     ) {
-        let Some(ttl) = int(&object.value, "/spec/ttlSecondsAfterFinished") else {
+        let Some(ttl) = int(value, "/spec/ttlSecondsAfterFinished") else {
             self.schedule(key, None);
             return;
         };
@@ -596,9 +596,8 @@ impl Controller {
 
     /// The garbage collector's part of a deletion: orphan or delete the pods, then drop the
     /// finalizer that asked for it.
-    fn finalize(&mut self, key: &ObjectKey, object: &Object) {
-        let finalizers: Vec<String> = object
-            .value
+    fn finalize(&mut self, key: &ObjectKey, object: &Object, value: &Value) {
+        let finalizers: Vec<String> = value
             .pointer("/metadata/finalizers")
             .and_then(Value::as_array)
             .map(|f| {

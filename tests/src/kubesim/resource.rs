@@ -71,6 +71,29 @@ impl Resource {
         qualify(self.kind(), self.group())
     }
 
+    /// The value of a field that a field selector may name (`status.successful` of a Job,
+    /// `status.phase` of a Namespace); empty for other fields.
+    pub fn field_value(self, value: &serde_json::Value, field: &str) -> String {
+        let s = |p: &str| {
+            value
+                .pointer(p)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match (self, field) {
+            (_, "metadata.name") => s("/metadata/name"),
+            (_, "metadata.namespace") => s("/metadata/namespace"),
+            (Resource::Job, "status.successful") => value
+                .pointer("/status/succeeded")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(0)
+                .to_string(),
+            (Resource::Namespace, "status.phase") => s("/status/phase"),
+            _ => String::new(),
+        }
+    }
+
     /// The JSON prefix every serialized object of this resource starts with, in the order the
     /// real server writes it (`kind` first).
     pub fn type_meta_json(self) -> String {

@@ -44,6 +44,10 @@ impl ObjectKey {
 
 /// One stored version of an object: immutable, shared by the live map, the history and the
 /// responses being written.
+///
+/// It is kept serialized: a parsed `serde_json::Value` of a Job takes ten times the memory of
+/// its JSON (every small map is a B-tree node), and lists and watches send the bytes as they
+/// are. Writers and the controller parse the one version they work on.
 #[derive(Debug)]
 pub struct Object {
     /// Where it lives.
@@ -51,24 +55,55 @@ pub struct Object {
     /// Its `metadata.resourceVersion`.
     pub rv: u64,
     /// The object without `kind`/`apiVersion` (constant per resource and left out of list
-    /// items, as the real server does).
-    pub value: Value,
-    /// `value` serialized once, reused by every list, get and watch event that sends it.
+    /// items, as the real server does), serialized once for every list, get and watch event.
     pub json: Bytes,
+    /// `metadata.labels`, parsed, for selectors.
+    labels: Option<Value>,
+    /// `metadata.uid`.
+    uid: String,
 }
 
 impl Object {
+    /// Builds a version from its value (without `kind`/`apiVersion`).
+    pub fn new(key: ObjectKey, rv: u64, value: &Value) -> Self {
+        let json = Bytes::from(serde_json::to_vec(value).expect("JSON values serialize"));
+        let labels = value.pointer("/metadata/labels").cloned();
+        let uid = value
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        Self {
+            key,
+            rv,
+            json,
+            labels,
+            uid,
+        }
+    }
+
+    /// The object, parsed.
+    pub fn value(&self) -> Value {
+        serde_json::from_slice(&self.json).expect("stored objects are valid JSON")
+    }
+
     /// `metadata.labels`.
     pub fn labels(&self) -> Option<&Value> {
-        self.value.pointer("/metadata/labels")
+        self.labels.as_ref()
     }
 
     /// `metadata.uid`.
     pub fn uid(&self) -> &str {
-        self.value
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        &self.uid
+    }
+
+    /// The value of a field a field selector can name.
+    pub fn field(&self, field: &str) -> String {
+        match field {
+            "metadata.name" => self.key.name.clone(),
+            "metadata.namespace" => self.key.namespace.clone(),
+            _ => self.key.resource.field_value(&self.value(), field),
+        }
     }
 
     /// The object serialized with `kind` and `apiVersion` first, as a GET answers it.
@@ -317,7 +352,7 @@ impl Store {
         }
         let object = state.commit(
             key.clone(),
-            current.value.clone(),
+            current.value(),
             EventType::Deleted,
             Some(current),
         );
@@ -360,13 +395,7 @@ impl State {
                 meta.insert("resourceVersion".to_owned(), Value::String(rv.to_string()));
             }
         }
-        let json = Bytes::from(serde_json::to_vec(&value).expect("JSON values serialize"));
-        let object = Arc::new(Object {
-            key: key.clone(),
-            rv,
-            value,
-            json,
-        });
+        let object = Arc::new(Object::new(key.clone(), rv, &value));
         match ty {
             EventType::Deleted => {
                 self.objects.remove(&key);
@@ -420,7 +449,7 @@ mod tests {
         let store = Store::new(100);
         let a = store.create(key("a"), job("a", 1)).unwrap();
         assert_eq!(a.rv, 1);
-        assert_eq!(a.value["metadata"]["resourceVersion"], "1");
+        assert_eq!(a.value()["metadata"]["resourceVersion"], "1");
         assert!(matches!(
             store.create(key("a"), job("a", 1)),
             Err(StoreError::AlreadyExists)
@@ -433,7 +462,7 @@ mod tests {
         ));
         let gone = store.delete(&key("a"), None).unwrap();
         assert_eq!(gone.rv, 3);
-        assert_eq!(gone.value["spec"]["parallelism"], 2);
+        assert_eq!(gone.value()["spec"]["parallelism"], 2);
         assert!(store.get(&key("a")).is_none());
     }
 

@@ -52,28 +52,6 @@ pub struct WatchSpec {
     pub table: Option<(Printer, IncludeObject)>,
 }
 
-/// The value of a field an object can be selected by.
-pub fn field_value(resource: Resource, value: &Value, field: &str) -> String {
-    let s = |p: &str| {
-        value
-            .pointer(p)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    match (resource, field) {
-        (_, "metadata.name") => s("/metadata/name"),
-        (_, "metadata.namespace") => s("/metadata/namespace"),
-        (Resource::Job, "status.successful") => value
-            .pointer("/status/succeeded")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            .to_string(),
-        (Resource::Namespace, "status.phase") => s("/status/phase"),
-        _ => String::new(),
-    }
-}
-
 impl WatchSpec {
     fn matches(&self, object: &Object) -> bool {
         let key = &object.key;
@@ -84,9 +62,7 @@ impl WatchSpec {
                 .is_none_or(|ns| key.namespace == *ns)
             && self.name.as_ref().is_none_or(|n| key.name == *n)
             && self.labels.matches(object.labels())
-            && self
-                .fields
-                .matches(|f| field_value(self.resource, &object.value, f))
+            && self.fields.matches(|f| object.field(f))
     }
 
     /// The event a watcher with these selectors sees for a change, if any.

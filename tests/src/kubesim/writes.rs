@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::fieldset::{self, FieldSet};
@@ -69,6 +68,27 @@ enum Tracking {
     Apply(FieldSet),
 }
 
+/// The version a write starts from, parsed once.
+struct Current {
+    object: Arc<Object>,
+    rv: u64,
+    value: Value,
+}
+
+impl Current {
+    fn of(object: Arc<Object>) -> Self {
+        Self {
+            rv: object.rv,
+            value: object.value(),
+            object,
+        }
+    }
+
+    fn uid(&self) -> &str {
+        self.object.uid()
+    }
+}
+
 fn decode(resource: Resource, body: Value) -> Result<Value, ApiError> {
     let mut value = match resource {
         Resource::Job => job::decode(body)?,
@@ -123,13 +143,7 @@ fn detached(key: ObjectKey, value: Value) -> Arc<Object> {
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let json = Bytes::from(serde_json::to_vec(&value).expect("JSON values serialize"));
-    Arc::new(Object {
-        key,
-        rv,
-        value,
-        json,
-    })
+    Arc::new(Object::new(key, rv, &value))
 }
 
 /// A `resourceVersion` a client sent, parsed.
@@ -215,11 +229,14 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn get(&self, key: &ObjectKey) -> Result<Arc<Object>, ApiError> {
-        self.store.get(key).ok_or_else(|| ApiError::NotFound {
-            resource: key.resource,
-            name: key.name.clone(),
-        })
+    fn get(&self, key: &ObjectKey) -> Result<Current, ApiError> {
+        self.store
+            .get(key)
+            .map(Current::of)
+            .ok_or_else(|| ApiError::NotFound {
+                resource: key.resource,
+                name: key.name.clone(),
+            })
     }
 
     /// Creates an object from a request body (POST).
@@ -291,7 +308,7 @@ impl<'a> Writer<'a> {
                     resource: Resource::Namespace,
                     name: namespace.to_owned(),
                 })?;
-            if namespace::terminating(&ns.value) {
+            if namespace::terminating(&ns.value()) {
                 return Err(ApiError::Forbidden {
                     resource,
                     name,
@@ -376,7 +393,7 @@ impl<'a> Writer<'a> {
     fn next_version(
         &self,
         key: &ObjectKey,
-        old: &Object,
+        old: &Current,
         mut new: Value,
         subresource: &str,
     ) -> Result<Value, ApiError> {
@@ -404,7 +421,7 @@ impl<'a> Writer<'a> {
     fn prepare(
         &self,
         key: &ObjectKey,
-        old: &Object,
+        old: &Current,
         new: &mut Value,
         subresource: &str,
     ) -> Result<(), ApiError> {
@@ -429,12 +446,12 @@ impl<'a> Writer<'a> {
     fn commit(
         &self,
         key: &ObjectKey,
-        old: &Arc<Object>,
+        old: &Current,
         mut new: Value,
     ) -> Result<Arc<Object>, StoreError> {
         meta_mut(&mut new).insert("resourceVersion".into(), json!(old.rv.to_string()));
         if new == old.value {
-            return Ok(old.clone());
+            return Ok(old.object.clone());
         }
         let finalized = new
             .pointer("/metadata/deletionTimestamp")
@@ -528,7 +545,7 @@ impl<'a> Writer<'a> {
         Self::check_identity(key, &config)?;
         let applied = fieldset::applied(&config);
         loop {
-            let Some(live) = self.store.get(key) else {
+            let Some(live) = self.store.get(key).map(Current::of) else {
                 let mut value = config.clone();
                 meta_mut(&mut value).insert("name".into(), json!(key.name));
                 let created = self.create_decoded(
@@ -619,7 +636,7 @@ impl<'a> Writer<'a> {
                 .pointer("/metadata/deletionTimestamp")
                 .is_some_and(|t| !t.is_null())
             {
-                return Ok(Deleted::Pending(old));
+                return Ok(Deleted::Pending(old.object));
             }
             let mut new = old.value.clone();
             let now = clock::now();
@@ -644,7 +661,7 @@ impl<'a> Writer<'a> {
                     }
                     if finalizers.is_empty() {
                         if self.dry_run {
-                            return Ok(Deleted::Now(old));
+                            return Ok(Deleted::Now(old.object));
                         }
                         match self.store.delete(key, Some(old.rv)) {
                             Err(StoreError::Conflict { .. }) => continue,
@@ -712,7 +729,7 @@ impl<'a> Writer<'a> {
         finalizer: &str,
     ) -> Result<Option<Arc<Object>>, ApiError> {
         loop {
-            let Some(old) = self.store.get(key) else {
+            let Some(old) = self.store.get(key).map(Current::of) else {
                 return Ok(None);
             };
             let mut new = old.value.clone();
@@ -770,7 +787,7 @@ mod tests {
         let store = store();
         let w = Writer::new(&store, "curl", false);
         let created = w.create(Resource::Job, "default", job_body("a")).unwrap();
-        assert_eq!(created.value["metadata"]["generation"], 1);
+        assert_eq!(created.value()["metadata"]["generation"], 1);
         let key = ObjectKey::new(Resource::Job, "default", "a");
         let err = w
             .patch(
@@ -792,7 +809,7 @@ mod tests {
                 "",
             )
             .unwrap();
-        assert_eq!(ok.value["metadata"]["generation"], 2);
+        assert_eq!(ok.value()["metadata"]["generation"], 2);
         // A no-op patch writes nothing.
         let same = w
             .patch(
@@ -822,8 +839,8 @@ mod tests {
         );
         let (applied, created) = syncer.apply(&key, config, true).unwrap();
         assert!(!created);
-        assert_eq!(applied.value["spec"]["parallelism"], 3);
-        let managers: Vec<_> = ManagedFields::of(&applied.value)
+        assert_eq!(applied.value()["spec"]["parallelism"], 3);
+        let managers: Vec<_> = ManagedFields::of(&applied.value())
             .entries()
             .iter()
             .map(|e| e.manager.clone())
@@ -842,7 +859,7 @@ mod tests {
         assert!(created);
         config["metadata"]["labels"] = json!({"x": "1"});
         let (obj, _) = w.apply(&key, config, true).unwrap();
-        assert_eq!(obj.value["metadata"]["labels"], json!({"x": "1"}));
+        assert_eq!(obj.value()["metadata"]["labels"], json!({"x": "1"}));
     }
 
     #[test]
@@ -855,8 +872,8 @@ mod tests {
         let Deleted::Pending(obj) = w.delete(&key, &DeleteOptions::default()).unwrap() else {
             panic!("orphan waits")
         };
-        assert_eq!(obj.value["metadata"]["finalizers"], json!(["orphan"]));
-        assert_eq!(obj.value["metadata"]["generation"], 2);
+        assert_eq!(obj.value()["metadata"]["finalizers"], json!(["orphan"]));
+        assert_eq!(obj.value()["metadata"]["generation"], 2);
         assert!(w.remove_finalizer(&key, "orphan").unwrap().is_none());
         let key = ObjectKey::new(Resource::Job, "default", "b");
         let options = DeleteOptions {

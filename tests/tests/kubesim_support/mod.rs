@@ -106,6 +106,7 @@ pub struct Http {
     base: String,
     user_agent: String,
     token: Option<String>,
+    accept: String,
 }
 
 impl Http {
@@ -117,7 +118,14 @@ impl Http {
             base: base.trim_end_matches('/').to_owned(),
             user_agent: "curl/8.5.0".to_owned(),
             token: None,
+            accept: "application/json".to_owned(),
         }
+    }
+
+    /// The same client sending another `Accept` header.
+    pub fn with_accept(mut self, accept: &str) -> Self {
+        self.accept = accept.to_owned();
+        self
     }
 
     /// The same client sending `Authorization: Bearer TOKEN`.
@@ -137,7 +145,7 @@ impl Http {
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header("User-Agent", &self.user_agent)
-            .header("Accept", "application/json");
+            .header("Accept", &self.accept);
         if let Some(ct) = content_type {
             builder = builder.header("Content-Type", ct);
         }

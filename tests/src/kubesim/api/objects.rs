@@ -82,10 +82,7 @@ impl Selection {
     }
 
     fn matches(&self, object: &Object) -> bool {
-        self.labels.matches(object.labels())
-            && self
-                .fields
-                .matches(|f| watch::field_value(object.key.resource, &object.value, f))
+        self.labels.matches(object.labels()) && self.fields.matches(|f| object.field(f))
     }
 }
 

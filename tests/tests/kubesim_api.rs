@@ -1,0 +1,288 @@
+//! The rest of the API surface over plain HTTP: namespaces, all-namespace lists, selectors,
+//! YAML bodies, the status subresource, dry runs, collection deletes, and the answers to
+//! requests the simulator does not serve.
+
+mod kubesim_support;
+
+use hyper::Method;
+use kubesim_support::*;
+use serde_json::{Value, json};
+
+fn job(name: &str, labels: Value) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox:1.36"}]}}}
+    })
+}
+
+fn names(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn namespaces_and_lists_across_them() {
+    let sim = cluster(slow_pods()).await;
+    let http = Http::new(sim.url());
+    let initial = http.get("/api/v1/namespaces").await.json();
+    assert_eq!(initial["kind"], "NamespaceList");
+    assert!(
+        names(&initial).contains(&"default".to_owned())
+            && names(&initial).contains(&"kube-system".to_owned())
+    );
+
+    let created = http
+        .post(
+            "/api/v1/namespaces",
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let ns = created.json();
+    assert_eq!(
+        ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
+        "team-a"
+    );
+    assert_eq!(ns["spec"], json!({"finalizers": ["kubernetes"]}));
+    assert_eq!(ns["status"], json!({"phase": "Active"}));
+    let invalid = http
+        .post(
+            "/api/v1/namespaces",
+            &json!({"metadata": {"name": "Team_A"}}),
+        )
+        .await;
+    assert_eq!(invalid.status, 422);
+    assert!(invalid.json()["message"].as_str().unwrap().starts_with("Namespace \"Team_A\" is invalid: metadata.name: Invalid value: \"Team_A\": a lowercase RFC 1123 label must consist of"));
+    let missing = http.get("/api/v1/namespaces/nosuchns").await;
+    assert_eq!(missing.status, 404);
+    let expected_404 = fact("18-create-in-missing-namespace-404.json");
+    assert_json_eq(
+        &missing.json(),
+        &expected_404,
+        "a missing namespace reads like 18-…",
+    );
+
+    assert_eq!(
+        http.post(JOBS, &job("a", json!({"tier": "web", "team": "x"})))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        http.post(
+            "/apis/batch/v1/namespaces/team-a/jobs",
+            &job("b", json!({"tier": "db"}))
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        http.post(
+            "/apis/batch/v1/namespaces/team-a/jobs",
+            &job("c", json!({"other": "1"}))
+        )
+        .await
+        .status,
+        201
+    );
+
+    let all = http.get("/apis/batch/v1/jobs").await.json();
+    assert_eq!(names(&all), vec!["a", "b", "c"]);
+    let in_team = http
+        .get("/apis/batch/v1/jobs?fieldSelector=metadata.namespace%3Dteam-a")
+        .await
+        .json();
+    assert_eq!(names(&in_team), vec!["b", "c"]);
+    for (selector, expected) in [
+        ("tier", vec!["a", "b"]),
+        ("!tier", vec!["c"]),
+        ("tier!%3Dweb", vec!["b", "c"]),
+        ("tier%20in%20(web,db)", vec!["a", "b"]),
+        ("tier%20notin%20(web)", vec!["b", "c"]),
+        ("tier%3Dweb,team%3Dx", vec!["a"]),
+    ] {
+        let list = http
+            .get(&format!("/apis/batch/v1/jobs?labelSelector={selector}"))
+            .await
+            .json();
+        assert_eq!(names(&list), expected, "labelSelector={selector}");
+    }
+    // limit/continue are accepted; the whole list comes back in one page.
+    let paged = http.get("/apis/batch/v1/jobs?limit=1").await.json();
+    assert_eq!(names(&paged).len(), 3);
+    let bad_selector = http
+        .get("/apis/batch/v1/jobs?fieldSelector=spec.parallelism%3D1")
+        .await;
+    assert_eq!(bad_selector.status, 400);
+    assert_eq!(
+        bad_selector.json()["message"],
+        "field label not supported: spec.parallelism"
+    );
+
+    // Deleting a namespace deletes its Jobs, then the namespace.
+    let deleting = http.delete("/api/v1/namespaces/team-a", None).await;
+    assert_eq!(deleting.status, 200);
+    assert_eq!(deleting.json()["status"]["phase"], "Terminating");
+    eventually("team-a to be gone", || async {
+        (http.get("/api/v1/namespaces/team-a").await.status == 404).then_some(())
+    })
+    .await;
+    assert_eq!(
+        names(&http.get("/apis/batch/v1/jobs").await.json()),
+        vec!["a"]
+    );
+    let forbidden = http.delete("/api/v1/namespaces/default", None).await;
+    assert_eq!(forbidden.status, 403);
+    assert_eq!(
+        forbidden.json()["message"],
+        "namespaces \"default\" is forbidden: this namespace may not be deleted"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn yaml_bodies_status_subresource_dry_run_and_collection_delete() {
+    let sim = cluster(slow_pods()).await;
+    let http = Http::new(sim.url());
+
+    // kubectl and people send YAML.
+    let yaml = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: from-yaml\n  labels: {kind: yaml}\nspec:\n  template:\n    spec:\n      restartPolicy: OnFailure\n      containers:\n      - name: w\n        image: busybox:1.36\n";
+    let created = http
+        .send(
+            Method::POST,
+            JOBS,
+            Some("application/yaml"),
+            Some(yaml.to_owned()),
+        )
+        .await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.raw)
+    );
+    let from_yaml = created.json();
+    assert_eq!(
+        from_yaml["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert_eq!(from_yaml["spec"]["completions"], 1);
+    assert_eq!(from_yaml["spec"]["parallelism"], 1);
+
+    // A status write through /status changes status, never spec.
+    let mut edited = http
+        .get(&format!("{}/status", job_path("from-yaml")))
+        .await
+        .json();
+    edited["status"]["succeeded"] = json!(7);
+    edited["spec"]["parallelism"] = json!(9);
+    let written = http
+        .put(&format!("{}/status", job_path("from-yaml")), &edited)
+        .await;
+    assert_eq!(written.status, 200);
+    let written = written.json();
+    assert_eq!(written["status"]["succeeded"], 7);
+    assert_eq!(written["spec"]["parallelism"], 1);
+    assert_eq!(written["metadata"]["generation"], 1);
+    // …and a spec write never changes status.
+    let mut put = http.get(&job_path("from-yaml")).await.json();
+    put["spec"]["parallelism"] = json!(2);
+    put["status"] = json!({"failed": 99});
+    let written = http.put(&job_path("from-yaml"), &put).await.json();
+    assert_eq!(written["spec"]["parallelism"], 2);
+    assert_eq!(written["metadata"]["generation"], 2);
+    assert!(written["status"].get("failed").is_none());
+
+    // A dry run validates and answers, but stores nothing.
+    let dry = http
+        .post(
+            &format!("{JOBS}?dryRun=All"),
+            &job("dry", json!({"kind": "dry"})),
+        )
+        .await;
+    assert_eq!(dry.status, 201);
+    assert_eq!(http.get(&job_path("dry")).await.status, 404);
+
+    // deletecollection by label.
+    for name in ["x1", "x2"] {
+        assert_eq!(
+            http.post(JOBS, &job(name, json!({"kind": "batch"})))
+                .await
+                .status,
+            201
+        );
+    }
+    let deleted = http
+        .send(
+            Method::DELETE,
+            &format!("{JOBS}?labelSelector=kind%3Dbatch&propagationPolicy=Background"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(names(&deleted.json()), vec!["x1", "x2"]);
+    assert_eq!(names(&http.get(JOBS).await.json()), vec!["from-yaml"]);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_is_not_served_is_refused_like_the_apiserver_does() {
+    let sim = cluster(slow_pods()).await;
+    let http = Http::new(sim.url());
+    let unknown = http
+        .get("/apis/apps/v1/namespaces/default/deployments")
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        unknown.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "the server could not find the requested resource", "reason": "NotFound", "details": {}, "code": 404})
+    );
+    let not_allowed = http.post("/apis/batch/v1/jobs", &job("a", json!({}))).await;
+    assert_eq!(not_allowed.status, 405);
+    assert_eq!(not_allowed.json()["reason"], "MethodNotAllowed");
+    assert_eq!(http.post(JOBS, &job("a", json!({}))).await.status, 201);
+    let media = http.patch(&job_path("a"), "text/plain", &json!({})).await;
+    assert_eq!(media.status, 415);
+    assert_eq!(media.json()["reason"], "UnsupportedMediaType");
+    let no_manager = http
+        .patch(
+            &job_path("a"),
+            "application/apply-patch+yaml",
+            &job("a", json!({})),
+        )
+        .await;
+    assert_eq!(no_manager.status, 400);
+    let broken = http
+        .send(
+            Method::POST,
+            JOBS,
+            Some("application/json"),
+            Some("{not json".to_owned()),
+        )
+        .await;
+    assert_eq!(broken.status, 400);
+    assert_eq!(broken.json()["reason"], "BadRequest");
+    let wrong_type = http.post(JOBS, &json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "t"}, "spec": {"parallelism": "three"}})).await;
+    assert_eq!(wrong_type.status, 400);
+
+    // Discovery answers plain JSON even to clients that prefer aggregated discovery.
+    let kubectl_accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+    let aggregated = http.clone().with_accept(kubectl_accept).get("/apis").await;
+    assert_eq!(aggregated.content_type, "application/json");
+    assert_eq!(aggregated.json()["kind"], "APIGroupList");
+    assert_eq!(http.get("/openapi/v3").await.status, 404);
+    let version = http.get("/version").await.json();
+    assert_eq!(
+        (version["major"].as_str(), version["minor"].as_str()),
+        (Some("1"), Some("24"))
+    );
+    sim.shutdown().await;
+}
