@@ -233,6 +233,170 @@ async fn yaml_bodies_status_subresource_dry_run_and_collection_delete() {
 }
 
 #[tokio::test]
+async fn validation_reads_like_the_apiserver() {
+    let sim = cluster(slow_pods()).await;
+    let http = Http::new(sim.url());
+    let base = job("v", json!({}));
+    let with = |pointer: &str, value: Value| {
+        let mut body = base.clone();
+        *body.pointer_mut(pointer).expect("a field of the base Job") = value;
+        body
+    };
+    let lowercase_subdomain = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+    let cases = [
+        (
+            with("/metadata/name", json!("Bad_Name")),
+            "Bad_Name",
+            vec![(
+                "metadata.name",
+                "FieldValueInvalid",
+                format!("Invalid value: \"Bad_Name\": {lowercase_subdomain}"),
+            )],
+        ),
+        (
+            with("/spec/template/spec/containers", json!([])),
+            "v",
+            vec![(
+                "spec.template.spec.containers",
+                "FieldValueRequired",
+                "Required value".to_owned(),
+            )],
+        ),
+        (
+            with("/spec/template/spec/containers", json!([{"name": "w"}])),
+            "v",
+            vec![(
+                "spec.template.spec.containers[0].image",
+                "FieldValueRequired",
+                "Required value".to_owned(),
+            )],
+        ),
+        (
+            with(
+                "/spec/template/spec/containers",
+                json!([{"image": "busybox"}]),
+            ),
+            "v",
+            vec![(
+                "spec.template.spec.containers[0].name",
+                "FieldValueRequired",
+                "Required value".to_owned(),
+            )],
+        ),
+        (
+            {
+                let mut b = base.clone();
+                b["spec"]["parallelism"] = json!(-1);
+                b["spec"]["backoffLimit"] = json!(-2);
+                b
+            },
+            "v",
+            vec![
+                (
+                    "spec.parallelism",
+                    "FieldValueInvalid",
+                    "Invalid value: -1: must be greater than or equal to 0".to_owned(),
+                ),
+                (
+                    "spec.backoffLimit",
+                    "FieldValueInvalid",
+                    "Invalid value: -2: must be greater than or equal to 0".to_owned(),
+                ),
+            ],
+        ),
+    ];
+    for (body, name, expected) in cases {
+        let reply = http.post(JOBS, &body).await;
+        assert_eq!(reply.status, 422, "{}", String::from_utf8_lossy(&reply.raw));
+        let status = reply.json();
+        assert_eq!(status["reason"], "Invalid");
+        assert_eq!(status["details"]["name"], name);
+        assert_eq!(status["details"]["kind"], "Job");
+        let causes: Vec<(String, String, String)> = status["details"]["causes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["field"].as_str().unwrap().into(),
+                    c["reason"].as_str().unwrap().into(),
+                    c["message"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String, String)> = expected
+            .into_iter()
+            .map(|(f, r, m)| (f.to_owned(), r.to_owned(), m))
+            .collect();
+        assert_eq!(causes, expected);
+        // The message is `Job.batch "NAME" is invalid: ` and the causes, bracketed when several.
+        let joined: Vec<String> = expected
+            .iter()
+            .map(|(f, _, m)| format!("{f}: {m}"))
+            .collect();
+        let joined = if joined.len() == 1 {
+            joined[0].clone()
+        } else {
+            format!("[{}]", joined.join(", "))
+        };
+        assert_eq!(
+            status["message"],
+            format!("Job.batch \"{name}\" is invalid: {joined}")
+        );
+    }
+    // spec.selector and spec.completionMode are immutable too.
+    assert_eq!(http.post(JOBS, &base).await.status, 201);
+    let reply = http
+        .patch(
+            &job_path("v"),
+            "application/merge-patch+json",
+            &json!({"spec": {"completionMode": "Indexed"}}),
+        )
+        .await;
+    assert_eq!(reply.status, 422);
+    assert_eq!(
+        reply.json()["details"]["causes"][0]["field"],
+        "spec.completionMode"
+    );
+    assert_eq!(
+        reply.json()["details"]["causes"][0]["message"],
+        "Invalid value: \"Indexed\": field is immutable"
+    );
+    let reply = http
+        .patch(
+            &job_path("v"),
+            "application/merge-patch+json",
+            &json!({"spec": {"selector": {"matchLabels": {"x": "y"}}}}),
+        )
+        .await;
+    assert_eq!(reply.status, 422);
+    let causes = reply.json()["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        causes.iter().any(|c| c["field"] == "spec.selector"
+            && c["message"]
+                .as_str()
+                .unwrap()
+                .ends_with(": field is immutable")),
+        "{causes:?}"
+    );
+    // A merge patch through /status changes status only.
+    let reply = http
+        .patch(
+            &format!("{}/status", job_path("v")),
+            "application/merge-patch+json",
+            &json!({"status": {"succeeded": 3}, "spec": {"parallelism": 4}}),
+        )
+        .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["status"]["succeeded"], 3);
+    assert_eq!(reply.json()["spec"]["parallelism"], 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn what_is_not_served_is_refused_like_the_apiserver_does() {
     let sim = cluster(slow_pods()).await;
     let http = Http::new(sim.url());

@@ -470,9 +470,15 @@ impl Controller {
                     name: key.name.clone(),
                     uid: object.uid().to_owned(),
                 };
-                // Serialized once per sync, shared by the new pods.
-                let template_json = bytes::Bytes::from(template.to_string());
-                for _ in active..want {
+                // Serialized once per sync that starts pods, shared by them.
+                let shared = (want > active).then(|| {
+                    let labels = template
+                        .pointer("/metadata/labels")
+                        .cloned()
+                        .unwrap_or_else(|| json!({}));
+                    (bytes::Bytes::from(template.to_string()), Arc::new(labels))
+                });
+                for (template_json, labels) in (active..want).filter_map(|_| shared.clone()) {
                     let base: String = key.name.chars().take(58).collect();
                     let name = format!("{base}-{}", writes::random_suffix());
                     pods.insert(PodRecord {
@@ -485,7 +491,8 @@ impl Controller {
                         restarts: 0,
                         owner: Some(owner.clone()),
                         job_name: key.name.clone(),
-                        template: template_json.clone(),
+                        template: template_json,
+                        labels,
                     });
                     job.active.push(SimPod {
                         name,

@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -67,6 +69,8 @@ pub struct PodRecord {
     /// The Job's pod template as JSON, shared with every pod of the Job (parsed only when the
     /// pod is listed: a parsed template is ten times larger).
     pub template: Bytes,
+    /// The template's labels (the pod's), parsed once per Job for label selectors.
+    pub labels: Arc<Value>,
 }
 
 #[derive(Default)]
@@ -162,8 +166,8 @@ impl PodTable {
             .values()
             .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
             .filter(|p| name.is_none_or(|n| p.name == n))
+            .filter(|p| selector.matches(Some(&p.labels)))
             .map(render)
-            .filter(|p| selector.matches(p.pointer("/metadata/labels")))
             .collect()
     }
 }
@@ -277,7 +281,7 @@ pub fn render(pod: &PodRecord) -> Value {
         "uid": pod.uid,
         "resourceVersion": pod.rv.to_string(),
         "creationTimestamp": pod.created,
-        "labels": template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({})),
+        "labels": *pod.labels,
     });
     if let Some(annotations) = template.pointer("/metadata/annotations") {
         metadata["annotations"] = annotations.clone();
@@ -317,6 +321,7 @@ mod tests {
                 uid: owner.into(),
             }),
             job_name: "j".into(),
+            labels: Arc::new(json!({"job-name": "j"})),
             template: Bytes::from(
                 json!({"metadata": {"labels": {"job-name": "j"}},
                     "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]}})
