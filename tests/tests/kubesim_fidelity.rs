@@ -468,13 +468,14 @@ async fn list_watch_and_background_delete() {
         .unwrap()
         .to_owned();
 
-    // 20: watch from that version; a Job of two 1.5 s pods, one at a time.
+    // 20: watch from that version; a Job of two 3 s pods (as recorded), one at a time. The
+    // Job is deleted while its second pod runs, which leaves the test 3 s for that.
     let mut watch = http
         .watch(&format!(
             "{selector}&watch=true&resourceVersion={rv}&allowWatchBookmarks=true"
         ))
         .await;
-    let duration = "1500ms";
+    let duration = "3s";
     let w1 = json!({
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "w1", "labels": {"fedjob.io/job": "w1"}},
         "spec": {"parallelism": 1, "completions": 2, "template": {

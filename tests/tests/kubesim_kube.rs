@@ -463,12 +463,12 @@ async fn suspend_resume_work_queue_deadline_and_ttl() {
     .unwrap();
     let jobs: Api<Job> = Api::namespaced(client(&sim).await, "default");
 
-    // Suspend removes the running pods; resuming runs the Job to completion.
-    jobs.create(&PostParams::default(), &job("sus", 2, Some(4), "1s"))
+    // Suspend removes the running pods; resuming starts them again.
+    jobs.create(&PostParams::default(), &job("sus", 2, Some(4), "60s"))
         .await
         .unwrap();
     wait_for(&jobs, "sus", "sus active", |j| {
-        j.status.as_ref().and_then(|s| s.active).is_some()
+        j.status.as_ref().and_then(|s| s.active) == Some(2)
     })
     .await;
     jobs.patch(
@@ -486,7 +486,15 @@ async fn suspend_resume_work_queue_deadline_and_ttl() {
         condition(&suspended, "Suspended"),
         Some(("JobSuspended".into(), "Job suspended".into()))
     );
-    assert_eq!(suspended.status.unwrap().active, None);
+    assert_eq!(suspended.status.as_ref().unwrap().active, None);
+    let pods = Http::new(sim.url())
+        .get("/api/v1/namespaces/default/pods?labelSelector=job-name%3Dsus")
+        .await
+        .json();
+    assert!(
+        pods["items"].as_array().unwrap().is_empty(),
+        "suspending deletes the running pods"
+    );
     jobs.patch(
         "sus",
         &PatchParams::default(),
@@ -494,24 +502,20 @@ async fn suspend_resume_work_queue_deadline_and_ttl() {
     )
     .await
     .unwrap();
-    let done = wait_for(&jobs, "sus", "resumed and Complete", |j| {
-        condition(j, "Complete").is_some()
+    let resumed = wait_for(&jobs, "sus", "resumed and running", |j| {
+        j.status.as_ref().and_then(|s| s.active) == Some(2)
     })
     .await;
-    let resumed = done
-        .status
-        .as_ref()
-        .unwrap()
+    let status = resumed.status.unwrap();
+    let suspended_condition = status
         .conditions
-        .as_ref()
         .unwrap()
-        .iter()
+        .into_iter()
         .find(|c| c.type_ == "Suspended")
-        .cloned();
-    assert_eq!(
-        resumed.map(|c| (c.status, c.reason)),
-        Some(("False".into(), Some("JobResumed".into())))
-    );
+        .unwrap();
+    assert_eq!(suspended_condition.status, "False");
+    assert_eq!(suspended_condition.reason.as_deref(), Some("JobResumed"));
+    assert_eq!(suspended_condition.message.as_deref(), Some("Job resumed"));
 
     // A work queue (no completions): done once one pod succeeded and the others ended.
     jobs.create(&PostParams::default(), &job("queue", 3, None, "150ms"))
