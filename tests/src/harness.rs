@@ -50,7 +50,10 @@ impl Proc {
     pub fn spawn(name: &str, program: &Path, args: &[String]) -> anyhow::Result<Self> {
         let mut child = Command::new(program)
             .args(args)
-            .env("RUST_LOG", std::env::var("FEDJOB_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("FEDJOB_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -59,8 +62,14 @@ impl Proc {
             .with_context(|| format!("starting {}", program.display()))?;
         let output = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
         ]
         .into_iter()
         .flatten()
@@ -73,21 +82,37 @@ impl Proc {
                 }
             });
         }
-        Ok(Self { name: name.to_owned(), child, output })
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            output,
+        })
     }
 
     /// Waits until a line containing `needle` was printed; returns it.
-    pub async fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> anyhow::Result<String> {
+    pub async fn wait_for_line(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(line) = self.output.lock().iter().find(|l| l.contains(needle)) {
                 return Ok(line.clone());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!("{} exited ({status}) before printing {needle:?}:\n{}", self.name, self.tail(40));
+                bail!(
+                    "{} exited ({status}) before printing {needle:?}:\n{}",
+                    self.name,
+                    self.tail(40)
+                );
             }
             if Instant::now() > deadline {
-                bail!("{} did not print {needle:?} within {timeout:?}:\n{}", self.name, self.tail(40));
+                bail!(
+                    "{} did not print {needle:?} within {timeout:?}:\n{}",
+                    self.name,
+                    self.tail(40)
+                );
             }
             sleep(Duration::from_millis(20)).await;
         }
@@ -112,13 +137,22 @@ impl Proc {
 
     /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited 0.
     pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<bool> {
-        let pid = self.child.id().ok_or_else(|| anyhow!("{} already exited", self.name))?;
-        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        let pid = self
+            .child
+            .id()
+            .ok_or_else(|| anyhow!("{} already exited", self.name))?;
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
         match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(status) => Ok(status?.success()),
             Err(_) => {
                 self.kill9().await;
-                bail!("{} did not stop within {timeout:?} after SIGTERM:\n{}", self.name, self.tail(40))
+                bail!(
+                    "{} did not stop within {timeout:?} after SIGTERM:\n{}",
+                    self.name,
+                    self.tail(40)
+                )
             }
         }
     }
@@ -156,8 +190,12 @@ impl SchedulerProc {
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut proc = Proc::spawn("fedjob-scheduler", &bin("fedjob-scheduler")?, &args)?;
-        proc.wait_for_line("fedjob-scheduler serving", Duration::from_secs(30)).await?;
-        Ok(Self { proc, url: format!("http://127.0.0.1:{port}") })
+        proc.wait_for_line("fedjob-scheduler serving", Duration::from_secs(30))
+            .await?;
+        Ok(Self {
+            proc,
+            url: format!("http://127.0.0.1:{port}"),
+        })
     }
 }
 
@@ -180,7 +218,11 @@ pub struct SimProc {
 
 impl SimProc {
     /// Starts simulated clusters named `clusters`; pods run for `pod_duration` by default.
-    pub async fn start(clusters: &[&str], kubeconfig: &Path, pod_duration: &str) -> anyhow::Result<Self> {
+    pub async fn start(
+        clusters: &[&str],
+        kubeconfig: &Path,
+        pod_duration: &str,
+    ) -> anyhow::Result<Self> {
         let args = vec![
             "--clusters".to_owned(),
             clusters.join(","),
@@ -190,8 +232,11 @@ impl SimProc {
             pod_duration.to_owned(),
         ];
         let mut proc = Proc::spawn("fedjob-kubesim", &bin("fedjob-kubesim")?, &args)?;
-        let line = proc.wait_for_line("\"ready\":true", Duration::from_secs(30)).await?;
-        let ready: SimReady = serde_json::from_str(&line).with_context(|| format!("ready line {line}"))?;
+        let line = proc
+            .wait_for_line("\"ready\":true", Duration::from_secs(30))
+            .await?;
+        let ready: SimReady =
+            serde_json::from_str(&line).with_context(|| format!("ready line {line}"))?;
         Ok(Self { proc, ready })
     }
 }
@@ -206,7 +251,12 @@ pub struct SyncerProc {
 
 impl SyncerProc {
     /// Starts a syncer for `cluster` (a context of `kubeconfig`) against `scheduler_url`.
-    pub fn start(scheduler_url: &str, cluster: &str, kubeconfig: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+    pub fn start(
+        scheduler_url: &str,
+        cluster: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut args = vec![
             "--scheduler".to_owned(),
             scheduler_url.to_owned(),
@@ -218,8 +268,15 @@ impl SyncerProc {
             cluster.to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let proc = Proc::spawn(&format!("fedjob-syncer[{cluster}]"), &bin("fedjob-syncer")?, &args)?;
-        Ok(Self { proc, cluster: cluster.to_owned() })
+        let proc = Proc::spawn(
+            &format!("fedjob-syncer[{cluster}]"),
+            &bin("fedjob-syncer")?,
+            &args,
+        )?;
+        Ok(Self {
+            proc,
+            cluster: cluster.to_owned(),
+        })
     }
 }
 
@@ -238,13 +295,22 @@ impl FedctlOutput {
     /// Standard output as JSON; panics with both streams when it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("fedctl printed no JSON ({e}):\nstdout: {}\nstderr: {}", self.stdout, self.stderr)
+            panic!(
+                "fedctl printed no JSON ({e}):\nstdout: {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
         })
     }
 
     /// Panics unless fedctl exited 0.
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, Some(0), "fedctl failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code,
+            Some(0),
+            "fedctl failed:\nstdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
         self
     }
 }

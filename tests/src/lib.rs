@@ -1,3 +1,4 @@
 //! fedjob test tools.
 
+pub mod harness;
 pub mod kubesim;
