@@ -6,6 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use tonic::transport::Uri;
+
+use crate::store::etcd::{
+    ClientIdentity, DEFAULT_PREFIX, EtcdCredentials, EtcdOptions, EtcdTls, parse_endpoint,
+};
 
 /// `fedjob-scheduler`: the federation control plane.
 #[derive(Debug, Clone, Parser)]
@@ -39,6 +44,10 @@ pub struct Config {
     /// Largest gRPC message accepted, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
+
+    /// How to reach etcd, with `--store etcd`.
+    #[command(flatten)]
+    pub etcd: EtcdFlags,
 }
 
 /// Store backends.
@@ -46,6 +55,104 @@ pub struct Config {
 pub enum StoreKind {
     /// An embedded redb database in `--data-dir`.
     Embedded,
+    /// An etcd cluster (`--etcd-endpoints`), under `--etcd-prefix`.
+    Etcd,
+}
+
+/// The `--etcd-*` flags.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct EtcdFlags {
+    /// etcd members' client URLs, comma-separated: `http://host:2379`, `https://host:2379`, or
+    /// `host:port` (http). Required with `--store etcd`.
+    #[arg(
+        id = "etcd_endpoints",
+        long = "etcd-endpoints",
+        value_name = "URL,…",
+        value_delimiter = ',',
+        value_parser = parse_endpoint,
+        required_if_eq("store", "etcd")
+    )]
+    pub endpoints: Vec<Uri>,
+
+    /// Prefix of every fedjob key in etcd (a trailing `/` is added when missing).
+    #[arg(id = "etcd_prefix", long = "etcd-prefix", default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+
+    /// CA certificate (PEM) that signed the etcd members' certificates; needed for https.
+    #[arg(id = "etcd_ca", long = "etcd-ca", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for etcd members that require one (`--client-cert-auth`).
+    #[arg(
+        id = "etcd_cert",
+        long = "etcd-cert",
+        value_name = "FILE",
+        requires_all = ["etcd_key", "etcd_ca"]
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of `--etcd-cert`.
+    #[arg(
+        id = "etcd_key",
+        long = "etcd-key",
+        value_name = "FILE",
+        requires = "etcd_cert"
+    )]
+    pub key: Option<PathBuf>,
+
+    /// etcd user, when etcd has authentication enabled.
+    #[arg(
+        id = "etcd_username",
+        long = "etcd-username",
+        requires = "etcd_password"
+    )]
+    pub username: Option<String>,
+
+    /// Password of `--etcd-username` (better passed in the environment than on the command line).
+    #[arg(
+        id = "etcd_password",
+        long = "etcd-password",
+        env = "FEDJOB_ETCD_PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_username"
+    )]
+    pub password: Option<String>,
+}
+
+impl Default for EtcdFlags {
+    fn default() -> Self {
+        EtcdFlags {
+            endpoints: Vec::new(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            ca: None,
+            cert: None,
+            key: None,
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl EtcdFlags {
+    /// The etcd store's options these flags describe (default timeouts).
+    pub fn options(&self) -> EtcdOptions {
+        let mut options = EtcdOptions::new(self.endpoints.clone());
+        options.prefix = self.prefix.clone();
+        options.tls = self.ca.clone().map(|ca| EtcdTls {
+            ca,
+            client: self
+                .cert
+                .clone()
+                .zip(self.key.clone())
+                .map(|(cert, key)| ClientIdentity { cert, key }),
+        });
+        options.credentials = self
+            .username
+            .clone()
+            .zip(self.password.clone())
+            .map(|(username, password)| EtcdCredentials { username, password });
+        options
+    }
 }
 
 impl Config {
@@ -93,5 +200,72 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5y").is_err());
         assert!(parse_duration("-1s").is_err());
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("fedjob-scheduler").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn etcd_flags_parse_into_store_options() {
+        let config = parse(&[
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "https://10.0.0.1:2379,10.0.0.2",
+            "--etcd-prefix",
+            "/fed",
+            "--etcd-ca",
+            "ca.pem",
+            "--etcd-cert",
+            "c.pem",
+            "--etcd-key",
+            "k.pem",
+            "--etcd-username",
+            "fedjob",
+            "--etcd-password",
+            "pw",
+        ])
+        .unwrap();
+        assert_eq!(config.store, StoreKind::Etcd);
+        let options = config.etcd.options();
+        let endpoints: Vec<String> = options.endpoints.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            endpoints,
+            ["https://10.0.0.1:2379/", "http://10.0.0.2:2379/"]
+        );
+        assert_eq!(options.prefix, "/fed");
+        assert_eq!(
+            options.tls,
+            Some(EtcdTls {
+                ca: "ca.pem".into(),
+                client: Some(ClientIdentity {
+                    cert: "c.pem".into(),
+                    key: "k.pem".into()
+                })
+            })
+        );
+        assert_eq!(options.credentials.unwrap().username, "fedjob");
+
+        let embedded = parse(&[]).unwrap();
+        assert_eq!(embedded.store, StoreKind::Embedded);
+        assert_eq!(embedded.etcd, EtcdFlags::default());
+    }
+
+    #[test]
+    fn etcd_flags_refuse_incomplete_settings() {
+        // etcd without endpoints; a certificate without its key or CA; a user without password.
+        assert!(parse(&["--store", "etcd"]).is_err());
+        assert!(parse(&["--store", "etcd", "--etcd-endpoints", "ftp://x:1"]).is_err());
+        let endpoints = ["--store", "etcd", "--etcd-endpoints", "127.0.0.1:2379"];
+        let with = |more: &[&'static str]| {
+            let mut args = endpoints.to_vec();
+            args.extend_from_slice(more);
+            parse(&args)
+        };
+        assert!(with(&[]).is_ok());
+        assert!(with(&["--etcd-cert", "c.pem", "--etcd-ca", "ca.pem"]).is_err());
+        assert!(with(&["--etcd-cert", "c.pem", "--etcd-key", "k.pem"]).is_err());
+        assert!(with(&["--etcd-username", "u"]).is_err());
     }
 }

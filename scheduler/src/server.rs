@@ -21,7 +21,7 @@ use crate::config::{Config, StoreKind};
 use crate::control_plane::{ControlPlane, Settings};
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Shutdown, Trigger};
-use crate::store::{EmbeddedOptions, EmbeddedStore, Store};
+use crate::store::{EmbeddedOptions, EmbeddedStore, EtcdStore, Store};
 
 /// How long in-flight calls get to finish once shutdown starts.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -64,6 +64,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             };
             let store = EmbeddedStore::open(&config.data_dir, options)
                 .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+            Arc::new(store)
+        }
+        StoreKind::Etcd => {
+            let mut options = config.etcd.options();
+            options.observer = Some(metrics.clone());
+            let store = EtcdStore::connect(options)
+                .await
+                .context("connecting to etcd (--etcd-endpoints)")?;
             Arc::new(store)
         }
     };

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use clap::Parser as _;
 use fedjob_scheduler::store::etcd::pb::etcdserverpb::{
     AuthEnableRequest, AuthUserAddRequest, AuthUserGrantRoleRequest, auth_client::AuthClient,
 };
@@ -616,4 +617,71 @@ async fn unreachable_endpoints_are_skipped_and_all_unreachable_fails_in_time() {
         "{status:?}"
     );
     store.close().await.unwrap();
+}
+
+/// A scheduler started with `--store etcd` keeps its Jobs in etcd under the prefix, and a new
+/// scheduler on the same etcd finds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_keeps_its_state_in_etcd() {
+    use fedjob_proto::v1::{self, federation_client::FederationClient};
+    use fedjob_scheduler::config::Config;
+    use fedjob_scheduler::server;
+
+    let cluster = EtcdCluster::three().await;
+    let endpoints: Vec<String> = cluster.endpoints().iter().map(|e| e.to_string()).collect();
+    let endpoints = endpoints.join(",");
+    let config = || {
+        Config::try_parse_from([
+            "fedjob-scheduler",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            &endpoints,
+            "--etcd-prefix",
+            "/fedjob-server",
+        ])
+        .expect("valid flags")
+    };
+    let manifest = r#"{"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "in-etcd"},
+        "spec": {"parallelism": 2, "completions": 4, "template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "w", "image": "busybox", "command": ["true"]}]}}}}"#;
+
+    let first = server::start(config()).await.expect("starts on etcd");
+    let mut client = FederationClient::connect(format!("http://{}", first.addr))
+        .await
+        .unwrap();
+    let created = client
+        .create_job(v1::CreateJobRequest {
+            manifest: manifest.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("create through a scheduler on etcd")
+        .into_inner();
+    first.shutdown().await.unwrap();
+
+    let raw = cluster.store("/fedjob-server/").await;
+    assert!(
+        !raw.list("").await.unwrap().items.is_empty(),
+        "the scheduler wrote under --etcd-prefix"
+    );
+
+    let second = server::start(config()).await.expect("starts again on etcd");
+    let mut client = FederationClient::connect(format!("http://{}", second.addr))
+        .await
+        .unwrap();
+    let found = client
+        .get_job(v1::GetJobRequest {
+            namespace: String::new(),
+            name: "in-etcd".into(),
+        })
+        .await
+        .expect("the Job is still there")
+        .into_inner();
+    assert_eq!(found, created);
+    second.shutdown().await.unwrap();
 }

@@ -42,6 +42,7 @@ pub async fn start_in(dir: tempfile::TempDir, grace: Duration) -> TestScheduler 
         cluster_grace: grace,
         failover_after: None,
         max_message_bytes: 16 * 1024 * 1024,
+        etcd: Default::default(),
     };
     let running = server::start(config).await.expect("scheduler starts");
     let url = format!("http://{}", running.addr);

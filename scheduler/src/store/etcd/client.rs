@@ -547,7 +547,7 @@ pub fn parse_endpoint(text: &str) -> Result<Uri, String> {
             ));
         }
     }
-    let Some(authority) = uri.authority() else {
+    let Some(authority) = uri.authority().filter(|a| !a.host().is_empty()) else {
         return Err(format!("invalid etcd endpoint \"{text}\": no host"));
     };
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
