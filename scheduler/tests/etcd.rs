@@ -30,8 +30,9 @@ use support::{EtcdCluster, Settings, TlsFiles, free_ports};
 /// then the closing test on a store of its own.
 async fn conformance_suite(cluster: &EtcdCluster) {
     let store = cluster.store("/fedjob-conformance/").await;
+    let endpoints = cluster.endpoints();
     conformance::run_all(&store, "suite/", |revision| {
-        compact_through(cluster, &store, revision)
+        compact_through(cluster, &endpoints, &store, revision)
     })
     .await;
     let closing = cluster.store("/fedjob-conformance/").await;
@@ -42,13 +43,18 @@ async fn conformance_suite(cluster: &EtcdCluster) {
 /// The suite's compaction hook: makes the history up to and including `revision` unavailable
 /// to watches on every member. etcd keeps the state *at* its compaction revision, so this
 /// compacts at `revision + 1` (writing a filler key first if that revision does not exist yet),
-/// then waits until each member refuses a watch that needs `revision`.
-async fn compact_through(cluster: &EtcdCluster, store: &EtcdStore, revision: Revision) {
+/// then waits until each member at `endpoints` refuses a watch that needs `revision`.
+async fn compact_through(
+    cluster: &EtcdCluster,
+    endpoints: &[tonic::transport::Uri],
+    store: &EtcdStore,
+    revision: Revision,
+) {
     if store.revision() <= revision {
         put(store, "~filler", "x", Precondition::Any).await.unwrap();
     }
     store.compact(revision + 1).await.unwrap();
-    for endpoint in cluster.endpoints() {
+    for endpoint in endpoints {
         let probe = cluster
             .store_on(vec![endpoint.clone()], store.prefix())
             .await;
@@ -684,4 +690,44 @@ async fn the_scheduler_keeps_its_state_in_etcd() {
         .into_inner();
     assert_eq!(found, created);
     second.shutdown().await.unwrap();
+}
+
+/// A watch that must resume on another member after history it still needs was compacted
+/// says `Compacted` (naming the last revision it delivered) instead of skipping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resuming_past_a_compaction_says_compacted() {
+    let mut cluster = EtcdCluster::three().await;
+    let endpoints = cluster.endpoints();
+    let watcher = cluster.store_on(endpoints.clone(), "/fedjob-resume/").await;
+    let writer = cluster
+        .store_on(
+            vec![endpoints[1].clone(), endpoints[2].clone()],
+            "/fedjob-resume/",
+        )
+        .await;
+    let mut events = watcher.watch("", watcher.revision());
+    let mut delivered = 0;
+    for i in 0..5 {
+        let written = create(&writer, &format!("before/{i}")).await;
+        delivered = conformance::next_event(&mut events).await.revision();
+        assert_eq!(delivered, written);
+    }
+    // The watch is not read while its member dies and the history after `delivered` goes.
+    let endpoint = watcher.current_endpoint();
+    cluster.member_at(&endpoint).kill();
+    for i in 0..5 {
+        create(&writer, &format!("after/{i}")).await;
+    }
+    let last = writer.revision();
+    compact_through(&cluster, &endpoints[1..], &writer, last).await;
+    match conformance::next_item(&mut events).await {
+        Some(Err(StoreError::Compacted { requested, oldest })) => {
+            assert_eq!(requested, delivered);
+            assert_eq!(oldest, last);
+        }
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    assert!(conformance::next_item(&mut events).await.is_none());
+    watcher.close().await.unwrap();
+    writer.close().await.unwrap();
 }
