@@ -11,12 +11,13 @@
 //! - [`Store::list`] reads pages of a linearizable Range, every page at the revision of the
 //!   first, so the listing is one snapshot however large.
 //! - [`Store::watch`] is an etcd Watch from `after + 1` that resumes on another member after
-//!   failures (see the `watch` module); etcd's compaction answer becomes
+//!   failures (see the `watches` module); etcd's compaction answer becomes
 //!   [`StoreError::Compacted`].
 //! - Failover, timeouts, TLS and authentication are the `client` module's.
 //!
-//! A txn whose connection breaks after it was sent is not retried: etcd may have applied it,
-//! and a second attempt of a compare-and-swap that won would answer `Conflict`. The caller gets
+//! A txn whose connection breaks after it was sent, or that gets no answer in time (as while
+//! the cluster replaces a leader that died), is not retried: etcd may have applied it, and a
+//! second attempt of a compare-and-swap that won would answer `Conflict`. The caller gets
 //! a [`StoreError::Backend`] whose source is [`EtcdError::OutcomeUnknown`] and must read the
 //! key to learn the outcome — the one place where a `Backend` error from a txn does not mean
 //! "not applied". Everything else (reads, and writes the member refused before acting on them)
@@ -522,7 +523,9 @@ impl EtcdStore {
     /// Maintenance Status of endpoint `index`, without failover.
     async fn member_status(&self, index: usize) -> Result<EtcdStatus, StoreError> {
         let client = &self.inner.client;
-        let request = client.request(StatusRequest {});
+        let mut request = client.request(StatusRequest {});
+        // A member without a leader must still say so rather than refuse.
+        request.metadata_mut().remove(client::REQUIRE_LEADER_KEY);
         let timeout = client.request_timeout();
         let answer = tokio::time::timeout(
             timeout,

@@ -38,7 +38,7 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// etcd's metadata asking a member to refuse a call while it has no raft leader.
-const REQUIRE_LEADER_KEY: &str = "hasleader";
+pub(super) const REQUIRE_LEADER_KEY: &str = "hasleader";
 /// etcd's metadata carrying the token of [`AuthClient::authenticate`].
 const TOKEN_KEY: &str = "token";
 
