@@ -56,6 +56,42 @@ pub struct Args {
     /// How long in-flight applies may take to finish after SIGTERM.
     #[arg(long, default_value = "10s")]
     pub shutdown_grace: String,
+
+    /// PEM CA certificate(s) that sign the scheduler's certificate (needed for `https://` URLs).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM client certificate presented to the scheduler; its DNS SAN (or CN) must be this
+    /// cluster's name.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Allow plain-text `http://` to a scheduler that is not on a loopback address.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// TLS material for `https://` schedulers, read once at start.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// PEM CA certificate(s) trusted for the scheduler.
+    pub ca: Vec<u8>,
+    /// PEM client certificate and key, when the scheduler asks agents for one.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("Tls")
+            .field("ca_bytes", &self.ca.len())
+            .field("client_identity", &self.identity.is_some())
+            .finish()
+    }
 }
 
 /// Where the syncer gets its Kubernetes credentials from.
@@ -94,6 +130,8 @@ pub struct Config {
     pub workers: usize,
     /// Time allowed for in-flight work after SIGTERM.
     pub shutdown_grace: Duration,
+    /// TLS for `https://` schedulers.
+    pub tls: Option<Tls>,
 }
 
 /// A flag that cannot be used.
@@ -156,8 +194,16 @@ impl TryFrom<Args> for Config {
                 "at least one URL is needed",
             ));
         }
+        let tls = read_tls(&args)?;
         for url in &schedulers {
-            check_url(url).map_err(|m| ConfigError::invalid("scheduler", m))?;
+            check_url(url, tls.is_some(), args.insecure)
+                .map_err(|m| ConfigError::invalid("scheduler", m))?;
+        }
+        if tls.is_some() && !schedulers.iter().any(|u| u.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "scheduler",
+                "--tls-* flags are given but no scheduler URL is https://",
+            ));
         }
         check_dns_label(&args.cluster_name).map_err(|m| {
             ConfigError::invalid("cluster-name", format!("{:?}: {m}", args.cluster_name))
@@ -194,29 +240,62 @@ impl TryFrom<Args> for Config {
             namespace: args.namespace,
             workers: args.workers,
             shutdown_grace,
+            tls,
         })
     }
 }
 
-/// A scheduler URL must be `http://HOST[:PORT]`. (TLS, `https://` with `--tls-*` flags, is
-/// not built yet: refusing it here beats silently speaking plain text.)
-fn check_url(url: &str) -> Result<(), String> {
+/// Reads the `--tls-*` files; `None` without `--tls-ca`.
+fn read_tls(args: &Args) -> Result<Option<Tls>, ConfigError> {
+    let read = |flag: &'static str, path: &PathBuf| {
+        std::fs::read(path)
+            .map_err(|e| ConfigError::invalid(flag, format!("{}: {e}", path.display())))
+    };
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some((read("tls-cert", cert)?, read("tls-key", key)?)),
+        _ => None,
+    };
+    match (&args.tls_ca, identity) {
+        (Some(ca), identity) => Ok(Some(Tls {
+            ca: read("tls-ca", ca)?,
+            identity,
+        })),
+        (None, Some(_)) => Err(ConfigError::invalid(
+            "tls-ca",
+            "--tls-cert/--tls-key need --tls-ca, the CA that signs the scheduler's certificate",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A scheduler URL is `https://HOST[:PORT]` (with `--tls-ca`) or `http://HOST[:PORT]`; plain
+/// text goes only to a loopback address unless `--insecure` (SPEC §8).
+fn check_url(url: &str, tls: bool, insecure: bool) -> Result<(), String> {
     let uri: tonic::codegen::http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{url:?}: TLS to the scheduler is not supported yet; use http://"
-            ));
-        }
-        _ => return Err(format!("{url:?}: the scheme must be http")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
         return Err(format!("{url:?} has no host"));
     }
-    Ok(())
+    match uri.scheme_str() {
+        Some("https") if tls => Ok(()),
+        Some("https") => Err(format!("{url:?}: https needs --tls-ca")),
+        Some("http") if insecure || is_loopback(host) => Ok(()),
+        Some("http") => Err(format!(
+            "{url:?}: refusing plain text to a scheduler that is not on a loopback address; use https:// with --tls-ca, or --insecure"
+        )),
+        _ => Err(format!("{url:?}: the scheme must be http or https")),
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Checks a DNS-1123 label (what Kubernetes requires of namespace names, and fedjob of cluster names).
@@ -329,6 +408,7 @@ mod tests {
         assert!(!c.create_namespaces);
         assert_eq!(c.namespace, None);
         assert_eq!(c.workers, 16);
+        assert_eq!(c.tls, None);
     }
 
     #[test]
@@ -354,6 +434,7 @@ mod tests {
             "4",
             "--shutdown-grace",
             "1m30s",
+            "--insecure",
         ])
         .unwrap();
         assert_eq!(c.schedulers, vec!["http://a:1", "http://b:2"]);
@@ -413,7 +494,15 @@ mod tests {
 
     #[test]
     fn bad_scheduler_urls() {
-        for url in ["127.0.0.1:50051", "ftp://x", "http://", ",", "https://s:1"] {
+        for url in [
+            "127.0.0.1:50051",
+            "ftp://x",
+            "http://",
+            ",",
+            "https://s:1",
+            "http://scheduler.example.com:50051",
+            "http://10.0.0.1:50051",
+        ] {
             let err =
                 Config::from_args(["fedjob-syncer", "--scheduler", url, "--cluster-name", "c1"])
                     .unwrap_err();
@@ -428,6 +517,101 @@ mod tests {
         assert_eq!(err.exit_code(), 64);
         let help = Config::from_args(["fedjob-syncer", "--help"]).unwrap_err();
         assert_eq!(help.exit_code(), 0);
+    }
+
+    #[test]
+    fn plain_text_only_to_loopback_unless_insecure() {
+        for url in [
+            "http://127.0.0.1:1",
+            "http://localhost:1",
+            "http://[::1]:1",
+            "http://127.8.9.1:1",
+        ] {
+            assert!(
+                Config::from_args(["fedjob-syncer", "--scheduler", url, "--cluster-name", "c1"])
+                    .is_ok(),
+                "{url}"
+            );
+        }
+        let remote = Config::from_args([
+            "fedjob-syncer",
+            "--scheduler",
+            "http://10.0.0.1:1",
+            "--cluster-name",
+            "c1",
+            "--insecure",
+        ]);
+        assert!(remote.is_ok());
+    }
+
+    #[test]
+    fn tls_flags() {
+        let dir = std::env::temp_dir().join(format!("fedjob-syncer-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.join(f), f).unwrap();
+        }
+        let p = |f: &str| dir.join(f).display().to_string();
+        let with = |extra: &[&str]| {
+            let mut args = vec![
+                "fedjob-syncer".to_owned(),
+                "--cluster-name".into(),
+                "c1".into(),
+            ];
+            args.extend(extra.iter().map(|s| (*s).to_owned()));
+            Config::from_args(args)
+        };
+        let c = with(&[
+            "--scheduler",
+            "https://s:1",
+            "--tls-ca",
+            &p("ca.pem"),
+            "--tls-cert",
+            &p("cert.pem"),
+            "--tls-key",
+            &p("key.pem"),
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.ca, b"ca.pem");
+        assert_eq!(
+            tls.identity,
+            Some((b"cert.pem".to_vec(), b"key.pem".to_vec()))
+        );
+        assert!(
+            !format!("{tls:?}").contains("key.pem"),
+            "key material is never printed"
+        );
+
+        for bad in [
+            vec![
+                "--scheduler",
+                "https://s:1",
+                "--tls-cert",
+                &p("cert.pem"),
+                "--tls-key",
+                &p("key.pem"),
+            ],
+            vec!["--scheduler", "https://s:1", "--tls-ca", &p("missing.pem")],
+            vec![
+                "--scheduler",
+                "http://127.0.0.1:1",
+                "--tls-ca",
+                &p("ca.pem"),
+            ],
+            vec![
+                "--scheduler",
+                "https://s:1",
+                "--tls-ca",
+                &p("ca.pem"),
+                "--tls-cert",
+                &p("cert.pem"),
+            ],
+        ] {
+            let err = with(&bad).unwrap_err();
+            assert_eq!(err.exit_code(), 64, "{bad:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
@@ -49,6 +49,28 @@ pub struct Settings {
     pub labels: BTreeMap<String, String>,
     /// Longest time between heartbeats (the scheduler may ask for a shorter one).
     pub heartbeat_interval: Duration,
+    /// TLS for `https://` schedulers.
+    pub tls: Option<ClientTlsConfig>,
+}
+
+impl Settings {
+    /// The connection settings of a configuration.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let tls = config.tls.as_ref().map(|t| {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&t.ca));
+            if let Some((cert, key)) = &t.identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            tls
+        });
+        Settings {
+            schedulers: config.schedulers.clone(),
+            cluster: config.cluster_name.clone(),
+            labels: config.labels.clone(),
+            heartbeat_interval: config.heartbeat_interval,
+            tls,
+        }
+    }
 }
 
 /// Why a session could not be opened.
@@ -157,12 +179,23 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-async fn connect(url: &str) -> Result<Channel, ConnectionError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|source| ConnectionError::Url {
+async fn connect(url: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, ConnectionError> {
+    let mut endpoint =
+        Endpoint::from_shared(url.to_owned()).map_err(|source| ConnectionError::Url {
             url: url.to_owned(),
             source,
-        })?
+        })?;
+    if url.starts_with("https://")
+        && let Some(tls) = tls
+    {
+        endpoint = endpoint
+            .tls_config(tls.clone())
+            .map_err(|source| ConnectionError::Url {
+                url: url.to_owned(),
+                source,
+            })?;
+    }
+    let endpoint = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
@@ -184,7 +217,7 @@ async fn session(
     url: &str,
     shutdown: &Shutdown,
 ) -> Result<End, ConnectionError> {
-    let channel = connect(url).await?;
+    let channel = connect(url, settings.tls.as_ref()).await?;
     let mut client = AgentClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);

@@ -83,12 +83,7 @@ impl Syncer {
             workers.spawn(reconcile::worker(ctx.clone()));
         }
         let (close_stream, closed) = shutdown::channel();
-        let settings = connection::Settings {
-            schedulers: config.schedulers.clone(),
-            cluster: config.cluster_name.clone(),
-            labels: config.labels.clone(),
-            heartbeat_interval: config.heartbeat_interval,
-        };
+        let settings = connection::Settings::from_config(config);
         let mut connection = JoinSet::new();
         connection.spawn(connection::run(ctx.clone(), settings, closed));
         info!(

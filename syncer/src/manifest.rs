@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 pub struct Manifest {
     /// The JSON object to server-side apply.
     pub raw: Value,
-    /// The same Job, typed, to compare with the live one.
+    /// The same Job, typed and without its pod template, to compare with the live one.
     pub job: Job,
 }
 
@@ -121,8 +121,12 @@ impl Manifest {
             names::MANAGED_BY_LABEL.into(),
             json!(names::MANAGED_BY_VALUE),
         );
-        let job: Job = serde_json::from_value(raw.clone())
+        let mut job: Job = serde_json::from_value(raw.clone())
             .map_err(|e| ManifestError::NotAJob(e.to_string()))?;
+        // The typed copy is for comparisons, which never look at the template.
+        if let Some(spec) = job.spec.as_mut() {
+            spec.template = Default::default();
+        }
         Ok(Manifest { raw, job })
     }
 

@@ -265,7 +265,13 @@ impl Table {
 
     /// A labelled Job observed (watch, read or write answer). Returns whether the shard needs
     /// a reconcile.
-    fn live(&mut self, job: Job) -> bool {
+    fn live(&mut self, mut job: Job) -> bool {
+        // Nothing here reads who manages which field, nor the pod template (fixed at creation,
+        // never compared): together they are most of a Job, times every shard.
+        job.metadata.managed_fields = None;
+        if let Some(spec) = job.spec.as_mut() {
+            spec.template = Default::default();
+        }
         let key = ShardKey::of(&job);
         let entry = self.entries.entry(key.clone()).or_default();
         if let Some(current) = &entry.live

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
-use support::{MockScheduler, Shard, Sim, WAIT, eventually, init_logging, phase};
+use support::{MockScheduler, Pki, Shard, Sim, WAIT, eventually, init_logging, phase};
 
 fn parallelism(job: &Job) -> i32 {
     job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1)
@@ -623,5 +623,27 @@ async fn a_restricted_syncer_refuses_other_namespaces() {
         .await;
     assert_eq!(s.reason, "NamespaceNotManaged");
     assert!(sim.job("kube-public", "outside").await.is_none());
+    syncer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_client_certificate() {
+    init_logging();
+    let pki = Pki::new("c1");
+    let sim = Sim::start("c1", Duration::from_secs(3600)).await;
+    let mock = MockScheduler::start_tls(&pki.server.0, &pki.server.1, &pki.ca).await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = pki.syncer_flags(dir.path());
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let syncer = sim.syncer(&mock.url, &flags).await;
+    mock.wait_session().await;
+    assert_eq!(
+        mock.record().client_certs,
+        vec![1],
+        "the client certificate was presented"
+    );
+    mock.assign(Shard::new("secure").run(1)).await;
+    mock.wait_report("default", "secure", "running over TLS", |s| s.active == 2)
+        .await;
     syncer.stop().await;
 }

@@ -146,6 +146,60 @@ impl Sim {
     }
 }
 
+/// A test PKI: a CA, a server certificate for `localhost`, a client certificate for a cluster.
+pub struct Pki {
+    /// The CA certificate (PEM).
+    pub ca: String,
+    /// Server certificate and key (PEM).
+    pub server: (String, String),
+    /// Client certificate and key (PEM), DNS SAN = the cluster's name.
+    pub client: (String, String),
+}
+
+impl Pki {
+    /// Generates one.
+    pub fn new(cluster: &str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().expect("CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "fedjob test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |name: &str| {
+            let key = KeyPair::generate().expect("key");
+            let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+            params.distinguished_name.push(DnType::CommonName, name);
+            let cert = params.signed_by(&key, &issuer).expect("signed");
+            (cert.pem(), key.serialize_pem())
+        };
+        Pki {
+            ca: ca.pem(),
+            server: leaf("localhost"),
+            client: leaf(cluster),
+        }
+    }
+
+    /// Writes the files a syncer needs into `dir`; returns the `--tls-*` flags.
+    pub fn syncer_flags(&self, dir: &std::path::Path) -> Vec<String> {
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).expect("PEM written");
+            path.display().to_string()
+        };
+        vec![
+            "--tls-ca".into(),
+            write("ca.pem", &self.ca),
+            "--tls-cert".into(),
+            write("client.pem", &self.client.0),
+            "--tls-key".into(),
+            write("client-key.pem", &self.client.1),
+        ]
+    }
+}
+
 // ------------------------------------------------------------------ assignments
 
 /// A shard assignment being built.
@@ -317,6 +371,8 @@ pub struct Record {
     pub heartbeats: Vec<(u64, u64)>,
     /// How each session's inbound stream ended: `Ok` for a clean end, `Err` for an error.
     pub ends: Vec<Result<(), String>>,
+    /// For each registration, how many client certificates the caller presented.
+    pub client_certs: Vec<usize>,
 }
 
 impl Record {
@@ -367,8 +423,13 @@ impl Agent for MockAgent {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        let certs = request.peer_certs().map_or(0, |c| c.len());
         let r = request.into_inner();
-        self.state.record.lock().registers.push(r.clone());
+        {
+            let mut record = self.state.record.lock();
+            record.registers.push(r.clone());
+            record.client_certs.push(certs);
+        }
         let refusals = &self.state.refuse_registers;
         if refusals
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -486,19 +547,40 @@ pub struct MockScheduler {
 }
 
 impl MockScheduler {
-    /// Starts serving.
+    /// Starts serving plain text.
     pub async fn start() -> MockScheduler {
+        Self::serve(None).await
+    }
+
+    /// Starts serving TLS as `https://localhost:PORT` with `identity` (PEM certificate and
+    /// key), requiring client certificates signed by `client_ca`.
+    pub async fn start_tls(cert: &str, key: &str, client_ca: &str) -> MockScheduler {
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key))
+            .client_ca_root(tonic::transport::Certificate::from_pem(client_ca));
+        Self::serve(Some(tls)).await
+    }
+
+    async fn serve(tls: Option<tonic::transport::ServerTlsConfig>) -> MockScheduler {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let addr = listener.local_addr().expect("addr");
+        let url = match tls {
+            Some(_) => format!("https://localhost:{}", addr.port()),
+            None => format!("http://{addr}"),
+        };
         let state = Arc::new(State::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let service = AgentServer::new(MockAgent {
             state: state.clone(),
         });
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).expect("server TLS");
+        }
         let server = tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(service)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                     let _ = stopped.await;
