@@ -1,4 +1,5 @@
 //! fedjob test tools.
 
+pub mod bench;
 pub mod harness;
 pub mod kubesim;

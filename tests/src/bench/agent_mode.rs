@@ -1,0 +1,328 @@
+//! Agent mode: a real `fedjob-scheduler` process (embedded store on disk) and N simulated
+//! agents in this process, each on its own gRPC connection; K clients create M Jobs.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use futures::StreamExt as _;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::agent::{AgentContext, AgentCounters, SimAgent};
+use super::clusters::{ReadyReport, monitor, wait_ready};
+use super::load::{CreateReport, JobShape, connect, create_jobs};
+use super::metrics::{SchedulerMetrics, scrape};
+use super::procstat::{self, ProcSample};
+use super::stats::{Clock, Summary};
+use super::tracker::{JobTracker, StatusProbes};
+use super::watch::{Until, WatchReport, Watchers};
+use crate::harness::{SchedulerProc, free_port};
+
+/// Agents connecting at once.
+const CONNECT_CONCURRENCY: usize = 32;
+
+/// The parameters of one agent-mode run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentParams {
+    /// Simulated member clusters (agents).
+    pub clusters: usize,
+    /// Federated Jobs to create.
+    pub jobs: usize,
+    /// Concurrent clients creating them.
+    pub clients: usize,
+    /// Jobs whose status path is probed through `WatchJob`.
+    pub status_sample: usize,
+    /// `parallelism` = `completions` of every Job; the number of clusters (one shard each)
+    /// unless set.
+    pub parallelism: i32,
+    /// The scheduler's `--cluster-grace`, seconds (agents heartbeat every third of it).
+    pub cluster_grace_s: f64,
+    /// Whether every agent reports every shard Running, as a syncer would, rather than only
+    /// the sampled ones.
+    pub report_all: bool,
+    /// How long to wait after the last create for assignments and status, seconds.
+    pub settle_timeout_s: f64,
+    /// How often `ListClusters` is polled, seconds.
+    pub ready_poll_s: f64,
+}
+
+/// The scheduler's resource use over a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    /// Before the first create (agents connected).
+    pub before: ProcSample,
+    /// After the last figure was taken.
+    pub after: ProcSample,
+    /// Peak resident memory over the whole run, MiB.
+    pub peak_rss_mb: f64,
+    /// CPU seconds from start to the end of the run.
+    pub cpu_s_total: f64,
+    /// CPU seconds spent from the first create to the end.
+    pub cpu_s_load: f64,
+    /// `cpu_s_load` per 1,000 Jobs.
+    pub cpu_s_per_1000_jobs: f64,
+    /// Resident memory added by the load per 1,000 Jobs, MiB.
+    pub rss_mb_per_1000_jobs: f64,
+}
+
+impl Usage {
+    /// Usage between two samples for `jobs` Jobs.
+    pub fn between(before: ProcSample, after: ProcSample, jobs: usize) -> Self {
+        let per_1000 = |v: f64| {
+            if jobs == 0 {
+                0.0
+            } else {
+                (v / jobs as f64 * 1000.0 * 1000.0).round() / 1000.0
+            }
+        };
+        let round = |v: f64| (v * 1000.0).round() / 1000.0;
+        Self {
+            before,
+            after,
+            peak_rss_mb: round(after.peak_rss_mb),
+            cpu_s_total: round(after.cpu_s),
+            cpu_s_load: round(after.cpu_s - before.cpu_s),
+            cpu_s_per_1000_jobs: per_1000(after.cpu_s - before.cpu_s),
+            rss_mb_per_1000_jobs: per_1000(after.rss_mb - before.rss_mb),
+        }
+    }
+}
+
+/// Propagation: create acknowledged → every cluster's agent has its RUN assignment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Propagation {
+    /// Over every acknowledged Job that reached every cluster.
+    #[serde(flatten)]
+    pub latency: Summary,
+    /// Acknowledged Jobs that did not reach every cluster within the settle timeout.
+    pub incomplete: usize,
+}
+
+/// Status: an agent reports a shard Running → the federated Job's view shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StatusLatency {
+    /// Over every report that was shown.
+    #[serde(flatten)]
+    pub latency: Summary,
+    /// Reports never shown within the settle timeout.
+    pub missing: usize,
+    /// The `WatchJob` streams.
+    pub watches: WatchReport,
+}
+
+/// Wall-clock phases of a run, seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Phases {
+    /// Scheduler start and every agent connected and Ready.
+    pub setup_s: f64,
+    /// First create sent → last acknowledged.
+    pub load_s: f64,
+    /// Last acknowledgement → every assignment and probe in.
+    pub settle_s: f64,
+}
+
+/// Every figure of one agent-mode run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AgentResults {
+    /// Acknowledged creates, their rate and latency.
+    pub creates: CreateReport,
+    /// Create acknowledged → every cluster's agent received its RUN assignment.
+    pub propagation: Propagation,
+    /// Shard reported Running → the aggregated status shows it.
+    pub status: StatusLatency,
+    /// The scheduler process.
+    pub scheduler: Usage,
+    /// Size of the store file at the end, MiB.
+    pub store_file_mb: f64,
+    /// The scheduler's own counters.
+    pub scheduler_metrics: SchedulerMetrics,
+    /// Whether the clusters stayed Ready.
+    pub clusters: ReadyReport,
+    /// What the agents counted, summed.
+    pub agents: AgentCounters,
+    /// This bench process (agents, clients and watches share the machine with the scheduler).
+    pub bench_process: ProcSample,
+    /// Wall-clock phases.
+    pub phases: Phases,
+}
+
+/// Runs agent mode once, on a fresh scheduler.
+pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
+    let dir = tempfile::tempdir().context("a temporary data directory")?;
+    let clock = Clock::start();
+    let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let grace = format!("{}ms", (params.cluster_grace_s * 1000.0).round() as u64);
+    let mut scheduler = SchedulerProc::start(
+        free_port(),
+        &dir.path().join("data"),
+        &[
+            "--cluster-grace",
+            &grace,
+            "--metrics-listen",
+            &metrics_addr.to_string(),
+        ],
+    )
+    .await?;
+    let pid = scheduler
+        .proc
+        .pid()
+        .ok_or_else(|| anyhow!("the scheduler exited"))?;
+    let url = scheduler.url.clone();
+    let result = drive(params, &url, pid, metrics_addr, clock, dir.path()).await;
+    let stopped = scheduler.proc.terminate(Duration::from_secs(30)).await;
+    let mut results = result.with_context(|| scheduler.proc.tail(20))?;
+    if !matches!(stopped, Ok(true)) {
+        eprintln!("fedjob-bench: the scheduler did not stop cleanly: {stopped:?}");
+    }
+    results.bench_process = procstat::sample(std::process::id())?;
+    Ok(results)
+}
+
+async fn drive(
+    params: &AgentParams,
+    url: &str,
+    pid: u32,
+    metrics_addr: SocketAddr,
+    clock: Clock,
+    dir: &Path,
+) -> anyhow::Result<AgentResults> {
+    let (stop_tx, stop) = watch::channel(false);
+    let tracker = Arc::new(JobTracker::new(params.jobs));
+    let probes = Arc::new(StatusProbes::new(
+        params.jobs,
+        params.status_sample,
+        params.clusters,
+    ));
+    let ctx = AgentContext {
+        clock,
+        tracker: tracker.clone(),
+        probes: probes.clone(),
+        report_all: params.report_all,
+        stop: stop.clone(),
+    };
+    eprintln!(
+        "fedjob-bench: connecting {} agents to {url}",
+        params.clusters
+    );
+    let agents: Vec<anyhow::Result<SimAgent>> = futures::stream::iter(0..params.clusters)
+        .map(|i| SimAgent::connect(url, i, ctx.clone()))
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    let agents = agents.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    let observer = connect(url, 1).await?.remove(0);
+    let ready_after = params.cluster_grace_s.max(10.0) + params.clusters as f64 / 20.0;
+    wait_ready(
+        observer.clone(),
+        params.clusters,
+        Duration::from_secs_f64(ready_after),
+    )
+    .await?;
+    let setup_s = clock.now_us() as f64 / 1e6;
+    let before = procstat::sample(pid)?;
+
+    let monitor = tokio::spawn(monitor(
+        observer,
+        params.clusters,
+        Duration::from_secs_f64(params.ready_poll_s),
+        stop.clone(),
+    ));
+    let watchers =
+        Watchers::connect(url, clock, probes.clone(), Until::Running, stop.clone()).await?;
+    let clients = connect(url, params.clients).await?;
+    let shape = JobShape {
+        parallelism: params.parallelism,
+        sim_duration: None,
+    };
+    eprintln!(
+        "fedjob-bench: creating {} Jobs from {} clients over {} clusters",
+        params.jobs, params.clients, params.clusters
+    );
+    let load_start = clock.now_us();
+    let creates = create_jobs(
+        clients,
+        params.jobs,
+        &shape,
+        clock,
+        vec![tracker.clone()],
+        watchers.clone(),
+    )
+    .await;
+    let load_end = clock.now_us();
+    eprintln!(
+        "fedjob-bench: {} creates acknowledged ({} errors) at {}/s; waiting for assignments",
+        creates.acknowledged, creates.errors, creates.per_second
+    );
+    let settle = Duration::from_secs_f64(params.settle_timeout_s);
+    let propagated = tracker.wait_complete(creates.acknowledged, settle).await;
+    let remaining = settle.saturating_sub(Duration::from_micros(clock.now_us() - load_end));
+    watchers.wait_idle(remaining).await;
+    let settle_end = clock.now_us();
+    let after = procstat::sample(pid)?;
+    let scheduler_metrics = scrape(metrics_addr).unwrap_or_else(|e| {
+        eprintln!("fedjob-bench: metrics not read: {e:#}");
+        SchedulerMetrics::default()
+    });
+
+    let _ = stop_tx.send(true);
+    let watches = watchers.finish().await;
+    let clusters = monitor.await.unwrap_or_default();
+    let mut agent_counters = AgentCounters::default();
+    for agent in agents {
+        agent_counters.add(&agent.finish().await?);
+    }
+    let (status_latencies, missing) = probes.status_latencies_us();
+    let propagation = Summary::of_micros(tracker.latencies_us());
+    if propagated < creates.acknowledged {
+        eprintln!(
+            "fedjob-bench: {} of {} Jobs did not reach every cluster within {settle:?}",
+            creates.acknowledged - propagated,
+            creates.acknowledged
+        );
+    }
+    Ok(AgentResults {
+        propagation: Propagation {
+            incomplete: creates.acknowledged.saturating_sub(propagation.count),
+            latency: propagation,
+        },
+        creates,
+        status: StatusLatency {
+            latency: Summary::of_micros(status_latencies),
+            missing,
+            watches,
+        },
+        scheduler: Usage::between(before, after, params.jobs),
+        store_file_mb: dir_size_mb(&dir.join("data")),
+        scheduler_metrics,
+        clusters,
+        agents: agent_counters,
+        bench_process: ProcSample::default(),
+        phases: Phases {
+            setup_s: round3(setup_s),
+            load_s: round3(load_end.saturating_sub(load_start) as f64 / 1e6),
+            settle_s: round3(settle_end.saturating_sub(load_end) as f64 / 1e6),
+        },
+    })
+}
+
+/// Rounds to three decimals.
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Size of the files in `dir` (not recursive), MiB.
+pub fn dir_size_mb(dir: &Path) -> f64 {
+    let bytes: u64 = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    round3(bytes as f64 / (1024.0 * 1024.0))
+}
