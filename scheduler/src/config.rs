@@ -48,6 +48,35 @@ pub struct Config {
     /// How to reach etcd, with `--store etcd`.
     #[command(flatten)]
     pub etcd: EtcdFlags,
+
+    /// TLS and access control of the gRPC API.
+    #[command(flatten)]
+    pub security: SecurityFlags,
+}
+
+/// The flags that secure the gRPC API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct SecurityFlags {
+    /// PEM certificate (chain) of the scheduler; serves TLS with `--tls-key`.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA that signs agents' client certificates; agents then act only for the cluster
+    /// their certificate names (DNS SAN, else CN). Needs TLS.
+    #[arg(long, requires = "tls_cert")]
+    pub client_ca: Option<PathBuf>,
+
+    /// File of `token,user,role` lines (roles `admin`, `viewer`); users must then present one.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
+
+    /// Serve plain text on a non-loopback address (never do this outside a lab).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// Store backends.
@@ -156,6 +185,18 @@ impl EtcdFlags {
 }
 
 impl Config {
+    /// Checks what flags cannot check one by one; the message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        let tls = self.security.tls_cert.is_some();
+        if !tls && !self.listen.ip().is_loopback() && !self.security.insecure {
+            return Err(format!(
+                "refusing to serve plain-text gRPC on {} (not a loopback address): give --tls-cert and --tls-key, or --insecure",
+                self.listen
+            ));
+        }
+        Ok(())
+    }
+
     /// Interval agents are asked to heartbeat at: a third of the grace, so two lost heartbeats
     /// do not make a cluster NotReady.
     pub fn heartbeat_interval(&self) -> Duration {

@@ -9,6 +9,7 @@
 //! [`model::planner`] → [`api::agent`] (the assignment stream) → the syncer.
 
 pub mod api;
+pub mod auth;
 pub mod clusters;
 pub mod config;
 pub mod control_plane;

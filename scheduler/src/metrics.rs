@@ -35,7 +35,7 @@ pub struct StateLabels {
     pub state: String,
 }
 
-/// Labels naming why an agent was refused.
+/// Labels naming why a request was refused.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     /// Why.
@@ -59,8 +59,8 @@ pub struct Metrics {
     pub shard_reports: Counter,
     /// Assignments sent to agents.
     pub assignments_sent: Counter,
-    /// Agent requests refused, by reason.
-    pub agent_refused: Family<ReasonLabels, Counter>,
+    /// Requests refused by access control or for breaking the agent protocol, by reason.
+    pub refused: Family<ReasonLabels, Counter>,
     /// Federated Jobs by state (set at scrape time).
     pub jobs: Family<StateLabels, Gauge>,
     /// Clusters by state (set at scrape time).
@@ -86,7 +86,7 @@ impl Metrics {
         let agent_sessions = Gauge::default();
         let shard_reports = Counter::default();
         let assignments_sent = Counter::default();
-        let agent_refused = Family::<ReasonLabels, Counter>::default();
+        let refused = Family::<ReasonLabels, Counter>::default();
         let jobs = Family::<StateLabels, Gauge>::default();
         let clusters = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -125,9 +125,9 @@ impl Metrics {
             assignments_sent.clone(),
         );
         registry.register(
-            "agent_refused",
-            "Agent requests refused (wrong identity, bad stream)",
-            agent_refused.clone(),
+            "requests_refused",
+            "Requests refused (no or wrong credentials, wrong cluster identity, protocol broken)",
+            refused.clone(),
         );
         registry.register("jobs", "Federated Jobs by state", jobs.clone());
         registry.register("clusters", "Member clusters by state", clusters.clone());
@@ -140,7 +140,7 @@ impl Metrics {
             agent_sessions,
             shard_reports,
             assignments_sent,
-            agent_refused,
+            refused,
             jobs,
             clusters,
         }

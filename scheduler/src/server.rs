@@ -13,15 +13,20 @@ use fedjob_proto::v1::{agent_server::AgentServer, federation_server::FederationS
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
 use crate::api::agent::AgentApi;
 use crate::api::user::UserApi;
-use crate::config::{Config, StoreKind};
+use crate::auth::{Guard, Tokens};
+use crate::config::{Config, SecurityFlags, StoreKind};
 use crate::control_plane::{ControlPlane, Settings};
 use crate::metrics::Metrics;
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{EmbeddedOptions, EmbeddedStore, EtcdStore, Store};
+
+/// Calls served at once on one connection.
+const PER_CONNECTION_CALLS: usize = 256;
 
 /// How long in-flight calls get to finish once shutdown starts.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
@@ -53,7 +58,27 @@ impl Running {
 
 /// Starts a scheduler as configured.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    config.validate().map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::new());
+    let tls = tls_config(&config.security)?;
+    let tokens = match &config.security.tokens {
+        Some(path) => Some(Tokens::load(path).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    let guard = Guard::new(tokens, config.security.client_ca.is_some(), metrics.clone());
+    match (&tls, config.security.tokens.is_some()) {
+        (Some(_), _) => info!(
+            client_certificates = config.security.client_ca.is_some(),
+            "serving TLS"
+        ),
+        (None, true) => warn!("serving plain text: bearer tokens cross the network unencrypted"),
+        (None, false) if config.listen.ip().is_loopback() => {
+            info!("serving plain text on a loopback address, without authentication")
+        }
+        (None, false) => warn!(
+            "serving plain text without authentication on a non-loopback address (--insecure)"
+        ),
+    }
     let store: Arc<dyn Store> = match config.store {
         StoreKind::Embedded => {
             std::fs::create_dir_all(&config.data_dir)
@@ -95,6 +120,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     spawn_background(cp.clone(), shutdown.clone());
     let served = tokio::spawn(serve(
         config,
+        tls,
+        guard,
         listener,
         cp.clone(),
         store,
@@ -111,8 +138,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     config: Config,
+    tls: Option<ServerTlsConfig>,
+    guard: Guard,
     listener: TcpListener,
     cp: Arc<ControlPlane>,
     store: Arc<dyn Store>,
@@ -131,10 +161,10 @@ async fn serve(
         .register_encoded_file_descriptor_set(fedjob_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let user = FederationServer::new(UserApi::new(cp.clone(), shutdown.clone()))
+    let user = FederationServer::new(UserApi::new(cp.clone(), guard.clone(), shutdown.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit.max(64 * 1024 * 1024));
-    let agent = AgentServer::new(AgentApi::new(cp.clone(), shutdown.clone()))
+    let agent = AgentServer::new(AgentApi::new(cp.clone(), guard, shutdown.clone()))
         .max_decoding_message_size(limit.max(64 * 1024 * 1024))
         .max_encoding_message_size(limit.max(64 * 1024 * 1024));
 
@@ -148,7 +178,14 @@ async fn serve(
             health.set_not_serving::<AgentServer<AgentApi>>().await;
         }
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
+        // One connection (a flooding client) gets at most this many calls at once; every agent
+        // has a connection of its own, so a flood cannot queue ahead of its heartbeats.
+        .concurrency_limit_per_connection(PER_CONNECTION_CALLS)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .tcp_nodelay(true)
@@ -187,4 +224,24 @@ fn spawn_background(cp: Arc<ControlPlane>, mut shutdown: Shutdown) {
             cp.collect_finished(jiff::Timestamp::now()).await;
         }
     });
+}
+
+/// The TLS settings of `--tls-cert`, `--tls-key` and `--client-ca`, read once at start.
+fn tls_config(flags: &SecurityFlags) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) else {
+        return Ok(None);
+    };
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
+    };
+    let identity = Identity::from_pem(read("--tls-cert", cert)?, read("--tls-key", key)?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &flags.client_ca {
+        // Optional at the TLS level: users connect with tokens and no certificate; the agent
+        // API refuses a caller without one (see `auth`).
+        tls = tls
+            .client_ca_root(Certificate::from_pem(read("--client-ca", ca)?))
+            .client_auth_optional(true);
+    }
+    Ok(Some(tls))
 }

@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
 use super::{convert, measured, status};
+use crate::auth::Guard;
 use crate::control_plane::{ControlPlane, SessionInbox, ShardReport};
 use crate::metrics::ReasonLabels;
 use crate::model::job::ShardState;
@@ -37,19 +38,24 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AgentApi {
     cp: Arc<ControlPlane>,
+    guard: Guard,
     shutdown: Shutdown,
 }
 
 impl AgentApi {
-    /// A service over `cp`; sessions end when `shutdown` fires.
-    pub fn new(cp: Arc<ControlPlane>, shutdown: Shutdown) -> Self {
-        Self { cp, shutdown }
+    /// A service over `cp` checking agents with `guard`; sessions end when `shutdown` fires.
+    pub fn new(cp: Arc<ControlPlane>, guard: Guard, shutdown: Shutdown) -> Self {
+        Self {
+            cp,
+            guard,
+            shutdown,
+        }
     }
 
     fn refuse(&self, reason: &str, status: Status) -> Status {
         self.cp
             .metrics()
-            .agent_refused
+            .refused
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
             })
@@ -67,6 +73,7 @@ impl Agent for AgentApi {
         req: Request<v1::RegisterRequest>,
     ) -> Result<Response<v1::RegisterResponse>, Status> {
         measured(self.cp.metrics(), "Agent/Register", async {
+            self.guard.agent(&req, &req.get_ref().cluster)?;
             let r = req.into_inner();
             if let Err(rule) = validate_cluster_name(&r.cluster) {
                 return Err(self.refuse(
@@ -98,6 +105,7 @@ impl Agent for AgentApi {
         &self,
         req: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<SessionStream>, Status> {
+        let certificate = Guard::certificate_of(&req);
         let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Ok(Ok(Some(AgentMessage {
@@ -111,6 +119,7 @@ impl Agent for AgentApi {
                 ));
             }
         };
+        self.guard.allow_agent(&certificate, &hello.cluster)?;
         let inbox = self
             .cp
             .attach_session(&hello.cluster, &hello.session)
@@ -386,7 +395,7 @@ async fn read(
             }
             Some(Msg::Hello(_)) | None => {
                 cp.metrics()
-                    .agent_refused
+                    .refused
                     .get_or_create(&ReasonLabels {
                         reason: "protocol".into(),
                     })

@@ -13,6 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::{convert, measured, status};
+use crate::auth::{Access, Guard};
 use crate::control_plane::ControlPlane;
 use crate::model::job::job_key;
 use crate::model::manifest;
@@ -24,13 +25,18 @@ use crate::shutdown::Shutdown;
 #[derive(Clone)]
 pub struct UserApi {
     cp: Arc<ControlPlane>,
+    guard: Guard,
     shutdown: Shutdown,
 }
 
 impl UserApi {
-    /// A service over `cp`; watches end when `shutdown` fires.
-    pub fn new(cp: Arc<ControlPlane>, shutdown: Shutdown) -> Self {
-        Self { cp, shutdown }
+    /// A service over `cp` checking callers with `guard`; watches end when `shutdown` fires.
+    pub fn new(cp: Arc<ControlPlane>, guard: Guard, shutdown: Shutdown) -> Self {
+        Self {
+            cp,
+            guard,
+            shutdown,
+        }
     }
 
     fn answer(&self, stored: &crate::control_plane::StoredJob) -> Response<v1::FederatedJob> {
@@ -92,6 +98,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::CreateJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
+        self.guard.user(&req, Access::Write)?;
         measured(self.cp.metrics(), "Federation/CreateJob", async {
             let r = req.into_inner();
             let job = request_job(r.job, &r.manifest, &r.namespace)?;
@@ -105,6 +112,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::ApplyJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
+        self.guard.user(&req, Access::Write)?;
         measured(self.cp.metrics(), "Federation/ApplyJob", async {
             let r = req.into_inner();
             let job = request_job(r.job, &r.manifest, &r.namespace)?;
@@ -123,6 +131,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::UpdateJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
+        self.guard.user(&req, Access::Write)?;
         measured(self.cp.metrics(), "Federation/UpdateJob", async {
             let r = req.into_inner();
             let job = request_job(r.job, &r.manifest, &r.namespace)?;
@@ -141,6 +150,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::PatchJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
+        self.guard.user(&req, Access::Write)?;
         measured(self.cp.metrics(), "Federation/PatchJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
@@ -178,6 +188,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::ScaleJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
+        self.guard.user(&req, Access::Write)?;
         measured(self.cp.metrics(), "Federation/ScaleJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
@@ -211,6 +222,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::GetJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
+        self.guard.user(&req, Access::Read)?;
         measured(self.cp.metrics(), "Federation/GetJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
@@ -227,6 +239,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::ListJobsRequest>,
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        self.guard.user(&req, Access::Read)?;
         measured(self.cp.metrics(), "Federation/ListJobs", async {
             let r = req.into_inner();
             let selector = LabelSelector::parse(&r.label_selector)?;
@@ -248,6 +261,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::DeleteJobRequest>,
     ) -> Result<Response<v1::DeleteJobResponse>, Status> {
+        self.guard.user(&req, Access::Write)?;
         measured(self.cp.metrics(), "Federation/DeleteJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
@@ -276,6 +290,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::WatchJobRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        self.guard.user(&req, Access::Read)?;
         let r = req.into_inner();
         let key = key_of(&r.namespace, &r.name)?;
         let mut changes = self.cp.subscribe();
@@ -323,8 +338,9 @@ impl Federation for UserApi {
 
     async fn list_clusters(
         &self,
-        _req: Request<v1::ListClustersRequest>,
+        req: Request<v1::ListClustersRequest>,
     ) -> Result<Response<v1::ListClustersResponse>, Status> {
+        self.guard.user(&req, Access::Read)?;
         measured(self.cp.metrics(), "Federation/ListClusters", async {
             let counts = self.cp.shard_counts();
             let items = self.cp.with_clusters(|table| {
@@ -346,6 +362,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::CordonClusterRequest>,
     ) -> Result<Response<v1::Cluster>, Status> {
+        self.guard.user(&req, Access::Write)?;
         measured(
             self.cp.metrics(),
             "Federation/CordonCluster",
@@ -358,6 +375,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::CordonClusterRequest>,
     ) -> Result<Response<v1::Cluster>, Status> {
+        self.guard.user(&req, Access::Write)?;
         measured(
             self.cp.metrics(),
             "Federation/UncordonCluster",
@@ -370,6 +388,7 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::PlanJobRequest>,
     ) -> Result<Response<v1::Plan>, Status> {
+        self.guard.user(&req, Access::Read)?;
         measured(self.cp.metrics(), "Federation/PlanJob", async {
             let r = req.into_inner();
             if r.parallelism < 0 || r.completions.is_some_and(|c| c < 0) {

@@ -13,6 +13,10 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(64);
         }
     };
+    if let Err(message) = config.validate() {
+        eprintln!("error: {message}");
+        return std::process::ExitCode::from(64);
+    }
     telemetry::init();
     let running = match server::start(config).await {
         Ok(r) => r,

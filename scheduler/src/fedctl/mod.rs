@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fedjob_proto::v1::{self, federation_client::FederationClient};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::{Interceptor, interceptor::InterceptedService};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::parse_duration;
 use crate::model::preferences::Preferences;
@@ -33,6 +35,12 @@ pub struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     pub server: String,
+    /// Bearer token for a scheduler started with `--tokens`.
+    #[arg(long, global = true, env = "FEDJOB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM CA that signed the scheduler's certificate (for an `https://` server).
+    #[arg(long, global = true)]
+    pub ca: Option<std::path::PathBuf>,
     /// Namespace of the Job.
     #[arg(short = 'n', long, global = true, default_value = "default")]
     pub namespace: String,
@@ -235,7 +243,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Command::Plan(args) = &cli.command {
         return plan(args, &ns, out);
     }
-    let mut client = connect(&cli.server).await?;
+    let mut client = connect(&cli.server, cli.token.as_deref(), cli.ca.as_deref()).await?;
     match cli.command {
         Command::Create(a) => {
             let manifest = read_file(&a.file)?;
@@ -440,17 +448,63 @@ fn print_changed(
     }
 }
 
-/// Opens a channel to the scheduler.
-pub async fn connect(server: &str) -> anyhow::Result<FederationClient<Channel>> {
-    let endpoint = Endpoint::from_shared(server.to_owned())
+/// A client of the user API that presents the bearer token, if any, on every call.
+pub type Client = FederationClient<InterceptedService<Channel, BearerToken>>;
+
+/// Adds `authorization: Bearer TOKEN` to each request.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Opens a channel to the scheduler: TLS for `https://`, trusting the CA given with `--ca`;
+/// plain text for `http://`.
+pub async fn connect(
+    server: &str,
+    token: Option<&str>,
+    ca: Option<&std::path::Path>,
+) -> anyhow::Result<Client> {
+    let mut endpoint = Endpoint::from_shared(server.to_owned())
         .with_context(|| format!("invalid --server {server}"))?
         .connect_timeout(Duration::from_secs(5));
+    if server.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        match ca {
+            Some(path) => {
+                let pem =
+                    std::fs::read(path).with_context(|| format!("--ca {}", path.display()))?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            None => bail!(
+                "error: --server {server} uses TLS: give the CA that signed its certificate with --ca"
+            ),
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    }
     let channel = endpoint.connect().await.map_err(|e| {
-        anyhow::anyhow!("Unable to connect to the server {server}: {e} (is fedjob-scheduler running? set --server or $FEDJOB_SERVER)")
+        anyhow::anyhow!("Unable to connect to the server {server}: {e:#} (is fedjob-scheduler running? set --server or $FEDJOB_SERVER)")
     })?;
-    Ok(FederationClient::new(channel)
-        .max_decoding_message_size(256 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
+    let token = token
+        .map(|t| format!("Bearer {t}").parse::<MetadataValue<Ascii>>())
+        .transpose()
+        .context("--token must be printable ASCII")?;
+    Ok(
+        FederationClient::with_interceptor(channel, BearerToken(token))
+            .max_decoding_message_size(256 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024),
+    )
 }
 
 fn read_file(path: &str) -> anyhow::Result<String> {

@@ -6,11 +6,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::bail;
-use fedjob_proto::v1::{self, federation_client::FederationClient};
+use fedjob_proto::v1;
 use serde_json::Value;
 use tokio::time::{Instant, sleep_until, timeout_at};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use super::output::job_value;
 
@@ -41,7 +40,7 @@ fn parse_target(text: &str) -> anyhow::Result<Target> {
 
 /// Runs `fedctl wait`.
 pub async fn run(
-    client: &mut FederationClient<Channel>,
+    client: &mut super::Client,
     namespace: &str,
     name: &str,
     condition: &str,

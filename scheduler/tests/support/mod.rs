@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use clap::Parser;
 use fedjob_proto::v1::{
     self, AgentMessage, Assignment, AssignmentAction, SchedulerMessage, agent_client::AgentClient,
     agent_message::Msg, federation_client::FederationClient, scheduler_message,
 };
-use fedjob_scheduler::config::{Config, StoreKind};
+use fedjob_scheduler::config::Config;
 use fedjob_scheduler::server::{self, Running};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,16 +35,20 @@ pub async fn start(grace: Duration) -> TestScheduler {
 
 /// Starts a scheduler on an existing data dir.
 pub async fn start_in(dir: tempfile::TempDir, grace: Duration) -> TestScheduler {
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_owned(),
-        store: StoreKind::Embedded,
-        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
-        cluster_grace: grace,
-        failover_after: None,
-        max_message_bytes: 16 * 1024 * 1024,
-        etcd: Default::default(),
-    };
+    let data_dir = dir.path().display().to_string();
+    let grace = format!("{}ms", grace.as_millis());
+    let config = Config::try_parse_from([
+        "fedjob-scheduler",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data_dir,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--cluster-grace",
+        &grace,
+    ])
+    .unwrap();
     let running = server::start(config).await.expect("scheduler starts");
     let url = format!("http://{}", running.addr);
     TestScheduler { running, url, dir }
