@@ -27,29 +27,51 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn scheduler(data_dir: &std::path::Path, port: u16) -> Proc {
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(SCHEDULER)
-        .args(["--listen", &addr, "--data-dir", &data_dir.display().to_string()])
+        .args([
+            "--listen",
+            &addr,
+            "--data-dir",
+            &data_dir.display().to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let url = format!("http://{addr}");
-    let proc = Proc { child, url: url.clone(), addr };
+    let proc = Proc {
+        child,
+        url: url.clone(),
+        addr,
+    };
     eventually("the scheduler answers", || {
         let url = url.clone();
-        async move { fedjob_proto::v1::federation_client::FederationClient::connect(url).await.is_ok() }
+        async move {
+            fedjob_proto::v1::federation_client::FederationClient::connect(url)
+                .await
+                .is_ok()
+        }
     })
     .await;
     proc
 }
 
 fn fedctl(server: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(FEDCTL).arg("--server").arg(server).args(args).output().unwrap();
+    let out = Command::new(FEDCTL)
+        .arg("--server")
+        .arg(server)
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -59,7 +81,11 @@ fn fedctl(server: &str, args: &[&str]) -> (i32, String, String) {
 
 fn write_manifest(dir: &std::path::Path, name: &str, parallelism: i32, completions: i32) -> String {
     let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, support::manifest(name, parallelism, Some(completions), None)).unwrap();
+    std::fs::write(
+        &path,
+        support::manifest(name, parallelism, Some(completions), None),
+    )
+    .unwrap();
     path.display().to_string()
 }
 
@@ -106,12 +132,24 @@ async fn acknowledged_creates_survive_kill_9() {
     let present: std::collections::BTreeSet<String> = list
         .items
         .iter()
-        .map(|j| fedjob_scheduler::api::convert::federated_job_json(j)["metadata"]["name"].as_str().unwrap().to_owned())
+        .map(|j| {
+            fedjob_scheduler::api::convert::federated_job_json(j)["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     for name in &acknowledged {
-        assert!(present.contains(name), "acknowledged {name} lost after kill -9");
+        assert!(
+            present.contains(name),
+            "acknowledged {name} lost after kill -9"
+        );
     }
-    println!("{} creates acknowledged before kill -9, {} present after restart", acknowledged.len(), present.len());
+    println!(
+        "{} creates acknowledged before kill -9, {} present after restart",
+        acknowledged.len(),
+        present.len()
+    );
 }
 
 #[tokio::test]
@@ -127,7 +165,10 @@ async fn sigterm_drains_and_exits_cleanly() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "did not stop after SIGTERM");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -142,40 +183,83 @@ async fn fedctl_drives_the_federation() {
     }
     let file = write_manifest(dir.path(), "myjob", 9, 18);
     let (code, out, err) = fedctl(&s.url, &["create", "-f", &file]);
-    assert_eq!((code, out.as_str()), (0, "job.batch/myjob created\n"), "{err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "job.batch/myjob created\n"),
+        "{err}"
+    );
     let (code, _, err) = fedctl(&s.url, &["create", "-f", &file]);
     assert_eq!(code, 1);
-    assert_eq!(err.trim(), "Error from server (AlreadyExists): jobs.batch \"myjob\" already exists");
+    assert_eq!(
+        err.trim(),
+        "Error from server (AlreadyExists): jobs.batch \"myjob\" already exists"
+    );
 
     let (code, out, _) = fedctl(&s.url, &["get", "job", "myjob", "-o", "json"]);
     assert_eq!(code, 0);
     let job: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((job["apiVersion"].clone(), job["kind"].clone()), (json!("batch/v1"), json!("Job")));
+    assert_eq!(
+        (job["apiVersion"].clone(), job["kind"].clone()),
+        (json!("batch/v1"), json!("Job"))
+    );
     assert_eq!(job["spec"]["parallelism"], 9);
     let placements = job["placements"].as_array().unwrap();
     assert_eq!(placements.len(), 3);
-    assert!(placements.iter().all(|p| p["parallelism"] == 3 && p["completions"] == 6));
+    assert!(
+        placements
+            .iter()
+            .all(|p| p["parallelism"] == 3 && p["completions"] == 6)
+    );
 
     let (_, out, _) = fedctl(&s.url, &["describe", "job", "myjob"]);
-    for needle in ["Name:", "myjob", "Placements:", "CLUSTER", "PARALLELISM", "c1", "Pods Statuses:"] {
-        assert!(out.contains(needle), "{needle} missing from describe:\n{out}");
+    for needle in [
+        "Name:",
+        "myjob",
+        "Placements:",
+        "CLUSTER",
+        "PARALLELISM",
+        "c1",
+        "Pods Statuses:",
+    ] {
+        assert!(
+            out.contains(needle),
+            "{needle} missing from describe:\n{out}"
+        );
     }
     let (_, out, _) = fedctl(&s.url, &["get", "jobs"]);
     assert!(out.starts_with("NAME    STATUS    COMPLETIONS"), "{out}");
 
     let (code, out, _) = fedctl(&s.url, &["scale", "job", "myjob", "--parallelism", "12"]);
     assert_eq!((code, out.as_str()), (0, "job.batch/myjob scaled\n"));
-    let (code, _, _) = fedctl(&s.url, &["patch", "job", "myjob", "-p", r#"{"metadata":{"labels":{"team":"a"}}}"#]);
+    let (code, _, _) = fedctl(
+        &s.url,
+        &[
+            "patch",
+            "job",
+            "myjob",
+            "-p",
+            r#"{"metadata":{"labels":{"team":"a"}}}"#,
+        ],
+    );
     assert_eq!(code, 0);
     let (_, out, _) = fedctl(&s.url, &["get", "jobs", "-l", "team=a", "-o", "json"]);
-    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     let (_, out, _) = fedctl(&s.url, &["get", "clusters", "-o", "json"]);
     let clusters: Value = serde_json::from_str(&out).unwrap();
     let items = clusters["items"].as_array().unwrap();
     assert_eq!(items.len(), 3);
     for c in items {
-        assert_eq!((c["state"].clone(), c["cordoned"].clone()), (json!("Ready"), json!(false)));
+        assert_eq!(
+            (c["state"].clone(), c["cordoned"].clone()),
+            (json!("Ready"), json!(false))
+        );
         assert!(c["lastHeartbeat"].as_str().unwrap().ends_with('Z'));
         assert_eq!(c["shards"], 1);
     }
@@ -187,21 +271,50 @@ async fn fedctl_drives_the_federation() {
     // wait: completes once the agents report, printing progress on stderr.
     let waiter = {
         let url = s.url.clone();
-        tokio::task::spawn_blocking(move || fedctl(&url, &["wait", "job", "myjob", "--for=condition=Complete", "--timeout", "30s"]))
+        tokio::task::spawn_blocking(move || {
+            fedctl(
+                &url,
+                &[
+                    "wait",
+                    "job",
+                    "myjob",
+                    "--for=condition=Complete",
+                    "--timeout",
+                    "30s",
+                ],
+            )
+        })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     for agent in &mut agents {
         agent
-            .until("scaled", |a| a.shards_of("myjob").get("myjob").is_some_and(|s| TestAgent::counts(s).0 == 4))
+            .until("scaled", |a| {
+                a.shards_of("myjob")
+                    .get("myjob")
+                    .is_some_and(|s| TestAgent::counts(s).0 == 4)
+            })
             .await;
         agent.complete_all("myjob").await;
     }
     let (code, out, err) = waiter.await.unwrap();
-    assert_eq!((code, out.as_str()), (0, "job.batch/myjob condition met\n"), "{err}");
-    assert!(err.contains("myjob:") && err.contains("succeeded"), "no progress printed: {err}");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "job.batch/myjob condition met\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("myjob:") && err.contains("succeeded"),
+        "no progress printed: {err}"
+    );
 
     let (code, _, err) = fedctl(&s.url, &["get", "job", "nope"]);
-    assert_eq!((code, err.trim()), (1, "Error from server (NotFound): jobs.batch \"nope\" not found"));
+    assert_eq!(
+        (code, err.trim()),
+        (
+            1,
+            "Error from server (NotFound): jobs.batch \"nope\" not found"
+        )
+    );
     let (code, out, _) = fedctl(&s.url, &["delete", "job", "myjob"]);
     assert_eq!((code, out.as_str()), (0, "job.batch \"myjob\" deleted\n"));
 }
@@ -210,7 +323,17 @@ async fn fedctl_drives_the_federation() {
 fn fedctl_plan_works_without_a_server() {
     let (code, out, err) = fedctl(
         "http://127.0.0.1:1",
-        &["plan", "--parallelism", "9", "--completions", "18", "--clusters", "a,b,c", "-o", "json"],
+        &[
+            "plan",
+            "--parallelism",
+            "9",
+            "--completions",
+            "18",
+            "--clusters",
+            "a,b,c",
+            "-o",
+            "json",
+        ],
     );
     assert_eq!(code, 0, "{err}");
     let plan: Value = serde_json::from_str(&out).unwrap();
@@ -220,7 +343,18 @@ fn fedctl_plan_works_without_a_server() {
                             "c": {"parallelism": 3, "completions": 6}},
                "unplaced": {"parallelism": 0, "completions": 0}})
     );
-    let (code, _, err) = fedctl("http://127.0.0.1:1", &["plan", "--parallelism", "3", "--clusters", "a", "--preferences", "{bad"]);
+    let (code, _, err) = fedctl(
+        "http://127.0.0.1:1",
+        &[
+            "plan",
+            "--parallelism",
+            "3",
+            "--clusters",
+            "a",
+            "--preferences",
+            "{bad",
+        ],
+    );
     assert_eq!(code, 1);
     assert!(err.contains("--preferences"), "{err}");
     let (code, _, err) = fedctl("http://127.0.0.1:1", &["get", "jobs"]);
@@ -245,17 +379,35 @@ async fn grpcurl_lists_services_and_creates_a_job_from_plain_json() {
     let s = scheduler(dir.path(), free_port()).await;
     let (code, out, err) = grpcurl(&["-plaintext", &s.addr, "list"]);
     assert_eq!(code, 0, "{err}");
-    for service in ["fedjob.v1.Federation", "fedjob.v1.Agent", "grpc.health.v1.Health"] {
-        assert!(out.lines().any(|l| l == service), "{service} not listed:\n{out}");
+    for service in [
+        "fedjob.v1.Federation",
+        "fedjob.v1.Agent",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            out.lines().any(|l| l == service),
+            "{service} not listed:\n{out}"
+        );
     }
-    let (code, out, _) = grpcurl(&["-plaintext", &s.addr, "describe", "fedjob.v1.Federation.CreateJob"]);
+    let (code, out, _) = grpcurl(&[
+        "-plaintext",
+        &s.addr,
+        "describe",
+        "fedjob.v1.Federation.CreateJob",
+    ]);
     assert_eq!(code, 0);
     assert!(out.contains("rpc CreateJob"), "{out}");
 
     let request = json!({"job": {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hello"},
         "spec": {"parallelism": 2, "completions": 4, "template": {"spec": {"restartPolicy": "Never",
             "containers": [{"name": "w", "image": "busybox", "command": ["echo", "hi"]}]}}}}});
-    let (code, out, err) = grpcurl(&["-plaintext", "-d", &request.to_string(), &s.addr, "fedjob.v1.Federation/CreateJob"]);
+    let (code, out, err) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        &request.to_string(),
+        &s.addr,
+        "fedjob.v1.Federation/CreateJob",
+    ]);
     assert_eq!(code, 0, "{err}");
     let created: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(created["job"]["metadata"]["name"], "hello");
@@ -264,11 +416,26 @@ async fn grpcurl_lists_services_and_creates_a_job_from_plain_json() {
     let mut bad = request.clone();
     bad["job"]["spec"]["template"]["spec"]["restartPolicy"] = json!("Always");
     bad["job"]["metadata"]["name"] = json!("bad");
-    let (code, _, err) = grpcurl(&["-plaintext", "-d", &bad.to_string(), &s.addr, "fedjob.v1.Federation/CreateJob"]);
+    let (code, _, err) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        &bad.to_string(),
+        &s.addr,
+        "fedjob.v1.Federation/CreateJob",
+    ]);
     assert_ne!(code, 0);
-    assert!(err.contains("InvalidArgument") && err.contains("spec.template.spec.restartPolicy"), "{err}");
+    assert!(
+        err.contains("InvalidArgument") && err.contains("spec.template.spec.restartPolicy"),
+        "{err}"
+    );
 
-    let (code, out, _) = grpcurl(&["-plaintext", "-d", r#"{"service": "fedjob.v1.Federation"}"#, &s.addr, "grpc.health.v1.Health/Check"]);
+    let (code, out, _) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"service": "fedjob.v1.Federation"}"#,
+        &s.addr,
+        "grpc.health.v1.Health/Check",
+    ]);
     assert_eq!(code, 0);
     assert!(out.contains("SERVING"), "{out}");
 }

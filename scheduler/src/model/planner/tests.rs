@@ -45,7 +45,14 @@ fn counts(fj: &FederatedJob) -> Vec<(&str, &str, i32, Option<i32>)> {
         .shards
         .iter()
         .filter(|s| s.state == ShardState::Active)
-        .map(|s| (s.cluster.as_str(), s.name.as_str(), s.parallelism, s.completions))
+        .map(|s| {
+            (
+                s.cluster.as_str(),
+                s.name.as_str(),
+                s.parallelism,
+                s.completions,
+            )
+        })
         .collect();
     active.sort();
     active
