@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 /// A checked manifest of one shard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
-    /// The JSON object to server-side apply.
-    pub raw: Value,
+    /// The JSON object to server-side apply, as compact text: a parsed tree costs several
+    /// times the memory, for every shard, and is needed only for the moment of an apply.
+    pub text: String,
     /// The same Job, typed and without its pod template, to compare with the live one.
     pub job: Job,
 }
@@ -121,13 +122,21 @@ impl Manifest {
             names::MANAGED_BY_LABEL.into(),
             json!(names::MANAGED_BY_VALUE),
         );
-        let mut job: Job = serde_json::from_value(raw.clone())
+        let mut job = <Job as serde::Deserialize>::deserialize(&raw)
             .map_err(|e| ManifestError::NotAJob(e.to_string()))?;
         // The typed copy is for comparisons, which never look at the template.
         if let Some(spec) = job.spec.as_mut() {
             spec.template = Default::default();
         }
-        Ok(Manifest { raw, job })
+        Ok(Manifest {
+            text: raw.to_string(),
+            job,
+        })
+    }
+
+    /// The JSON object to apply.
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.text).expect("the text was serialised from a Value")
     }
 
     /// The assignment revision recorded in the manifest's annotation.
@@ -236,7 +245,7 @@ mod tests {
 
     /// The Job an API server would return for `manifest` (defaulted, with a uid and selector).
     fn live_from(manifest: &Manifest) -> Job {
-        let mut raw = manifest.raw.clone();
+        let mut raw = manifest.value();
         raw["metadata"]["uid"] = json!("local-1");
         raw["metadata"]["resourceVersion"] = json!("201");
         raw["metadata"]["labels"]["added-by-someone"] = json!("x");
@@ -282,15 +291,13 @@ mod tests {
     #[test]
     fn fills_in_missing_identity() {
         let m = Manifest::parse(r#"{"spec": {"parallelism": 1}}"#, "ns", "j", "u").unwrap();
-        assert_eq!(m.raw["apiVersion"], "batch/v1");
-        assert_eq!(m.raw["kind"], "Job");
-        assert_eq!(m.raw["metadata"]["name"], "j");
-        assert_eq!(m.raw["metadata"]["namespace"], "ns");
-        assert_eq!(m.raw["metadata"]["labels"]["fedjob.io/job-uid"], "u");
-        assert_eq!(
-            m.raw["metadata"]["labels"]["fedjob.io/managed-by"],
-            "fedjob"
-        );
+        let raw = m.value();
+        assert_eq!(raw["apiVersion"], "batch/v1");
+        assert_eq!(raw["kind"], "Job");
+        assert_eq!(raw["metadata"]["name"], "j");
+        assert_eq!(raw["metadata"]["namespace"], "ns");
+        assert_eq!(raw["metadata"]["labels"]["fedjob.io/job-uid"], "u");
+        assert_eq!(raw["metadata"]["labels"]["fedjob.io/managed-by"], "fedjob");
     }
 
     #[test]

@@ -200,7 +200,7 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
             }
             Step::Create | Step::Apply { .. } => {
                 let manifest = held.manifest.clone().expect("decide checked the manifest");
-                match ctx.cluster.apply(key, &manifest.raw).await {
+                match ctx.cluster.apply(key, &manifest.value()).await {
                     Ok(job) => {
                         let verb = if step == Step::Create {
                             "created"

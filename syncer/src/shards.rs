@@ -681,7 +681,7 @@ mod tests {
             "uid-1",
         )
         .unwrap();
-        let mut v = m.raw.clone();
+        let mut v = m.value();
         v["metadata"]["uid"] = json!(uid);
         v["metadata"]["resourceVersion"] = json!(rv.to_string());
         v["status"] = json!({"active": 3, "startTime": "2026-11-28T13:46:54Z"});

@@ -124,19 +124,24 @@ async fn sigterm_closes_the_session_and_exits_0() {
     );
 }
 
-/// How long 1,000 shards take to be created and reported, what a restart costs, and the
+/// How long 1,000 shards (or `$FEDJOB_SHARDS`) take to be created and reported, what a restart costs, and the
 /// syncer's memory. Prints the figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement; run with --ignored --nocapture (preferably --release)"]
 async fn a_thousand_shards() {
-    const N: usize = 1000;
+    // `FEDJOB_SHARDS=5000` measures another size.
+    let n_env = std::env::var("FEDJOB_SHARDS").ok();
+    let n: usize = n_env
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let sim = Sim::start("c1", Duration::from_secs(3600)).await;
     let mock = MockScheduler::start().await;
     let mut child = spawn(&sim, &mock.url, &[]);
     mock.wait_session().await;
     let idle = rss_kib(&child);
 
-    let shards: Vec<Shard> = (0..N)
+    let shards: Vec<Shard> = (0..n)
         .map(|i| Shard::new(&format!("load-{i:04}")).counts(1, Some(1)))
         .collect();
     let started = Instant::now();
@@ -151,7 +156,7 @@ async fn a_thousand_shards() {
                     .is_some_and(|st| phase(&st) == ShardPhase::Running && st.active == 1)
             })
             .count();
-        (running == N).then_some(())
+        (running == n).then_some(())
     })
     .await;
     let applied = started.elapsed();
@@ -161,7 +166,7 @@ async fn a_thousand_shards() {
         .list(&ListParams::default())
         .await
         .unwrap();
-    assert_eq!(jobs.items.len(), N);
+    assert_eq!(jobs.items.len(), n);
 
     // A restart: the new process lists the cluster, says hello with all of them and gets
     // every assignment again, and writes nothing.
@@ -174,7 +179,7 @@ async fn a_thousand_shards() {
     })
     .await;
     let to_hello = restarted.elapsed();
-    assert_eq!(hello, N);
+    assert_eq!(hello, n);
     let before = mock.record().reports.len();
     eventually(
         "revision 1 held again for all",
@@ -187,7 +192,7 @@ async fn a_thousand_shards() {
                 .map(|s| s.shard.clone())
                 .collect::<std::collections::HashSet<_>>()
                 .len();
-            (held == N).then_some(())
+            (held == n).then_some(())
         },
     )
     .await;
@@ -207,10 +212,10 @@ async fn a_thousand_shards() {
     );
     let after_restart = rss_kib(&child);
     println!(
-        "{N} shards: created and reported Running in {applied:?} ({:.0} shards/s); \
+        "{n} shards: created and reported Running in {applied:?} ({:.0} shards/s); \
          restart: hello after {to_hello:?}, all assignments re-held after {resynced:?}, no writes; \
-         syncer RSS idle {idle} KiB, with {N} shards {loaded} KiB, after restart {after_restart} KiB",
-        N as f64 / applied.as_secs_f64()
+         syncer RSS idle {idle} KiB, with {n} shards {loaded} KiB, after restart {after_restart} KiB",
+        n as f64 / applied.as_secs_f64()
     );
     sigterm(&child);
     let _ = tokio::time::timeout(WAIT, child.wait()).await;
