@@ -187,15 +187,37 @@ pub struct SchedulerProc {
 impl SchedulerProc {
     /// Starts `fedjob-scheduler` on `port` with `data_dir` and extra flags.
     pub async fn start(port: u16, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
-        let mut args = vec![
+        Self::start_wrapped(port, data_dir, extra, &[]).await
+    }
+
+    /// Like [`SchedulerProc::start`], but runs the scheduler under `wrapper` (a command and
+    /// its arguments, such as `valgrind --tool=massif`) when that is not empty. Profilers that
+    /// run the program in their own process (valgrind) keep the scheduler's pid.
+    pub async fn start_wrapped(
+        port: u16,
+        data_dir: &Path,
+        extra: &[&str],
+        wrapper: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut args: Vec<String> = wrapper.iter().skip(1).cloned().collect();
+        let program = match wrapper.first() {
+            Some(w) => {
+                args.push(bin("fedjob-scheduler")?.display().to_string());
+                PathBuf::from(w)
+            }
+            None => bin("fedjob-scheduler")?,
+        };
+        args.extend([
             "--listen".to_owned(),
             format!("127.0.0.1:{port}"),
             "--data-dir".to_owned(),
             data_dir.display().to_string(),
-        ];
+        ]);
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut proc = Proc::spawn("fedjob-scheduler", &bin("fedjob-scheduler")?, &args)?;
-        proc.wait_for_line("fedjob-scheduler serving", Duration::from_secs(30))
+        let mut proc = Proc::spawn("fedjob-scheduler", &program, &args)?;
+        // A profiler wrapping it may slow the start down a lot.
+        let patience = if wrapper.is_empty() { 30 } else { 300 };
+        proc.wait_for_line("fedjob-scheduler serving", Duration::from_secs(patience))
             .await?;
         Ok(Self {
             proc,

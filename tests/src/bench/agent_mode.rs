@@ -47,6 +47,8 @@ pub struct AgentParams {
     pub settle_timeout_s: f64,
     /// How often `ListClusters` is polled, seconds.
     pub ready_poll_s: f64,
+    /// A command the scheduler runs under (a profiler), empty for none.
+    pub scheduler_wrapper: Vec<String>,
 }
 
 /// The scheduler's resource use over a run.
@@ -155,7 +157,7 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
     let clock = Clock::start();
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let grace = format!("{}ms", (params.cluster_grace_s * 1000.0).round() as u64);
-    let mut scheduler = SchedulerProc::start(
+    let mut scheduler = SchedulerProc::start_wrapped(
         free_port(),
         &dir.path().join("data"),
         &[
@@ -164,6 +166,7 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
             "--metrics-listen",
             &metrics_addr.to_string(),
         ],
+        &params.scheduler_wrapper,
     )
     .await?;
     let pid = scheduler
@@ -172,7 +175,16 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
         .ok_or_else(|| anyhow!("the scheduler exited"))?;
     let url = scheduler.url.clone();
     let result = drive(params, &url, pid, metrics_addr, clock, dir.path()).await;
-    let stopped = scheduler.proc.terminate(Duration::from_secs(30)).await;
+    // A profiler wrapping the scheduler writes its output on the way out.
+    let patience = if params.scheduler_wrapper.is_empty() {
+        30
+    } else {
+        600
+    };
+    let stopped = scheduler
+        .proc
+        .terminate(Duration::from_secs(patience))
+        .await;
     let mut results = result.with_context(|| scheduler.proc.tail(20))?;
     if !matches!(stopped, Ok(true)) {
         eprintln!("fedjob-bench: the scheduler did not stop cleanly: {stopped:?}");

@@ -176,6 +176,7 @@ mod tests {
             report_all: false,
             settle_timeout_s: 1.0,
             ready_poll_s: 1.0,
+            scheduler_wrapper: vec![],
         };
         let params = SweepParams {
             base,

@@ -66,6 +66,10 @@ struct Args {
     /// The TrueType font for the plot's text [default: DejaVu Sans or another found].
     #[arg(long)]
     font: Option<PathBuf>,
+    /// Agent mode: run the scheduler under this command, e.g. "valgrind --tool=massif
+    /// --massif-out-file=/tmp/massif.out" (its RSS and CPU figures are then the wrapper's).
+    #[arg(long, value_name = "COMMAND")]
+    scheduler_wrapper: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +110,9 @@ impl Args {
         if self.cluster_grace.as_millis() < 300 {
             return Err("--cluster-grace must be at least 300ms".into());
         }
+        if self.scheduler_wrapper.is_some() && self.mode == Mode::Full {
+            return Err("--scheduler-wrapper is for agent mode".into());
+        }
         if duration::parse(&self.pod_duration).is_err() {
             return Err(format!(
                 "--pod-duration {:?} is not a duration",
@@ -126,6 +133,11 @@ impl Args {
             report_all: self.report_all,
             settle_timeout_s: self.settle_timeout.as_secs_f64(),
             ready_poll_s: self.ready_poll.as_secs_f64(),
+            scheduler_wrapper: self
+                .scheduler_wrapper
+                .iter()
+                .flat_map(|w| w.split_whitespace().map(str::to_owned))
+                .collect(),
         }
     }
 
