@@ -75,17 +75,27 @@ pub enum Transition {
 #[derive(Debug, Default)]
 pub struct ClusterTable {
     entries: BTreeMap<String, ClusterEntry>,
+    /// Liveness is decided from records in the store (several replicas, see `coordination`),
+    /// not from the heartbeats this process sees.
+    shared: bool,
 }
 
 impl ClusterTable {
     /// Clusters loaded from the store at start: each gets one grace period from `now` to
     /// come back before it counts as silent.
-    pub fn load(records: Vec<(ClusterRecord, u64)>, now: Instant) -> Self {
+    ///
+    /// With `shared` liveness a cluster is NotReady until its liveness record says otherwise.
+    pub fn load(records: Vec<(ClusterRecord, u64)>, now: Instant, shared: bool) -> Self {
         let entries = records
             .into_iter()
-            .map(|(record, rev)| (record.name.clone(), ClusterEntry::new(record, rev, now)))
+            .map(|(record, rev)| {
+                (
+                    record.name.clone(),
+                    ClusterEntry::new(record, rev, now, shared),
+                )
+            })
             .collect();
-        Self { entries }
+        Self { entries, shared }
     }
 
     /// One cluster.
@@ -112,10 +122,8 @@ impl ClusterTable {
             }
             Some(_) => {}
             None => {
-                self.entries.insert(
-                    record.name.clone(),
-                    ClusterEntry::new(record, mod_revision, now),
-                );
+                let entry = ClusterEntry::new(record, mod_revision, now, self.shared);
+                self.entries.insert(entry.record.name.clone(), entry);
             }
         }
     }
@@ -141,13 +149,36 @@ impl ClusterTable {
         let e = self.entries.get_mut(name)?;
         e.last_heartbeat = now;
         e.last_heartbeat_wall = Some(Timestamp::now());
-        if e.ready {
+        if self.shared {
             return None;
         }
-        e.ready = true;
-        e.lost = false;
-        e.not_ready_since = None;
-        Some(Transition::Ready(name.to_owned()))
+        e.become_ready(name)
+    }
+
+    /// Sets a cluster's liveness from its shared record (several replicas).
+    pub fn set_live(&mut self, name: &str, live: bool, now: Instant) -> Option<Transition> {
+        let e = self.entries.get_mut(name)?;
+        if live {
+            if e.last_heartbeat_wall.is_none() {
+                e.last_heartbeat_wall = Some(Timestamp::now());
+            }
+            return e.become_ready(name);
+        }
+        if !e.ready {
+            return None;
+        }
+        e.ready = false;
+        e.not_ready_since = Some(now);
+        Some(Transition::NotReady(name.to_owned()))
+    }
+
+    /// Clusters this process has not heard from for `grace`.
+    pub fn quiet(&self, now: Instant, grace: Duration) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.last_heartbeat) >= grace)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Finds clusters whose heartbeats stopped for `grace` (NotReady) and those NotReady for a
@@ -160,7 +191,8 @@ impl ClusterTable {
     ) -> Vec<Transition> {
         let mut changes = Vec::new();
         for (name, e) in &mut self.entries {
-            if e.ready && now.saturating_duration_since(e.last_heartbeat) >= grace {
+            // With shared liveness, NotReady comes from the records (`set_live`), not the clock.
+            if !self.shared && e.ready && now.saturating_duration_since(e.last_heartbeat) >= grace {
                 e.ready = false;
                 e.not_ready_since = Some(now);
                 changes.push(Transition::NotReady(name.clone()));
@@ -184,17 +216,27 @@ impl ClusterTable {
 }
 
 impl ClusterEntry {
-    fn new(record: ClusterRecord, mod_revision: u64, now: Instant) -> Self {
+    fn new(record: ClusterRecord, mod_revision: u64, now: Instant, shared: bool) -> Self {
         Self {
             record,
             mod_revision,
             last_heartbeat: now,
             last_heartbeat_wall: None,
-            ready: true,
-            not_ready_since: None,
+            ready: !shared,
+            not_ready_since: shared.then_some(now),
             lost: false,
             session: None,
         }
+    }
+
+    fn become_ready(&mut self, name: &str) -> Option<Transition> {
+        if self.ready {
+            return None;
+        }
+        self.ready = true;
+        self.lost = false;
+        self.not_ready_since = None;
+        Some(Transition::Ready(name.to_owned()))
     }
 
     /// `Ready` or `NotReady`.
@@ -225,7 +267,7 @@ mod tests {
     fn silence_makes_a_cluster_not_ready_then_lost_and_a_heartbeat_brings_it_back() {
         let start = Instant::now();
         let grace = Duration::from_secs(30);
-        let mut table = ClusterTable::load(vec![(record("c1"), 1)], start);
+        let mut table = ClusterTable::load(vec![(record("c1"), 1)], start, false);
         assert!(
             table
                 .check(start + Duration::from_secs(29), grace, grace)
@@ -247,5 +289,34 @@ mod tests {
         );
         let view = &table.views()["c1"];
         assert!(view.ready && !view.lost);
+    }
+
+    #[test]
+    fn shared_liveness_follows_the_records_not_the_clock() {
+        let start = Instant::now();
+        let grace = Duration::from_secs(30);
+        let mut table = ClusterTable::load(vec![(record("c1"), 1)], start, true);
+        assert!(
+            !table.views()["c1"].ready,
+            "NotReady until a replica says it is live"
+        );
+        assert_eq!(table.heartbeat("c1", start), None);
+        assert_eq!(
+            table.set_live("c1", true, start),
+            Some(Transition::Ready("c1".into()))
+        );
+        assert!(
+            table.check(start + grace * 3, grace, grace * 10).is_empty(),
+            "no clock-based NotReady"
+        );
+        assert_eq!(table.quiet(start + grace, grace), vec!["c1".to_owned()]);
+        assert_eq!(
+            table.set_live("c1", false, start + grace),
+            Some(Transition::NotReady("c1".into()))
+        );
+        assert_eq!(
+            table.check(start + grace * 2, grace, grace),
+            vec![Transition::Lost("c1".into())]
+        );
     }
 }

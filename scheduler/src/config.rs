@@ -45,6 +45,11 @@ pub struct Config {
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
+    /// With `--store etcd`: TTL of this replica's etcd lease, on which its leadership and the
+    /// liveness records it writes hang; a dead leader is replaced within about this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
     /// How to reach etcd, with `--store etcd`.
     #[command(flatten)]
     pub etcd: EtcdFlags,

@@ -20,13 +20,14 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::clusters::{ClusterRecord, ClusterTable, SessionSlot, Transition};
+use crate::coordination::{Coordinator, LIVE_PREFIX};
 use crate::metrics::Metrics;
 use crate::model::job::{Deletion, FederatedJob, Observed, ShardState, job_key};
 use crate::model::manifest::{self, Invalid};
 use crate::model::planner::{self, Clusters};
 pub use crate::records::StoredJob;
 use crate::records::{self, JOBS_PREFIX, RecordError, SHARDS_PREFIX};
-use crate::store::{Op, Precondition, Store, StoreError};
+use crate::store::{Op, Precondition, Revision, Store, StoreError, WatchEvent};
 
 /// Store key prefix of clusters: `clusters/NAME`.
 pub const CLUSTERS_PREFIX: &str = "clusters/";
@@ -172,6 +173,13 @@ pub struct ControlPlane {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     sessions: Mutex<HashMap<String, Arc<SessionInbox>>>,
     changes: broadcast::Sender<Arc<JobChange>>,
+    /// Present when several replicas share the store (etcd): leadership and shared liveness.
+    coordinator: Option<Arc<Coordinator>>,
+    /// The store revision the loaded state is complete up to: replication watches from there.
+    loaded_at: Revision,
+    /// Jobs another replica changed, with the revision seen, waiting to be re-read.
+    stale: Mutex<HashMap<String, Revision>>,
+    stale_notify: Notify,
 }
 
 impl ControlPlane {
@@ -180,18 +188,29 @@ impl ControlPlane {
         store: Arc<dyn Store>,
         settings: Settings,
         metrics: Arc<Metrics>,
+        coordinator: Option<Arc<Coordinator>>,
     ) -> Result<Arc<Self>> {
         let clusters = store.list(CLUSTERS_PREFIX).await?;
+        let mut loaded_at = clusters.revision;
         let mut records = Vec::new();
         for kv in clusters.items {
             let record: ClusterRecord = decode(&kv.key, &kv.value)?;
             records.push((record, kv.mod_revision));
         }
-        let table = ClusterTable::load(records, Instant::now());
+        let mut table = ClusterTable::load(records, Instant::now(), coordinator.is_some());
+        if coordinator.is_some() {
+            let live = store.list(LIVE_PREFIX).await?;
+            loaded_at = loaded_at.min(live.revision);
+            for kv in live.items {
+                table.set_live(kv.key.trim_start_matches(LIVE_PREFIX), true, Instant::now());
+            }
+        }
         let views = Arc::new(table.views());
         let mut index = JobIndex::default();
         let jobs = store.list(JOBS_PREFIX).await?;
-        let mut shards = records::group_shards(store.list(SHARDS_PREFIX).await?.items);
+        let shard_listing = store.list(SHARDS_PREFIX).await?;
+        loaded_at = loaded_at.min(jobs.revision).min(shard_listing.revision);
+        let mut shards = records::group_shards(shard_listing.items);
         for kv in jobs.items {
             let key = kv.key.trim_start_matches(JOBS_PREFIX).to_owned();
             let stored = records::assemble(&kv, &shards.remove(&key).unwrap_or_default())?;
@@ -213,7 +232,21 @@ impl ControlPlane {
             locks: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             changes,
+            coordinator,
+            loaded_at,
+            stale: Mutex::new(HashMap::new()),
+            stale_notify: Notify::new(),
         }))
+    }
+
+    /// Whether this replica does the work that must happen once (always, alone).
+    pub fn is_leader(&self) -> bool {
+        self.coordinator.as_ref().is_none_or(|c| c.is_leader())
+    }
+
+    /// The revision the loaded state is complete up to.
+    pub fn loaded_at(&self) -> Revision {
+        self.loaded_at
     }
 
     /// The settings in force.
@@ -689,6 +722,13 @@ impl ControlPlane {
         labels: BTreeMap<String, String>,
         agent_version: &str,
     ) -> Result<(String, u64)> {
+        if let Some(c) = &self.coordinator
+            && let Some(replica) = c.attached_elsewhere(name).await?
+        {
+            return Err(ControlPlaneError::FailedPrecondition(format!(
+                "cluster \"{name}\" is connected from another agent (through replica {replica}); a cluster name is unique"
+            )));
+        }
         if let Some(e) = self.clusters.lock().get(name)
             && e.session.as_ref().is_some_and(|s| s.attached)
             && e.ready
@@ -787,7 +827,7 @@ impl ControlPlane {
     }
 
     /// Attaches an agent stream to `cluster` if `token` is its current session.
-    pub fn attach_session(&self, cluster: &str, token: &str) -> Result<Arc<SessionInbox>> {
+    pub async fn attach_session(&self, cluster: &str, token: &str) -> Result<Arc<SessionInbox>> {
         {
             let mut table = self.clusters.lock();
             let slot = table.get_mut(cluster).and_then(|e| e.session.as_mut());
@@ -800,6 +840,9 @@ impl ControlPlane {
                 }
             }
         }
+        if let Some(c) = &self.coordinator {
+            c.attach(cluster).await?;
+        }
         let inbox = Arc::new(SessionInbox::default());
         self.sessions
             .lock()
@@ -809,12 +852,18 @@ impl ControlPlane {
     }
 
     /// Detaches a stream; a newer session of the cluster is left alone.
-    pub fn detach_session(&self, cluster: &str, token: &str, inbox: &Arc<SessionInbox>) {
-        let mut sessions = self.sessions.lock();
-        if sessions.get(cluster).is_some_and(|i| Arc::ptr_eq(i, inbox)) {
-            sessions.remove(cluster);
+    pub async fn detach_session(&self, cluster: &str, token: &str, inbox: &Arc<SessionInbox>) {
+        let ours = {
+            let mut sessions = self.sessions.lock();
+            let ours = sessions.get(cluster).is_some_and(|i| Arc::ptr_eq(i, inbox));
+            if ours {
+                sessions.remove(cluster);
+            }
+            ours
+        };
+        if ours && let Some(c) = &self.coordinator {
+            c.detach(cluster).await;
         }
-        drop(sessions);
         if let Some(s) = self
             .clusters
             .lock()
@@ -842,10 +891,28 @@ impl ControlPlane {
         if let Some(t) = transition {
             self.on_transitions(vec![t]).await;
         }
+        if let Some(c) = &self.coordinator {
+            c.heard(cluster).await;
+        }
     }
 
     /// Checks every cluster's heartbeats; called periodically.
     pub async fn check_clusters(self: &Arc<Self>) {
+        if let Some(c) = &self.coordinator {
+            // Liveness this replica answers for: silent agents lose their record, and every
+            // replica learns it from the store.
+            let quiet = self
+                .clusters
+                .lock()
+                .quiet(Instant::now(), self.settings.cluster_grace);
+            for cluster in quiet.iter().filter(|q| c.owns(q)) {
+                warn!(cluster = %cluster, "no heartbeat for the grace period");
+                c.silent(cluster).await;
+            }
+            if !c.is_leader() {
+                return;
+            }
+        }
         let transitions = self.clusters.lock().check(
             Instant::now(),
             self.settings.cluster_grace,
@@ -858,6 +925,8 @@ impl ControlPlane {
 
     async fn on_transitions(self: &Arc<Self>, transitions: Vec<Transition>) {
         self.refresh_views();
+        // With several replicas, the leader alone acts on a change, so a failover is planned once.
+        let leader = self.is_leader();
         let mut keys = HashSet::new();
         for t in &transitions {
             match t {
@@ -879,6 +948,7 @@ impl ControlPlane {
                         }
                     }
                 }
+                Transition::Lost(_) if !leader => {}
                 Transition::Lost(c) => {
                     warn!(cluster = %c, "cluster lost: work with rebalance: true moves elsewhere");
                     // A new epoch fences what the cluster ran before: shards planned there
@@ -901,9 +971,135 @@ impl ControlPlane {
                 }
             }
         }
+        if !leader {
+            return;
+        }
         let mut keys: Vec<String> = keys.into_iter().collect();
         keys.sort();
         self.reconcile_jobs(keys).await;
+    }
+
+    // ------------------------------------------------------------------ replication
+
+    /// Applies one change seen in the store (written by this or another replica).
+    pub async fn apply_event(self: &Arc<Self>, event: WatchEvent) {
+        let revision = event.revision();
+        let key = event.key().to_owned();
+        if let Some(job) = key
+            .strip_prefix(JOBS_PREFIX)
+            .map(str::to_owned)
+            .or_else(|| {
+                key.strip_prefix(SHARDS_PREFIX)
+                    .and_then(|k| k.rsplit_once('/'))
+                    .map(|(j, _)| j.to_owned())
+            })
+        {
+            // This replica's own writes are published already: only newer ones need a read.
+            let known = self.job(&job).map_or(0, |j| j.mod_revision);
+            if revision > known {
+                let mut stale = self.stale.lock();
+                let entry = stale.entry(job).or_insert(0);
+                *entry = (*entry).max(revision);
+                drop(stale);
+                self.stale_notify.notify_one();
+            }
+        } else if let Some(name) = key.strip_prefix(CLUSTERS_PREFIX) {
+            if let WatchEvent::Put(kv) = &event {
+                match decode::<ClusterRecord>(&kv.key, &kv.value) {
+                    Ok(record) => {
+                        self.clusters
+                            .lock()
+                            .upsert(record, kv.mod_revision, Instant::now());
+                        self.refresh_views();
+                    }
+                    Err(e) => warn!(cluster = name, error = %e, "unreadable cluster record"),
+                }
+            }
+        } else if let Some(name) = key.strip_prefix(LIVE_PREFIX) {
+            let live = matches!(event, WatchEvent::Put(_));
+            if let (WatchEvent::Put(kv), Some(c)) = (&event, &self.coordinator)
+                && kv.value != c.replica().as_bytes()
+            {
+                c.disown(name);
+            }
+            let transition = self.clusters.lock().set_live(name, live, Instant::now());
+            if let Some(t) = transition {
+                self.on_transitions(vec![t]).await;
+            }
+        }
+    }
+
+    /// Re-reads the Jobs other replicas changed; runs until the store closes.
+    pub async fn refresh_stale(self: &Arc<Self>) {
+        loop {
+            self.stale_notify.notified().await;
+            let stale = std::mem::take(&mut *self.stale.lock());
+            for (key, revision) in stale {
+                if self.job(&key).is_some_and(|j| j.mod_revision >= revision) {
+                    continue;
+                }
+                match self.refresh_job(&key).await {
+                    Ok(()) => {}
+                    Err(ControlPlaneError::Store(StoreError::Closed)) => return,
+                    Err(e) => {
+                        warn!(job = %key, error = %e, "cannot re-read a Job changed elsewhere")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-reads everything after the watch history was compacted; returns the revision the
+    /// state is complete up to.
+    pub async fn resync(self: &Arc<Self>) -> Result<Revision> {
+        let jobs = self.store.list(JOBS_PREFIX).await?;
+        let mut revision = jobs.revision;
+        let listed: HashSet<String> = jobs
+            .items
+            .iter()
+            .map(|kv| kv.key.trim_start_matches(JOBS_PREFIX).to_owned())
+            .collect();
+        let cached: Vec<String> = self.jobs.read().by_key.keys().cloned().collect();
+        for key in cached.iter().filter(|k| !listed.contains(*k)) {
+            self.publish(key, None, revision);
+        }
+        for key in listed {
+            self.refresh_job(&key).await?;
+        }
+        let clusters = self.store.list(CLUSTERS_PREFIX).await?;
+        revision = revision.min(clusters.revision);
+        for kv in clusters.items {
+            let record: ClusterRecord = decode(&kv.key, &kv.value)?;
+            self.clusters
+                .lock()
+                .upsert(record, kv.mod_revision, Instant::now());
+        }
+        if self.coordinator.is_some() {
+            let live = self.store.list(LIVE_PREFIX).await?;
+            revision = revision.min(live.revision);
+            let live: HashSet<String> = live
+                .items
+                .iter()
+                .map(|kv| kv.key.trim_start_matches(LIVE_PREFIX).to_owned())
+                .collect();
+            let names: Vec<String> = self
+                .clusters
+                .lock()
+                .iter()
+                .map(|e| e.record.name.clone())
+                .collect();
+            let mut transitions = Vec::new();
+            for name in names {
+                let t = self
+                    .clusters
+                    .lock()
+                    .set_live(&name, live.contains(&name), Instant::now());
+                transitions.extend(t);
+            }
+            self.on_transitions(transitions).await;
+        }
+        self.refresh_views();
+        Ok(revision)
     }
 
     /// Jobs with work not placed anywhere yet.

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub jobs: Family<StateLabels, Gauge>,
     /// Clusters by state (set at scrape time).
     pub clusters: Family<StateLabels, Gauge>,
+    /// 1 while this replica leads (set at scrape time).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +91,7 @@ impl Metrics {
         let refused = Family::<ReasonLabels, Counter>::default();
         let jobs = Family::<StateLabels, Gauge>::default();
         let clusters = Family::<StateLabels, Gauge>::default();
+        let leader = Gauge::default();
         registry.register(
             "grpc_requests",
             "gRPC requests handled",
@@ -131,6 +134,11 @@ impl Metrics {
         );
         registry.register("jobs", "Federated Jobs by state", jobs.clone());
         registry.register("clusters", "Member clusters by state", clusters.clone());
+        registry.register(
+            "leader",
+            "Whether this replica does the work that must happen once",
+            leader.clone(),
+        );
         Self {
             registry,
             rpc_requests,
@@ -143,6 +151,7 @@ impl Metrics {
             refused,
             jobs,
             clusters,
+            leader,
         }
     }
 

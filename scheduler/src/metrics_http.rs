@@ -52,6 +52,7 @@ async fn metrics(State(cp): State<Arc<ControlPlane>>) -> impl IntoResponse {
         jobs[state].1 += 1;
     }
     let m = cp.metrics();
+    m.leader.set(i64::from(cp.is_leader()));
     Metrics::set_states(&m.jobs, &jobs);
     let (ready, not_ready) = cp.with_clusters(|t| t.counts());
     Metrics::set_states(

@@ -21,7 +21,9 @@ use crate::api::user::UserApi;
 use crate::auth::{Guard, Tokens};
 use crate::config::{Config, SecurityFlags, StoreKind};
 use crate::control_plane::{ControlPlane, Settings};
+use crate::coordination::Coordinator;
 use crate::metrics::Metrics;
+use crate::replication;
 use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{EmbeddedOptions, EmbeddedStore, EtcdStore, Store};
 
@@ -79,6 +81,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             "serving plain text without authentication on a non-loopback address (--insecure)"
         ),
     }
+    let (trigger, shutdown) = shutdown::channel();
+    let mut coordinator = None;
     let store: Arc<dyn Store> = match config.store {
         StoreKind::Embedded => {
             std::fs::create_dir_all(&config.data_dir)
@@ -94,10 +98,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         StoreKind::Etcd => {
             let mut options = config.etcd.options();
             options.observer = Some(metrics.clone());
-            let store = EtcdStore::connect(options)
+            let store = Arc::new(
+                EtcdStore::connect(options)
+                    .await
+                    .context("connecting to etcd (--etcd-endpoints)")?,
+            );
+            // Several replicas may share this etcd: elect a leader, share liveness.
+            let c = Coordinator::start(store.clone(), config.lease_ttl, shutdown.clone())
                 .await
-                .context("connecting to etcd (--etcd-endpoints)")?;
-            Arc::new(store)
+                .context("taking an etcd lease")?;
+            coordinator = Some(c);
+            store
         }
     };
     let settings = Settings {
@@ -105,7 +116,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         failover_after: config.failover_after.unwrap_or(config.cluster_grace),
         heartbeat_interval: config.heartbeat_interval(),
     };
-    let cp = ControlPlane::open(store.clone(), settings, metrics).await?;
+    let cp = ControlPlane::open(store.clone(), settings, metrics, coordinator.clone()).await?;
+    if coordinator.is_some() {
+        replication::spawn(cp.clone(), shutdown.clone());
+    }
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -116,7 +130,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
 
-    let (trigger, shutdown) = shutdown::channel();
     spawn_background(cp.clone(), shutdown.clone());
     let served = tokio::spawn(serve(
         config,
@@ -221,7 +234,9 @@ fn spawn_background(cp: Arc<ControlPlane>, mut shutdown: Shutdown) {
                 _ = shutdown.fired() => return,
             }
             cp.check_clusters().await;
-            cp.collect_finished(jiff::Timestamp::now()).await;
+            if cp.is_leader() {
+                cp.collect_finished(jiff::Timestamp::now()).await;
+            }
         }
     });
 }

@@ -123,6 +123,7 @@ impl Agent for AgentApi {
         let inbox = self
             .cp
             .attach_session(&hello.cluster, &hello.session)
+            .await
             .map_err(|e| self.refuse("stale-session", status(e)))?;
         info!(cluster = %hello.cluster, held = hello.held.len(), "agent session open");
         let (tx, rx) = mpsc::channel(64);
@@ -190,7 +191,8 @@ impl Session {
             }
         };
         self.cp
-            .detach_session(&self.cluster, &self.token, &self.inbox);
+            .detach_session(&self.cluster, &self.token, &self.inbox)
+            .await;
         info!(cluster = %self.cluster, reason, "agent session closed");
     }
 

@@ -1,0 +1,252 @@
+//! Several scheduler replicas on one etcd: who leads, and which clusters are alive.
+//!
+//! Every replica holds one etcd lease, kept alive while the process runs. On it hang:
+//! - `leader`: the replica that does the work that must happen once (NotReady→lost detection,
+//!   failover, TTL clean-up). Whoever creates the key leads; the others try again every quarter
+//!   of the lease TTL, so a dead leader is replaced within the TTL and a little more;
+//! - `live/CLUSTER`: the cluster is Ready. Written by the replica its agent heartbeats to,
+//!   deleted by it when the heartbeats stop for the grace period, and gone with the lease if that
+//!   replica dies — so every replica can tell whether a cluster is Ready;
+//! - `sessions/CLUSTER`: the replica an agent stream of the cluster is attached to, so a second
+//!   agent claiming the name on another replica is refused.
+//!
+//! If the lease is lost (etcd unreachable for a TTL), the replica stops leading, takes a new
+//! lease and writes its keys again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::shutdown::Shutdown;
+use crate::store::etcd::{Creation, EtcdStore, LeaseId, LeaseState};
+use crate::store::{Precondition, Store, StoreError};
+
+/// Key of the leader record.
+pub const LEADER_KEY: &str = "leader";
+/// Prefix of liveness records.
+pub const LIVE_PREFIX: &str = "live/";
+/// Prefix of session records.
+pub const SESSIONS_PREFIX: &str = "sessions/";
+
+/// This replica's part in the coordination of several.
+pub struct Coordinator {
+    store: Arc<EtcdStore>,
+    /// Identifies this replica in `leader`, `live/` and `sessions/` values.
+    replica: String,
+    lease: Mutex<LeaseId>,
+    leader: watch::Sender<bool>,
+    /// Clusters whose `live/` key this replica wrote and must delete when they fall silent.
+    owned: Mutex<HashSet<String>>,
+    /// Clusters whose agent stream is attached here.
+    attached: Mutex<HashSet<String>>,
+    ttl: Duration,
+}
+
+impl Coordinator {
+    /// Takes a lease of `ttl` and starts the election; runs until `shutdown`.
+    pub async fn start(
+        store: Arc<EtcdStore>,
+        ttl: Duration,
+        shutdown: Shutdown,
+    ) -> Result<Arc<Self>, StoreError> {
+        let replica = uuid::Uuid::new_v4().to_string();
+        let granted_at = tokio::time::Instant::now();
+        let lease = store.grant_lease(ttl).await?;
+        let keeper = store.keep_alive(lease, granted_at);
+        let (leader, _) = watch::channel(false);
+        let this = Arc::new(Self {
+            store,
+            replica,
+            lease: Mutex::new(lease.id),
+            leader,
+            owned: Mutex::new(HashSet::new()),
+            attached: Mutex::new(HashSet::new()),
+            ttl: lease.ttl.max(ttl),
+        });
+        info!(replica = %this.replica, ttl = ?this.ttl, "coordinating with other replicas through etcd");
+        tokio::spawn(this.clone().run(keeper, shutdown));
+        Ok(this)
+    }
+
+    /// This replica's id.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// Whether this replica leads now.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// Notified when leadership changes.
+    pub fn leadership(&self) -> watch::Receiver<bool> {
+        self.leader.subscribe()
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        mut keeper: crate::store::etcd::LeaseKeeper,
+        mut shutdown: Shutdown,
+    ) {
+        let poll = self.ttl / 4;
+        loop {
+            let mut state = keeper.subscribe();
+            loop {
+                if matches!(*state.borrow(), LeaseState::Expired) {
+                    break;
+                }
+                self.try_lead().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = state.changed() => {}
+                    _ = shutdown.fired() => {
+                        self.leader.send_replace(false);
+                        let _ = keeper.revoke().await;
+                        return;
+                    }
+                }
+            }
+            warn!(replica = %self.replica, "etcd lease lost: no longer leading; taking a new lease");
+            self.leader.send_replace(false);
+            keeper = loop {
+                let granted_at = tokio::time::Instant::now();
+                match self.store.grant_lease(self.ttl).await {
+                    Ok(lease) => {
+                        *self.lease.lock() = lease.id;
+                        break self.store.keep_alive(lease, granted_at);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot take an etcd lease; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(poll) => {}
+                            _ = shutdown.fired() => return,
+                        }
+                    }
+                }
+            };
+            // The old lease took our keys with it: write them again.
+            let owned: Vec<String> = self.owned.lock().iter().cloned().collect();
+            for cluster in owned {
+                self.write_live(&cluster).await;
+            }
+            let attached: Vec<String> = self.attached.lock().iter().cloned().collect();
+            for cluster in attached {
+                let _ = self
+                    .put_leased(&format!("{SESSIONS_PREFIX}{cluster}"))
+                    .await;
+            }
+        }
+    }
+
+    async fn try_lead(&self) {
+        let lease = *self.lease.lock();
+        let leading = match self
+            .store
+            .create_if_absent(LEADER_KEY, self.replica.clone(), lease)
+            .await
+        {
+            Ok(Creation::Created(_)) => true,
+            Ok(Creation::Exists(kv)) => kv.value == self.replica.as_bytes(),
+            Err(e) => {
+                warn!(error = %e, "leader election: etcd did not answer");
+                false
+            }
+        };
+        let was = self.leader.send_replace(leading);
+        if was != leading {
+            info!(replica = %self.replica, leading, "leadership changed");
+        }
+    }
+
+    async fn put_leased(&self, key: &str) -> Result<(), StoreError> {
+        let lease = *self.lease.lock();
+        self.store
+            .put_with_lease(key, self.replica.clone(), Precondition::Any, lease)
+            .await
+            .map(|_| ())
+    }
+
+    /// Marks `cluster` live (its agent heartbeats to this replica); a no-op while it already
+    /// is, as far as this replica wrote it.
+    pub async fn heard(&self, cluster: &str) {
+        if self.owned.lock().insert(cluster.to_owned()) {
+            self.write_live(cluster).await;
+        }
+    }
+
+    async fn write_live(&self, cluster: &str) {
+        if let Err(e) = self.put_leased(&format!("{LIVE_PREFIX}{cluster}")).await {
+            warn!(cluster, error = %e, "cannot record the cluster as live");
+            self.owned.lock().remove(cluster);
+        }
+    }
+
+    /// Whether this replica answers for `cluster`'s liveness.
+    pub fn owns(&self, cluster: &str) -> bool {
+        self.owned.lock().contains(cluster)
+    }
+
+    /// Another replica wrote `cluster`'s liveness: it answers for it now.
+    pub fn disown(&self, cluster: &str) {
+        self.owned.lock().remove(cluster);
+    }
+
+    /// `cluster`'s agent fell silent here: removes its liveness record.
+    pub async fn silent(&self, cluster: &str) {
+        if !self.owned.lock().remove(cluster) {
+            return;
+        }
+        let key = format!("{LIVE_PREFIX}{cluster}");
+        // Delete only our own record: another replica may have taken the cluster over.
+        match self.store.get(&key).await {
+            Ok(Some(kv)) if kv.value == self.replica.as_bytes() => {
+                let _ = crate::store::delete(
+                    self.store.as_ref(),
+                    key,
+                    Precondition::ModRevision(kv.mod_revision),
+                )
+                .await;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(cluster, error = %e, "cannot remove the liveness record"),
+        }
+    }
+
+    /// Which replica, if another one, has an agent stream of `cluster` attached.
+    pub async fn attached_elsewhere(&self, cluster: &str) -> Result<Option<String>, StoreError> {
+        let kv = self
+            .store
+            .get(&format!("{SESSIONS_PREFIX}{cluster}"))
+            .await?;
+        Ok(kv
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .filter(|replica| replica != &self.replica))
+    }
+
+    /// Records that an agent stream of `cluster` is attached here.
+    pub async fn attach(&self, cluster: &str) -> Result<(), StoreError> {
+        self.attached.lock().insert(cluster.to_owned());
+        self.put_leased(&format!("{SESSIONS_PREFIX}{cluster}"))
+            .await
+    }
+
+    /// Records that the stream of `cluster` left this replica.
+    pub async fn detach(&self, cluster: &str) {
+        self.attached.lock().remove(cluster);
+        let key = format!("{SESSIONS_PREFIX}{cluster}");
+        if let Ok(Some(kv)) = self.store.get(&key).await
+            && kv.value == self.replica.as_bytes()
+        {
+            let _ = crate::store::delete(
+                self.store.as_ref(),
+                key,
+                Precondition::ModRevision(kv.mod_revision),
+            )
+            .await;
+        }
+    }
+}
