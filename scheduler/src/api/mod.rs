@@ -31,6 +31,11 @@ pub fn status(e: ControlPlaneError) -> Status {
         ControlPlaneError::Store(StoreError::Closed) => {
             Status::unavailable("the scheduler is shutting down")
         }
+        // etcd unreachable, or a write whose outcome is unknown: the client may try again (a
+        // create then answers ALREADY_EXISTS if the first attempt did go through).
+        ControlPlaneError::Store(StoreError::Backend { .. }) => Status::unavailable(format!(
+            "{e}; the change may or may not have been applied: read it back or try again"
+        )),
         ControlPlaneError::Store(_) | ControlPlaneError::Corrupt { .. } => {
             Status::internal(e.to_string())
         }
