@@ -375,3 +375,99 @@ where
         sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// An etcd cluster of processes on loopback ports (Debian's `etcd-server` package).
+pub struct EtcdProcs {
+    /// The members.
+    pub members: Vec<Proc>,
+    /// Client URLs, in member order.
+    pub client_urls: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl EtcdProcs {
+    /// Starts `n` members and waits until each reports healthy.
+    pub async fn start(n: usize) -> anyhow::Result<Self> {
+        let etcd = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                anyhow!("etcd not found: install Debian's etcd-server (scripts/test does)")
+            })?;
+        let dir = tempfile::tempdir()?;
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let mut members = Vec::new();
+        let mut client_urls = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let client_url = format!("http://127.0.0.1:{client}");
+            let args: Vec<String> = [
+                "--name",
+                &format!("m{i}"),
+                "--data-dir",
+                &dir.path().join(format!("m{i}")).display().to_string(),
+                "--listen-client-urls",
+                &client_url,
+                "--advertise-client-urls",
+                &client_url,
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+                "--initial-cluster",
+                &initial.join(","),
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                &format!("fedjob-{}", std::process::id()),
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            members.push(Proc::spawn(&format!("etcd-m{i}"), &etcd, &args)?);
+            client_urls.push(client_url);
+        }
+        for url in &client_urls {
+            let addr = url.trim_start_matches("http://").to_owned();
+            eventually("etcd healthy", Duration::from_secs(30), || {
+                let addr = addr.clone();
+                async move {
+                    http_get(&addr, "/health")
+                        .await
+                        .filter(|b| b.contains("\"health\":\"true\""))
+                        .map(|_| ())
+                }
+            })
+            .await?;
+        }
+        Ok(Self {
+            members,
+            client_urls,
+            _dir: dir,
+        })
+    }
+
+    /// `--etcd-endpoints` for the scheduler.
+    pub fn endpoints(&self) -> String {
+        self.client_urls.join(",")
+    }
+}
+
+/// A plain HTTP/1.1 GET on loopback; the body, or `None` when nothing answered.
+pub async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.ok()?;
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_string(&mut response))
+        .await
+        .ok()?
+        .ok()?;
+    Some(response)
+}

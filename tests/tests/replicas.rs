@@ -1,0 +1,283 @@
+//! Three scheduler replicas on a three-member etcd cluster, three simulated member clusters and
+//! three syncers that know every replica: the seed walkthrough with creates and updates through
+//! different replicas, then kill -9 of the leading replica while Jobs run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fedjob_tests::harness::{
+    EtcdProcs, FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port,
+    http_get,
+};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::{Value, json};
+
+const CLUSTERS: [&str; 3] = ["c1", "c2", "c3"];
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Replica {
+    proc: SchedulerProc,
+    metrics: u16,
+}
+
+struct Federation {
+    dir: tempfile::TempDir,
+    _etcd: EtcdProcs,
+    sim: SimProc,
+    replicas: Vec<Replica>,
+    syncers: Vec<SyncerProc>,
+}
+
+impl Federation {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = EtcdProcs::start(3).await.unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let sim = SimProc::start(&CLUSTERS, &kubeconfig, "300ms")
+            .await
+            .unwrap();
+        let mut replicas = Vec::new();
+        for i in 0..3 {
+            let metrics = free_port();
+            let metrics_flag = format!("127.0.0.1:{metrics}");
+            let data = dir.path().join(format!("r{i}"));
+            let proc = SchedulerProc::start(
+                free_port(),
+                &data,
+                &[
+                    "--store",
+                    "etcd",
+                    "--etcd-endpoints",
+                    &etcd.endpoints(),
+                    "--etcd-prefix",
+                    "/walk/",
+                    "--cluster-grace",
+                    "3s",
+                    "--lease-ttl",
+                    "2s",
+                    "--metrics-listen",
+                    &metrics_flag,
+                ],
+            )
+            .await
+            .unwrap();
+            replicas.push(Replica { proc, metrics });
+        }
+        let urls: Vec<String> = replicas.iter().map(|r| r.proc.url.clone()).collect();
+        let syncers = CLUSTERS
+            .iter()
+            .map(|c| SyncerProc::start(&urls.join(","), c, &kubeconfig, &[]).unwrap())
+            .collect();
+        let fed = Self {
+            dir,
+            _etcd: etcd,
+            sim,
+            replicas,
+            syncers,
+        };
+        for r in 0..3 {
+            fed.wait_ready(r).await;
+        }
+        fed
+    }
+
+    fn url(&self, replica: usize) -> &str {
+        &self.replicas[replica].proc.url
+    }
+
+    async fn fedctl(&self, replica: usize, args: &[&str]) -> FedctlOutput {
+        fedctl(self.url(replica), args).await.unwrap()
+    }
+
+    async fn wait_ready(&self, replica: usize) {
+        eventually("three Ready clusters", WAIT, || async {
+            let out = self
+                .fedctl(replica, &["get", "clusters", "-o", "json"])
+                .await;
+            let ready = out.code == Some(0)
+                && out.json()["items"].as_array().is_some_and(|items| {
+                    items.len() == 3 && items.iter().all(|c| c["state"] == "Ready")
+                });
+            ready.then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    async fn leader(&self) -> Option<usize> {
+        for (i, r) in self.replicas.iter().enumerate() {
+            let body = http_get(&format!("127.0.0.1:{}", r.metrics), "/metrics").await;
+            if body.is_some_and(|b| b.lines().any(|l| l == "fedjob_leader 1")) {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    fn manifest(&self, name: &str, parallelism: i32, completions: i32, pod: &str) -> String {
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name},
+            "spec": {"parallelism": parallelism, "completions": completions,
+                     "template": {"metadata": {"annotations": {"fedjob.io/sim-duration": pod}},
+                                  "spec": {"restartPolicy": "Never",
+                                           "containers": [{"name": "w", "image": "busybox"}]}}}
+        });
+        let path = self.dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, serde_yaml::to_string(&job).unwrap()).unwrap();
+        path.display().to_string()
+    }
+
+    async fn shards(&self, cluster: &str, name: &str) -> BTreeMap<String, Job> {
+        let kubeconfig = Kubeconfig::read_from(self.sim.ready.kubeconfig.clone()).unwrap();
+        let options = KubeConfigOptions {
+            context: Some(cluster.into()),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .unwrap();
+        let jobs: Api<Job> = Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+        let params = ListParams::default().labels(&format!("fedjob.io/job={name}"));
+        let list = jobs.list(&params).await.unwrap();
+        list.items
+            .into_iter()
+            .map(|j| (j.metadata.name.clone().unwrap(), j))
+            .collect()
+    }
+
+    async fn wait_complete(&self, replica: usize, name: &str) -> Value {
+        let out = self
+            .fedctl(
+                replica,
+                &[
+                    "wait",
+                    "job",
+                    name,
+                    "--for=condition=Complete",
+                    "--timeout",
+                    "90s",
+                ],
+            )
+            .await;
+        assert_eq!(
+            out.code,
+            Some(0),
+            "wait failed: {}\n{}",
+            out.stderr,
+            self.logs()
+        );
+        self.fedctl(replica, &["get", "job", name, "-o", "json"])
+            .await
+            .ok()
+            .json()
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for (i, r) in self.replicas.iter().enumerate() {
+            text += &format!("--- replica {i}\n{}\n", r.proc.proc.tail(25));
+        }
+        for s in &self.syncers {
+            text += &format!("--- {}\n{}\n", s.proc.name, s.proc.tail(15));
+        }
+        text
+    }
+}
+
+fn spec(job: &Job) -> (i32, Option<i32>) {
+    let s = job.spec.as_ref().unwrap();
+    (s.parallelism.unwrap(), s.completions)
+}
+
+#[tokio::test]
+async fn the_walkthrough_through_different_replicas_survives_the_leader_s_death() {
+    let mut fed = Federation::start().await;
+
+    // Created through replica 1; the syncers are connected to replica 0.
+    let out = fed
+        .fedctl(1, &["create", "-f", &fed.manifest("myjob", 9, 18, "300ms")])
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for c in CLUSTERS {
+        let shards = eventually("the shard", WAIT, || async {
+            let s = fed.shards(c, "myjob").await;
+            (!s.is_empty()).then_some(s)
+        })
+        .await
+        .unwrap();
+        assert_eq!(spec(&shards["myjob"]), (3, Some(6)), "{c}");
+    }
+    let job = fed.wait_complete(2, "myjob").await;
+    assert_eq!(job["status"]["succeeded"], 18);
+    for p in job["placements"].as_array().unwrap() {
+        assert_eq!(p["succeeded"], 6, "{p}");
+    }
+
+    // Updates through another replica reach the clusters in place.
+    let out = fed
+        .fedctl(2, &["create", "-f", &fed.manifest("long", 6, 12, "2s")])
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = fed
+        .fedctl(1, &["scale", "job", "long", "--parallelism", "9"])
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    for c in CLUSTERS {
+        eventually("parallelism 3 in place", WAIT, || async {
+            fed.shards(c, "long")
+                .await
+                .get("long")
+                .filter(|j| spec(j).0 == 3)
+                .map(|_| ())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
+    }
+
+    // kill -9 of the leading replica while `long` runs.
+    let leader = eventually("a leader", WAIT, || fed.leader()).await.unwrap();
+    fed.replicas[leader].proc.proc.kill9().await;
+    let killed = Instant::now();
+    let survivor = (leader + 1) % 3;
+    let new_leader = eventually("another replica leads", WAIT, || async {
+        fed.leader().await.filter(|l| *l != leader)
+    })
+    .await
+    .unwrap();
+    println!(
+        "replica {leader} killed; replica {new_leader} leads after {:?} (lease TTL 2s)",
+        killed.elapsed()
+    );
+    fed.wait_ready(survivor).await;
+    let job = fed.wait_complete(survivor, "long").await;
+    assert_eq!(
+        job["status"]["succeeded"], 12,
+        "the right total after the leader died"
+    );
+    let mut local = 0;
+    for c in CLUSTERS {
+        let shards = fed.shards(c, "long").await;
+        assert_eq!(shards.len(), 1, "{c}: no duplicate shard");
+        local += shards["long"]
+            .status
+            .as_ref()
+            .and_then(|s| s.succeeded)
+            .unwrap_or(0);
+    }
+    assert_eq!(local, 12);
+    // Nothing acknowledged was lost: both Jobs are there through the survivor.
+    let out = fed
+        .fedctl(survivor, &["get", "jobs", "-o", "json"])
+        .await
+        .ok();
+    let names: Vec<String> = out.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, vec!["long", "myjob"]);
+}
