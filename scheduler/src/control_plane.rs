@@ -356,10 +356,7 @@ impl ControlPlane {
             })
             .await?;
         info!(job = %key, "created");
-        stored.ok_or(ControlPlaneError::NotFound {
-            kind: "jobs.batch",
-            name,
-        })
+        stored.ok_or_else(|| job_not_found(&name))
     }
 
     /// Replaces the user's part of a Job (labels, annotations, spec) with `job`'s.
@@ -401,10 +398,7 @@ impl ControlPlane {
         let result = self
             .mutate(key, |current| {
                 let Some(current) = current else {
-                    return Err(ControlPlaneError::NotFound {
-                        kind: "jobs.batch",
-                        name: name.clone(),
-                    });
+                    return Err(job_not_found(&name));
                 };
                 if resource_version.is_some_and(|rv| rv != current.mod_revision) {
                     return Err(ControlPlaneError::Conflict { name: name.clone() });
@@ -446,10 +440,7 @@ impl ControlPlane {
                 shard_revisions: Default::default(),
             }));
         }
-        result.ok_or(ControlPlaneError::NotFound {
-            kind: "jobs.batch",
-            name,
-        })
+        result.ok_or_else(|| job_not_found(&name))
     }
 
     /// Deletes a Job. With `cascade`, its shards are deleted first and the Job stays,
@@ -465,10 +456,7 @@ impl ControlPlane {
         let result = self
             .mutate(key, |current| {
                 let Some(current) = current else {
-                    return Err(ControlPlaneError::NotFound {
-                        kind: "jobs.batch",
-                        name: name.clone(),
-                    });
+                    return Err(job_not_found(&name));
                 };
                 if !cascade {
                     return Ok(Next::Delete);
@@ -1146,6 +1134,13 @@ pub struct ShardReport {
     pub epoch: u64,
     /// What was observed.
     pub observed: Observed,
+}
+
+fn job_not_found(name: &str) -> ControlPlaneError {
+    ControlPlaneError::NotFound {
+        kind: "jobs.batch",
+        name: name.to_owned(),
+    }
 }
 
 fn finish(record: FederatedJob) -> Next {

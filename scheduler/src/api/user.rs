@@ -39,6 +39,26 @@ impl UserApi {
         }
     }
 
+    /// Apply (`create`: a missing Job is created) or update: the manifest replaces the Job's
+    /// labels, annotations and spec, guarded by its `metadata.resourceVersion` when given.
+    async fn replace(
+        &self,
+        job: Option<prost_types::Struct>,
+        manifest: &str,
+        namespace: &str,
+        create: bool,
+        dry_run: bool,
+    ) -> Result<Response<v1::FederatedJob>, Status> {
+        let job = request_job(job, manifest, namespace)?;
+        let rv = resource_version(job.metadata.resource_version.as_deref())?;
+        let stored = self
+            .cp
+            .replace_job(job, rv, create, dry_run)
+            .await
+            .map_err(status)?;
+        Ok(self.answer(&stored))
+    }
+
     fn answer(&self, stored: &crate::control_plane::StoredJob) -> Response<v1::FederatedJob> {
         Response::new(convert::federated_job(stored, &self.cp.cluster_views()))
     }
@@ -113,18 +133,9 @@ impl Federation for UserApi {
         req: Request<v1::ApplyJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
         self.guard.user(&req, Access::Write)?;
-        measured(self.cp.metrics(), "Federation/ApplyJob", async {
-            let r = req.into_inner();
-            let job = request_job(r.job, &r.manifest, &r.namespace)?;
-            let rv = resource_version(job.metadata.resource_version.as_deref())?;
-            let stored = self
-                .cp
-                .replace_job(job, rv, true, r.dry_run)
-                .await
-                .map_err(status)?;
-            Ok(self.answer(&stored))
-        })
-        .await
+        let r = req.into_inner();
+        let replace = self.replace(r.job, &r.manifest, &r.namespace, true, r.dry_run);
+        measured(self.cp.metrics(), "Federation/ApplyJob", replace).await
     }
 
     async fn update_job(
@@ -132,18 +143,9 @@ impl Federation for UserApi {
         req: Request<v1::UpdateJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
         self.guard.user(&req, Access::Write)?;
-        measured(self.cp.metrics(), "Federation/UpdateJob", async {
-            let r = req.into_inner();
-            let job = request_job(r.job, &r.manifest, &r.namespace)?;
-            let rv = resource_version(job.metadata.resource_version.as_deref())?;
-            let stored = self
-                .cp
-                .replace_job(job, rv, false, r.dry_run)
-                .await
-                .map_err(status)?;
-            Ok(self.answer(&stored))
-        })
-        .await
+        let r = req.into_inner();
+        let replace = self.replace(r.job, &r.manifest, &r.namespace, false, r.dry_run);
+        measured(self.cp.metrics(), "Federation/UpdateJob", replace).await
     }
 
     async fn patch_job(
