@@ -118,6 +118,8 @@ fn agent_results(r: &Value, clusters: usize, jobs: usize, sample: usize) {
         "every Job reached every cluster"
     );
     assert_eq!(num(r, "propagation.incomplete"), 0.0);
+    assert_eq!(summary(r, "propagation.from_send"), m);
+    assert!(num(r, "propagation.before_ack") <= m);
     assert_eq!(summary(r, "status"), sample as f64 * n, "every probe shown");
     assert_eq!(num(r, "status.missing"), 0.0);
     assert_eq!(num(r, "status.watches.opened"), sample as f64);
@@ -215,6 +217,7 @@ async fn a_sweep_reports_each_size_and_the_growth_and_plots_it() {
             "create_per_s",
             "propagation_p50_ms",
             "propagation_p99_ms",
+            "propagation_from_send_p99_ms",
             "status_p99_ms",
             "peak_rss_mb",
             "cpu_s_per_1000_jobs",
@@ -261,6 +264,7 @@ async fn full_mode_follows_jobs_through_syncers_and_kubesim_clusters() {
         "every shard in its cluster"
     );
     assert_eq!(num(r, "create_to_shard.incomplete"), 0.0);
+    assert_eq!(summary(r, "create_to_shard.from_send"), 10.0);
     assert_eq!(summary(r, "shard_complete_to_job_complete"), 3.0);
     assert_eq!(num(r, "shard_complete_to_job_complete.missing"), 0.0);
     scheduler_usage(r, "scheduler");

@@ -96,11 +96,29 @@ impl Usage {
 /// Propagation: create acknowledged → every cluster's agent has its RUN assignment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Propagation {
-    /// Over every acknowledged Job that reached every cluster.
+    /// Over every acknowledged Job that reached every cluster (0 when the last cluster had it
+    /// before the acknowledgement reached the client).
     #[serde(flatten)]
     pub latency: Summary,
     /// Acknowledged Jobs that did not reach every cluster within the settle timeout.
     pub incomplete: usize,
+    /// Jobs that reached every cluster before their acknowledgement reached the client.
+    pub before_ack: usize,
+    /// The same, measured from the moment the create was sent.
+    pub from_send: Summary,
+}
+
+impl Propagation {
+    /// The figures of `tracker` for `acknowledged` Jobs.
+    pub fn of(tracker: &JobTracker, acknowledged: usize) -> Self {
+        let latency = Summary::of_micros(tracker.latencies_us());
+        Self {
+            incomplete: acknowledged.saturating_sub(latency.count),
+            latency,
+            before_ack: tracker.before_ack(),
+            from_send: Summary::of_micros(tracker.latencies_from_send_us()),
+        }
+    }
 }
 
 /// Status: an agent reports a shard Running → the federated Job's view shows it.
@@ -287,7 +305,6 @@ async fn drive(
         agent_counters.add(&agent.finish().await?);
     }
     let (status_latencies, missing) = probes.status_latencies_us();
-    let propagation = Summary::of_micros(tracker.latencies_us());
     if propagated < creates.acknowledged {
         eprintln!(
             "fedjob-bench: {} of {} Jobs did not reach every cluster within {settle:?}",
@@ -296,10 +313,7 @@ async fn drive(
         );
     }
     Ok(AgentResults {
-        propagation: Propagation {
-            incomplete: creates.acknowledged.saturating_sub(propagation.count),
-            latency: propagation,
-        },
+        propagation: Propagation::of(&tracker, creates.acknowledged),
         creates,
         status: StatusLatency {
             latency: Summary::of_micros(status_latencies),

@@ -271,7 +271,6 @@ async fn drive(
         }
     }
 
-    let to_shard = Summary::of_micros(shards.latencies_us());
     let mut complete_latencies = Vec::new();
     let mut missing = 0;
     for k in 0..probes.len() {
@@ -284,10 +283,7 @@ async fn drive(
         }
     }
     Ok(FullResults {
-        create_to_shard: Propagation {
-            incomplete: creates.acknowledged.saturating_sub(to_shard.count),
-            latency: to_shard,
-        },
+        create_to_shard: Propagation::of(&shards, creates.acknowledged),
         creates,
         shard_complete_to_job_complete: Completion {
             latency: Summary::of_micros(complete_latencies),

@@ -123,7 +123,7 @@ pub async fn create_jobs(
                             let job = response.into_inner();
                             let shards: usize = job.placements.iter().map(|p| p.shards.len()).sum();
                             for tracker in &trackers {
-                                tracker.acknowledged(idx, acked, shards as u32);
+                                tracker.acknowledged(idx, sent, acked, shards as u32);
                             }
                             mine.latencies.push(acked - sent);
                             mine.last_ack = mine.last_ack.max(acked);

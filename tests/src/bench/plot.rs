@@ -89,6 +89,11 @@ pub fn draw(results: &SweepResults, path: &Path, font: Option<&Path>) -> anyhow:
                 &[
                     ("propagation p50", &growth.propagation_p50_ms, GREEN),
                     ("propagation p99", &growth.propagation_p99_ms, RED),
+                    (
+                        "propagation p99 from send",
+                        &growth.propagation_from_send_p99_ms,
+                        RGBColor(255, 140, 0),
+                    ),
                     ("status p99", &growth.status_p99_ms, MAGENTA),
                 ],
             )?;

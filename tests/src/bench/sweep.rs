@@ -51,6 +51,8 @@ pub struct Growth {
     pub propagation_p99_ms: Vec<Option<f64>>,
     /// Propagation max, ms.
     pub propagation_max_ms: Vec<Option<f64>>,
+    /// Create sent → every cluster has its assignment, p99, ms.
+    pub propagation_from_send_p99_ms: Vec<Option<f64>>,
     /// Status p50, ms.
     pub status_p50_ms: Vec<Option<f64>>,
     /// Status p99, ms.
@@ -73,6 +75,8 @@ impl Growth {
             .push(r.map(|r| r.propagation.latency.p99_ms));
         self.propagation_max_ms
             .push(r.map(|r| r.propagation.latency.max_ms));
+        self.propagation_from_send_p99_ms
+            .push(r.map(|r| r.propagation.from_send.p99_ms));
         self.status_p50_ms.push(r.map(|r| r.status.latency.p50_ms));
         self.status_p99_ms.push(r.map(|r| r.status.latency.p99_ms));
         self.peak_rss_mb.push(r.map(|r| r.scheduler.peak_rss_mb));

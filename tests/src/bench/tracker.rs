@@ -34,6 +34,8 @@ pub fn cluster_index(name: &str) -> Option<usize> {
 
 #[derive(Debug, Default)]
 struct JobSlot {
+    /// When the create was sent.
+    sent_us: TimeSlot,
     /// When the create was acknowledged.
     ack_us: TimeSlot,
     /// Events to wait for (shards placed); 0 until the ack says.
@@ -65,11 +67,13 @@ impl JobTracker {
         }
     }
 
-    /// Records that Job `idx` was acknowledged at `us` with `expected` shards to wait for.
-    pub fn acknowledged(&self, idx: usize, us: u64, expected: u32) {
+    /// Records that Job `idx` was sent at `sent_us`, and acknowledged at `us` with `expected`
+    /// shards to wait for.
+    pub fn acknowledged(&self, idx: usize, sent_us: u64, us: u64, expected: u32) {
         let Some(slot) = self.slots.get(idx) else {
             return;
         };
+        slot.sent_us.set_min(sent_us);
         slot.ack_us.set_min(us);
         slot.expected.store(expected, Ordering::SeqCst);
         self.check(slot);
@@ -123,6 +127,25 @@ impl JobTracker {
             .filter(|s| s.done.load(Ordering::SeqCst))
             .filter_map(|s| Some(s.last_us.get()?.saturating_sub(s.ack_us.get()?)))
             .collect()
+    }
+
+    /// For every complete Job: last event − create sent (never negative: the event follows
+    /// the send).
+    pub fn latencies_from_send_us(&self) -> Vec<u64> {
+        self.slots
+            .iter()
+            .filter(|s| s.done.load(Ordering::SeqCst))
+            .filter_map(|s| Some(s.last_us.get()?.saturating_sub(s.sent_us.get()?)))
+            .collect()
+    }
+
+    /// Complete Jobs whose last event came before their acknowledgement reached the bench.
+    pub fn before_ack(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.done.load(Ordering::SeqCst))
+            .filter(|s| matches!((s.last_us.get(), s.ack_us.get()), (Some(l), Some(a)) if l < a))
+            .count()
     }
 
     /// When the last event of Job `idx` was seen, once all were.
@@ -299,9 +322,9 @@ mod tests {
         t.seen(0, 10);
         t.seen(0, 30);
         assert_eq!(t.complete(), 0, "not acknowledged yet");
-        t.acknowledged(0, 20, 2);
+        t.acknowledged(0, 5, 20, 2);
         assert_eq!(t.complete(), 1);
-        t.acknowledged(1, 100, 2);
+        t.acknowledged(1, 90, 100, 2);
         t.seen(1, 150);
         assert_eq!(t.complete(), 1, "one event of two");
         t.seen(1, 130);
@@ -309,6 +332,10 @@ mod tests {
         let mut l = t.latencies_us();
         l.sort();
         assert_eq!(l, vec![10, 50]);
+        let mut from_send = t.latencies_from_send_us();
+        from_send.sort();
+        assert_eq!(from_send, vec![25, 60]);
+        assert_eq!(t.before_ack(), 0);
         assert_eq!(t.completed_at(1), Some(150));
         t.seen(7, 1); // out of range: ignored
     }
