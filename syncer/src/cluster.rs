@@ -241,10 +241,21 @@ impl Cluster {
     /// Server-side applies `manifest` as field manager `fedjob-syncer`, forcing ownership of
     /// the fields it sets (k8s-facts/09, 27). Creates the Job when it does not exist.
     pub async fn apply(&self, key: &ShardKey, manifest: &Value) -> Result<Job, ClusterError> {
-        let params = PatchParams::apply(names::FIELD_MANAGER).force();
+        self.apply_as(key, manifest, names::FIELD_MANAGER).await
+    }
+
+    /// Server-side applies `config` as field manager `manager`, forcing ownership of the fields
+    /// it sets (the self-fence applies `spec.suspend` alone as a manager of its own).
+    pub async fn apply_as(
+        &self,
+        key: &ShardKey,
+        config: &Value,
+        manager: &str,
+    ) -> Result<Job, ClusterError> {
+        let params = PatchParams::apply(manager).force();
         Ok(self
             .jobs(&key.namespace)
-            .patch(&key.name, &params, &Patch::Apply(manifest))
+            .patch(&key.name, &params, &Patch::Apply(config))
             .await?)
     }
 

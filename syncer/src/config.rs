@@ -73,6 +73,12 @@ pub struct Args {
     /// Allow plain-text `http://` to a scheduler that is not on a loopback address.
     #[arg(long)]
     pub insecure: bool,
+
+    /// Suspend this cluster's unfinished shards after hearing from no scheduler for this long
+    /// (`30s`, `2m`), so that their work can be reassigned safely; they resume once a scheduler
+    /// is back in sync. At least twice `--heartbeat-interval`. Off by default.
+    #[arg(long)]
+    pub self_fence_after: Option<String>,
 }
 
 /// TLS material for `https://` schedulers, read once at start.
@@ -132,6 +138,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// TLS for `https://` schedulers.
     pub tls: Option<Tls>,
+    /// Lease after which the syncer suspends its own shards when no scheduler is heard from.
+    pub self_fence_after: Option<Duration>,
 }
 
 /// A flag that cannot be used.
@@ -223,6 +231,25 @@ impl TryFrom<Args> for Config {
         }
         let shutdown_grace = parse_duration(&args.shutdown_grace)
             .map_err(|m| ConfigError::invalid("shutdown-grace", m))?;
+        let self_fence_after = args
+            .self_fence_after
+            .as_deref()
+            .map(|text| {
+                let lease = parse_duration(text)
+                    .map_err(|m| ConfigError::invalid("self-fence-after", m))?;
+                // A healthy session is heard from once a heartbeat interval (the answers to
+                // heartbeats); a lease shorter than two would fence a cluster that is fine.
+                if lease < heartbeat_interval * 2 {
+                    return Err(ConfigError::invalid(
+                        "self-fence-after",
+                        format!(
+                            "{text}: must be at least twice --heartbeat-interval ({heartbeat_interval:?}), or a syncer that is connected fences itself"
+                        ),
+                    ));
+                }
+                Ok(lease)
+            })
+            .transpose()?;
         if args.workers == 0 {
             return Err(ConfigError::invalid("workers", "must be at least 1"));
         }
@@ -241,6 +268,7 @@ impl TryFrom<Args> for Config {
             workers: args.workers,
             shutdown_grace,
             tls,
+            self_fence_after,
         })
     }
 }
@@ -409,6 +437,24 @@ mod tests {
         assert_eq!(c.namespace, None);
         assert_eq!(c.workers, 16);
         assert_eq!(c.tls, None);
+        assert_eq!(c.self_fence_after, None, "self-fencing is off by default");
+    }
+
+    #[test]
+    fn self_fence_after() {
+        let c = parse(&["--heartbeat-interval", "500ms", "--self-fence-after", "2s"]).unwrap();
+        assert_eq!(c.self_fence_after, Some(Duration::from_secs(2)));
+        let c = parse(&["--self-fence-after", "1m"]).unwrap();
+        assert_eq!(c.self_fence_after, Some(Duration::from_secs(60)));
+        let short = parse(&["--self-fence-after", "9s"]).unwrap_err();
+        assert_eq!(short.exit_code(), 64);
+        let text = short.to_string();
+        assert!(
+            text.contains("--self-fence-after") && text.contains("twice --heartbeat-interval"),
+            "{text}"
+        );
+        let bad = parse(&["--self-fence-after", "soon"]).unwrap_err();
+        assert!(bad.to_string().contains("--self-fence-after"), "{bad}");
     }
 
     #[test]

@@ -273,6 +273,7 @@ async fn session(
 
     let heard = Arc::new(Mutex::new(Instant::now()));
     let synced = Arc::new(AtomicBool::new(false));
+    let mut fenced = ctx.lease.subscribe();
     let mut reader = AbortOnDrop(tokio::spawn(read(
         ctx.clone(),
         inbound,
@@ -297,6 +298,11 @@ async fn session(
                 let _ = timeout(Duration::from_secs(2), &mut reader.0).await;
                 info!(cluster = %settings.cluster, scheduler = %url, "session closed");
                 return Ok(End::Shutdown);
+            }
+            Ok(()) = fenced.changed() => {
+                // The scheduler went silent past the lease while this stream stayed open: only
+                // a session in sync from its start may lift the fence.
+                return Ok(lost("self-fenced; reopening the session to get in sync again".into()));
             }
             ended = &mut reader.0 => {
                 let reason = ended.unwrap_or_else(|e| format!("reader failed: {e}"));
@@ -352,6 +358,7 @@ async fn read(
         match inbound.message().await {
             Ok(Some(message)) => {
                 *heard.lock() = Instant::now();
+                ctx.lease.heard();
                 match message.msg {
                     Some(scheduler_message::Msg::Assignments(batch)) => {
                         debug!(

@@ -4,7 +4,9 @@
 //! ([`connection`]), realises them as local `batch/v1` Jobs with the `kube` crate
 //! ([`reconcile`], [`cluster`]), watches those Jobs and streams their status back
 //! ([`shards`], [`status`]). It keeps no state of its own: after a restart it finds its shards
-//! again by their labels, and the scheduler sends every assignment again.
+//! again by their labels, and the scheduler sends every assignment again. Cut off from every
+//! scheduler for longer than `--self-fence-after`, it suspends its unfinished shards
+//! ([`fence`]) until a session is in sync again.
 //!
 //! ```text
 //! scheduler ──assignments──▶ connection ──▶ shards table ──▶ work queue ──▶ workers ──apply/delete──▶ API server
@@ -16,6 +18,7 @@ pub mod backoff;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod fence;
 pub mod manifest;
 pub mod queue;
 pub mod reconcile;
@@ -75,9 +78,13 @@ impl Syncer {
             cluster_name: config.cluster_name.clone(),
             create_namespaces: config.create_namespaces,
             namespace: config.namespace.clone(),
+            lease: fence::Lease::new(config.self_fence_after),
         });
         let mut watch = JoinSet::new();
         watch.spawn(watch_shards(ctx.clone()));
+        if let Some(lease) = config.self_fence_after {
+            watch.spawn(fence::watch_lease(ctx.clone(), lease));
+        }
         let mut workers = JoinSet::new();
         for _ in 0..config.workers {
             workers.spawn(reconcile::worker(ctx.clone()));
@@ -89,6 +96,7 @@ impl Syncer {
         info!(
             cluster = %config.cluster_name, schedulers = ?config.schedulers,
             namespace = config.namespace.as_deref().unwrap_or("*"), version = VERSION,
+            self_fence_after = ?config.self_fence_after,
             "fedjob-syncer started"
         );
         Syncer {

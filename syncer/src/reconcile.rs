@@ -8,7 +8,9 @@
 //!   revision); a missing shard is created only when the assignment allows it **and** this
 //!   process never saw it exist: a shard that disappears is reported, not re-created;
 //! - DELETE deletes with `propagationPolicy: Background`, guarded by the Job's uid;
-//! - RETAIN never writes; FORGET was handled on arrival.
+//! - RETAIN never writes; FORGET was handled on arrival;
+//! - while the syncer is self-fenced ([`fence`]), no shard that its assignment runs is created
+//!   or re-applied (the fence suspended it); the fence's own step comes before all of these.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,7 @@ use k8s_openapi::api::batch::v1::Job;
 use tracing::{debug, info, warn};
 
 use crate::cluster::{Cluster, ClusterError, ShardKey};
+use crate::fence::{self, FenceStep, Lease, Standing};
 use crate::manifest::drift;
 use crate::queue::WorkQueue;
 use crate::shards::{Held, Problem, Shards, conflict_message};
@@ -42,6 +45,8 @@ pub struct Context {
     pub create_namespaces: bool,
     /// The only namespace managed, when restricted.
     pub namespace: Option<String>,
+    /// When a scheduler was last heard from (self-fencing).
+    pub lease: Lease,
 }
 
 impl Context {
@@ -55,6 +60,7 @@ impl Context {
         }
         if batch.synced {
             info!(cluster = %self.cluster_name, shards = self.shards.len(), "in sync with the scheduler");
+            fence::lift(self);
         }
     }
 }
@@ -70,6 +76,8 @@ pub struct Plan {
     pub seen: bool,
     /// The Job was read by name just now (not only looked for in the watch cache).
     pub looked_up: bool,
+    /// Where the syncer stands with the schedulers.
+    pub standing: Standing,
 }
 
 /// The one thing to do next for a shard.
@@ -135,12 +143,26 @@ pub fn decide(plan: &Plan) -> Step {
                     owner: status::job_uid(other).map(str::to_owned),
                 },
                 (_, Some(job)) if status::is_terminating(job) => Step::Nothing,
+                // Fenced, or marked by a fence and not yet in sync: the fence decides.
+                (_, Some(job))
+                    if held.action == AssignmentAction::Run
+                        && (plan.standing == Standing::Fenced
+                            || (fence::is_marked(job) && plan.standing != Standing::InSync)) =>
+                {
+                    Step::Nothing
+                }
                 (_, Some(job)) => match drift(&manifest.job, job) {
                     Some(reason) => Step::Apply { reason },
                     None => Step::Nothing,
                 },
                 (None, _) if plan.seen => Step::Nothing,
                 (None, _) if !plan.looked_up => Step::Lookup,
+                (None, _)
+                    if held.action == AssignmentAction::Run
+                        && plan.standing == Standing::Fenced =>
+                {
+                    Step::Nothing
+                }
                 (None, _) if held.create => Step::Create,
                 (None, _) => Step::Nothing,
             }
@@ -163,8 +185,41 @@ fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(1 << exp)
 }
 
-/// Brings one shard to what its assignment asks.
+/// Carries out what the self-fence asks of one shard, if anything; `Err` says when to try
+/// again after a failure.
+async fn fence_shard(ctx: &Context, key: &ShardKey) -> Result<(), Next> {
+    let Some(step) = ctx.shards.fence_step(key) else {
+        return Ok(());
+    };
+    let now = jiff::Timestamp::now().to_string();
+    let body = fence::manifest(key, step, &now);
+    match ctx.cluster.apply_as(key, &body, fence::FENCE_MANAGER).await {
+        Ok(job) => {
+            let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+            match step {
+                FenceStep::Suspend => {
+                    warn!(cluster = %ctx.cluster_name, shard = %key, "shard suspended (self-fenced)")
+                }
+                FenceStep::Resume { .. } => {
+                    info!(cluster = %ctx.cluster_name, shard = %key, suspended, "self-fence of the shard lifted")
+                }
+            }
+            ctx.shards.record_live(job);
+            Ok(())
+        }
+        Err(e) => {
+            let failures = ctx.shards.fail(key, None);
+            warn!(cluster = %ctx.cluster_name, shard = %key, step = ?step, failures, error = %e, "self-fence step failed");
+            Err(Next::RetryAfter(retry_delay(failures)))
+        }
+    }
+}
+
+/// Brings one shard to what its assignment asks (and the self-fence, first).
 pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
+    if let Err(next) = fence_shard(ctx, key).await {
+        return next;
+    }
     let Some(mut plan) = ctx.shards.plan(key) else {
         return Next::Done;
     };
@@ -364,6 +419,7 @@ mod tests {
             live,
             seen,
             looked_up,
+            standing: Standing::InSync,
         }
     }
 
@@ -470,6 +526,63 @@ mod tests {
             message: "x".into(),
         });
         assert_eq!(decide(&plan(refused, None, false, true)), Step::Nothing);
+    }
+
+    #[test]
+    fn fenced_runs_are_neither_created_nor_resumed() {
+        let fenced = |mut p: Plan| {
+            p.standing = Standing::Fenced;
+            p
+        };
+        let run = held(AssignmentAction::Run, true);
+        assert_eq!(
+            decide(&fenced(plan(run.clone(), None, false, false))),
+            Step::Lookup,
+            "reading is fine"
+        );
+        assert_eq!(
+            decide(&fenced(plan(run.clone(), None, false, true))),
+            Step::Nothing,
+            "no new work starts while fenced"
+        );
+        let mut suspended = (*job(Some("uid-1"), 3, 2)).clone();
+        suspended.spec.as_mut().unwrap().suspend = Some(true);
+        let suspended = Arc::new(suspended);
+        assert_eq!(
+            decide(&fenced(plan(
+                run.clone(),
+                Some(suspended.clone()),
+                true,
+                false
+            ))),
+            Step::Nothing,
+            "the fence's suspension is not drift while fenced"
+        );
+        assert!(
+            matches!(
+                decide(&plan(run.clone(), Some(suspended.clone()), true, false)),
+                Step::Apply { reason } if reason.contains("spec.suspend")
+            ),
+            "in sync, the assignment is applied again even at the same revision"
+        );
+        let mut marked = (*suspended).clone();
+        marked.metadata.annotations.get_or_insert_default().insert(
+            fence::FENCED_ANNOTATION.into(),
+            "2026-11-28T13:46:54Z".into(),
+        );
+        let mut unknown = plan(run, Some(Arc::new(marked)), true, false);
+        unknown.standing = Standing::Unknown;
+        assert_eq!(
+            decide(&unknown),
+            Step::Nothing,
+            "fenced by an earlier process: not resumed before a session is in sync"
+        );
+        let suspend = held(AssignmentAction::Suspend, true);
+        assert_eq!(
+            decide(&fenced(plan(suspend, None, false, true))),
+            Step::Create,
+            "a suspended shard may be created while fenced"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 use crate::cluster::{ShardKey, WatchEvent};
+use crate::fence::{self, FenceStep, FenceView, Standing};
 use crate::manifest::Manifest;
 use crate::reconcile::{Plan, decide};
 use crate::status::{self, Ids};
@@ -99,7 +100,7 @@ impl Entry {
         }
     }
 
-    fn plan(&self) -> Option<Plan> {
+    fn plan(&self, standing: Standing) -> Option<Plan> {
         let held = self.held.clone()?;
         let seen = self.seen(&held.job_uid);
         Some(Plan {
@@ -107,7 +108,24 @@ impl Entry {
             live: self.live.clone(),
             seen,
             looked_up: false,
+            standing,
         })
+    }
+
+    /// What the self-fence asks of this shard now.
+    fn fence_step(&self, standing: Standing) -> Option<FenceStep> {
+        fence::decide(&FenceView {
+            standing,
+            held: self.held.as_ref().map(|h| (h.action, h.job_uid.as_str())),
+            forgotten: self.forgotten,
+            live: self.live.as_deref(),
+        })
+    }
+
+    /// Whether a worker has something to do for this shard.
+    fn needs_work(&self, standing: Standing) -> bool {
+        self.fence_step(standing).is_some()
+            || self.plan(standing).is_some_and(|p| decide(&p).acts())
     }
 
     /// Nothing left to manage or report.
@@ -254,6 +272,8 @@ struct Table {
     dirty_set: HashSet<ShardKey>,
     /// Keys listed since the watcher restarted, while it lists.
     relist: Option<HashSet<ShardKey>>,
+    /// Where the syncer stands with the schedulers (self-fencing).
+    standing: Standing,
 }
 
 impl Table {
@@ -266,6 +286,7 @@ impl Table {
     /// A labelled Job observed (watch, read or write answer). Returns whether the shard needs
     /// a reconcile.
     fn live(&mut self, mut job: Job) -> bool {
+        let standing = self.standing;
         // Nothing here reads who manages which field, nor the pod template (fixed at creation,
         // never compared): together they are most of a Job, times every shard.
         job.metadata.managed_fields = None;
@@ -291,13 +312,14 @@ impl Table {
         if entry.live_is_ours().is_some() && matches!(entry.problem, Some(Problem::Conflict(_))) {
             entry.problem = None;
         }
-        let needs = entry.plan().is_some_and(|p| decide(&p).acts());
+        let needs = entry.needs_work(standing);
         self.touch(&key);
         needs
     }
 
     /// A labelled Job went away; `last` is its last state.
     fn gone(&mut self, key: &ShardKey, last: Option<Job>) -> bool {
+        let standing = self.standing;
         let Some(entry) = self.entries.get_mut(key) else {
             return false;
         };
@@ -313,7 +335,7 @@ impl Table {
             entry.mark_seen(last);
         }
         entry.last = last;
-        let needs = entry.plan().is_some_and(|p| decide(&p).acts());
+        let needs = entry.needs_work(standing);
         self.touch(key);
         needs
     }
@@ -506,7 +528,47 @@ impl Shards {
 
     /// What a worker needs to reconcile `key`; `None` when nothing is held for it.
     pub fn plan(&self, key: &ShardKey) -> Option<Plan> {
-        self.table.lock().entries.get(key).and_then(Entry::plan)
+        let t = self.table.lock();
+        t.entries.get(key).and_then(|e| e.plan(t.standing))
+    }
+
+    /// What the self-fence asks of `key` now.
+    pub fn fence_step(&self, key: &ShardKey) -> Option<FenceStep> {
+        let t = self.table.lock();
+        t.entries.get(key).and_then(|e| e.fence_step(t.standing))
+    }
+
+    /// Where the syncer stands with the schedulers.
+    pub fn standing(&self) -> Standing {
+        self.table.lock().standing
+    }
+
+    /// Raises the fence (the lease ran out); returns the shards to suspend.
+    pub fn fence(&self) -> Vec<ShardKey> {
+        let mut t = self.table.lock();
+        t.standing = Standing::Fenced;
+        t.entries
+            .iter()
+            .filter(|(_, e)| e.fence_step(Standing::Fenced).is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// A session is in sync: lifts the fence, if it was up. Returns the standing before and
+    /// the shards that need a worker now (to resume, or held back while fenced).
+    pub fn in_sync(&self) -> (Standing, Vec<ShardKey>) {
+        let mut t = self.table.lock();
+        let before = std::mem::replace(&mut t.standing, Standing::InSync);
+        if before == Standing::InSync {
+            return (before, Vec::new());
+        }
+        let keys = t
+            .entries
+            .iter()
+            .filter(|(_, e)| e.needs_work(Standing::InSync))
+            .map(|(k, _)| k.clone())
+            .collect();
+        (before, keys)
     }
 
     /// Records a Job read or written by a worker.
@@ -956,6 +1018,70 @@ mod tests {
             shards.assign(&assignment(AssignmentAction::Run, 5, true), None),
             "same revision is re-checked"
         );
+    }
+
+    fn fenced_mark(mut job: Job) -> Job {
+        job.spec.as_mut().unwrap().suspend = Some(true);
+        job.metadata.annotations.get_or_insert_default().insert(
+            fence::FENCED_ANNOTATION.into(),
+            "2026-11-28T13:46:54Z".into(),
+        );
+        job
+    }
+
+    #[test]
+    fn the_fence_suspends_running_shards_and_lifting_it_resumes_them() {
+        let shards = Shards::new();
+        let mut other = live(1, 11, "local-2");
+        other.metadata.name = Some("other".into());
+        listed(&shards, vec![live(1, 10, "local-1"), other]);
+        shards.assign(&assignment(AssignmentAction::Run, 1, true), None);
+        assert_eq!(shards.standing(), Standing::Unknown);
+        assert_eq!(
+            shards.fence_step(&key()),
+            None,
+            "nothing before the lease runs out"
+        );
+
+        let mut fenced = shards.fence();
+        fenced.sort();
+        assert_eq!(
+            fenced,
+            vec![
+                ShardKey::new("default", "myjob"),
+                ShardKey::new("default", "other")
+            ],
+            "held for RUN, and not held at all (no scheduler answered yet)"
+        );
+        assert_eq!(shards.fence_step(&key()), Some(FenceStep::Suspend));
+        shards.record_live(fenced_mark(live(1, 12, "local-1")));
+        assert_eq!(shards.fence_step(&key()), None);
+        let plan = shards.plan(&key()).unwrap();
+        assert_eq!(decide(&plan), Step::Nothing, "not resumed while fenced");
+        let s = shards.status(&key()).unwrap();
+        assert_eq!(
+            (phase(&s), s.reason.as_str()),
+            (ShardPhase::Suspended, "SelfFenced")
+        );
+        let hello = shards.begin_session();
+        let mine = hello.iter().find(|s| s.shard == "myjob").unwrap();
+        assert!(mine.suspended && mine.reason == "SelfFenced", "{mine:?}");
+
+        // Someone resumes it by hand while fenced: suspended again.
+        assert_eq!(
+            shards.observe(WatchEvent::Apply(live(1, 13, "local-1"))),
+            vec![key()]
+        );
+        shards.record_live(fenced_mark(live(1, 14, "local-1")));
+
+        let (before, keys) = shards.in_sync();
+        assert_eq!(before, Standing::Fenced);
+        assert!(keys.contains(&key()), "{keys:?}");
+        assert_eq!(
+            shards.fence_step(&key()),
+            Some(FenceStep::Resume { suspend: false })
+        );
+        assert_eq!(shards.in_sync(), (Standing::InSync, Vec::new()), "once");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use fedjob_proto::v1::{ShardPhase, ShardStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use crate::fence;
 use crate::manifest::annotation;
 
 /// Who a status is about when no live Job says it.
@@ -77,6 +78,13 @@ pub fn phase(job: &Job) -> (ShardPhase, String, String) {
     }
     let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
     if suspended {
+        if let Some(at) = fence::marked_at(job) {
+            return (
+                ShardPhase::Suspended,
+                fence::FENCED_REASON.to_owned(),
+                fence::message(at),
+            );
+        }
         let (reason, message) = holds("Suspended").map(text).unwrap_or_default();
         return (ShardPhase::Suspended, reason, message);
     }
@@ -200,6 +208,18 @@ mod tests {
         assert_eq!(s.active, 0);
         assert_eq!(s.reason, "JobSuspended");
         assert_eq!(s.message, "Job suspended");
+    }
+
+    #[test]
+    fn a_job_the_fence_suspended_says_so() {
+        let mut job = fact("24");
+        job["metadata"]["annotations"] =
+            serde_json::json!({fence::FENCED_ANNOTATION: "2026-11-28T13:46:54Z"});
+        let s = from_job(&as_shard(job, 1));
+        assert_eq!(phase_of(&s), ShardPhase::Suspended);
+        assert_eq!(s.reason, "SelfFenced");
+        assert!(s.message.contains("2026-11-28T13:46:54Z"), "{}", s.message);
+        assert!(s.message.contains("--self-fence-after"), "{}", s.message);
     }
 
     #[test]

@@ -541,6 +541,8 @@ impl Agent for MockAgent {
 pub struct MockScheduler {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    addr: std::net::SocketAddr,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     state: Arc<State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -571,10 +573,27 @@ impl MockScheduler {
             None => format!("http://{addr}"),
         };
         let state = Arc::new(State::default());
+        let (stop, server) = Self::spawn(listener, state.clone(), tls.clone());
+        MockScheduler {
+            url,
+            addr,
+            tls,
+            state,
+            stop: Some(stop),
+            server,
+        }
+    }
+
+    fn spawn(
+        listener: tokio::net::TcpListener,
+        state: Arc<State>,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let service = AgentServer::new(MockAgent {
-            state: state.clone(),
-        });
+        let service = AgentServer::new(MockAgent { state });
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).expect("server TLS");
@@ -588,12 +607,29 @@ impl MockScheduler {
                 .await
                 .expect("mock scheduler serves");
         });
-        MockScheduler {
-            url,
-            state,
-            stop: Some(stop),
-            server,
+        (stop, server)
+    }
+
+    /// Goes away as a crashed scheduler would: the open session breaks and the port stops
+    /// answering. The desired state and the record are kept for [`restart`](Self::restart).
+    pub async fn halt(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
+        self.drop_session().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+        self.server.abort();
+    }
+
+    /// Serves again on the same port after [`halt`](Self::halt), with the same desired state.
+    pub async fn restart(&mut self) {
+        let listener = eventually("the port free again", WAIT, || async {
+            tokio::net::TcpListener::bind(self.addr).await.ok()
+        })
+        .await;
+        let (stop, server) = Self::spawn(listener, self.state.clone(), self.tls.clone());
+        self.stop = Some(stop);
+        self.server = server;
     }
 
     /// A copy of everything recorded so far.
