@@ -93,6 +93,12 @@ pub fn observe(
     }
     let previous = s.observed.take().unwrap_or_default();
     let mut merged = report;
+    if s.stop_reason == Some(StopReason::Superseded) {
+        // Its removal is taken in, not the counts it reached after it was superseded: the
+        // agent reports them as it deletes the shard, and they would overshoot too.
+        merged.succeeded = previous.succeeded;
+        merged.failed = previous.failed;
+    }
     if gone {
         // A deletion may come without counts (the agent found nothing): keep what was known.
         merged.active = 0;

@@ -414,17 +414,20 @@ fn with_rebalance_a_lost_clusters_unfinished_work_moves() {
     );
     reconcile(&mut fj, &clusters, now());
     assert_eq!(status::total_succeeded(&fj), 2);
+    // Nor do the counts its agent reports as it deletes the shard.
     observe(
         &mut fj,
         "c3",
         "myjob",
-        0,
-        report(ObservedPhase::Deleted, 0, 0, 0),
+        1,
+        report(ObservedPhase::Deleted, 0, 5, 1),
     );
-    assert_eq!(
-        fj.shards.iter().find(|s| s.cluster == "c3").unwrap().state,
-        ShardState::Stopped
-    );
+    let old = fj.shards.iter().find(|s| s.cluster == "c3").unwrap();
+    assert_eq!(old.state, ShardState::Stopped);
+    let counts = old.observed.as_ref().map(|o| (o.succeeded, o.failed));
+    assert_eq!(counts, Some((2, 0)), "what it reported before it was lost");
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(status::total_succeeded(&fj), 2);
 }
 
 #[test]
