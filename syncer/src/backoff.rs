@@ -32,6 +32,19 @@ impl Backoff {
         Self::new(Duration::from_millis(100), Duration::from_secs(5))
     }
 
+    /// Limits the syncer's reconnect backoff once a scheduler asked for a heartbeat every
+    /// `interval`: never slower than that (nor than 5 s), without starting again from `min`.
+    /// A scheduler gives a cluster a grace of several heartbeat intervals, also after its own
+    /// restart; a syncer that had backed off to 5 s while it was down would come back after
+    /// that grace, and the scheduler would take the cluster for lost (and move
+    /// `rebalance: true` work away) although nothing but the scheduler had failed.
+    pub fn limit_reconnect(&mut self, interval: Duration) {
+        let usual = Self::reconnect();
+        self.max = usual.max.min(interval);
+        self.min = usual.min.min(self.max);
+        self.ceiling = self.ceiling.clamp(self.min, self.max);
+    }
+
     /// The delay before the next attempt, drawn with `rng`; raises the ceiling for the one after.
     pub fn next_with(&mut self, rng: &mut impl Rng) -> Duration {
         let ceiling = self.ceiling;
@@ -76,6 +89,31 @@ mod tests {
         assert!(b.next_with(&mut rng) <= Duration::from_secs(5));
         b.reset();
         assert!(b.next_with(&mut rng) <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn reconnects_at_least_as_often_as_the_scheduler_asked_for_heartbeats() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let interval = Duration::from_millis(333);
+        let mut b = Backoff::reconnect();
+        for _ in 0..10 {
+            b.next_with(&mut rng);
+        }
+        b.limit_reconnect(interval);
+        let delays: Vec<Duration> = (0..20).map(|_| b.next_with(&mut rng)).collect();
+        assert!(delays.iter().all(|d| *d <= interval), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d >= interval / 2),
+            "not started again from 100 ms: {delays:?}"
+        );
+        // A longer interval (the scheduler came back with a longer grace): the 5 s cap again.
+        b.limit_reconnect(Duration::from_secs(30));
+        let last = (0..20).map(|_| b.next_with(&mut rng)).last().unwrap();
+        assert!(last > Duration::from_secs(2) && last <= Duration::from_secs(5));
+        // Shorter than the usual start: every delay is at most the interval.
+        b.reset();
+        b.limit_reconnect(Duration::from_millis(40));
+        assert!((0..5).all(|_| b.next_with(&mut rng) <= Duration::from_millis(40)));
     }
 
     #[test]

@@ -136,10 +136,16 @@ pub async fn run(ctx: Arc<Context>, settings: Settings, shutdown: Shutdown) {
         _ = shutdown.fired() => return,
     }
     let mut backoff = Backoff::reconnect();
+    // The heartbeat interval the last scheduler asked for: reconnects are never slower.
+    let mut interval = None;
     let mut index = 0usize;
     loop {
         let url = &settings.schedulers[index % settings.schedulers.len()];
-        match session(&ctx, &settings, url, &shutdown).await {
+        let outcome = session(&ctx, &settings, url, &shutdown, &mut interval).await;
+        if let Some(i) = interval.take() {
+            backoff.limit_reconnect(i);
+        }
+        match outcome {
             Ok(End::Shutdown) => return,
             Ok(End::Lost { reason, synced }) => {
                 warn!(cluster = %settings.cluster, scheduler = %url, reason, "session lost; reconnecting");
@@ -211,11 +217,13 @@ async fn connect(url: &str, tls: Option<&ClientTlsConfig>) -> Result<Channel, Co
 }
 
 /// One session: register, hello, then serve until the stream ends or the syncer stops.
+/// Sets `interval_out` to the heartbeat interval once the scheduler answered `Register`.
 async fn session(
     ctx: &Arc<Context>,
     settings: &Settings,
     url: &str,
     shutdown: &Shutdown,
+    interval_out: &mut Option<Duration>,
 ) -> Result<End, ConnectionError> {
     let channel = connect(url, settings.tls.as_ref()).await?;
     let mut client = AgentClient::new(channel)
@@ -242,6 +250,7 @@ async fn session(
         settings.heartbeat_interval,
         registered.heartbeat_interval_ms,
     );
+    *interval_out = Some(interval);
 
     let held = ctx.shards.begin_session();
     let held_count = held.len();
