@@ -529,15 +529,18 @@ async fn syncer_kill9_while_applying_many_shards_duplicates_none() {
 }
 
 #[tokio::test]
-async fn scheduler_down_past_the_grace_moves_nothing_without_rebalance() {
+async fn scheduler_down_past_the_grace_moves_no_work() {
     let _serial = SERIAL.lock().await;
     let started_at = Instant::now();
     let mut setup = Setup::new();
     setup.scheduler.extend(strings(&["--failover-after", "1s"]));
     let mut fed = Federation::start(setup).await;
     let uid = fed.create("stay", 6, 12, "2s", None).await;
+    let rebalancing = fed.create("stay-too", 6, 12, "2s", Some(REBALANCE)).await;
     fed.wait_running(&uid).await;
+    fed.wait_running(&rebalancing).await;
     let before = fed.snapshot(&uid).await;
+    let rebalancing_before = fed.snapshot(&rebalancing).await;
     let planned_before: BTreeMap<String, Value> = placements(&fed.job("stay").await)
         .into_iter()
         .map(|(c, p)| (c, json!([p["parallelism"], p["completions"]])))
@@ -559,10 +562,20 @@ async fn scheduler_down_past_the_grace_moves_nothing_without_rebalance() {
         .collect();
     assert_eq!(planned_after, planned_before, "placements unchanged");
     assert_eq!(fed.snapshot(&uid).await, before, "no shard added or moved");
+    // Not even with rebalance: syncers come back within the grace the restart gives them.
+    assert_eq!(
+        fed.snapshot(&rebalancing).await,
+        rebalancing_before,
+        "rebalance: true, yet only the scheduler failed:\n{}",
+        fed.scheduler.proc.tail(30)
+    );
 
     let job = fed.wait_complete("stay").await;
     assert_eq!(job["status"]["succeeded"], 12);
     assert_exact(&fed, &uid, 12).await;
+    let job = fed.wait_complete("stay-too").await;
+    assert_eq!(job["status"]["succeeded"], 12);
+    assert_exact(&fed, &rebalancing, 12).await;
     eprintln!(
         "scheduler down past the grace: {:.1} s",
         started_at.elapsed().as_secs_f64()
@@ -627,6 +640,11 @@ async fn failover_with_rebalance_moves_the_lost_clusters_unfinished_work() {
             fed.job("moving").await
         );
     }
+
+    // The failover is durable: a scheduler restarted before c3 returns still knows it.
+    fed.kill_scheduler().await;
+    fed.restart_scheduler().await;
+    fed.wait_ready(&["c1", "c2"]).await;
 
     // c3's old shard ran on without its syncer: once some of it finished (status the
     // scheduler never heard), c3 comes back and the shard is stopped.
