@@ -120,13 +120,14 @@ async fn parallelism_changes_in_place_then_suspend_and_resume() {
     );
 
     mock.assign(shard.suspend(3)).await;
+    // The Job reads Suspended as soon as its spec says so, its pods go a moment later (the
+    // report in between says Suspended with them still active): wait for both.
     let s = mock
-        .wait_report("default", "scale", "SUSPENDED", |s| {
-            phase(s) == ShardPhase::Suspended
+        .wait_report("default", "scale", "SUSPENDED, no pod left", |s| {
+            phase(s) == ShardPhase::Suspended && s.active == 0
         })
         .await;
     assert!(s.suspended);
-    assert_eq!(s.active, 0);
     assert_eq!(
         sim.job("default", "scale")
             .await
