@@ -917,17 +917,30 @@ async fn tls_with_real_syncers_runs_the_seed_job_and_refuses_impostors() {
     let anonymous = fedctl_tls(&url, &ca, None, &["get", "jobs"]).await;
     assert_ne!(anonymous.code, Some(0));
     assert!(
-        anonymous.stderr.to_lowercase().contains("unauthenticated")
-            || anonymous.stderr.contains("token"),
+        anonymous
+            .stderr
+            .starts_with("Error from server (Unauthorized)"),
         "{}",
         anonymous.stderr
     );
     let viewer = fedctl_tls(&url, &ca, Some("view-secret"), &["create", "-f", &file]).await;
     assert_ne!(viewer.code, Some(0));
     assert!(
-        viewer.stderr.contains("Forbidden") && viewer.stderr.contains("viewer"),
+        viewer.stderr.starts_with("Error from server (Forbidden)") && viewer.stderr.contains("bob"),
         "{}",
         viewer.stderr
+    );
+    let none = fedctl_tls(
+        &url,
+        &ca,
+        Some("view-secret"),
+        &["get", "jobs", "-o", "json"],
+    )
+    .await;
+    assert_eq!(
+        none.ok().json()["items"],
+        json!([]),
+        "the viewer's create stored nothing"
     );
     fedctl_tls(&url, &ca, Some("admin-secret"), &["create", "-f", &file])
         .await
@@ -966,9 +979,9 @@ async fn tls_with_real_syncers_runs_the_seed_job_and_refuses_impostors() {
             .await
             .unwrap_or_default();
         body.lines()
-            .filter(|l| l.starts_with("fedjob_requests_refused_total"))
+            .filter(|l| l.starts_with("fedjob_requests_refused_total{reason=\"wrong-cluster\"}"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
+            .fold(0.0, |a, b| a + b)
     };
     let refused_before = refused().await;
     // c2's certificate, claiming to be c1.
@@ -1005,7 +1018,7 @@ async fn tls_with_real_syncers_runs_the_seed_job_and_refuses_impostors() {
     .json();
     assert_eq!(clusters["items"].as_array().unwrap().len(), 3);
     eprintln!(
-        "tls: impostor refused, fedjob_requests_refused_total {refused_before} -> {refused_after}; {:.1} s",
+        "tls: impostor refused, fedjob_requests_refused_total{{reason=\"wrong-cluster\"}} {refused_before} -> {refused_after}; {:.1} s",
         started_at.elapsed().as_secs_f64()
     );
     impostor.proc.kill9().await;
