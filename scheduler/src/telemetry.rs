@@ -1,5 +1,6 @@
 //! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber (once; later calls do nothing).
@@ -8,6 +9,7 @@ pub fn init() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let _ = builder.try_init();
 }

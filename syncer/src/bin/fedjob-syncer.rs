@@ -1,5 +1,6 @@
 //! `fedjob-syncer`: parses the flags, sets up logging, and runs the syncer library.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use fedjob_syncer::config::Config;
@@ -20,6 +21,8 @@ fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

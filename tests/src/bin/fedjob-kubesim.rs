@@ -4,6 +4,7 @@
 //! `{"ready":true,"kubeconfig":PATH,"clusters":{NAME:URL,…}}` on stdout, logs to stderr, and
 //! stops cleanly on SIGTERM or SIGINT.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -87,6 +88,7 @@ async fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
