@@ -382,7 +382,7 @@ pub struct EtcdProcs {
     pub members: Vec<Proc>,
     /// Client URLs, in member order.
     pub client_urls: Vec<String>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl EtcdProcs {
@@ -448,13 +448,18 @@ impl EtcdProcs {
         Ok(Self {
             members,
             client_urls,
-            _dir: dir,
+            dir,
         })
     }
 
     /// `--etcd-endpoints` for the scheduler.
     pub fn endpoints(&self) -> String {
         self.client_urls.join(",")
+    }
+
+    /// The directory holding every member's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 

@@ -176,6 +176,40 @@ async fn agent_mode_reports_every_figure_and_the_parameters() {
 }
 
 #[tokio::test]
+async fn agent_mode_on_etcd_reports_the_etcd_member_too() {
+    let _one = SERIAL.lock().await;
+    let report = bench(&[
+        "--store",
+        "etcd",
+        "--clusters",
+        "3",
+        "--jobs",
+        "30",
+        "--clients",
+        "2",
+        "--status-sample",
+        "5",
+    ])
+    .await;
+    assert_eq!(at(&report, "params.store"), "etcd");
+    let r = at(&report, "results");
+    assert_eq!(num(r, "creates.acknowledged"), 30.0);
+    assert_eq!(
+        summary(r, "propagation"),
+        30.0,
+        "every Job reached every cluster"
+    );
+    assert_eq!(num(r, "status.missing"), 0.0);
+    scheduler_usage(r, "scheduler");
+    scheduler_usage(r, "etcd");
+    assert!(
+        num(r, "store_file_mb") > 0.0,
+        "etcd's data directory is measured"
+    );
+    assert_eq!(num(r, "scheduler_metrics.assignments_sent"), 90.0);
+}
+
+#[tokio::test]
 async fn a_sweep_reports_each_size_and_the_growth_and_plots_it() {
     let _one = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();

@@ -155,7 +155,7 @@ pub fn assignment(fj: &FederatedJob, shard: &Shard) -> v1::Assignment {
     let action = render::action(shard, suspended);
     let manifest = match action {
         v1::AssignmentAction::Run | v1::AssignmentAction::Suspend => {
-            render::manifest(fj, shard).to_string()
+            render::manifest_text(fj, shard)
         }
         _ => String::new(),
     };

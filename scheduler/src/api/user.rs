@@ -431,7 +431,7 @@ impl Federation for UserApi {
                             parallelism: c.parallelism,
                             completions: c.completions.unwrap_or(0),
                         };
-                        (c.cluster.clone(), share)
+                        (c.cluster.to_owned(), share)
                     })
                     .collect(),
                 unplaced: Some(v1::Share {

@@ -192,6 +192,7 @@ fn plan_parallelism(fj: &mut FederatedJob, prefs: &Preferences) -> Vec<(String, 
     let members: Vec<String> = fj.members.iter().cloned().collect();
     let parallelism = fj.spec().parallelism.unwrap_or(1);
     let (shares, unplaced) = split_parallelism(&fj.key(), parallelism, &members, prefs);
+    let shares: Vec<(String, i32)> = shares.into_iter().map(|(c, s)| (c.to_owned(), s)).collect();
     fj.unplaced.parallelism = unplaced;
     fj.planned = shares.iter().cloned().collect();
     shares

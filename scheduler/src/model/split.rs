@@ -27,9 +27,10 @@ pub struct Share {
 
 /// One cluster's part of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterPlan {
-    /// Cluster name.
-    pub cluster: String,
+pub struct ClusterPlan<'a> {
+    /// Cluster name, borrowed from the names the plan was asked about (copying a thousand
+    /// names into new strings cost more than the split itself).
+    pub cluster: &'a str,
     /// Pods at once.
     pub parallelism: i32,
     /// Completions; `None` for a work queue (a Job without `completions`).
@@ -38,23 +39,23 @@ pub struct ClusterPlan {
 
 /// The split of one Job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
+pub struct Plan<'a> {
     /// The eligible clusters in rank order, then the clusters the preferences exclude (by name,
     /// with nothing), so that every cluster asked about is listed.
-    pub clusters: Vec<ClusterPlan>,
+    pub clusters: Vec<ClusterPlan<'a>>,
     /// What found no cluster.
     pub unplaced: Share,
 }
 
 /// Splits a Job keyed `namespace/name` with `parallelism` and `completions` (`None` for a work
 /// queue) over `clusters` (Ready and not cordoned, in any order) as `prefs` direct.
-pub fn plan(
+pub fn plan<'a>(
     job_key: &str,
     parallelism: i32,
     completions: Option<i32>,
-    clusters: &[String],
+    clusters: &'a [String],
     prefs: &Preferences,
-) -> Plan {
+) -> Plan<'a> {
     let (ranked, mut excluded) = rank(job_key, clusters, prefs);
     let (shares, unplaced_parallelism) = divide_parallelism(parallelism, &ranked);
     let mut unplaced = Share {
@@ -66,14 +67,14 @@ pub fn plan(
         unplaced.completions = left;
         counts
     });
-    let mut plans: Vec<ClusterPlan> = Vec::with_capacity(ranked.len() + excluded.len());
+    let mut plans: Vec<ClusterPlan<'a>> = Vec::with_capacity(ranked.len() + excluded.len());
     plans.extend(
         ranked
             .iter()
             .zip(&shares)
             .enumerate()
             .map(|(i, (c, p))| ClusterPlan {
-                cluster: c.name.to_owned(),
+                cluster: c.name,
                 parallelism: *p,
                 completions: completion_counts.as_ref().map(|counts| counts[i]),
             }),
@@ -81,7 +82,7 @@ pub fn plan(
     excluded.sort_unstable();
     excluded.dedup();
     plans.extend(excluded.into_iter().map(|c| ClusterPlan {
-        cluster: c.to_owned(),
+        cluster: c,
         parallelism: 0,
         completions: completions.map(|_| 0),
     }));
@@ -94,18 +95,18 @@ pub fn plan(
 /// Divides `parallelism` over the clusters among `clusters` that `prefs` allow. Returns every
 /// such cluster in rank order with its share (zeros included), and what could not be placed
 /// because every one of them is at its `maxReplicas` (or there is none).
-pub fn split_parallelism(
+pub fn split_parallelism<'a>(
     job_key: &str,
     parallelism: i32,
-    clusters: &[String],
+    clusters: &'a [String],
     prefs: &Preferences,
-) -> (Vec<(String, i32)>, i32) {
+) -> (Vec<(&'a str, i32)>, i32) {
     let (ranked, _) = rank(job_key, clusters, prefs);
     let (shares, unplaced) = divide_parallelism(parallelism, &ranked);
     let shares = ranked
         .iter()
         .zip(shares)
-        .map(|(c, s)| (c.name.to_owned(), s))
+        .map(|(c, s)| (c.name, s))
         .collect();
     (shares, unplaced)
 }
@@ -554,7 +555,7 @@ impl Candidate {
     }
 }
 
-impl Plan {
+impl Plan<'_> {
     /// The JSON of `fedctl plan -o json` (SPEC §3): `{"clusters": {NAME: {"parallelism": …,
     /// "completions": …}, …}, "unplaced": {"parallelism": …, "completions": …}}`, without
     /// `completions` per cluster for a work queue.
@@ -568,7 +569,7 @@ impl Plan {
                 if let Some(completions) = c.completions {
                     entry.insert("completions".into(), completions.into());
                 }
-                (c.cluster.clone(), Value::Object(entry))
+                (c.cluster.to_owned(), Value::Object(entry))
             })
             .collect();
         json!({"clusters": clusters, "unplaced": self.unplaced})
@@ -582,7 +583,7 @@ impl Plan {
             vec![["CLUSTER".into(), "PARALLELISM".into(), "COMPLETIONS".into()]];
         for c in &self.clusters {
             let completions = c.completions.map_or_else(none, |v| v.to_string());
-            rows.push([c.cluster.clone(), c.parallelism.to_string(), completions]);
+            rows.push([c.cluster.to_owned(), c.parallelism.to_string(), completions]);
         }
         if self.unplaced != Share::default() {
             let work_queue = self.clusters.iter().all(|c| c.completions.is_none())

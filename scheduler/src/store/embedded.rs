@@ -75,6 +75,11 @@ pub struct EmbeddedOptions {
     pub watch_history_bytes: usize,
     /// Told about every commit (latency and batch size), e.g. by the metrics module.
     pub observer: Option<Arc<dyn CommitObserver>>,
+    /// Bytes of file pages redb keeps in its own cache. redb's default (1 GiB) made the
+    /// scheduler's resident memory grow with the file; the scheduler keeps every Job in memory
+    /// anyway and reads the store only at start, so the cache only has to hold the B-tree
+    /// pages a commit touches. The kernel's page cache still holds the rest of the file.
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -85,6 +90,7 @@ impl Default for EmbeddedOptions {
             watch_history_events: 100_000,
             watch_history_bytes: 64 << 20,
             observer: None,
+            cache_bytes: 32 << 20,
         }
     }
 }
@@ -97,6 +103,7 @@ impl fmt::Debug for EmbeddedOptions {
             .field("watch_history_events", &self.watch_history_events)
             .field("watch_history_bytes", &self.watch_history_bytes)
             .field("observer", &self.observer.as_ref().map(|_| "…"))
+            .field("cache_bytes", &self.cache_bytes)
             .finish()
     }
 }
@@ -166,7 +173,11 @@ impl EmbeddedStore {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::backend("creating the data directory", e))?;
         let path = dir.join(DATA_FILE);
-        let db = guard_open(&path, || redb::Builder::new().create(&path))?;
+        let db = guard_open(&path, || {
+            redb::Builder::new()
+                .set_cache_size(options.cache_bytes)
+                .create(&path)
+        })?;
         Self::start(path, db, options)
     }
 

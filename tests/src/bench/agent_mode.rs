@@ -1,8 +1,9 @@
-//! Agent mode: a real `fedjob-scheduler` process (embedded store on disk) and N simulated
-//! agents in this process, each on its own gRPC connection; K clients create M Jobs.
+//! Agent mode: a real `fedjob-scheduler` process (embedded store on disk, or a local etcd
+//! member this run starts) and N simulated agents in this process, each on its own gRPC
+//! connection; K clients create M Jobs.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +20,21 @@ use super::procstat::{self, ProcSample};
 use super::stats::{Clock, Summary};
 use super::tracker::{JobTracker, StatusProbes};
 use super::watch::{Until, WatchReport, Watchers};
-use crate::harness::{SchedulerProc, free_port};
+use crate::harness::{EtcdProcs, SchedulerProc, free_port};
 
 /// Agents connecting at once.
 const CONNECT_CONCURRENCY: usize = 32;
+
+/// Which store the scheduler keeps its state in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded store in the scheduler's data directory (group commit, fsync per commit).
+    #[default]
+    Embedded,
+    /// One etcd member on loopback ports with its data on the same disk, started by the run.
+    Etcd,
+}
 
 /// The parameters of one agent-mode run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -49,6 +61,8 @@ pub struct AgentParams {
     pub ready_poll_s: f64,
     /// A command the scheduler runs under (a profiler), empty for none.
     pub scheduler_wrapper: Vec<String>,
+    /// The scheduler's store.
+    pub store: StoreKind,
 }
 
 /// The scheduler's resource use over a run.
@@ -155,8 +169,11 @@ pub struct AgentResults {
     pub status: StatusLatency,
     /// The scheduler process.
     pub scheduler: Usage,
-    /// Size of the store file at the end, MiB.
+    /// Size of the store's files at the end (the embedded store's file, or the etcd member's
+    /// data directory: WAL, snapshots and bbolt database), MiB.
     pub store_file_mb: f64,
+    /// The etcd member, with `--store etcd`: its memory and CPU over the run.
+    pub etcd: Option<Usage>,
     /// The scheduler's own counters.
     pub scheduler_metrics: SchedulerMetrics,
     /// Whether the clusters stayed Ready.
@@ -175,15 +192,28 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
     let clock = Clock::start();
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
     let grace = format!("{}ms", (params.cluster_grace_s * 1000.0).round() as u64);
+    let etcd = match params.store {
+        StoreKind::Embedded => None,
+        StoreKind::Etcd => {
+            eprintln!("fedjob-bench: starting one etcd member");
+            Some(EtcdProcs::start(1).await.context("starting etcd")?)
+        }
+    };
+    let mut extra = vec![
+        "--cluster-grace".to_owned(),
+        grace,
+        "--metrics-listen".to_owned(),
+        metrics_addr.to_string(),
+    ];
+    if let Some(etcd) = &etcd {
+        extra.extend(["--store".to_owned(), "etcd".to_owned()]);
+        extra.extend(["--etcd-endpoints".to_owned(), etcd.endpoints()]);
+    }
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut scheduler = SchedulerProc::start_wrapped(
         free_port(),
         &dir.path().join("data"),
-        &[
-            "--cluster-grace",
-            &grace,
-            "--metrics-listen",
-            &metrics_addr.to_string(),
-        ],
+        &extra,
         &params.scheduler_wrapper,
     )
     .await?;
@@ -192,7 +222,16 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
         .pid()
         .ok_or_else(|| anyhow!("the scheduler exited"))?;
     let url = scheduler.url.clone();
-    let result = drive(params, &url, pid, metrics_addr, clock, dir.path()).await;
+    let store = match &etcd {
+        None => StoreFiles::Embedded(dir.path().join("data")),
+        Some(etcd) => StoreFiles::Etcd {
+            pid: etcd.members[0]
+                .pid()
+                .ok_or_else(|| anyhow!("etcd exited"))?,
+            dir: etcd.data_dir().to_owned(),
+        },
+    };
+    let result = drive(params, &url, pid, metrics_addr, clock, &store).await;
     // A profiler wrapping the scheduler writes its output on the way out.
     let patience = if params.scheduler_wrapper.is_empty() {
         30
@@ -211,13 +250,39 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
     Ok(results)
 }
 
+/// Where the store keeps its data, to measure it.
+enum StoreFiles {
+    /// The embedded store's directory.
+    Embedded(PathBuf),
+    /// The etcd member's process and data directory.
+    Etcd { pid: u32, dir: PathBuf },
+}
+
+impl StoreFiles {
+    /// The etcd member's process, if any.
+    fn etcd_pid(&self) -> Option<u32> {
+        match self {
+            Self::Embedded(_) => None,
+            Self::Etcd { pid, .. } => Some(*pid),
+        }
+    }
+
+    /// Size of the store's files, MiB.
+    fn size_mb(&self) -> f64 {
+        match self {
+            Self::Embedded(dir) => dir_size_mb(dir),
+            Self::Etcd { dir, .. } => round3(tree_size(dir) as f64 / (1024.0 * 1024.0)),
+        }
+    }
+}
+
 async fn drive(
     params: &AgentParams,
     url: &str,
     pid: u32,
     metrics_addr: SocketAddr,
     clock: Clock,
-    dir: &Path,
+    store: &StoreFiles,
 ) -> anyhow::Result<AgentResults> {
     let (stop_tx, stop) = watch::channel(false);
     let tracker = Arc::new(JobTracker::new(params.jobs));
@@ -253,6 +318,7 @@ async fn drive(
     .await?;
     let setup_s = clock.now_us() as f64 / 1e6;
     let before = procstat::sample(pid)?;
+    let etcd_before = store.etcd_pid().map(procstat::sample).transpose()?;
 
     let monitor = tokio::spawn(monitor(
         observer,
@@ -292,6 +358,7 @@ async fn drive(
     watchers.wait_idle(remaining).await;
     let settle_end = clock.now_us();
     let after = procstat::sample(pid)?;
+    let etcd_after = store.etcd_pid().map(procstat::sample).transpose()?;
     let scheduler_metrics = scrape(metrics_addr).unwrap_or_else(|e| {
         eprintln!("fedjob-bench: metrics not read: {e:#}");
         SchedulerMetrics::default()
@@ -321,7 +388,10 @@ async fn drive(
             watches,
         },
         scheduler: Usage::between(before, after, params.jobs),
-        store_file_mb: dir_size_mb(&dir.join("data")),
+        store_file_mb: store.size_mb(),
+        etcd: etcd_before
+            .zip(etcd_after)
+            .map(|(before, after)| Usage::between(before, after, params.jobs)),
         scheduler_metrics,
         clusters,
         agents: agent_counters,
@@ -337,6 +407,21 @@ async fn drive(
 /// Rounds to three decimals.
 pub fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
+}
+
+/// Bytes of the files under `dir`, recursively.
+fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => tree_size(&e.path()),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Size of the files in `dir` (not recursive), MiB.

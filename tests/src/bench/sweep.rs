@@ -167,6 +167,7 @@ pub async fn run(params: &SweepParams) -> SweepResults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::agent_mode::StoreKind;
 
     #[test]
     fn sizes_cross_at_the_base_once() {
@@ -181,6 +182,7 @@ mod tests {
             settle_timeout_s: 1.0,
             ready_poll_s: 1.0,
             scheduler_wrapper: vec![],
+            store: StoreKind::Embedded,
         };
         let params = SweepParams {
             base,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use fedjob_tests::bench::agent_mode::{self, AgentParams};
+use fedjob_tests::bench::agent_mode::{self, AgentParams, StoreKind};
 use fedjob_tests::bench::full_mode::{self, FullParams};
 use fedjob_tests::bench::sweep::{self, SweepParams};
 use fedjob_tests::bench::{Machine, Report, plot};
@@ -70,6 +70,10 @@ struct Args {
     /// --massif-out-file=/tmp/massif.out" (its RSS and CPU figures are then the wrapper's).
     #[arg(long, value_name = "COMMAND")]
     scheduler_wrapper: Option<String>,
+    /// Agent mode: the scheduler's store. `etcd` starts one local etcd member (the `etcd`
+    /// binary, Debian's etcd-server) with its data on the same disk as the embedded store's.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +117,9 @@ impl Args {
         if self.scheduler_wrapper.is_some() && self.mode == Mode::Full {
             return Err("--scheduler-wrapper is for agent mode".into());
         }
+        if self.store == StoreKind::Etcd && self.mode == Mode::Full {
+            return Err("--store etcd is for agent mode".into());
+        }
         if duration::parse(&self.pod_duration).is_err() {
             return Err(format!(
                 "--pod-duration {:?} is not a duration",
@@ -138,6 +145,7 @@ impl Args {
                 .iter()
                 .flat_map(|w| w.split_whitespace().map(str::to_owned))
                 .collect(),
+            store: self.store,
         }
     }
 

@@ -8,40 +8,45 @@ use crate::model::preferences::ClusterPreference;
 
 const JOB: &str = "default/myjob";
 
-fn names(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("c{i}")).collect()
+/// `c1`..`c1000`, made once: plans borrow the names they are asked about.
+static NAMES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| (1..=1000).map(|i| format!("c{i}")).collect());
+
+/// The first `n` cluster names.
+fn names(n: usize) -> &'static [String] {
+    &NAMES[..n]
 }
 
 fn prefs(json: &str) -> Preferences {
     Preferences::parse(json).unwrap()
 }
 
-fn by_name(plan: &Plan) -> BTreeMap<&str, (i32, Option<i32>)> {
+fn by_name<'a>(plan: &Plan<'a>) -> BTreeMap<&'a str, (i32, Option<i32>)> {
     plan.clusters
         .iter()
-        .map(|c| (c.cluster.as_str(), (c.parallelism, c.completions)))
+        .map(|c| (c.cluster, (c.parallelism, c.completions)))
         .collect()
 }
 
-fn total(shares: &[(String, i32)]) -> i64 {
+fn total(shares: &[(&str, i32)]) -> i64 {
     shares.iter().map(|(_, s)| i64::from(*s)).sum()
 }
 
 // ---------------------------------------------------------------- the reference
 
 /// The method as SPEC §3 words it, one unit at a time: the yardstick for the fast version.
-fn reference_split(
+fn reference_split<'a>(
     job_key: &str,
     parallelism: i32,
-    clusters: &[String],
+    clusters: &'a [String],
     prefs: &Preferences,
-) -> (Vec<(String, i32)>, i32) {
-    let mut ranked: Vec<(String, ClusterPreference)> = Vec::new();
+) -> (Vec<(&'a str, i32)>, i32) {
+    let mut ranked: Vec<(&str, ClusterPreference)> = Vec::new();
     for c in clusters {
         if let Some(p) = prefs.for_cluster(c)
-            && !ranked.iter().any(|(n, _)| n == c)
+            && !ranked.iter().any(|(n, _)| *n == c.as_str())
         {
-            ranked.push((c.clone(), *p));
+            ranked.push((c.as_str(), *p));
         }
     }
     ranked.sort_by(|(a, pa), (b, pb)| {
@@ -71,7 +76,7 @@ fn reference_split(
         .iter()
         .zip(shares)
         .zip(extra)
-        .map(|(((n, _), s), e)| (n.clone(), s + e))
+        .map(|(((n, _), s), e)| (*n, s + e))
         .collect();
     (shares, unplaced as i32)
 }
@@ -134,7 +139,7 @@ fn is_webster(weights: &[i64], caps: &[i64], seats: &[i64], unplaced: i64) {
 
 #[test]
 fn the_seed_example_gives_three_and_six_everywhere() {
-    let plan = plan(JOB, 9, Some(18), &names(3), &Preferences::default());
+    let plan = plan(JOB, 9, Some(18), names(3), &Preferences::default());
     assert!(
         plan.clusters
             .iter()
@@ -152,7 +157,7 @@ fn the_seed_example_gives_three_and_six_everywhere() {
 
 #[test]
 fn one_pod_takes_all_completions_in_its_cluster() {
-    let plan = plan(JOB, 1, Some(3), &names(3), &Preferences::default());
+    let plan = plan(JOB, 1, Some(3), names(3), &Preferences::default());
     let shares: Vec<(i32, Option<i32>)> = plan
         .clusters
         .iter()
@@ -167,7 +172,7 @@ fn one_pod_takes_all_completions_in_its_cluster() {
 
 #[test]
 fn seven_over_three_is_three_two_two_with_the_odd_unit_to_the_first_ranked() {
-    let (shares, unplaced) = split_parallelism(JOB, 7, &names(3), &Preferences::default());
+    let (shares, unplaced) = split_parallelism(JOB, 7, names(3), &Preferences::default());
     let counts: Vec<i32> = shares.iter().map(|(_, p)| *p).collect();
     assert_eq!((counts, unplaced), (vec![3, 2, 2], 0));
     let first = shares
@@ -218,11 +223,11 @@ fn min_max_and_weight_zero_are_honoured() {
     );
     let clusters: Vec<String> = ["big", "pinned", "small"].map(String::from).into();
     let (shares, unplaced) = split_parallelism(JOB, 20, &clusters, &p);
-    let s: BTreeMap<&str, i32> = shares.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+    let s: BTreeMap<&str, i32> = shares.iter().map(|(c, n)| (*c, *n)).collect();
     assert_eq!((s["big"], s["pinned"], s["small"], unplaced), (3, 4, 13, 0));
     // With too little for every minimum, the minimums go in rank order (weight first).
     let (shares, _) = split_parallelism(JOB, 2, &clusters, &p);
-    let s: BTreeMap<&str, i32> = shares.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+    let s: BTreeMap<&str, i32> = shares.iter().map(|(c, n)| (*c, *n)).collect();
     assert_eq!(
         (s["big"], s["pinned"], s["small"]),
         (0, 2, 0),
@@ -233,7 +238,7 @@ fn min_max_and_weight_zero_are_honoured() {
 #[test]
 fn what_no_cluster_can_take_is_unplaced() {
     let p = prefs(r#"{"clusters": {"*": {"weight": 1, "maxReplicas": 2}}}"#);
-    let plan = plan(JOB, 10, Some(30), &names(3), &p);
+    let plan = plan(JOB, 10, Some(30), names(3), &p);
     assert!(
         plan.clusters
             .iter()
@@ -264,12 +269,12 @@ use super::plan as plan_fn;
 #[test]
 fn the_wildcard_applies_to_clusters_without_an_entry_and_others_get_nothing() {
     let p = prefs(r#"{"clusters": {"c1": {"weight": 2}, "*": {"weight": 1}}}"#);
-    let (shares, _) = split_parallelism(JOB, 8, &names(3), &p);
-    let s: BTreeMap<&str, i32> = shares.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+    let (shares, _) = split_parallelism(JOB, 8, names(3), &p);
+    let s: BTreeMap<&str, i32> = shares.iter().map(|(c, n)| (*c, *n)).collect();
     assert_eq!((s["c1"], s["c2"] + s["c3"]), (4, 4));
 
     let only = prefs(r#"{"clusters": {"c2": {"weight": 1}}}"#);
-    let plan = plan(JOB, 6, Some(6), &names(3), &only);
+    let plan = plan(JOB, 6, Some(6), names(3), &only);
     assert_eq!(
         plan.to_json(),
         json!({"clusters": {"c1": {"parallelism": 0, "completions": 0},
@@ -278,10 +283,10 @@ fn the_wildcard_applies_to_clusters_without_an_entry_and_others_get_nothing() {
                "unplaced": {"parallelism": 0, "completions": 0}})
     );
     assert_eq!(plan.clusters[0].cluster, "c2", "eligible clusters first");
-    let (shares, _) = split_parallelism(JOB, 6, &names(3), &only);
+    let (shares, _) = split_parallelism(JOB, 6, names(3), &only);
     assert_eq!(
         shares,
-        [("c2".to_owned(), 6)],
+        [("c2", 6)],
         "split_parallelism lists only eligible clusters"
     );
 }
@@ -293,17 +298,17 @@ fn preference_keys_match_case_insensitively() {
     let upper =
         prefs(r#"{"CLUSTERS": {"c1": {"MinReplicas": 5, "Weight": 1}, "*": {"WEIGHT": 1}}}"#);
     assert_eq!(
-        plan(JOB, 9, Some(9), &names(3), &lower),
-        plan(JOB, 9, Some(9), &names(3), &upper)
+        plan(JOB, 9, Some(9), names(3), &lower),
+        plan(JOB, 9, Some(9), names(3), &upper)
     );
     // 5 first, then 4 over three equal weights: 2, 1, 1.
-    let c1 = by_name(&plan(JOB, 9, None, &names(3), &upper))["c1"].0;
+    let c1 = by_name(&plan(JOB, 9, None, names(3), &upper))["c1"].0;
     assert!(c1 == 6 || c1 == 7, "{c1}");
 }
 
 #[test]
 fn a_work_queue_splits_parallelism_only() {
-    let plan = plan(JOB, 4, None, &names(2), &Preferences::default());
+    let plan = plan(JOB, 4, None, names(2), &Preferences::default());
     assert_eq!(
         plan.to_json(),
         json!({"clusters": {"c1": {"parallelism": 2}, "c2": {"parallelism": 2}},
@@ -315,7 +320,7 @@ fn a_work_queue_splits_parallelism_only() {
 fn zero_parallelism_keeps_completions_where_the_weights_point() {
     let p =
         prefs(r#"{"clusters": {"c1": {"weight": 3}, "c2": {"weight": 1}, "c3": {"weight": 0}}}"#);
-    let plan = plan(JOB, 0, Some(8), &names(3), &p);
+    let plan = plan(JOB, 0, Some(8), names(3), &p);
     let s = by_name(&plan);
     assert_eq!(
         (s["c1"], s["c2"], s["c3"]),
@@ -324,7 +329,7 @@ fn zero_parallelism_keeps_completions_where_the_weights_point() {
     assert_eq!(plan.unplaced, Share::default());
 
     let weightless = prefs(r#"{"clusters": {"*": {"weight": 0}}}"#);
-    let plan = plan_fn(JOB, 0, Some(8), &names(3), &weightless);
+    let plan = plan_fn(JOB, 0, Some(8), names(3), &weightless);
     assert_eq!(
         plan.unplaced,
         Share {
@@ -336,7 +341,7 @@ fn zero_parallelism_keeps_completions_where_the_weights_point() {
 
 #[test]
 fn negative_counts_are_treated_as_zero() {
-    let plan = plan(JOB, -3, Some(-1), &names(2), &Preferences::default());
+    let plan = plan(JOB, -3, Some(-1), names(2), &Preferences::default());
     assert!(
         plan.clusters
             .iter()
@@ -383,9 +388,9 @@ fn huge_counts_split_exactly_without_looping_per_unit() {
     let p = prefs(
         r#"{"clusters": {"*": {"weight": 1}, "c7": {"weight": 1000000000, "maxReplicas": 5}}}"#,
     );
-    let (shares, unplaced) = split_parallelism(JOB, i32::MAX, &names(1000), &p);
+    let (shares, unplaced) = split_parallelism(JOB, i32::MAX, names(1000), &p);
     assert_eq!((total(&shares), unplaced), (i64::from(i32::MAX), 0));
-    assert_eq!(shares[0], ("c7".to_owned(), 5));
+    assert_eq!(shares[0], ("c7", 5));
     let rest: Vec<i32> = shares[1..].iter().map(|(_, s)| *s).collect();
     assert!(rest.iter().max().unwrap() - rest.iter().min().unwrap() <= 1);
 }
@@ -437,19 +442,19 @@ fn weights_beyond_32_bits_rank_like_small_ones() {
     };
     for p in [0, 1, 2, 3, 50, 1000] {
         assert_eq!(
-            split_parallelism(JOB, p, &names(5), &prefs),
-            reference_split(JOB, p, &names(5), &prefs)
+            split_parallelism(JOB, p, names(5), &prefs),
+            reference_split(JOB, p, names(5), &prefs)
         );
     }
-    let (shares, _) = split_parallelism(JOB, 3, &names(5), &prefs);
-    let order: Vec<&str> = shares.iter().map(|(c, _)| c.as_str()).collect();
+    let (shares, _) = split_parallelism(JOB, 3, names(5), &prefs);
+    let order: Vec<&str> = shares.iter().map(|(c, _)| *c).collect();
     assert_eq!(&order[2..], ["c3", "c2", "c5"]);
 }
 
 #[test]
 fn tables_read_like_kubectl() {
     let p = prefs(r#"{"clusters": {"*": {"weight": 1, "maxReplicas": 2}}}"#);
-    let plan = plan(JOB, 5, Some(6), &names(2), &p);
+    let plan = plan(JOB, 5, Some(6), names(2), &p);
     let (first, second) = (&plan.clusters[0].cluster, &plan.clusters[1].cluster);
     let expected = format!(
         "CLUSTER    PARALLELISM   COMPLETIONS\n\
@@ -514,12 +519,12 @@ fn timing_of_the_split() {
                     JOB,
                     i32::MAX - i,
                     Some(i32::MAX - 3 * i),
-                    &clusters,
+                    clusters,
                     p,
                 ));
             });
             let parallelism = best_time(|i| {
-                std::hint::black_box(split_parallelism(JOB, i32::MAX - i, &clusters, p));
+                std::hint::black_box(split_parallelism(JOB, i32::MAX - i, clusters, p));
             });
             println!(
                 "{n:>5} clusters, {label:<8} plan {plan:>10?}   split_parallelism {parallelism:>10?}"
@@ -600,7 +605,7 @@ proptest! {
         p in 0..300i32, n in 0..9usize, prefs in arbitrary_prefs(), job in "[a-z]{1,5}/[a-z]{1,5}",
     ) {
         let clusters = names(n);
-        prop_assert_eq!(split_parallelism(&job, p, &clusters, &prefs), reference_split(&job, p, &clusters, &prefs));
+        prop_assert_eq!(split_parallelism(&job, p, clusters, &prefs), reference_split(&job, p, clusters, &prefs));
     }
 
     #[test]
@@ -613,7 +618,7 @@ proptest! {
             rebalance: false,
             clusters: clusters.iter().cloned().zip(prefs).collect(),
         };
-        prop_assert_eq!(split_parallelism(JOB, p, &clusters, &prefs), reference_split(JOB, p, &clusters, &prefs));
+        prop_assert_eq!(split_parallelism(JOB, p, clusters, &prefs), reference_split(JOB, p, clusters, &prefs));
     }
 
     #[test]
@@ -645,7 +650,7 @@ proptest! {
     #[test]
     fn shares_sum_to_p_unless_every_cluster_is_at_its_max(p in 0..500i32, n in 0..9usize, prefs in arbitrary_prefs()) {
         let clusters = names(n);
-        let (shares, unplaced) = split_parallelism(JOB, p, &clusters, &prefs);
+        let (shares, unplaced) = split_parallelism(JOB, p, clusters, &prefs);
         prop_assert_eq!(total(&shares) + i64::from(unplaced), i64::from(p));
         prop_assert!(unplaced >= 0);
         if unplaced > 0 {
@@ -659,7 +664,7 @@ proptest! {
 
     #[test]
     fn equal_weights_give_shares_within_one(p in 0..100_000i32, n in 1..60usize, weight in 1..1000i64) {
-        let (shares, unplaced) = split_parallelism(JOB, p, &names(n), &weights_only(&vec![weight; n]));
+        let (shares, unplaced) = split_parallelism(JOB, p, names(n), &weights_only(&vec![weight; n]));
         let counts: Vec<i32> = shares.iter().map(|(_, s)| *s).collect();
         prop_assert_eq!(unplaced, 0);
         prop_assert!(counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1, "{:?}", counts);
@@ -668,21 +673,21 @@ proptest! {
     #[test]
     fn the_split_is_deterministic_and_ignores_input_order_and_repeats(
         p in 0..500i32, c in proptest::option::of(0..500i32), n in 1..9usize, prefs in arbitrary_prefs(),
-        order in Just(names(8)).prop_shuffle(),
+        order in Just(names(8).to_vec()).prop_shuffle(),
     ) {
         let clusters = names(n);
         let mut shuffled: Vec<String> = order.into_iter().filter(|c| clusters.contains(c)).collect();
         shuffled.push(clusters[0].clone());
-        let first = plan(JOB, p, c, &clusters, &prefs);
-        prop_assert_eq!(&first, &plan(JOB, p, c, &clusters, &prefs));
+        let first = plan(JOB, p, c, clusters, &prefs);
+        prop_assert_eq!(&first, &plan(JOB, p, c, clusters, &prefs));
         prop_assert_eq!(&first, &plan(JOB, p, c, &shuffled, &prefs));
     }
 
     #[test]
     fn raising_p_never_lowers_a_share(p in 0..300i32, more in 1..50i32, n in 1..9usize, prefs in arbitrary_prefs()) {
         let clusters = names(n);
-        let (low, _) = split_parallelism(JOB, p, &clusters, &prefs);
-        let (high, _) = split_parallelism(JOB, p + more, &clusters, &prefs);
+        let (low, _) = split_parallelism(JOB, p, clusters, &prefs);
+        let (high, _) = split_parallelism(JOB, p + more, clusters, &prefs);
         for ((c, before), (c2, after)) in low.iter().zip(&high) {
             prop_assert_eq!(c, c2);
             prop_assert!(after >= before, "{}: {} → {} when P went {} → {}", c, before, after, p, p + more);
@@ -693,8 +698,8 @@ proptest! {
     fn raising_a_huge_p_never_lowers_a_share(p in 0..i32::MAX - 100, more in 1..100i32, weights in proptest::collection::vec(1..1_000_000_000i64, 1..40)) {
         let prefs = weights_only(&weights);
         let clusters = names(weights.len());
-        let (low, _) = split_parallelism(JOB, p, &clusters, &prefs);
-        let (high, _) = split_parallelism(JOB, p + more, &clusters, &prefs);
+        let (low, _) = split_parallelism(JOB, p, clusters, &prefs);
+        let (high, _) = split_parallelism(JOB, p + more, clusters, &prefs);
         prop_assert!(low.iter().zip(&high).all(|((_, a), (_, b))| b >= a));
     }
 
@@ -703,7 +708,7 @@ proptest! {
         p in 0..300i32, n in 0..9usize, prefs in arbitrary_prefs(),
     ) {
         let clusters = names(n);
-        let (shares, _) = split_parallelism(JOB, p, &clusters, &prefs);
+        let (shares, _) = split_parallelism(JOB, p, clusters, &prefs);
         let mins: i64 = shares.iter().map(|(c, _)| {
             let pref = prefs.for_cluster(c).unwrap();
             i64::from(pref.min_replicas.min(pref.max_replicas.unwrap_or(i32::MAX)))
@@ -718,9 +723,9 @@ proptest! {
                 prop_assert!(*s <= pref.min_replicas, "{} has weight 0 but more than its min", c);
             }
         }
-        let plan = plan(JOB, p, Some(p), &clusters, &prefs);
+        let plan = plan(JOB, p, Some(p), clusters, &prefs);
         for c in &plan.clusters {
-            if prefs.for_cluster(&c.cluster).is_none() {
+            if prefs.for_cluster(c.cluster).is_none() {
                 prop_assert_eq!((c.parallelism, c.completions), (0, Some(0)));
             }
         }
@@ -730,7 +735,7 @@ proptest! {
     #[test]
     fn completions_follow_the_parallelism_shares(p in 1..60i32, c in 0..5000i32, n in 1..9usize, prefs in arbitrary_prefs()) {
         let clusters = names(n);
-        let plan = plan(JOB, p, Some(c), &clusters, &prefs);
+        let plan = plan(JOB, p, Some(c), clusters, &prefs);
         let placed: i64 = plan.clusters.iter().map(|x| i64::from(x.completions.unwrap())).sum();
         if plan.clusters.iter().any(|x| x.parallelism > 0) {
             prop_assert_eq!(placed, i64::from(c));
