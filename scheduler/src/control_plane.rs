@@ -8,7 +8,7 @@
 //! compare-and-swap only fails when another replica wrote first; the change is then recomputed
 //! from the fresh record.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -134,29 +134,42 @@ struct JobIndex {
     by_cluster: HashMap<String, HashSet<String>>,
 }
 
+/// The clusters a Job has a share or a shard in; none for no Job.
+fn clusters_of(job: &Option<Arc<StoredJob>>) -> BTreeSet<&str> {
+    job.as_ref()
+        .map(|j| j.record.clusters())
+        .unwrap_or_default()
+}
+
 impl JobIndex {
     fn insert(&mut self, key: &str, job: Option<Arc<StoredJob>>) -> Option<Arc<StoredJob>> {
         let previous = match &job {
             Some(j) => self.by_key.insert(key.to_owned(), j.clone()),
             None => self.by_key.remove(key),
         };
-        if let Some(p) = &previous {
-            self.by_uid.remove(p.record.uid());
-            for c in p.record.clusters() {
-                if let Some(set) = self.by_cluster.get_mut(c) {
-                    set.remove(key);
-                }
+        let uid = |j: &Option<Arc<StoredJob>>| j.as_ref().map(|j| j.record.uid().to_owned());
+        let (old_uid, new_uid) = (uid(&previous), uid(&job));
+        if old_uid != new_uid {
+            if let Some(u) = old_uid {
+                self.by_uid.remove(&u);
+            }
+            if let Some(u) = new_uid {
+                self.by_uid.insert(u, key.to_owned());
             }
         }
-        if let Some(j) = &job {
-            self.by_uid
-                .insert(j.record.uid().to_owned(), key.to_owned());
-            for c in j.record.clusters() {
-                self.by_cluster
-                    .entry(c.to_owned())
-                    .or_default()
-                    .insert(key.to_owned());
+        // Only the clusters that joined or left: an update touches every cluster of the Job
+        // otherwise, and most updates (status reports) change none.
+        let (before, after) = (clusters_of(&previous), clusters_of(&job));
+        for c in before.difference(&after) {
+            if let Some(set) = self.by_cluster.get_mut(*c) {
+                set.remove(key);
             }
+        }
+        for c in after.difference(&before) {
+            self.by_cluster
+                .entry((*c).to_owned())
+                .or_default()
+                .insert(key.to_owned());
         }
         previous
     }

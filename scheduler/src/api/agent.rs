@@ -318,7 +318,7 @@ impl Session {
             shards: HashMap::new(),
         });
         let mut current = HashSet::new();
-        for shard in record.shards_in(&self.cluster) {
+        for shard in record.shards_of(&self.cluster) {
             if shard.state == ShardState::Stopped {
                 entry.shards.remove(&shard.name);
                 continue;

@@ -232,11 +232,13 @@ pub fn placements(fj: &FederatedJob, clusters: &Clusters) -> Vec<PlacementView> 
         .map(|cluster| {
             let ready = clusters.get(cluster).is_some_and(|c| c.ready);
             let shards: Vec<ShardView> = fj
-                .shards_in(cluster)
+                .shards_of(cluster)
+                .iter()
                 .map(|s| shard_view(s, ready))
                 .collect();
             let completions = (!work_queue).then(|| {
-                fj.shards_in(cluster)
+                fj.shards_of(cluster)
+                    .iter()
                     .filter(|s| s.stop_reason != Some(StopReason::Unstarted))
                     .map(Shard::effective_completions)
                     .sum::<i32>()
