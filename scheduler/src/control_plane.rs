@@ -134,6 +134,9 @@ struct JobIndex {
     by_cluster: HashMap<String, HashSet<String>>,
 }
 
+/// Changes buffered for watchers.
+const CHANGE_BUFFER: usize = 256;
+
 /// The clusters a Job has a share or a shard in; none for no Job.
 fn clusters_of(job: &Option<Arc<StoredJob>>) -> BTreeSet<&str> {
     job.as_ref()
@@ -234,7 +237,10 @@ impl ControlPlane {
             clusters = views.len(),
             "state loaded"
         );
-        let (changes, _) = broadcast::channel(4096);
+        // Every slot holds a Job before and after a change until it is overwritten: with a
+        // hundred clusters a Job is ~100 KiB, so 4,096 slots kept ~400 MB alive. A watcher that
+        // falls further behind is sent the Job's current state instead (see `watch_job`).
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         Ok(Arc::new(Self {
             store,
             settings,
