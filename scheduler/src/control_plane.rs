@@ -196,6 +196,16 @@ pub struct ControlPlane {
     /// Jobs another replica changed, with the revision seen, waiting to be re-read.
     stale: Mutex<HashMap<String, Revision>>,
     stale_notify: Notify,
+    /// Shard reports waiting for their Job's next write, by Job key.
+    report_queue: Mutex<HashMap<String, Vec<QueuedReports>>>,
+}
+
+/// One agent's reports about one Job, waiting to be written with others.
+struct QueuedReports {
+    cluster: String,
+    reports: Vec<ShardReport>,
+    /// The reports about no known shard, or why none was recorded.
+    done: tokio::sync::oneshot::Sender<std::result::Result<Vec<ShardReport>, String>>,
 }
 
 impl ControlPlane {
@@ -255,6 +265,7 @@ impl ControlPlane {
             loaded_at,
             stale: Mutex::new(HashMap::new()),
             stale_notify: Notify::new(),
+            report_queue: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -514,49 +525,93 @@ impl ControlPlane {
         self.metrics
             .shard_reports
             .inc_by(by_job.values().map(|v| v.len() as u64).sum());
-        let clusters = self.cluster_views();
-        let updates = by_job.into_iter().map(|(key, reports)| {
-            let clusters = clusters.clone();
-            async move {
-                let mut rejected = Vec::new();
-                let result = self
-                    .mutate(&key, |current| {
-                        rejected.clear();
-                        let Some(current) = current else {
-                            rejected.extend(reports.iter().cloned());
-                            return Ok(Next::Unchanged);
-                        };
-                        let mut record = current.record.clone();
-                        for r in &reports {
-                            if r.job_uid != record.uid()
-                                || !planner::observe(
-                                    &mut record,
-                                    cluster,
-                                    &r.shard,
-                                    r.epoch,
-                                    r.observed.clone(),
-                                )
-                            {
-                                rejected.push(r.clone());
-                            }
-                        }
-                        planner::reconcile(&mut record, &clusters, Timestamp::now());
-                        if record == current.record {
-                            return Ok(Next::Unchanged);
-                        }
-                        Ok(finish(record))
-                    })
-                    .await;
-                (key, result, rejected)
+        let updates = by_job
+            .into_iter()
+            .map(|(key, reports)| self.report_for_job(cluster, key, reports));
+        for (key, outcome) in futures::future::join_all(updates).await {
+            match outcome {
+                Ok(rejected) => unknown.extend(rejected),
+                Err(e) => warn!(job = %key, cluster, error = %e, "shard status not recorded"),
             }
-        });
-        for (key, result, rejected) in futures::future::join_all(updates).await {
-            if let Err(e) = result {
-                warn!(job = %key, cluster, error = %e, "shard status not recorded");
-            }
-            unknown.extend(rejected);
         }
         Ok(unknown)
+    }
+
+    /// Records `reports` about the Job `key` from `cluster`, in one write with whatever other
+    /// reports about the Job are waiting.
+    ///
+    /// Every agent reports its own shards, so a Job over N clusters gets N reports at about
+    /// the same time; written one by one, each would copy, re-plan and store the whole Job
+    /// (quadratic in N). Reports queue per Job instead, and whoever holds the Job's lock next
+    /// takes every queued report and hands each caller its outcome.
+    async fn report_for_job(
+        self: &Arc<Self>,
+        cluster: &str,
+        key: String,
+        reports: Vec<ShardReport>,
+    ) -> (String, std::result::Result<Vec<ShardReport>, String>) {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.report_queue
+            .lock()
+            .entry(key.clone())
+            .or_default()
+            .push(QueuedReports {
+                cluster: cluster.to_owned(),
+                reports,
+                done,
+            });
+        let clusters = self.cluster_views();
+        let mut taken: Vec<QueuedReports> = Vec::new();
+        let mut rejected: Vec<Vec<ShardReport>> = Vec::new();
+        let result = self
+            .mutate(&key, |current| {
+                if let Some(more) = self.report_queue.lock().remove(&key) {
+                    taken.extend(more);
+                }
+                rejected = taken.iter().map(|_| Vec::new()).collect();
+                let Some(current) = current else {
+                    for (q, out) in taken.iter().zip(&mut rejected) {
+                        out.extend(q.reports.iter().cloned());
+                    }
+                    return Ok(Next::Unchanged);
+                };
+                if taken.is_empty() {
+                    return Ok(Next::Unchanged);
+                }
+                let mut record = current.record.clone();
+                for (q, out) in taken.iter().zip(&mut rejected) {
+                    for r in &q.reports {
+                        if r.job_uid != record.uid()
+                            || !planner::observe(
+                                &mut record,
+                                &q.cluster,
+                                &r.shard,
+                                r.epoch,
+                                r.observed.clone(),
+                            )
+                        {
+                            out.push(r.clone());
+                        }
+                    }
+                }
+                planner::reconcile(&mut record, &clusters, Timestamp::now());
+                if record == current.record {
+                    return Ok(Next::Unchanged);
+                }
+                Ok(finish(record))
+            })
+            .await;
+        let error = result.err().map(|e| e.to_string());
+        for (q, out) in taken.into_iter().zip(rejected) {
+            let _ = q.done.send(match &error {
+                None => Ok(out),
+                Some(e) => Err(e.clone()),
+            });
+        }
+        let outcome = outcome
+            .await
+            .unwrap_or_else(|_| Err("the write carrying this report was abandoned".to_owned()));
+        (key, outcome)
     }
 
     /// Reconciles the given Jobs again (after a cluster changed state).
