@@ -595,3 +595,65 @@ async fn a_lost_cluster_s_work_moves_only_with_rebalance() {
         1
     );
 }
+
+/// Reports about one Job from many agents at once are written together (queued per Job);
+/// every one of them must still count, and the counts must come out exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_from_many_agents_at_once_all_count() {
+    const CLUSTERS: usize = 24;
+    let s = start(GRACE).await;
+    let mut agents = Vec::new();
+    for i in 0..CLUSTERS {
+        agents.push(TestAgent::connect(&s.url, &format!("c{i:02}")).await);
+    }
+    let mut api = client(&s.url).await;
+    let n = CLUSTERS as i32;
+    create(&mut api, manifest("wide", n, Some(2 * n), None))
+        .await
+        .unwrap();
+    for agent in &mut agents {
+        agent
+            .until("the shard arrives", |a| !a.shards_of("wide").is_empty())
+            .await;
+    }
+    // Running everywhere at the same moment, then Complete everywhere at the same moment.
+    let running = agents.iter().map(|agent| {
+        let statuses = agent
+            .shards_of("wide")
+            .values()
+            .map(|a| TestAgent::status(a, ShardPhase::Running, 1, 1, 0))
+            .collect();
+        agent.report(statuses)
+    });
+    futures::future::join_all(running).await;
+    eventually("every cluster's report counted", || {
+        let mut api = api.clone();
+        async move {
+            let job = get_json(&mut api, "wide").await;
+            job["status"]["active"] == n && job["status"]["succeeded"] == n
+        }
+    })
+    .await;
+    futures::future::join_all(agents.iter().map(|a| a.complete_all("wide"))).await;
+    eventually("the Job is Complete", || {
+        let mut api = api.clone();
+        async move {
+            let job = get_json(&mut api, "wide").await;
+            job["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete"))
+        }
+    })
+    .await;
+    let job = get_json(&mut api, "wide").await;
+    assert_eq!(job["status"]["succeeded"], 2 * n);
+    assert_eq!(job["status"]["active"].as_i64().unwrap_or(0), 0, "{job}");
+    let placements = job["placements"].as_array().unwrap();
+    assert_eq!(placements.len(), CLUSTERS);
+    assert!(
+        placements
+            .iter()
+            .all(|p| p["succeeded"] == 2 && p["state"] == "Complete"),
+        "{placements:?}"
+    );
+}
