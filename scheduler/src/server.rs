@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use fedjob_proto::v1::{agent_server::AgentServer, federation_server::FederationServer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
 
@@ -201,13 +201,17 @@ async fn serve(
         .concurrency_limit_per_connection(PER_CONNECTION_CALLS)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(user)
         .add_service(agent)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), drained);
+        // The builder's `tcp_nodelay` applies only to listeners it binds itself; on this one,
+        // Nagle's algorithm against the client's delayed ACKs held every answer ~40 ms.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            drained,
+        );
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r.map_err(anyhow::Error::from),
