@@ -226,6 +226,19 @@ impl SchedulerProc {
     }
 }
 
+/// A kube client for the context `context` of the kubeconfig at `kubeconfig` (as
+/// `kubectl --kubeconfig PATH --context CONTEXT` would talk to the cluster).
+pub async fn kube_client(kubeconfig: &Path, context: &str) -> anyhow::Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.to_owned()),
+        ..Default::default()
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// The line `fedjob-kubesim` prints when ready.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct SimReady {

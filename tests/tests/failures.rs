@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use fedjob_tests::harness::{
     FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port, http_get,
+    kube_client,
 };
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -70,7 +70,7 @@ impl Federation {
         let scheduler = start_scheduler(port, &dir.path().join("data"), &setup.scheduler).await;
         let mut clients = BTreeMap::new();
         for c in &setup.clusters {
-            clients.insert(*c, client(&sim.ready.kubeconfig, c).await);
+            clients.insert(*c, kube_client(&sim.ready.kubeconfig, c).await.unwrap());
         }
         let mut fed = Self {
             dir,
@@ -280,18 +280,6 @@ impl Federation {
 async fn start_scheduler(port: u16, data: &Path, extra: &[String]) -> SchedulerProc {
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     SchedulerProc::start(port, data, &extra).await.unwrap()
-}
-
-async fn client(kubeconfig: &Path, cluster: &str) -> kube::Client {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig).unwrap();
-    let options = KubeConfigOptions {
-        context: Some(cluster.into()),
-        ..Default::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
 }
 
 fn manifest(name: &str, p: i32, c: i32, pod: &str, prefs: Option<&str>) -> String {

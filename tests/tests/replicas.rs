@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 
 use fedjob_tests::harness::{
     EtcdProcs, FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port,
-    http_get,
+    http_get, kube_client,
 };
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
 const CLUSTERS: [&str; 3] = ["c1", "c2", "c3"];
@@ -131,15 +130,10 @@ impl Federation {
     }
 
     async fn shards(&self, cluster: &str, name: &str) -> BTreeMap<String, Job> {
-        let kubeconfig = Kubeconfig::read_from(self.sim.ready.kubeconfig.clone()).unwrap();
-        let options = KubeConfigOptions {
-            context: Some(cluster.into()),
-            ..Default::default()
-        };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        let client = kube_client(&self.sim.ready.kubeconfig, cluster)
             .await
             .unwrap();
-        let jobs: Api<Job> = Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+        let jobs: Api<Job> = Api::namespaced(client, "default");
         let params = ListParams::default().labels(&format!("fedjob.io/job={name}"));
         let list = jobs.list(&params).await.unwrap();
         list.items

@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fedjob_tests::harness::{
-    FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port,
+    FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port, kube_client,
 };
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 
 const CLUSTERS: [&str; 3] = ["c1", "c2", "c3"];
@@ -118,15 +117,10 @@ impl Federation {
     }
 
     async fn jobs_in(&self, cluster: &str) -> Api<Job> {
-        let kubeconfig = Kubeconfig::read_from(self.sim.ready.kubeconfig.clone()).unwrap();
-        let options = KubeConfigOptions {
-            context: Some(cluster.into()),
-            ..Default::default()
-        };
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        let client = kube_client(&self.sim.ready.kubeconfig, cluster)
             .await
             .unwrap();
-        Api::namespaced(kube::Client::try_from(config).unwrap(), "default")
+        Api::namespaced(client, "default")
     }
 
     /// The member cluster's Jobs of federated Job `name`, by local name.

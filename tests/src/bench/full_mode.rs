@@ -12,7 +12,6 @@ use anyhow::{Context as _, anyhow};
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::Api;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
@@ -25,7 +24,7 @@ use super::procstat::{self, ProcSample};
 use super::stats::{Clock, Summary};
 use super::tracker::{JobTracker, StatusProbes, cluster_name, job_index};
 use super::watch::{Until, WatchReport, Watchers};
-use crate::harness::{SchedulerProc, SimProc, SyncerProc, free_port};
+use crate::harness::{SchedulerProc, SimProc, SyncerProc, free_port, kube_client};
 
 /// The parameters of one full-mode run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -311,15 +310,7 @@ async fn watch_member(
     ready: oneshot::Sender<()>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let config = kube::Config::from_custom_kubeconfig(
-        Kubeconfig::read_from(&kubeconfig)?,
-        &KubeConfigOptions {
-            context: Some(context.clone()),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let client = kube::Client::try_from(config)?;
+    let client = kube_client(&kubeconfig, &context).await?;
     let jobs: Api<Job> = Api::namespaced(client, "default");
     let mut events = watcher(
         jobs,
