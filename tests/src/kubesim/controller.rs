@@ -478,22 +478,29 @@ impl Controller {
                         .unwrap_or_else(|| json!({}));
                     (bytes::Bytes::from(template.to_string()), Arc::new(labels))
                 });
+                let base: String = key.name.chars().take(58).collect();
                 for (template_json, labels) in (active..want).filter_map(|_| shared.clone()) {
-                    let base: String = key.name.chars().take(58).collect();
-                    let name = format!("{base}-{}", writes::random_suffix());
-                    pods.insert(PodRecord {
-                        namespace: key.namespace.clone(),
-                        name: name.clone(),
-                        uid: uuid::Uuid::new_v4().to_string(),
-                        rv: store.next_rv(),
-                        created: wall.clone(),
-                        phase: Phase::Running,
-                        restarts: 0,
-                        owner: Some(owner.clone()),
-                        job_name: key.name.clone(),
-                        template: template_json,
-                        labels,
-                    });
+                    // A generated name can collide (one in 14 million per pair); the real
+                    // controller's create is then refused and retried under a new name.
+                    let name = loop {
+                        let name = format!("{base}-{}", writes::random_suffix());
+                        let created = pods.insert(PodRecord {
+                            namespace: key.namespace.clone(),
+                            name: name.clone(),
+                            uid: uuid::Uuid::new_v4().to_string(),
+                            rv: store.next_rv(),
+                            created: wall.clone(),
+                            phase: Phase::Running,
+                            restarts: 0,
+                            owner: Some(owner.clone()),
+                            job_name: key.name.clone(),
+                            template: template_json.clone(),
+                            labels: labels.clone(),
+                        });
+                        if created {
+                            break name;
+                        }
+                    };
                     job.active.push(SimPod {
                         name,
                         ends: now + pod_duration,

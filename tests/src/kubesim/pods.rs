@@ -86,10 +86,14 @@ pub struct PodTable {
 }
 
 impl PodTable {
-    /// Adds a pod.
-    pub fn insert(&self, pod: PodRecord) {
+    /// Adds a pod; `false` (and nothing changes) when its name is taken, as a create of a
+    /// generated name that collided is refused with `AlreadyExists`.
+    pub fn insert(&self, pod: PodRecord) -> bool {
         let mut pods = self.inner.lock();
         let key = (pod.namespace.clone(), pod.name.clone());
+        if pods.by_key.contains_key(&key) {
+            return false;
+        }
         if let Some(owner) = &pod.owner {
             pods.by_owner
                 .entry(owner.uid.clone())
@@ -97,6 +101,7 @@ impl PodTable {
                 .push(key.clone());
         }
         pods.by_key.insert(key, pod);
+        true
     }
 
     /// Changes a pod's phase and restart count.
@@ -351,6 +356,16 @@ mod tests {
             mount.starts_with("kube-api-access-") && mount.len() == "kube-api-access-".len() + 5
         );
         assert_eq!(p["spec"]["volumes"][0]["name"], mount);
+    }
+
+    #[test]
+    fn a_taken_name_is_refused_and_changes_nothing() {
+        let table = PodTable::default();
+        assert!(table.insert(pod("j-abcde", "u1")));
+        assert!(!table.insert(pod("j-abcde", "u2")));
+        assert_eq!(table.len(), 1);
+        table.remove_owned("u2");
+        assert_eq!(table.len(), 1, "the refused pod was not recorded under its owner");
     }
 
     #[test]
