@@ -365,7 +365,11 @@ mod tests {
         assert!(!table.insert(pod("j-abcde", "u2")));
         assert_eq!(table.len(), 1);
         table.remove_owned("u2");
-        assert_eq!(table.len(), 1, "the refused pod was not recorded under its owner");
+        assert_eq!(
+            table.len(),
+            1,
+            "the refused pod was not recorded under its owner"
+        );
     }
 
     #[test]
