@@ -319,6 +319,69 @@ async fn fedctl_drives_the_federation() {
     assert_eq!((code, out.as_str()), (0, "job.batch \"myjob\" deleted\n"));
 }
 
+/// A field batch/v1 Job does not have is refused by name (a typo must not run the Job with a
+/// default), unless the user asks for it to be dropped; fedctl's own output applies again.
+#[tokio::test]
+async fn unknown_fields_are_refused_unless_dropped_and_get_output_applies_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler(dir.path(), free_port()).await;
+    let typo = dir.path().join("typo.yaml");
+    let text = support::manifest("typo", 4, Some(8), None).replace("parallelism:", "paralelism:");
+    assert!(text.contains("paralelism: 4"), "{text}");
+    std::fs::write(&typo, text).unwrap();
+    let typo = typo.display().to_string();
+
+    let (code, _, err) = fedctl(&s.url, &["create", "-f", &typo]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Job.batch \"typo\" is invalid: spec.paralelism: Unknown field"),
+        "{err}"
+    );
+    let (code, _, _) = fedctl(&s.url, &["get", "job", "typo"]);
+    assert_eq!(code, 1, "nothing was stored");
+
+    let (code, out, err) = fedctl(&s.url, &["create", "--validate=false", "-f", &typo]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "job.batch/typo created\n"),
+        "{err}"
+    );
+    let (_, out, _) = fedctl(&s.url, &["get", "job", "typo", "-o", "json"]);
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        job["spec"]["parallelism"], 1,
+        "the unknown field was dropped"
+    );
+
+    // `get -o json` prints status and placements beside the Job; apply takes it back.
+    let again = dir.path().join("again.json");
+    std::fs::write(&again, &out).unwrap();
+    let (code, out, err) = fedctl(&s.url, &["apply", "-f", &again.display().to_string()]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "job.batch/typo configured\n"),
+        "{err}"
+    );
+
+    let (code, _, err) = fedctl(&s.url, &["apply", "--validate=warn", "-f", &typo]);
+    assert_eq!(code, 2, "a usage error: {err}");
+    let request =
+        json!({"field_validation": "Warn", "job": {"apiVersion": "batch/v1", "kind": "Job"}});
+    let (code, _, err) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        &request.to_string(),
+        &s.addr,
+        "fedjob.v1.Federation/CreateJob",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("InvalidArgument")
+            && err.contains("field_validation: Unsupported value: \"Warn\""),
+        "{err}"
+    );
+}
+
 #[test]
 fn fedctl_plan_works_without_a_server() {
     let (code, out, err) = fedctl(

@@ -16,7 +16,7 @@ use super::{convert, measured, status};
 use crate::auth::{Access, Guard};
 use crate::control_plane::ControlPlane;
 use crate::model::job::job_key;
-use crate::model::manifest;
+use crate::model::manifest::{self, FieldValidation};
 use crate::model::preferences::Preferences;
 use crate::model::split;
 use crate::shutdown::Shutdown;
@@ -43,17 +43,14 @@ impl UserApi {
     /// labels, annotations and spec, guarded by its `metadata.resourceVersion` when given.
     async fn replace(
         &self,
-        job: Option<prost_types::Struct>,
-        manifest: &str,
-        namespace: &str,
+        req: SubmittedJob,
         create: bool,
-        dry_run: bool,
     ) -> Result<Response<v1::FederatedJob>, Status> {
-        let job = request_job(job, manifest, namespace)?;
+        let job = req.decode()?;
         let rv = resource_version(job.metadata.resource_version.as_deref())?;
         let stored = self
             .cp
-            .replace_job(job, rv, create, dry_run)
+            .replace_job(job, rv, create, req.dry_run)
             .await
             .map_err(status)?;
         Ok(self.answer(&stored))
@@ -79,23 +76,63 @@ fn key_of(ns: &str, name: &str) -> Result<String, Status> {
     Ok(job_key(namespace(ns), name))
 }
 
-/// The Job a create/apply/update request carries, as JSON object or as text.
-fn request_job(job: Option<prost_types::Struct>, text: &str, ns: &str) -> Result<Job, Status> {
-    let value = match (job, text.trim().is_empty()) {
-        (Some(s), true) => from_struct(&s),
-        (None, false) => manifest::parse_manifest(text).map_err(|e| super::invalid_argument(&e))?,
-        (None, true) => {
-            return Err(Status::invalid_argument(
-                "job: Required value: pass the Job as `job` (a JSON object) or `manifest` (YAML or JSON text)",
-            ));
+/// What a create, apply or update request carries: the same fields in each.
+struct SubmittedJob {
+    job: Option<prost_types::Struct>,
+    manifest: String,
+    namespace: String,
+    dry_run: bool,
+    field_validation: String,
+}
+
+macro_rules! submitted_job_from {
+    ($($request:path),*) => {$(
+        impl From<$request> for SubmittedJob {
+            fn from(r: $request) -> Self {
+                let $request { job, manifest, namespace, dry_run, field_validation } = r;
+                Self { job, manifest, namespace, dry_run, field_validation }
+            }
         }
-        (Some(_), false) => {
-            return Err(Status::invalid_argument(
-                "job: Invalid value: pass the Job either as `job` or as `manifest`, not both",
-            ));
-        }
-    };
-    manifest::decode_job(value, ns).map_err(|e| super::invalid_argument(&e))
+    )*};
+}
+submitted_job_from!(
+    v1::CreateJobRequest,
+    v1::ApplyJobRequest,
+    v1::UpdateJobRequest
+);
+
+impl SubmittedJob {
+    /// The Job, given as a JSON object or as text, decoded and checked for unknown fields.
+    fn decode(&self) -> Result<Job, Status> {
+        let fields = field_validation(&self.field_validation)?;
+        let value = match (&self.job, self.manifest.trim().is_empty()) {
+            (Some(s), true) => from_struct(s),
+            (None, false) => {
+                manifest::parse_manifest(&self.manifest).map_err(|e| super::invalid_argument(&e))?
+            }
+            (None, true) => {
+                return Err(Status::invalid_argument(
+                    "job: Required value: pass the Job as `job` (a JSON object) or `manifest` (YAML or JSON text)",
+                ));
+            }
+            (Some(_), false) => {
+                return Err(Status::invalid_argument(
+                    "job: Invalid value: pass the Job either as `job` or as `manifest`, not both",
+                ));
+            }
+        };
+        manifest::decode_job(value, &self.namespace, fields)
+            .map_err(|e| super::invalid_argument(&e))
+    }
+}
+
+/// A request's `field_validation`.
+fn field_validation(value: &str) -> Result<FieldValidation, Status> {
+    FieldValidation::from_request(value).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "field_validation: Unsupported value: {value:?}: supported values: \"Strict\", \"Ignore\""
+        ))
+    })
 }
 
 /// `metadata.resourceVersion` (or a request's `resource_version`) as a revision.
@@ -120,8 +157,8 @@ impl Federation for UserApi {
     ) -> Result<Response<v1::FederatedJob>, Status> {
         self.guard.user(&req, Access::Write)?;
         measured(self.cp.metrics(), "Federation/CreateJob", async {
-            let r = req.into_inner();
-            let job = request_job(r.job, &r.manifest, &r.namespace)?;
+            let r = SubmittedJob::from(req.into_inner());
+            let job = r.decode()?;
             let stored = self.cp.create_job(job, r.dry_run).await.map_err(status)?;
             Ok(self.answer(&stored))
         })
@@ -133,8 +170,7 @@ impl Federation for UserApi {
         req: Request<v1::ApplyJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
         self.guard.user(&req, Access::Write)?;
-        let r = req.into_inner();
-        let replace = self.replace(r.job, &r.manifest, &r.namespace, true, r.dry_run);
+        let replace = self.replace(req.into_inner().into(), true);
         measured(self.cp.metrics(), "Federation/ApplyJob", replace).await
     }
 
@@ -143,8 +179,7 @@ impl Federation for UserApi {
         req: Request<v1::UpdateJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
         self.guard.user(&req, Access::Write)?;
-        let r = req.into_inner();
-        let replace = self.replace(r.job, &r.manifest, &r.namespace, false, r.dry_run);
+        let replace = self.replace(req.into_inner().into(), false);
         measured(self.cp.metrics(), "Federation/UpdateJob", replace).await
     }
 
@@ -156,6 +191,7 @@ impl Federation for UserApi {
         measured(self.cp.metrics(), "Federation/PatchJob", async {
             let r = req.into_inner();
             let key = key_of(&r.namespace, &r.name)?;
+            let fields = field_validation(&r.field_validation)?;
             let patch: Value = serde_json::from_str(&r.patch).map_err(|e| {
                 Status::invalid_argument(format!("patch: Invalid value: not JSON: {e}"))
             })?;
@@ -177,7 +213,7 @@ impl Federation for UserApi {
                     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
                         meta.remove("resourceVersion");
                     }
-                    Ok(manifest::decode_job(value, &ns)?)
+                    Ok(manifest::decode_job(value, &ns, fields)?)
                 })
                 .await
                 .map_err(status)?;

@@ -99,6 +99,33 @@ pub struct FileArgs {
     /// Validate and plan only.
     #[arg(long)]
     pub dry_run: bool,
+    /// Fields batch/v1 Job does not have: `strict` (or `true`) refuses the Job, `ignore` (or
+    /// `false`) drops them.
+    #[arg(long, value_enum, default_value_t, num_args = 0..=1, default_missing_value = "strict")]
+    pub validate: Validate,
+}
+
+/// `--validate`, as kubectl's (without `warn`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Validate {
+    /// Refuse a Job with unknown fields.
+    #[default]
+    #[value(alias = "true")]
+    Strict,
+    /// Drop unknown fields.
+    #[value(alias = "false")]
+    Ignore,
+}
+
+impl Validate {
+    /// The request's `field_validation`.
+    fn field_validation(self) -> String {
+        match self {
+            Self::Strict => "Strict",
+            Self::Ignore => "Ignore",
+        }
+        .to_owned()
+    }
 }
 
 /// Resources fedctl knows.
@@ -251,6 +278,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 manifest,
                 namespace: ns,
                 dry_run: a.dry_run,
+                field_validation: a.validate.field_validation(),
                 ..Default::default()
             };
             let job = client.create_job(req).await?.into_inner();
@@ -262,6 +290,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 manifest,
                 namespace: ns,
                 dry_run: a.dry_run,
+                field_validation: a.validate.field_validation(),
                 ..Default::default()
             };
             let job = client.apply_job(req).await?.into_inner();

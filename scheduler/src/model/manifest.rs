@@ -30,6 +30,29 @@ pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
 /// Largest manifest accepted, the API server's request body limit.
 pub const MAX_MANIFEST_BYTES: usize = 3 * 1024 * 1024;
 
+/// What a request does with fields that `batch/v1` Job does not have, as the API server's
+/// `fieldValidation` parameter (without its `Warn`, which needs a channel for warnings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Refuse the Job, naming every unknown field: a typo such as `spec.paralelism` would
+    /// otherwise run the Job with the default silently.
+    #[default]
+    Strict,
+    /// Drop unknown fields, as `kubectl --validate=false` does.
+    Ignore,
+}
+
+impl FieldValidation {
+    /// A request's `field_validation`: `Strict` (or empty) or `Ignore`, in any case.
+    pub fn from_request(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "" | "strict" => Some(Self::Strict),
+            "ignore" => Some(Self::Ignore),
+            _ => None,
+        }
+    }
+}
+
 /// The kind of a field error, as the API server names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldErrorKind {
@@ -47,6 +70,9 @@ pub enum FieldErrorKind {
     TooMany,
     /// A value repeats one that must be unique.
     Duplicate,
+    /// A field that `batch/v1` Job does not have (the API server's strict decoding refuses it
+    /// as a BadRequest without causes; here it is a cause like the others).
+    Unknown,
 }
 
 impl FieldErrorKind {
@@ -60,6 +86,7 @@ impl FieldErrorKind {
             Self::TooLong => "FieldValueTooLong",
             Self::TooMany => "FieldValueTooMany",
             Self::Duplicate => "FieldValueDuplicate",
+            Self::Unknown => "FieldValueUnknown",
         }
     }
 
@@ -73,6 +100,7 @@ impl FieldErrorKind {
             Self::TooLong => "Too long",
             Self::TooMany => "Too many",
             Self::Duplicate => "Duplicate value",
+            Self::Unknown => "Unknown field",
         }
     }
 }
@@ -102,7 +130,10 @@ impl FieldError {
         // The API server does not print the value of these kinds.
         let shows_value = !matches!(
             self.kind,
-            FieldErrorKind::Required | FieldErrorKind::Forbidden | FieldErrorKind::TooLong
+            FieldErrorKind::Required
+                | FieldErrorKind::Forbidden
+                | FieldErrorKind::TooLong
+                | FieldErrorKind::Unknown
         );
         if let Some(value) = self.value.as_deref().filter(|_| shows_value) {
             out.push_str(": ");
@@ -294,7 +325,11 @@ fn parse_yaml(text: &str) -> Result<Value, String> {
 /// `metadata.namespace` defaults to `request_namespace`, or `default` when that is empty too; a
 /// manifest naming another namespace than a non-empty `request_namespace` is refused, as kubectl
 /// refuses it.
-pub fn decode_job(mut value: Value, request_namespace: &str) -> Result<Job, Invalid> {
+pub fn decode_job(
+    mut value: Value,
+    request_namespace: &str,
+    fields: FieldValidation,
+) -> Result<Job, Invalid> {
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -327,8 +362,11 @@ pub fn decode_job(mut value: Value, request_namespace: &str) -> Result<Job, Inva
         return Err(Invalid::new(name, causes));
     }
     // Status is the federation's to write: the API server ignores it on create and update, and
-    // so a `kubectl get -o yaml` output can be submitted again.
-    object.remove("status");
+    // so a `kubectl get -o yaml` output can be submitted again; `placements` and `unplaced`
+    // are the status breakdown `fedctl get -o yaml` prints beside it.
+    for field in ["status", "placements", "unplaced"] {
+        object.remove(field);
+    }
     let mut job: Job = serde_path_to_error::deserialize(&value).map_err(|e| {
         let field = field_path(e.path());
         let shown = lookup(&value, e.path()).map(render);
@@ -349,6 +387,23 @@ pub fn decode_job(mut value: Value, request_namespace: &str) -> Result<Job, Inva
             }],
         )
     })?;
+    if fields == FieldValidation::Strict {
+        let decoded = serde_json::to_value(&job).unwrap_or_default();
+        let causes: Vec<FieldError> = unknown_fields(&value, &decoded)
+            .into_iter()
+            .map(|field| FieldError {
+                field,
+                kind: FieldErrorKind::Unknown,
+                value: None,
+                detail: "batch/v1 Job has no such field (field_validation \"Ignore\", \
+                         fedctl --validate=false, drops unknown fields)"
+                    .into(),
+            })
+            .collect();
+        if !causes.is_empty() {
+            return Err(Invalid::new(name, causes));
+        }
+    }
     let own = job
         .metadata
         .namespace
@@ -388,6 +443,53 @@ pub fn decode_job(mut value: Value, request_namespace: &str) -> Result<Job, Inva
     Ok(job)
 }
 
+/// The paths of `input`'s fields that decoding dropped: those missing from `decoded`, the
+/// typed Job written back as JSON. A field set to `null` is not reported, as it could be a known
+/// optional field that decodes to nothing (`creationTimestamp: null` in kubectl's output).
+pub fn unknown_fields(input: &Value, decoded: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    collect_unknown(input, decoded, &mut String::new(), &mut found);
+    found
+}
+
+fn collect_unknown(input: &Value, decoded: &Value, path: &mut String, found: &mut Vec<String>) {
+    let len = path.len();
+    match (input, decoded) {
+        (Value::Object(fields), Value::Object(known)) => {
+            for (key, value) in fields.iter().filter(|(_, v)| !v.is_null()) {
+                push_key(path, key);
+                match known.get(key) {
+                    Some(decoded) => collect_unknown(value, decoded, path, found),
+                    None => found.push(path.clone()),
+                }
+                path.truncate(len);
+            }
+        }
+        (Value::Array(items), Value::Array(known)) => {
+            for (i, (item, decoded)) in items.iter().zip(known).enumerate() {
+                path.push_str(&format!("[{i}]"));
+                collect_unknown(item, decoded, path, found);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Appends a map key to a field path: `.name`, or `[app.kubernetes.io/name]` for a key that is
+/// not a plain identifier.
+fn push_key(path: &mut String, key: &str) {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+    } else {
+        path.push_str(&format!("[{key}]"));
+    }
+}
+
 /// A serde path as Kubernetes writes field paths: `spec.template.spec.containers[0].name`,
 /// `metadata.labels[app.kubernetes.io/name]`.
 fn field_path(path: &serde_path_to_error::Path) -> String {
@@ -396,18 +498,7 @@ fn field_path(path: &serde_path_to_error::Path) -> String {
     for segment in path {
         match segment {
             Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            Segment::Map { key } | Segment::Enum { variant: key } => {
-                let plain =
-                    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if plain {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(key);
-                } else {
-                    out.push_str(&format!("[{key}]"));
-                }
-            }
+            Segment::Map { key } | Segment::Enum { variant: key } => push_key(&mut out, key),
             Segment::Unknown => out.push_str(".?"),
         }
     }

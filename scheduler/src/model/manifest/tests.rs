@@ -3,6 +3,8 @@ use serde_json::json;
 
 use super::*;
 
+const STRICT: FieldValidation = FieldValidation::Strict;
+
 fn manifest() -> Value {
     json!({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -16,7 +18,7 @@ fn manifest() -> Value {
 fn job(overrides: impl FnOnce(&mut Value)) -> Job {
     let mut v = manifest();
     overrides(&mut v);
-    decode_job(v, "").unwrap()
+    decode_job(v, "", STRICT).unwrap()
 }
 
 fn message(r: Result<(), Invalid>) -> String {
@@ -121,7 +123,7 @@ fn only_batch_v1_jobs_are_read() {
     let mut v = manifest();
     v["apiVersion"] = json!("apps/v1");
     v["kind"] = json!("Deployment");
-    let err = decode_job(v, "").unwrap_err();
+    let err = decode_job(v, "", STRICT).unwrap_err();
     assert_eq!(
         err.to_string(),
         r#"Job.batch "myjob" is invalid: [apiVersion: Unsupported value: "apps/v1": supported values: "batch/v1", kind: Unsupported value: "Deployment": supported values: "Job"]"#
@@ -129,11 +131,11 @@ fn only_batch_v1_jobs_are_read() {
     let mut v = manifest();
     v.as_object_mut().unwrap().remove("apiVersion");
     assert_eq!(
-        decode_job(v, "").unwrap_err().to_string(),
+        decode_job(v, "", STRICT).unwrap_err().to_string(),
         r#"Job.batch "myjob" is invalid: apiVersion: Required value: must be "batch/v1""#
     );
     assert!(
-        decode_job(json!([]), "")
+        decode_job(json!([]), "", STRICT)
             .unwrap_err()
             .to_string()
             .contains("got a list")
@@ -144,7 +146,7 @@ fn only_batch_v1_jobs_are_read() {
 fn wrong_types_name_their_path_and_value() {
     let mut v = manifest();
     v["spec"]["parallelism"] = json!("three");
-    let err = decode_job(v, "").unwrap_err();
+    let err = decode_job(v, "", STRICT).unwrap_err();
     assert_eq!(
         err.to_string(),
         r#"Job.batch "myjob" is invalid: spec.parallelism: Invalid value: "three": expected i32"#
@@ -153,7 +155,7 @@ fn wrong_types_name_their_path_and_value() {
 
     let mut v = manifest();
     v["spec"]["template"]["spec"]["containers"][0]["name"] = json!(7);
-    let err = decode_job(v, "").unwrap_err();
+    let err = decode_job(v, "", STRICT).unwrap_err();
     assert_eq!(err.field(), "spec.template.spec.containers[0].name");
     assert!(
         err.to_string()
@@ -164,14 +166,14 @@ fn wrong_types_name_their_path_and_value() {
     let mut v = manifest();
     v["metadata"]["labels"]["app.kubernetes.io/name"] = json!(["x"]);
     assert_eq!(
-        decode_job(v, "").unwrap_err().field(),
+        decode_job(v, "", STRICT).unwrap_err().field(),
         "metadata.labels[app.kubernetes.io/name]"
     );
 
     let mut v = manifest();
     v["spec"]["completions"] = json!(3_000_000_000u64);
     assert!(
-        decode_job(v, "")
+        decode_job(v, "", STRICT)
             .unwrap_err()
             .to_string()
             .contains("spec.completions: Invalid value: 3000000000: expected i32")
@@ -187,7 +189,7 @@ fn a_status_in_the_manifest_is_ignored() {
 #[test]
 fn the_namespace_defaults_and_a_mismatch_is_refused_like_kubectl() {
     assert_eq!(
-        decode_job(manifest(), "team-a")
+        decode_job(manifest(), "team-a", STRICT)
             .unwrap()
             .metadata
             .namespace
@@ -197,7 +199,7 @@ fn the_namespace_defaults_and_a_mismatch_is_refused_like_kubectl() {
     let mut v = manifest();
     v["metadata"]["namespace"] = json!("team-b");
     assert_eq!(
-        decode_job(v.clone(), "")
+        decode_job(v.clone(), "", STRICT)
             .unwrap()
             .metadata
             .namespace
@@ -205,14 +207,14 @@ fn the_namespace_defaults_and_a_mismatch_is_refused_like_kubectl() {
         Some("team-b")
     );
     assert_eq!(
-        decode_job(v.clone(), "team-b")
+        decode_job(v.clone(), "team-b", STRICT)
             .unwrap()
             .metadata
             .namespace
             .as_deref(),
         Some("team-b")
     );
-    let err = decode_job(v, "team-a").unwrap_err();
+    let err = decode_job(v, "team-a", STRICT).unwrap_err();
     assert_eq!(err.field(), "metadata.namespace");
     assert!(
         err.to_string().contains(
@@ -363,7 +365,7 @@ fn names_must_be_subdomains_and_short_enough_for_shards() {
 fn namespaces_must_be_labels() {
     let mut v = manifest();
     v["metadata"]["namespace"] = json!("team.a");
-    let err = validate_new(&decode_job(v, "").unwrap()).unwrap_err();
+    let err = validate_new(&decode_job(v, "", STRICT).unwrap()).unwrap_err();
     assert!(err.to_string().contains(
         r#"metadata.namespace: Invalid value: "team.a": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"#
     ), "{err}");
@@ -789,11 +791,11 @@ fn everything(text: &str) {
     let Ok(value) = parse_manifest(text) else {
         return;
     };
-    let Ok(new) = decode_job(value, "ns") else {
+    let Ok(new) = decode_job(value, "ns", STRICT) else {
         return;
     };
     let _ = validate_new(&new).map_err(|e| e.to_string());
-    let old = decode_job(manifest(), "ns").unwrap();
+    let old = decode_job(manifest(), "ns", STRICT).unwrap();
     let _ = validate_update(&old, &new).map_err(|e| e.to_string());
     let _ = validate_update(&new, &old).map_err(|e| e.to_string());
 }
@@ -802,7 +804,7 @@ proptest! {
     #[test]
     fn random_json_never_panics(v in json_value()) {
         everything(&v.to_string());
-        if let Ok(job) = decode_job(v, "") {
+        if let Ok(job) = decode_job(v, "", STRICT) {
             let _ = validate_new(&job);
         }
     }
@@ -863,4 +865,124 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn unknown_fields_are_refused_by_path_and_nothing_else_is() {
+    let mut v = manifest();
+    v["spec"]["paralelism"] = json!(3);
+    v["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = json!("Always");
+    v["metadata"]["labels"]["any.key/is-fine"] = json!("x");
+    v["metadata"]["creationTimestamp"] = Value::Null;
+    v["status"] = json!({"active": 1, "whatever": 2});
+    v["placements"] = json!([{"cluster": "c1"}]);
+    v["unplaced"] = json!({"parallelism": 1});
+    let err = decode_job(v.clone(), "", STRICT).unwrap_err();
+    let unknown: Vec<(&str, FieldErrorKind)> = err
+        .causes()
+        .iter()
+        .map(|c| (c.field.as_str(), c.kind))
+        .collect();
+    assert_eq!(
+        unknown,
+        vec![
+            ("spec.paralelism", FieldErrorKind::Unknown),
+            (
+                "spec.template.spec.containers[0].imagePullPolicyy",
+                FieldErrorKind::Unknown
+            ),
+        ]
+    );
+    assert!(
+        err.to_string()
+            .starts_with(r#"Job.batch "myjob" is invalid: [spec.paralelism: Unknown field: batch/v1 Job has no such field"#),
+        "{err}"
+    );
+    let job = decode_job(v, "", FieldValidation::Ignore).unwrap();
+    assert_eq!(
+        job.spec.unwrap().parallelism,
+        Some(3),
+        "the known field is kept"
+    );
+}
+
+#[test]
+fn field_validation_reads_the_api_servers_names() {
+    for (given, want) in [
+        ("", Some(FieldValidation::Strict)),
+        ("Strict", Some(FieldValidation::Strict)),
+        ("ignore", Some(FieldValidation::Ignore)),
+        ("Warn", None),
+    ] {
+        assert_eq!(FieldValidation::from_request(given), want, "{given}");
+    }
+}
+
+/// A key no Kubernetes object has.
+const TYPO: &str = "notAFieldOfAnyKind";
+
+proptest! {
+    /// What a decoded Job writes back is read again with no unknown field; a made-up key
+    /// grafted anywhere into an object of it is reported at exactly its path.
+    #[test]
+    fn unknown_fields_are_found_exactly_where_they_are(pick in any::<prop::sample::Index>()) {
+        let mut full = manifest();
+        full["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "A", "value": "1"}]);
+        full["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "1"}});
+        full["spec"]["selector"] = json!({"matchLabels": {"a": "b"}});
+        full["spec"]["manualSelector"] = json!(true);
+        let decoded = serde_json::to_value(decode_job(full, "", STRICT).unwrap()).unwrap();
+        prop_assert!(unknown_fields(&decoded, &decoded).is_empty());
+
+        // Every object that is a typed struct (not a free-form map such as labels).
+        let mut objects = Vec::new();
+        fn walk(v: &Value, path: String, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    out.push(path.clone());
+                    for (k, child) in m {
+                        if !matches!(k.as_str(), "labels" | "matchLabels" | "annotations" | "limits") {
+                            walk(child, format!("{path}/{k}"), out);
+                        }
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, child) in items.iter().enumerate() {
+                        walk(child, format!("{path}/{i}"), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(&decoded, String::new(), &mut objects);
+        let at = pick.get(&objects);
+        let mut with_typo = decoded.clone();
+        with_typo.pointer_mut(at).unwrap()[TYPO] = json!(1);
+        let found = unknown_fields(&with_typo, &decoded);
+        prop_assert_eq!(found.len(), 1);
+        let want = format!("{}.{TYPO}", at.trim_start_matches('/').replace('/', "."))
+            .trim_start_matches('.')
+            .to_owned();
+        // Array indexes print as `[i]`.
+        let want = dotted_indexes_to_brackets(&want);
+        prop_assert_eq!(&found[0], &want);
+        let err = decode_job(with_typo, "", STRICT).unwrap_err();
+        prop_assert_eq!(err.field(), want.as_str());
+    }
+}
+
+/// `a.0.b` → `a[0].b`.
+fn dotted_indexes_to_brackets(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.') {
+        if part.chars().all(|c| c.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
 }
