@@ -79,6 +79,11 @@ pub struct Args {
     /// is back in sync. At least twice `--heartbeat-interval`. Off by default.
     #[arg(long)]
     pub self_fence_after: Option<String>,
+
+    /// Serve `/metrics` (Prometheus text format), `/healthz` and `/readyz` on this address
+    /// (`0.0.0.0:9090`). Off by default.
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// TLS material for `https://` schedulers, read once at start.
@@ -140,6 +145,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Lease after which the syncer suspends its own shards when no scheduler is heard from.
     pub self_fence_after: Option<Duration>,
+    /// Where to serve metrics and probes, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A flag that cannot be used.
@@ -269,6 +276,7 @@ impl TryFrom<Args> for Config {
             shutdown_grace,
             tls,
             self_fence_after,
+            metrics_listen: args.metrics_listen,
         })
     }
 }
@@ -536,6 +544,18 @@ mod tests {
                 other => panic!("{extra:?}: {other}"),
             }
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address() {
+        let c = parse(&["--metrics-listen", "0.0.0.0:9090"]).unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9090".parse().unwrap()));
+        assert_eq!(parse(&[]).unwrap().metrics_listen, None, "off by default");
+        let err = parse(&["--metrics-listen", "9090"]).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Cli(e) if e.to_string().contains("--metrics-listen")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -142,6 +142,7 @@ pub async fn run(ctx: Arc<Context>, settings: Settings, shutdown: Shutdown) {
     loop {
         let url = &settings.schedulers[index % settings.schedulers.len()];
         let outcome = session(&ctx, &settings, url, &shutdown, &mut interval).await;
+        ctx.metrics.set_in_sync(false);
         if let Some(i) = interval.take() {
             backoff.limit_reconnect(i);
         }
@@ -352,6 +353,7 @@ async fn flush(ctx: &Context, tx: &mpsc::Sender<AgentMessage>) -> Result<(), ()>
             })),
         };
         tx.send(message).await.map_err(|_| ())?;
+        ctx.metrics.reports.inc_by(chunk.len() as u64);
     }
     Ok(())
 }
@@ -377,6 +379,7 @@ async fn read(
                         ctx.assign(&batch);
                         if batch.synced {
                             synced.store(true, Ordering::Relaxed);
+                            ctx.metrics.set_in_sync(true);
                         }
                     }
                     Some(scheduler_message::Msg::HeartbeatAck(_)) | None => {}

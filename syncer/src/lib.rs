@@ -20,6 +20,8 @@ pub mod config;
 pub mod connection;
 pub mod fence;
 pub mod manifest;
+pub mod metrics;
+pub mod probes;
 pub mod queue;
 pub mod reconcile;
 pub mod shards;
@@ -52,6 +54,14 @@ pub enum Error {
     /// The member cluster could not be reached or configured.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// `--metrics-listen` could not be bound.
+    #[error("--metrics-listen {addr}: {source}")]
+    MetricsListen {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// Why it could not be bound.
+        source: std::io::Error,
+    },
 }
 
 /// A running syncer. Dropping it aborts every task at once (as a crash would); [`stop`]
@@ -65,6 +75,7 @@ pub struct Syncer {
     connection: JoinSet<()>,
     close_stream: shutdown::Trigger,
     grace: Duration,
+    probes: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Syncer {
@@ -79,6 +90,7 @@ impl Syncer {
             create_namespaces: config.create_namespaces,
             namespace: config.namespace.clone(),
             lease: fence::Lease::new(config.self_fence_after),
+            metrics: metrics::Metrics::new(),
         });
         let mut watch = JoinSet::new();
         watch.spawn(watch_shards(ctx.clone()));
@@ -106,7 +118,22 @@ impl Syncer {
             connection,
             close_stream,
             grace: config.shutdown_grace,
+            probes: None,
         }
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the syncer stops; returns the
+    /// bound address.
+    pub async fn serve_probes(
+        &mut self,
+        addr: std::net::SocketAddr,
+    ) -> Result<std::net::SocketAddr, Error> {
+        let (bound, task) = probes::serve(addr, self.ctx.clone())
+            .await
+            .map_err(|source| Error::MetricsListen { addr, source })?;
+        info!(cluster = %self.ctx.cluster_name, addr = %bound, "serving /metrics, /healthz and /readyz");
+        self.probes = Some(task);
+        Ok(bound)
     }
 
     /// The shard table (for inspection).
@@ -132,6 +159,9 @@ impl Syncer {
             self.connection.abort_all();
         }
         self.watch.abort_all();
+        if let Some(probes) = self.probes.take() {
+            probes.abort();
+        }
         info!(cluster = %self.ctx.cluster_name, "fedjob-syncer stopped");
     }
 }
@@ -147,6 +177,7 @@ async fn watch_shards(ctx: Arc<Context>) {
                 }
             }
             Err(e) => {
+                ctx.metrics.watch_errors.inc();
                 warn!(cluster = %ctx.cluster_name, error = %e, "watching the shards failed; retrying with backoff");
             }
         }
@@ -156,7 +187,10 @@ async fn watch_shards(ctx: Arc<Context>) {
 /// Runs the syncer until SIGTERM or SIGINT, then drains it.
 pub async fn run(config: Config) -> Result<(), Error> {
     let client = Cluster::client(&config).await?;
-    let syncer = Syncer::start(&config, client);
+    let mut syncer = Syncer::start(&config, client);
+    if let Some(addr) = config.metrics_listen {
+        syncer.serve_probes(addr).await?;
+    }
     shutdown::signal().await;
     syncer.stop().await;
     Ok(())

@@ -22,6 +22,7 @@ use tracing::{debug, info, warn};
 use crate::cluster::{Cluster, ClusterError, ShardKey};
 use crate::fence::{self, FenceStep, Lease, Standing};
 use crate::manifest::drift;
+use crate::metrics::Metrics;
 use crate::queue::WorkQueue;
 use crate::shards::{Held, Problem, Shards, conflict_message};
 use crate::status;
@@ -47,6 +48,8 @@ pub struct Context {
     pub namespace: Option<String>,
     /// When a scheduler was last heard from (self-fencing).
     pub lease: Lease,
+    /// Counters and the state `/readyz` reads.
+    pub metrics: Metrics,
 }
 
 impl Context {
@@ -179,6 +182,11 @@ pub enum Next {
     RetryAfter(Duration),
 }
 
+/// A write's outcome for metrics: `Ok`, or the reason it failed.
+fn outcome<T>(result: &Result<T, ClusterError>) -> Result<(), String> {
+    result.as_ref().map(|_| ()).map_err(ClusterError::reason)
+}
+
 /// The delay before retry number `failures` (1 s doubling, at most a minute).
 fn retry_delay(failures: u32) -> Duration {
     let exp = failures.saturating_sub(1).min(6);
@@ -193,7 +201,9 @@ async fn fence_shard(ctx: &Context, key: &ShardKey) -> Result<(), Next> {
     };
     let now = jiff::Timestamp::now().to_string();
     let body = fence::manifest(key, step, &now);
-    match ctx.cluster.apply_as(key, &body, fence::FENCE_MANAGER).await {
+    let applied = ctx.cluster.apply_as(key, &body, fence::FENCE_MANAGER).await;
+    ctx.metrics.write("fence", outcome(&applied));
+    match applied {
         Ok(job) => {
             let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
             match step {
@@ -255,7 +265,9 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
             }
             Step::Create | Step::Apply { .. } => {
                 let manifest = held.manifest.clone().expect("decide checked the manifest");
-                match ctx.cluster.apply(key, &manifest.value()).await {
+                let applied = ctx.cluster.apply(key, &manifest.value()).await;
+                ctx.metrics.write("apply", outcome(&applied));
+                match applied {
                     Ok(job) => {
                         let verb = if step == Step::Create {
                             "created"
@@ -301,27 +313,31 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
                     Err(e) => Err(e),
                 }
             }
-            Step::Delete { uid } => match ctx.cluster.delete(key, uid.as_deref()).await {
-                Ok(()) => {
-                    info!(
-                        cluster = %ctx.cluster_name, shard = %key, job_uid = %held.job_uid,
-                        revision = held.revision, action = "DELETE", "shard deleted (propagationPolicy Background)"
-                    );
-                    ctx.shards.record_deleted(key);
-                    ctx.shards.succeed(key);
-                    return Next::Done;
+            Step::Delete { uid } => {
+                let deleted = ctx.cluster.delete(key, uid.as_deref()).await;
+                ctx.metrics.write("delete", outcome(&deleted));
+                match deleted {
+                    Ok(()) => {
+                        info!(
+                            cluster = %ctx.cluster_name, shard = %key, job_uid = %held.job_uid,
+                            revision = held.revision, action = "DELETE", "shard deleted (propagationPolicy Background)"
+                        );
+                        ctx.shards.record_deleted(key);
+                        ctx.shards.succeed(key);
+                        return Next::Done;
+                    }
+                    Err(e @ ClusterError::Conflict(_)) if conflicts < CONFLICT_RETRIES => {
+                        // The uid precondition failed: another incarnation holds the name now.
+                        conflicts += 1;
+                        debug!(shard = %key, error = %e, "delete precondition failed; reading again");
+                        plan.live = None;
+                        plan.looked_up = false;
+                        plan.seen = false;
+                        continue;
+                    }
+                    Err(e) => Err(e),
                 }
-                Err(e @ ClusterError::Conflict(_)) if conflicts < CONFLICT_RETRIES => {
-                    // The uid precondition failed: another incarnation holds the name now.
-                    conflicts += 1;
-                    debug!(shard = %key, error = %e, "delete precondition failed; reading again");
-                    plan.live = None;
-                    plan.looked_up = false;
-                    plan.seen = false;
-                    continue;
-                }
-                Err(e) => Err(e),
-            },
+            }
         };
         let Err(e) = outcome else {
             unreachable!("every successful step returns or continues")

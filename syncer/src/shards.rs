@@ -693,6 +693,19 @@ impl Shards {
         out
     }
 
+    /// How many assignments are held, by action (for metrics).
+    pub fn held_by_action(&self) -> Vec<(AssignmentAction, usize)> {
+        let t = self.table.lock();
+        let mut counts: Vec<(AssignmentAction, usize)> = Vec::new();
+        for held in t.entries.values().filter_map(|e| e.held.as_ref()) {
+            match counts.iter_mut().find(|(a, _)| *a == held.action) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((held.action, 1)),
+            }
+        }
+        counts
+    }
+
     /// Number of shards known.
     pub fn len(&self) -> usize {
         self.table.lock().entries.len()

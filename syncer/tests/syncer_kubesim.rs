@@ -648,3 +648,96 @@ async fn tls_with_a_client_certificate() {
         .await;
     syncer.stop().await;
 }
+
+/// `GET path` on `addr` over plain HTTP/1.0: the status code and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_owned())
+}
+
+/// The value of one sample line (`name{labels} value`) of a Prometheus text page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_probes_follow_the_session_and_the_writes() {
+    let (sim, mut mock, mut syncer) = start("c1", &[]).await;
+    let addr = syncer
+        .serve_probes("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(http_get(addr, "/healthz").await, (200, "ok".to_owned()));
+    eventually("ready", WAIT, || async {
+        (http_get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+
+    let shard = Shard::new("metered").counts(2, Some(2));
+    mock.assign(shard.run(1)).await;
+    mock.wait_report("default", "metered", "RUNNING", |s| {
+        phase(s) == ShardPhase::Running
+    })
+    .await;
+    let (code, page) = http_get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for (series, want) in [
+        (
+            r#"fedjob_syncer_cluster_writes_total{verb="apply",outcome="ok"}"#,
+            1.0,
+        ),
+        (r#"fedjob_syncer_shards{action="RUN"}"#, 1.0),
+        ("fedjob_syncer_scheduler_in_sync", 1.0),
+        ("fedjob_syncer_scheduler_sessions_total", 1.0),
+        ("fedjob_syncer_self_fenced", 0.0),
+    ] {
+        assert_eq!(sample(&page, series), Some(want), "{series} in\n{page}");
+    }
+    assert!(sample(&page, "fedjob_syncer_status_reports_total").unwrap() >= 1.0);
+    assert!(sample(&page, "fedjob_syncer_scheduler_silent_seconds").unwrap() < 5.0);
+
+    // The scheduler goes away: not ready, and says why; alive all the same.
+    mock.halt().await;
+    let (code, why) = eventually("not ready", WAIT, || async {
+        let (code, body) = http_get(addr, "/readyz").await;
+        (code != 200).then_some((code, body))
+    })
+    .await;
+    assert_eq!(code, 503);
+    assert!(
+        why.contains("no session with a scheduler is in sync"),
+        "{why}"
+    );
+    assert_eq!(http_get(addr, "/healthz").await.0, 200);
+    let (_, page) = http_get(addr, "/metrics").await;
+    assert_eq!(sample(&page, "fedjob_syncer_scheduler_in_sync"), Some(0.0));
+
+    mock.restart().await;
+    eventually("ready again", WAIT, || async {
+        (http_get(addr, "/readyz").await.0 == 200).then_some(())
+    })
+    .await;
+    let (_, page) = http_get(addr, "/metrics").await;
+    assert_eq!(
+        sample(&page, "fedjob_syncer_scheduler_sessions_total"),
+        Some(2.0)
+    );
+    assert!(sim.job("default", "metered").await.is_some());
+    syncer.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the endpoint closes with the syncer"
+    );
+}
