@@ -161,6 +161,8 @@ impl Syncer {
         self.watch.abort_all();
         if let Some(probes) = self.probes.take() {
             probes.abort();
+            // Resolves once the task is dropped, and with it the listening socket.
+            let _ = probes.await;
         }
         info!(cluster = %self.ctx.cluster_name, "fedjob-syncer stopped");
     }
