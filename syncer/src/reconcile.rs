@@ -154,7 +154,7 @@ pub fn decide(plan: &Plan) -> Step {
                 {
                     Step::Nothing
                 }
-                (_, Some(job)) => match drift(&manifest.job, job) {
+                (_, Some(job)) => match drift(&manifest.owned, job) {
                     Some(reason) => Step::Apply { reason },
                     None => Step::Nothing,
                 },
