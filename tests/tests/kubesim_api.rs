@@ -113,9 +113,10 @@ async fn namespaces_and_lists_across_them() {
             .json();
         assert_eq!(names(&list), expected, "labelSelector={selector}");
     }
-    // limit/continue are accepted; the whole list comes back in one page.
+    // `limit` pages the list (lists_come_in_pages_of_one_snapshot has the details).
     let paged = http.get("/apis/batch/v1/jobs?limit=1").await.json();
-    assert_eq!(names(&paged).len(), 3);
+    assert_eq!(names(&paged), vec!["a"]);
+    assert_eq!(paged["metadata"]["remainingItemCount"], 2);
     let bad_selector = http
         .get("/apis/batch/v1/jobs?fieldSelector=spec.parallelism%3D1")
         .await;
@@ -448,5 +449,132 @@ async fn what_is_not_served_is_refused_like_the_apiserver_does() {
         (version["major"].as_str(), version["minor"].as_str()),
         (Some("1"), Some("24"))
     );
+    sim.shutdown().await;
+}
+
+/// `limit` and `continue` as the API server serves them from etcd: pages in key order from one
+/// snapshot, `remainingItemCount` only without selectors, the watch cache (`resourceVersion=0`)
+/// answering whole, and the 400s for a bad token or a token with a resourceVersion.
+#[tokio::test]
+async fn lists_come_in_pages_of_one_snapshot() {
+    let sim = cluster(slow_pods()).await;
+    let http = Http::new(sim.url());
+    for ns in ["b-team", "a-team"] {
+        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        assert_eq!(http.post("/api/v1/namespaces", &body).await.status, 201);
+    }
+    let mut want = Vec::new();
+    for (ns, name) in [
+        ("b-team", "j2"),
+        ("a-team", "j9"),
+        ("b-team", "j1"),
+        ("default", "j5"),
+        ("a-team", "j3"),
+        ("default", "j0"),
+        ("a-team", "j4"),
+    ] {
+        let path = format!("/apis/batch/v1/namespaces/{ns}/jobs");
+        let body = job(
+            name,
+            json!({"odd": (name.as_bytes()[1] % 2 == 1).to_string()}),
+        );
+        assert_eq!(http.post(&path, &body).await.status, 201);
+        want.push(format!("{ns}/{name}"));
+    }
+    want.sort();
+
+    let all = "/apis/batch/v1/jobs";
+    let first = http.get(&format!("{all}?limit=3")).await.json();
+    let rv = first["metadata"]["resourceVersion"].clone();
+    assert_eq!(first["metadata"]["remainingItemCount"], 4);
+    let mut seen: Vec<String> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            format!(
+                "{}/{}",
+                j["metadata"]["namespace"].as_str().unwrap(),
+                j["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let mut token = first["metadata"]["continue"].as_str().unwrap().to_owned();
+
+    // A Job created between pages is not in the snapshot the pages come from.
+    let late = job("j-late", json!({}));
+    assert_eq!(
+        http.post("/apis/batch/v1/namespaces/default/jobs", &late)
+            .await
+            .status,
+        201
+    );
+
+    let refused = http
+        .get(&format!("{all}?limit=3&continue={token}&resourceVersion=1"))
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        refused.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed when using continue")
+    );
+    let bad = http.get(&format!("{all}?limit=3&continue=bm9wZQ==")).await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.json()["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("continue key is not valid")
+    );
+
+    loop {
+        let page = http
+            .get(&format!("{all}?limit=3&continue={token}"))
+            .await
+            .json();
+        assert_eq!(
+            page["metadata"]["resourceVersion"], rv,
+            "every page is of one snapshot"
+        );
+        seen.extend(page["items"].as_array().unwrap().iter().map(|j| {
+            format!(
+                "{}/{}",
+                j["metadata"]["namespace"].as_str().unwrap(),
+                j["metadata"]["name"].as_str().unwrap()
+            )
+        }));
+        match page["metadata"]["continue"].as_str() {
+            Some(next) => token = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen, want,
+        "every Job once, in key order, the late one not among them"
+    );
+
+    // With a selector the limit counts matches, and nothing says how many remain.
+    let odd = http
+        .get(&format!("{all}?limit=2&labelSelector=odd%3Dtrue"))
+        .await
+        .json();
+    assert_eq!(names(&odd), ["j3", "j9"]);
+    assert!(odd["metadata"]["continue"].is_string());
+    assert!(odd["metadata"].get("remainingItemCount").is_none());
+    // One namespace is paged by name; the watch cache ignores the limit.
+    let a = http
+        .get("/apis/batch/v1/namespaces/a-team/jobs?limit=2")
+        .await
+        .json();
+    assert_eq!(names(&a), ["j3", "j4"]);
+    assert_eq!(a["metadata"]["remainingItemCount"], 1);
+    let cached = http
+        .get(&format!("{all}?limit=2&resourceVersion=0"))
+        .await
+        .json();
+    assert_eq!(names(&cached).len(), 8);
+    assert!(cached["metadata"].get("continue").is_none());
     sim.shutdown().await;
 }

@@ -139,6 +139,7 @@ impl SimCluster {
             shutdown: trigger.subscribe(),
             bookmark_interval: options.bookmark_interval,
             server_address: addr.to_string(),
+            pages: Default::default(),
         });
         let mut stop = trigger.subscribe();
         let name = options.name.clone();

@@ -3,6 +3,7 @@
 
 pub mod discovery;
 mod objects;
+pub mod pages;
 pub mod params;
 pub mod route;
 
@@ -44,6 +45,8 @@ pub struct App {
     pub bookmark_interval: Duration,
     /// `host:port` for `/api`'s `serverAddressByClientCIDRs`.
     pub server_address: String,
+    /// Snapshots of paginated lists being read.
+    pub pages: pages::Pages,
 }
 
 /// One request, read.

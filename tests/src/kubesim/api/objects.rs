@@ -9,6 +9,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::pages;
 use super::params::{self, Params};
 use super::{App, Call, json_response};
 use crate::kubesim::patch::PatchType;
@@ -51,9 +52,16 @@ fn object_response(call: &Call, code: StatusCode, object: &Object) -> Response {
 }
 
 /// A list body built from the stored serializations (no re-encoding of the items).
-fn list_body(resource: Resource, rv: u64, items: &[Arc<Object>]) -> Vec<u8> {
+fn list_body(resource: Resource, rv: u64, items: &[Arc<Object>], page: &PageInfo) -> Vec<u8> {
+    let mut meta = format!(r#""resourceVersion":"{rv}""#);
+    if let Some(token) = &page.next {
+        meta.push_str(&format!(r#","continue":"{token}""#));
+    }
+    if let Some(n) = page.remaining {
+        meta.push_str(&format!(r#","remainingItemCount":{n}"#));
+    }
     let mut out = format!(
-        r#"{{"kind":"{}","apiVersion":"{}","metadata":{{"resourceVersion":"{rv}"}},"items":["#,
+        r#"{{"kind":"{}","apiVersion":"{}","metadata":{{{meta}}},"items":["#,
         resource.list_kind(),
         resource.api_version()
     )
@@ -66,6 +74,13 @@ fn list_body(resource: Resource, rv: u64, items: &[Arc<Object>]) -> Vec<u8> {
     }
     out.extend_from_slice(b"]}");
     out
+}
+
+/// Where a page of a list stops: the token for the next page and how many items remain.
+#[derive(Debug, Default)]
+struct PageInfo {
+    next: Option<String>,
+    remaining: Option<usize>,
 }
 
 struct Selection {
@@ -132,20 +147,91 @@ fn list(
     namespace: Option<&str>,
 ) -> Result<Response, ApiError> {
     let selection = Selection::parse(&call.params, resource)?;
-    let (items, rv) = list_objects(app, resource, namespace, &call.params)?;
-    let items: Vec<Arc<Object>> = items.into_iter().filter(|o| selection.matches(o)).collect();
+    let (items, rv, page) = paginate(app, resource, namespace, &call.params, &selection)?;
     if call.wants_table() {
         let include = IncludeObject::parse(call.params.get("includeObject"));
         let objects: Vec<Value> = items.iter().map(|o| full(o)).collect();
-        return Ok(json_response(
-            StatusCode::OK,
-            table::render(printer(resource), &objects, Some(rv), include).to_string(),
-        ));
+        let mut table = table::render(printer(resource), &objects, Some(rv), include);
+        if let Some(token) = page.next {
+            table["metadata"]["continue"] = json!(token);
+        }
+        return Ok(json_response(StatusCode::OK, table.to_string()));
     }
     Ok(json_response(
         StatusCode::OK,
-        list_body(resource, rv, &items),
+        list_body(resource, rv, &items, &page),
     ))
+}
+
+/// The selected items of one page of a list, its version and where the page stops.
+///
+/// `limit` is honoured as the API server honours it when it reads etcd: not for
+/// `resourceVersion=0` (served whole from the watch cache). A `continue` token reads the next
+/// page of the same snapshot, with the request's selectors.
+fn paginate(
+    app: &App,
+    resource: Resource,
+    namespace: Option<&str>,
+    params: &Params,
+    selection: &Selection,
+) -> Result<(Vec<Arc<Object>>, u64, PageInfo), ApiError> {
+    let limit = params.limit()?;
+    let (snapshot, rv, after) = match params.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            if params.get("resourceVersion").is_some_and(|v| !v.is_empty()) {
+                return Err(ApiError::BadRequest(
+                    "specifying resource version is not allowed when using continue".to_owned(),
+                ));
+            }
+            let token = pages::Continue::decode(token)?;
+            let snapshot = app
+                .pages
+                .snapshot(resource, namespace, token.rv)
+                .ok_or_else(pages::expired)?;
+            (snapshot, token.rv, Some(token.start))
+        }
+        None => {
+            let (items, rv) = list_objects(app, resource, namespace, params)?;
+            let cached = params.resource_version()? == Some(0);
+            if limit.is_none() || cached {
+                let items = items.into_iter().filter(|o| selection.matches(o)).collect();
+                return Ok((items, rv, PageInfo::default()));
+            }
+            let mut items: Vec<(String, Arc<Object>)> = items
+                .into_iter()
+                .map(|o| (pages::relative_key(&o, namespace), o))
+                .collect();
+            // etcd's order: by key as bytes.
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            let snapshot: Arc<Vec<Arc<Object>>> =
+                Arc::new(items.into_iter().map(|(_, o)| o).collect());
+            (snapshot, rv, None)
+        }
+    };
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut selected = snapshot
+        .iter()
+        .filter(|o| {
+            after
+                .as_deref()
+                .is_none_or(|start| pages::relative_key(o, namespace).as_str() > start)
+        })
+        .filter(|o| selection.matches(o));
+    let items: Vec<Arc<Object>> = selected.by_ref().take(limit).cloned().collect();
+    let remaining = selected.count();
+    let mut page = PageInfo::default();
+    if remaining > 0
+        && let Some(last) = items.last()
+    {
+        let start = pages::relative_key(last, namespace);
+        page.next = Some(pages::Continue { rv, start }.encode());
+        // The API server counts what is left only when nothing is filtered.
+        let unfiltered = params.get("labelSelector").unwrap_or_default().is_empty()
+            && params.get("fieldSelector").unwrap_or_default().is_empty();
+        page.remaining = unfiltered.then_some(remaining);
+        app.pages.keep(resource, namespace, rv, snapshot.clone());
+    }
+    Ok((items, rv, page))
 }
 
 fn watch_response(
@@ -235,7 +321,12 @@ pub async fn collection(
             }
             Ok(json_response(
                 StatusCode::OK,
-                list_body(resource, app.store.current_rv(), &deleted),
+                list_body(
+                    resource,
+                    app.store.current_rv(),
+                    &deleted,
+                    &PageInfo::default(),
+                ),
             ))
         }
         _ => Err(ApiError::MethodNotAllowed),

@@ -103,6 +103,18 @@ impl Params {
         }
     }
 
+    /// `limit`: the most items one page of a list holds (`None` when absent or 0).
+    pub fn limit(&self) -> Result<Option<usize>, ApiError> {
+        match self.get("limit") {
+            None | Some("") => Ok(None),
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if n > 0 => Ok(Some(n as usize)),
+                Ok(_) => Ok(None),
+                Err(_) => Err(ApiError::BadRequest(format!("invalid limit: {s:?}"))),
+            },
+        }
+    }
+
     /// `timeoutSeconds`.
     pub fn timeout(&self) -> Result<Option<Duration>, ApiError> {
         self.get("timeoutSeconds")
