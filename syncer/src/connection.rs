@@ -142,7 +142,6 @@ pub async fn run(ctx: Arc<Context>, settings: Settings, shutdown: Shutdown) {
     loop {
         let url = &settings.schedulers[index % settings.schedulers.len()];
         let outcome = session(&ctx, &settings, url, &shutdown, &mut interval).await;
-        ctx.metrics.set_in_sync(false);
         if let Some(i) = interval.take() {
             backoff.limit_reconnect(i);
         }
@@ -150,12 +149,18 @@ pub async fn run(ctx: Arc<Context>, settings: Settings, shutdown: Shutdown) {
             Ok(End::Shutdown) => return,
             Ok(End::Lost { reason, synced }) => {
                 warn!(cluster = %settings.cluster, scheduler = %url, reason, "session lost; reconnecting");
+                // The reason first, so that `/readyz` never says "not ready" without it.
+                ctx.metrics
+                    .session_failed(format!("{url}: session lost: {reason}"));
+                ctx.metrics.set_in_sync(false);
                 if synced {
                     backoff.reset();
                 }
             }
             Err(e) => {
                 warn!(cluster = %settings.cluster, scheduler = %url, error = %e, "cannot open a session");
+                ctx.metrics
+                    .session_failed(format!("{url}: cannot open a session: {e}"));
                 index = index.wrapping_add(1);
             }
         }

@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -44,6 +45,7 @@ pub struct Metrics {
     /// Watch errors (each followed by a retry with backoff).
     pub watch_errors: Counter,
     in_sync: AtomicBool,
+    last_session_error: Mutex<Option<String>>,
     scheduler_in_sync: Gauge,
     silent_seconds: FloatGauge,
     shards: Family<ActionLabels, Gauge>,
@@ -67,6 +69,7 @@ impl Metrics {
             reports: Counter::default(),
             watch_errors: Counter::default(),
             in_sync: AtomicBool::new(false),
+            last_session_error: Mutex::new(None),
             scheduler_in_sync: Gauge::default(),
             silent_seconds: FloatGauge::default(),
             shards: Family::default(),
@@ -141,7 +144,18 @@ impl Metrics {
         let was = self.in_sync.swap(in_sync, Ordering::Relaxed);
         if in_sync && !was {
             self.sessions.inc();
+            *self.last_session_error.lock() = None;
         }
+    }
+
+    /// Why the last session could not be opened or was lost (for `/readyz`).
+    pub fn session_failed(&self, why: String) {
+        *self.last_session_error.lock() = Some(why);
+    }
+
+    /// What `session_failed` last said, until a session is in sync again.
+    pub fn last_session_error(&self) -> Option<String> {
+        self.last_session_error.lock().clone()
     }
 
     /// Whether a session with a scheduler is in sync now.

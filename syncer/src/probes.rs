@@ -45,19 +45,24 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
     )
 }
 
-async fn ready(State(ctx): State<Arc<Context>>) -> (StatusCode, &'static str) {
-    match readiness(ctx.shards.is_listed(), ctx.metrics.in_sync()) {
-        Ok(()) => (StatusCode::OK, "ok"),
+async fn ready(State(ctx): State<Arc<Context>>) -> (StatusCode, String) {
+    let last_error = ctx.metrics.last_session_error();
+    match readiness(ctx.shards.is_listed(), ctx.metrics.in_sync(), last_error) {
+        Ok(()) => (StatusCode::OK, "ok".to_owned()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
 }
 
-/// Whether the syncer is ready, or why not.
-fn readiness(listed: bool, in_sync: bool) -> Result<(), &'static str> {
+/// Whether the syncer is ready, or why not (with why the last session failed, if one did).
+fn readiness(listed: bool, in_sync: bool, last_error: Option<String>) -> Result<(), String> {
     if !listed {
-        Err("not ready: the first list of this cluster's shards is not complete")
+        Err("not ready: the first list of this cluster's shards is not complete".to_owned())
     } else if !in_sync {
-        Err("not ready: no session with a scheduler is in sync")
+        let mut why = "not ready: no session with a scheduler is in sync".to_owned();
+        if let Some(e) = last_error {
+            why.push_str(&format!(" (last: {e})"));
+        }
+        Err(why)
     } else {
         Ok(())
     }
@@ -69,8 +74,21 @@ mod tests {
 
     #[test]
     fn ready_only_when_listed_and_in_sync() {
-        assert!(readiness(true, true).is_ok());
-        assert!(readiness(false, true).unwrap_err().contains("first list"));
-        assert!(readiness(true, false).unwrap_err().contains("scheduler"));
+        assert!(readiness(true, true, None).is_ok());
+        assert!(
+            readiness(false, true, None)
+                .unwrap_err()
+                .contains("first list")
+        );
+        assert_eq!(
+            readiness(true, false, None).unwrap_err(),
+            "not ready: no session with a scheduler is in sync"
+        );
+        let refused = Some("https://s:50051: cannot open a session: PermissionDenied".to_owned());
+        assert!(
+            readiness(true, false, refused)
+                .unwrap_err()
+                .ends_with("(last: https://s:50051: cannot open a session: PermissionDenied)")
+        );
     }
 }

@@ -717,7 +717,7 @@ async fn metrics_and_probes_follow_the_session_and_the_writes() {
     .await;
     assert_eq!(code, 503);
     assert!(
-        why.contains("no session with a scheduler is in sync"),
+        why.contains("no session with a scheduler is in sync (last: http://"),
         "{why}"
     );
     assert_eq!(http_get(addr, "/healthz").await.0, 200);
