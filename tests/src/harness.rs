@@ -342,6 +342,20 @@ impl FedctlOutput {
         })
     }
 
+    /// Panics unless fedctl exited 0, adding `context()` (say, the processes' logs).
+    pub fn ok_or_show(self, context: impl FnOnce() -> String) -> Self {
+        if self.code != Some(0) {
+            panic!(
+                "fedctl exited {:?}:\nstdout: {}\nstderr: {}\n{}",
+                self.code,
+                self.stdout,
+                self.stderr,
+                context()
+            );
+        }
+        self
+    }
+
     /// Panics unless fedctl exited 0.
     pub fn ok(self) -> Self {
         assert_eq!(
@@ -353,6 +367,27 @@ impl FedctlOutput {
         );
         self
     }
+}
+
+/// The arguments of `fedctl wait job NAME --for=condition=Complete --timeout TIMEOUT`.
+pub fn wait_complete_args<'a>(name: &'a str, timeout: &'a str) -> [&'a str; 6] {
+    [
+        "wait",
+        "job",
+        name,
+        "--for=condition=Complete",
+        "--timeout",
+        timeout,
+    ]
+}
+
+/// The last lines of each process's output under a heading, for an assertion's message:
+/// `(heading, process, how many lines)`.
+pub fn log_tails<'a>(procs: impl IntoIterator<Item = (String, &'a Proc, usize)>) -> String {
+    procs
+        .into_iter()
+        .map(|(heading, proc, n)| format!("--- {heading}\n{}\n", proc.tail(n)))
+        .collect()
 }
 
 /// Runs `fedctl --server URL ARGS…`.

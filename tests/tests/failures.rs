@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use fedjob_tests::harness::{
     FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port, http_get,
-    kube_client,
+    kube_client, log_tails, wait_complete_args,
 };
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
@@ -226,23 +226,9 @@ impl Federation {
     }
 
     async fn wait_complete(&self, name: &str) -> Value {
-        let out = self
-            .fedctl(&[
-                "wait",
-                "job",
-                name,
-                "--for=condition=Complete",
-                "--timeout",
-                "60s",
-            ])
-            .await;
-        assert_eq!(
-            out.code,
-            Some(0),
-            "wait failed: {}\n{}",
-            out.stderr,
-            self.logs()
-        );
+        self.fedctl(&wait_complete_args(name, "60s"))
+            .await
+            .ok_or_show(|| self.logs());
         self.job(name).await
     }
 
@@ -269,11 +255,15 @@ impl Federation {
     }
 
     fn logs(&self) -> String {
-        let mut text = format!("--- scheduler\n{}\n", self.scheduler.proc.tail(40));
-        for s in self.syncers.values() {
-            text += &format!("--- {}\n{}\n", s.proc.name, s.proc.tail(25));
-        }
-        text + &format!("--- kubesim\n{}", self.sim.proc.tail(20))
+        log_tails(
+            std::iter::once(("scheduler".to_owned(), &self.scheduler.proc, 40))
+                .chain(
+                    self.syncers
+                        .values()
+                        .map(|s| (s.proc.name.clone(), &s.proc, 25)),
+                )
+                .chain([("kubesim".to_owned(), &self.sim.proc, 20)]),
+        )
     }
 }
 

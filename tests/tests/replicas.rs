@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use fedjob_tests::harness::{
     EtcdProcs, FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port,
-    http_get, kube_client,
+    http_get, kube_client, log_tails, wait_complete_args,
 };
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
@@ -143,26 +143,9 @@ impl Federation {
     }
 
     async fn wait_complete(&self, replica: usize, name: &str) -> Value {
-        let out = self
-            .fedctl(
-                replica,
-                &[
-                    "wait",
-                    "job",
-                    name,
-                    "--for=condition=Complete",
-                    "--timeout",
-                    "90s",
-                ],
-            )
-            .await;
-        assert_eq!(
-            out.code,
-            Some(0),
-            "wait failed: {}\n{}",
-            out.stderr,
-            self.logs()
-        );
+        self.fedctl(replica, &wait_complete_args(name, "90s"))
+            .await
+            .ok_or_show(|| self.logs());
         self.fedctl(replica, &["get", "job", name, "-o", "json"])
             .await
             .ok()
@@ -170,14 +153,17 @@ impl Federation {
     }
 
     fn logs(&self) -> String {
-        let mut text = String::new();
-        for (i, r) in self.replicas.iter().enumerate() {
-            text += &format!("--- replica {i}\n{}\n", r.proc.proc.tail(25));
-        }
-        for s in &self.syncers {
-            text += &format!("--- {}\n{}\n", s.proc.name, s.proc.tail(15));
-        }
-        text
+        log_tails(
+            self.replicas
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("replica {i}"), &r.proc.proc, 25))
+                .chain(
+                    self.syncers
+                        .iter()
+                        .map(|s| (s.proc.name.clone(), &s.proc, 15)),
+                ),
+        )
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use fedjob_tests::harness::{
     FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port, kube_client,
+    log_tails, wait_complete_args,
 };
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
@@ -135,32 +136,23 @@ impl Federation {
 
     async fn wait_complete(&self, name: &str) -> Value {
         let out = self
-            .fedctl(&[
-                "wait",
-                "job",
-                name,
-                "--for=condition=Complete",
-                "--timeout",
-                "60s",
-            ])
-            .await;
-        assert_eq!(
-            out.code,
-            Some(0),
-            "wait failed: {}\n{}",
-            out.stderr,
-            self.logs()
-        );
+            .fedctl(&wait_complete_args(name, "60s"))
+            .await
+            .ok_or_show(|| self.logs());
         assert_eq!(out.stdout, format!("job.batch/{name} condition met\n"));
         self.job(name).await
     }
 
     fn logs(&self) -> String {
-        let mut text = format!("--- scheduler\n{}\n", self.scheduler.proc.tail(30));
-        for s in &self.syncers {
-            text += &format!("--- {}\n{}\n", s.proc.name, s.proc.tail(20));
-        }
-        text + &format!("--- kubesim\n{}", self.sim.proc.tail(20))
+        log_tails(
+            std::iter::once(("scheduler".to_owned(), &self.scheduler.proc, 30))
+                .chain(
+                    self.syncers
+                        .iter()
+                        .map(|s| (s.proc.name.clone(), &s.proc, 20)),
+                )
+                .chain([("kubesim".to_owned(), &self.sim.proc, 20)]),
+        )
     }
 
     fn kubeconfig(&self) -> PathBuf {
