@@ -3,6 +3,8 @@
 //! (`model::status::refresh`, `model::status::placements`, and the whole
 //! `model::planner::reconcile` a status report triggers).
 //!
+//! Also the decoding of a submitted Job, with and without the strict check for unknown fields.
+//!
 //! Run: `cargo bench -p fedjob-scheduler --bench model`. Targets (issue 6): split for 1,000
 //! clusters < 50 µs; aggregation of 1,000 shards < 50 µs.
 
@@ -10,6 +12,7 @@ use std::hint::black_box;
 
 use divan::Bencher;
 use fedjob_scheduler::model::job::{FederatedJob, Observed, ObservedPhase};
+use fedjob_scheduler::model::manifest::{self, FieldValidation};
 use fedjob_scheduler::model::planner::{self, ClusterView, Clusters};
 use fedjob_scheduler::model::preferences::Preferences;
 use fedjob_scheduler::model::split::plan;
@@ -179,4 +182,22 @@ mod aggregate_1000_shards {
         let (fj, _) = running_job(1000);
         bencher.bench(|| black_box(&fj).clone());
     }
+}
+
+/// A submitted Job as `fedctl create` sends it (the seed example's size), decoded into the typed
+/// Job: `Strict` adds writing it back as JSON and comparing the two trees.
+#[divan::bench(args = [FieldValidation::Ignore, FieldValidation::Strict])]
+fn decode_submitted_job(bencher: Bencher, fields: FieldValidation) {
+    let submitted = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "myjob", "labels": {"app": "demo", "team": "batch"},
+            "annotations": {"federation.kubernetes.io/job-preferences": "{\"rebalance\": true}"}},
+        "spec": {"parallelism": 9, "completions": 18, "backoffLimit": 4,
+            "template": {"metadata": {"labels": {"app": "demo"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "worker",
+                    "image": "busybox:1.36", "command": ["sh", "-c", "echo working; sleep 5"],
+                    "env": [{"name": "MODE", "value": "batch"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}]}}}
+    });
+    bencher.bench(|| manifest::decode_job(black_box(submitted.clone()), "default", fields));
 }

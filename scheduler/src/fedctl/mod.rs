@@ -16,6 +16,7 @@ use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::config::parse_duration;
+use crate::model::manifest::FieldValidation;
 use crate::model::preferences::Preferences;
 use crate::model::split;
 
@@ -121,10 +122,10 @@ impl Validate {
     /// The request's `field_validation`.
     fn field_validation(self) -> String {
         match self {
-            Self::Strict => "Strict",
-            Self::Ignore => "Ignore",
+            Self::Strict => FieldValidation::Strict,
+            Self::Ignore => FieldValidation::Ignore,
         }
-        .to_owned()
+        .to_string()
     }
 }
 

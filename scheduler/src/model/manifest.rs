@@ -53,6 +53,15 @@ impl FieldValidation {
     }
 }
 
+impl fmt::Display for FieldValidation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Strict => "Strict",
+            Self::Ignore => "Ignore",
+        })
+    }
+}
+
 /// The kind of a field error, as the API server names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldErrorKind {
