@@ -301,6 +301,26 @@ impl ControlPlane {
         self.jobs.read().by_key.get(key).cloned()
     }
 
+    /// One Job as the store has it now. With replicas sharing the store, this replica's copy
+    /// may lag another's write by a watch round trip, so the store is read first: a Job just
+    /// created through another replica is found, and a user's read follows their write.
+    pub async fn read_job(self: &Arc<Self>, key: &str) -> Result<Option<Arc<StoredJob>>> {
+        if self.coordinator.is_some() {
+            let known = self.job(key).is_some();
+            // Refreshing a Job absent both here and in the store would announce a deletion.
+            if known
+                || self
+                    .store
+                    .get(&records::job_record_key(key))
+                    .await?
+                    .is_some()
+            {
+                self.refresh_job(key).await?;
+            }
+        }
+        Ok(self.job(key))
+    }
+
     /// The key of the Job with `uid`.
     pub fn job_key_by_uid(&self, uid: &str) -> Option<String> {
         self.jobs.read().by_uid.get(uid).cloned()
@@ -670,7 +690,11 @@ impl ControlPlane {
         let _guard = lock.lock().await;
         let mut attempts = 0;
         let result = loop {
-            let current = self.job(key);
+            let mut current = self.job(key);
+            if current.is_none() && attempts == 0 {
+                // Absent here may be not yet seen here (written through another replica).
+                current = self.read_job(key).await?;
+            }
             let (ops, record) = match change(current.as_deref())? {
                 Next::Unchanged => break Ok(current),
                 Next::Delete => match &current {

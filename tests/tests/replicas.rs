@@ -261,3 +261,67 @@ async fn the_walkthrough_through_different_replicas_survives_the_leader_s_death(
         .collect();
     assert_eq!(names, vec!["long", "myjob"]);
 }
+
+/// A write through one replica is seen at once by a request naming the Job through another:
+/// get, scale, patch and watch read the store before answering, instead of answering NotFound
+/// (or acting on an old copy) until their own copy catches up. gRPC clients on open channels
+/// send the next request within a millisecond of the answer, well inside the watch's lag.
+#[tokio::test]
+async fn a_job_written_through_one_replica_is_read_through_the_others_at_once() {
+    use fedjob_proto::v1::{self, federation_client::FederationClient};
+    let fed = Federation::start().await;
+    let mut clients = Vec::new();
+    for r in 0..3 {
+        let channel = tonic::transport::Endpoint::from_shared(fed.url(r).to_owned())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        clients.push(FederationClient::new(channel));
+    }
+    let manifest = |name: &str| std::fs::read_to_string(fed.manifest(name, 3, 3, "300ms")).unwrap();
+    let get = |name: &str| v1::GetJobRequest {
+        namespace: String::new(),
+        name: name.to_owned(),
+    };
+    for i in 0..30usize {
+        let name = format!("ryw-{i}");
+        let (a, b, c) = (i % 3, (i + 1) % 3, (i + 2) % 3);
+        let create = v1::CreateJobRequest {
+            manifest: manifest(&name),
+            ..Default::default()
+        };
+        clients[a].create_job(create).await.unwrap();
+        let got = clients[b].get_job(get(&name)).await;
+        assert!(
+            got.is_ok(),
+            "{name} created through {a}, read through {b}: {got:?}"
+        );
+        let scale = v1::ScaleJobRequest {
+            name: name.clone(),
+            parallelism: Some(6),
+            ..Default::default()
+        };
+        clients[c]
+            .scale_job(scale)
+            .await
+            .unwrap_or_else(|e| panic!("{name} scaled through {c}: {e}"));
+        let got = clients[a].get_job(get(&name)).await.unwrap().into_inner();
+        let spec = &fedjob_proto::json::from_struct(got.job.as_ref().unwrap())["spec"];
+        assert_eq!(
+            spec["parallelism"], 6,
+            "{name}: scaled through {c}, read through {a}"
+        );
+        let watch = v1::WatchJobRequest {
+            name: name.clone(),
+            ..Default::default()
+        };
+        let watched = clients[b].watch_job(watch).await;
+        assert!(
+            watched.is_ok(),
+            "{name} watched through {b}: {:?}",
+            watched.err()
+        );
+    }
+    fed.wait_complete(1, "ryw-29").await;
+}

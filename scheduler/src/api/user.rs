@@ -266,7 +266,9 @@ impl Federation for UserApi {
             let key = key_of(&r.namespace, &r.name)?;
             let stored = self
                 .cp
-                .job(&key)
+                .read_job(&key)
+                .await
+                .map_err(status)?
                 .ok_or_else(|| Status::not_found(format!("jobs.batch \"{}\" not found", r.name)))?;
             Ok(self.answer(&stored))
         })
@@ -334,7 +336,9 @@ impl Federation for UserApi {
         let mut changes = self.cp.subscribe();
         let first = self
             .cp
-            .job(&key)
+            .read_job(&key)
+            .await
+            .map_err(status)?
             .ok_or_else(|| Status::not_found(format!("jobs.batch \"{}\" not found", r.name)))?;
         let cp = self.cp.clone();
         let mut shutdown = self.shutdown.clone();
