@@ -306,16 +306,10 @@ impl ControlPlane {
     /// created through another replica is found, and a user's read follows their write.
     pub async fn read_job(self: &Arc<Self>, key: &str) -> Result<Option<Arc<StoredJob>>> {
         if self.coordinator.is_some() {
-            let known = self.job(key).is_some();
-            // Refreshing a Job absent both here and in the store would announce a deletion.
-            if known
-                || self
-                    .store
-                    .get(&records::job_record_key(key))
-                    .await?
-                    .is_some()
-            {
-                self.refresh_job(key).await?;
+            let record = self.store.get(&records::job_record_key(key)).await?;
+            // Publishing the absence of a Job absent here too would announce a deletion.
+            if record.is_some() || self.job(key).is_some() {
+                self.refresh_job_from(key, record).await?;
             }
         }
         Ok(self.job(key))
@@ -754,7 +748,18 @@ impl ControlPlane {
 
     /// Re-reads one Job from the store into the cache.
     pub async fn refresh_job(self: &Arc<Self>, key: &str) -> Result<()> {
-        match self.store.get(&records::job_record_key(key)).await? {
+        let record = self.store.get(&records::job_record_key(key)).await?;
+        self.refresh_job_from(key, record).await
+    }
+
+    /// Publishes the Job whose record the store just returned (`None`: it is gone), with its
+    /// shards.
+    async fn refresh_job_from(
+        self: &Arc<Self>,
+        key: &str,
+        record: Option<crate::store::KeyValue>,
+    ) -> Result<()> {
+        match record {
             Some(kv) => {
                 let shards = self.store.list(&records::shards_prefix(key)).await?;
                 let stored = records::assemble(&kv, &shards.items)?;
