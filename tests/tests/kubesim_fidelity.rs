@@ -1,5 +1,5 @@
 //! Replays the request behind every recorded kube-apiserver v1.24 answer in
-//! `../shared/k8s-facts/` against `fedjob-kubesim` and compares what comes back: status code,
+//! `tests/fixtures/k8s-facts/` against `fedjob-kubesim` and compares what comes back: status code,
 //! `reason`, `message`, `details` and causes exactly, and objects in full once uids,
 //! timestamps, resourceVersions and generated name suffixes are normalized.
 

@@ -4,7 +4,7 @@
 //! read-only pods and events) over plain HTTP on loopback, and runs a simulated job controller
 //! whose pods exist only as records. What it answers — status codes, `reason`, causes,
 //! messages, defaulting, managed fields — follows the recorded answers of a real server in
-//! `../shared/k8s-facts/`, so the syncer can be tested through the real `kube` client.
+//! `tests/fixtures/k8s-facts/`, so the syncer can be tested through the real `kube` client.
 //!
 //! The request path, top down:
 //! [`api`] (routing, auth, handlers) → [`writes`] (decode, default, validate, managed fields)

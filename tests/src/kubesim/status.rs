@@ -2,7 +2,7 @@
 //!
 //! Clients branch on `code` and `reason` (kube-rs maps 409 + `AlreadyExists` differently from
 //! 409 + `Conflict`), and the syncer surfaces `message`, so the wording follows the apiserver's
-//! `k8s.io/apimachinery/pkg/api/errors` constructors; `../shared/k8s-facts/` has the originals.
+//! `k8s.io/apimachinery/pkg/api/errors` constructors; `tests/fixtures/k8s-facts/` has the originals.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -45,13 +45,13 @@ pub fn fast_pods() -> SimOptions {
     }
 }
 
-/// The directory of recorded apiserver answers.
+/// The directory of recorded apiserver answers, kept in the repository
+/// (`tests/fixtures/k8s-facts/`, whose README says where they came from).
 pub fn facts_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/k8s-facts");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/k8s-facts");
     assert!(
         dir.is_dir(),
-        "the recorded kube-apiserver answers are missing: expected {} (the fedjob workspace sits next to a \
-         `shared/k8s-facts` directory; CI provides it)",
+        "the recorded kube-apiserver answers are missing: expected {}",
         dir.display()
     );
     dir
