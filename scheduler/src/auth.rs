@@ -6,7 +6,6 @@
 //! cannot speak for another. Health and reflection need neither.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use tonic::{Request, Status};
@@ -38,13 +37,6 @@ pub enum Access {
 pub struct Tokens(HashMap<String, (String, Role)>);
 
 impl Tokens {
-    /// Reads a tokens file; a bad line names its number.
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--tokens {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| format!("--tokens {}: {e}", path.display()))
-    }
-
     /// Parses `token,user,role` lines; blank lines and `#` comments are skipped.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut tokens = HashMap::new();

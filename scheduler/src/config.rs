@@ -1,21 +1,24 @@
-//! The scheduler's configuration: flags parsed once at start into a typed struct. A bad value
-//! stops the process with a clear message (exit code 64) before anything runs.
+//! The scheduler's configuration: the flags as typed ([`Args`]), parsed and checked once at
+//! start into a typed [`Config`], with every file they name read. A bad value stops the process
+//! with a [`ConfigError`] naming the flag (exit code 64, `EX_USAGE`) before anything runs.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use tonic::transport::Uri;
 
+use crate::auth::Tokens;
 use crate::store::etcd::{
     ClientIdentity, DEFAULT_PREFIX, EtcdCredentials, EtcdOptions, EtcdTls, parse_endpoint,
 };
 
-/// `fedjob-scheduler`: the federation control plane.
+/// `fedjob-scheduler`: the federation control plane. The flags as typed; [`Config`] is the
+/// checked form.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "fedjob-scheduler", version, about)]
-pub struct Config {
+pub struct Args {
     /// Address of the gRPC API (user and agent services, reflection, health).
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -189,24 +192,225 @@ impl EtcdFlags {
     }
 }
 
-impl Config {
-    /// Checks what flags cannot check one by one; the message says what to change.
-    pub fn validate(&self) -> Result<(), String> {
-        let tls = self.security.tls_cert.is_some();
-        if !tls && !self.listen.ip().is_loopback() && !self.security.insecure {
-            return Err(format!(
-                "refusing to serve plain-text gRPC on {} (not a loopback address): give --tls-cert and --tls-key, or --insecure",
-                self.listen
-            ));
+/// The scheduler's configuration, checked, with the files it names read.
+#[derive(Clone)]
+pub struct Config {
+    /// Address of the gRPC API.
+    pub listen: SocketAddr,
+    /// Address of the metrics endpoint, when enabled.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Where the state is kept.
+    pub store: StoreConfig,
+    /// How long a cluster may be silent before it is NotReady.
+    pub cluster_grace: Duration,
+    /// How long a NotReady cluster waits before its work moves (`rebalance: true`).
+    pub failover_after: Duration,
+    /// Interval agents are asked to heartbeat at.
+    pub heartbeat_interval: Duration,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// TLS of the API, when served over TLS.
+    pub tls: Option<ServerTls>,
+    /// Users and their roles, when callers must present a token.
+    pub tokens: Option<Tokens>,
+}
+
+/// Where the state is kept, and how to reach it.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// An embedded redb database in this directory.
+    Embedded {
+        /// `--data-dir`.
+        data_dir: PathBuf,
+    },
+    /// An etcd cluster, possibly shared with other replicas.
+    Etcd {
+        /// How to reach it.
+        options: Box<EtcdOptions>,
+        /// TTL of this replica's lease (leadership and liveness records hang on it).
+        lease_ttl: Duration,
+    },
+}
+
+/// The API's TLS material, read at start: PEM certificate chain, key, and the CA that signs
+/// agents' client certificates.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// PEM certificate (chain) of the scheduler.
+    pub cert: Vec<u8>,
+    /// PEM private key of `cert`.
+    pub key: Vec<u8>,
+    /// PEM CA of agents' client certificates, when agents must present one.
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("ServerTls")
+            .field("cert_bytes", &self.cert.len())
+            .field("client_ca", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
+            .field("store", &self.store)
+            .field("cluster_grace", &self.cluster_grace)
+            .field("failover_after", &self.failover_after)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("tls", &self.tls)
+            // Never print tokens.
+            .field("tokens", &self.tokens.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// A flag that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Parsing the command line failed (or help/version was asked for).
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    /// A flag's value is not acceptable, or a file it names cannot be read.
+    #[error("invalid value for --{flag}: {message}")]
+    Invalid {
+        /// The flag, without dashes.
+        flag: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(flag: &'static str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            flag,
+            message: message.into(),
         }
-        Ok(())
     }
 
-    /// Interval agents are asked to heartbeat at: a third of the grace, so two lost heartbeats
-    /// do not make a cluster NotReady.
-    pub fn heartbeat_interval(&self) -> Duration {
-        (self.cluster_grace / 3).max(Duration::from_millis(50))
+    /// The exit code for this error: 0 for `--help`/`--version`, 64 (`EX_USAGE`) otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ConfigError::Cli(e) if !e.use_stderr() => 0,
+            _ => 64,
+        }
     }
+}
+
+impl Config {
+    /// Parses and checks a command line (the first item is the program name).
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_from(Args::try_parse_from(args)?)
+    }
+}
+
+impl TryFrom<Args> for Config {
+    type Error = ConfigError;
+
+    fn try_from(args: Args) -> Result<Self, ConfigError> {
+        let tls = read_tls(&args.security)?;
+        if tls.is_none() && !args.listen.ip().is_loopback() && !args.security.insecure {
+            return Err(ConfigError::invalid(
+                "listen",
+                format!(
+                    "refusing to serve plain-text gRPC on {} (not a loopback address): give --tls-cert and --tls-key, or --insecure",
+                    args.listen
+                ),
+            ));
+        }
+        let tokens = args
+            .security
+            .tokens
+            .as_deref()
+            .map(|path| {
+                let text = read("tokens", path)?;
+                let text = String::from_utf8(text).map_err(|_| {
+                    ConfigError::invalid("tokens", format!("{}: not UTF-8 text", path.display()))
+                })?;
+                Tokens::parse(&text)
+                    .map_err(|m| ConfigError::invalid("tokens", format!("{}: {m}", path.display())))
+            })
+            .transpose()?;
+        let positive = |flag: &'static str, d: Duration| {
+            if d.is_zero() {
+                Err(ConfigError::invalid(flag, "must be greater than 0"))
+            } else {
+                Ok(d)
+            }
+        };
+        let cluster_grace = positive("cluster-grace", args.cluster_grace)?;
+        let failover_after = args.failover_after.unwrap_or(cluster_grace);
+        if args.max_message_bytes == 0 {
+            return Err(ConfigError::invalid(
+                "max-message-bytes",
+                "must be greater than 0",
+            ));
+        }
+        let store = match args.store {
+            StoreKind::Embedded => StoreConfig::Embedded {
+                data_dir: args.data_dir,
+            },
+            StoreKind::Etcd => {
+                // The etcd client reads these when it connects; a missing file is a usage
+                // error, found before anything runs.
+                if let Some(ca) = &args.etcd.ca {
+                    read("etcd-ca", ca)?;
+                }
+                if let (Some(cert), Some(key)) = (&args.etcd.cert, &args.etcd.key) {
+                    read("etcd-cert", cert)?;
+                    read("etcd-key", key)?;
+                }
+                StoreConfig::Etcd {
+                    options: Box::new(args.etcd.options()),
+                    lease_ttl: positive("lease-ttl", args.lease_ttl)?,
+                }
+            }
+        };
+        Ok(Config {
+            listen: args.listen,
+            metrics_listen: args.metrics_listen,
+            store,
+            cluster_grace,
+            failover_after,
+            // A third of the grace, so two lost heartbeats do not make a cluster NotReady.
+            heartbeat_interval: (cluster_grace / 3).max(Duration::from_millis(50)),
+            max_message_bytes: args.max_message_bytes,
+            tls,
+            tokens,
+        })
+    }
+}
+
+/// Reads the file a flag names.
+fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::invalid(flag, format!("{}: {e}", path.display())))
+}
+
+/// Reads `--tls-cert`, `--tls-key` and `--client-ca`; `None` without a certificate.
+fn read_tls(flags: &SecurityFlags) -> Result<Option<ServerTls>, ConfigError> {
+    let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) else {
+        return Ok(None);
+    };
+    Ok(Some(ServerTls {
+        cert: read("tls-cert", cert)?,
+        key: read("tls-key", key)?,
+        client_ca: flags
+            .client_ca
+            .as_deref()
+            .map(|ca| read("client-ca", ca))
+            .transpose()?,
+    }))
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
@@ -248,8 +452,110 @@ mod tests {
         assert!(parse_duration("-1s").is_err());
     }
 
-    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("fedjob-scheduler").chain(args.iter().copied()))
+    }
+
+    fn config(args: &[&str]) -> Result<Config, ConfigError> {
         Config::try_parse_from(std::iter::once("fedjob-scheduler").chain(args.iter().copied()))
+    }
+
+    /// The flag a configuration error names, or the whole message.
+    fn refused(args: &[&str]) -> (String, String) {
+        match config(args) {
+            Err(e @ ConfigError::Invalid { flag, .. }) => {
+                assert_eq!(e.exit_code(), 64);
+                (flag.to_owned(), e.to_string())
+            }
+            Err(e) => panic!("{args:?}: not a checked-value error: {e}"),
+            Ok(c) => panic!("{args:?}: accepted as {c:?}"),
+        }
+    }
+
+    #[test]
+    fn the_files_flags_name_are_read_once_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(p("tokens"), "t1,alice,admin\n").unwrap();
+        std::fs::write(p("cert.pem"), "CERT").unwrap();
+        std::fs::write(p("key.pem"), "KEY").unwrap();
+        std::fs::write(p("ca.pem"), "CA").unwrap();
+        let args = [
+            "--tokens",
+            &p("tokens"),
+            "--tls-cert",
+            &p("cert.pem"),
+            "--tls-key",
+            &p("key.pem"),
+            "--client-ca",
+            &p("ca.pem"),
+            "--cluster-grace",
+            "3s",
+        ];
+        let config = config(&args).unwrap();
+        let tls = config.tls.clone().unwrap();
+        assert_eq!(
+            (tls.cert, tls.key, tls.client_ca),
+            (b"CERT".to_vec(), b"KEY".to_vec(), Some(b"CA".to_vec()))
+        );
+        assert!(config.tokens.is_some());
+        assert_eq!(config.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(config.failover_after, Duration::from_secs(3));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("KEY") && !shown.contains("t1"), "{shown}");
+
+        // Files removed after start do not matter: the values were read.
+        std::fs::remove_file(p("tokens")).unwrap();
+        assert!(config.tokens.is_some());
+        let (flag, message) = refused(&args);
+        assert_eq!(flag, "tokens", "{message}");
+        assert!(message.contains(&p("tokens")), "{message}");
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = dir.path().join("tokens");
+        std::fs::write(&tokens, "t1,alice,root\n").unwrap();
+        let tokens = tokens.display().to_string();
+        let (flag, message) = refused(&["--tokens", &tokens]);
+        assert_eq!(flag, "tokens");
+        assert!(message.contains("line 1"), "{message}");
+
+        assert_eq!(
+            refused(&[
+                "--tls-cert",
+                "/nonexistent/c",
+                "--tls-key",
+                "/nonexistent/k"
+            ])
+            .0,
+            "tls-cert"
+        );
+        assert_eq!(refused(&["--cluster-grace", "0s"]).0, "cluster-grace");
+        assert_eq!(
+            refused(&["--max-message-bytes", "0"]).0,
+            "max-message-bytes"
+        );
+        let (flag, message) = refused(&["--listen", "0.0.0.0:0"]);
+        assert_eq!(flag, "listen");
+        assert!(message.contains("--insecure"), "{message}");
+        assert!(config(&["--listen", "0.0.0.0:0", "--insecure"]).is_ok());
+        let etcd = ["--store", "etcd", "--etcd-endpoints", "127.0.0.1:2379"];
+        let with = |more: &[&'static str]| [&etcd[..], more].concat();
+        assert_eq!(
+            refused(&with(&["--etcd-ca", "/nonexistent/ca"])).0,
+            "etcd-ca"
+        );
+        assert_eq!(refused(&with(&["--lease-ttl", "0s"])).0, "lease-ttl");
+        assert!(matches!(
+            config(&with(&[])).unwrap().store,
+            StoreConfig::Etcd { lease_ttl, .. } if lease_ttl == Duration::from_secs(5)
+        ));
+
+        // Usage errors clap finds are exit code 64 too; help is 0.
+        assert_eq!(config(&["--store", "etcd"]).unwrap_err().exit_code(), 64);
+        assert_eq!(config(&["--help"]).unwrap_err().exit_code(), 0);
     }
 
     #[test]

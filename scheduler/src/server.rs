@@ -18,8 +18,8 @@ use tracing::{info, warn};
 
 use crate::api::agent::AgentApi;
 use crate::api::user::UserApi;
-use crate::auth::{Guard, Tokens};
-use crate::config::{Config, SecurityFlags, StoreKind};
+use crate::auth::Guard;
+use crate::config::{Config, ServerTls, StoreConfig};
 use crate::control_plane::{ControlPlane, Settings};
 use crate::coordination::Coordinator;
 use crate::metrics::Metrics;
@@ -60,19 +60,12 @@ impl Running {
 
 /// Starts a scheduler as configured.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    config.validate().map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::new());
-    let tls = tls_config(&config.security)?;
-    let tokens = match &config.security.tokens {
-        Some(path) => Some(Tokens::load(path).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
-    let guard = Guard::new(tokens, config.security.client_ca.is_some(), metrics.clone());
-    match (&tls, config.security.tokens.is_some()) {
-        (Some(_), _) => info!(
-            client_certificates = config.security.client_ca.is_some(),
-            "serving TLS"
-        ),
+    let agent_certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    let tls = config.tls.as_ref().map(tls_config);
+    let guard = Guard::new(config.tokens.clone(), agent_certificates, metrics.clone());
+    match (&tls, config.tokens.is_some()) {
+        (Some(_), _) => info!(client_certificates = agent_certificates, "serving TLS"),
         (None, true) => warn!("serving plain text: bearer tokens cross the network unencrypted"),
         (None, false) if config.listen.ip().is_loopback() => {
             info!("serving plain text on a loopback address, without authentication")
@@ -83,20 +76,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let (trigger, shutdown) = shutdown::channel();
     let mut coordinator = None;
-    let store: Arc<dyn Store> = match config.store {
-        StoreKind::Embedded => {
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("creating --data-dir {}", config.data_dir.display()))?;
+    let store: Arc<dyn Store> = match &config.store {
+        StoreConfig::Embedded { data_dir } => {
+            std::fs::create_dir_all(data_dir)
+                .with_context(|| format!("creating --data-dir {}", data_dir.display()))?;
             let options = EmbeddedOptions {
                 observer: Some(metrics.clone()),
                 ..Default::default()
             };
-            let store = EmbeddedStore::open(&config.data_dir, options)
-                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+            let store = EmbeddedStore::open(data_dir, options)
+                .with_context(|| format!("opening the store in {}", data_dir.display()))?;
             Arc::new(store)
         }
-        StoreKind::Etcd => {
-            let mut options = config.etcd.options();
+        StoreConfig::Etcd { options, lease_ttl } => {
+            let mut options = (**options).clone();
             options.observer = Some(metrics.clone());
             let store = Arc::new(
                 EtcdStore::connect(options)
@@ -104,7 +97,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .context("connecting to etcd (--etcd-endpoints)")?,
             );
             // Several replicas may share this etcd: elect a leader, share liveness.
-            let c = Coordinator::start(store.clone(), config.lease_ttl, shutdown.clone())
+            let c = Coordinator::start(store.clone(), *lease_ttl, shutdown.clone())
                 .await
                 .context("taking an etcd lease")?;
             coordinator = Some(c);
@@ -113,8 +106,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
     let settings = Settings {
         cluster_grace: config.cluster_grace,
-        failover_after: config.failover_after.unwrap_or(config.cluster_grace),
-        heartbeat_interval: config.heartbeat_interval(),
+        failover_after: config.failover_after,
+        heartbeat_interval: config.heartbeat_interval,
     };
     let cp = ControlPlane::open(store.clone(), settings, metrics, coordinator.clone()).await?;
     if coordinator.is_some() {
@@ -245,22 +238,16 @@ fn spawn_background(cp: Arc<ControlPlane>, mut shutdown: Shutdown) {
     });
 }
 
-/// The TLS settings of `--tls-cert`, `--tls-key` and `--client-ca`, read once at start.
-fn tls_config(flags: &SecurityFlags) -> anyhow::Result<Option<ServerTlsConfig>> {
-    let (Some(cert), Some(key)) = (&flags.tls_cert, &flags.tls_key) else {
-        return Ok(None);
-    };
-    let read = |flag: &str, path: &std::path::Path| {
-        std::fs::read(path).with_context(|| format!("{flag} {}", path.display()))
-    };
-    let identity = Identity::from_pem(read("--tls-cert", cert)?, read("--tls-key", key)?);
-    let mut tls = ServerTlsConfig::new().identity(identity);
-    if let Some(ca) = &flags.client_ca {
+/// The TLS settings of `--tls-cert`, `--tls-key` and `--client-ca`.
+fn tls_config(tls: &ServerTls) -> ServerTlsConfig {
+    let identity = Identity::from_pem(&tls.cert, &tls.key);
+    let server = ServerTlsConfig::new().identity(identity);
+    match &tls.client_ca {
         // Optional at the TLS level: users connect with tokens and no certificate; the agent
         // API refuses a caller without one (see `auth`).
-        tls = tls
-            .client_ca_root(Certificate::from_pem(read("--client-ca", ca)?))
-            .client_auth_optional(true);
+        Some(ca) => server
+            .client_ca_root(Certificate::from_pem(ca))
+            .client_auth_optional(true),
+        None => server,
     }
-    Ok(Some(tls))
 }

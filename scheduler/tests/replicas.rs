@@ -9,7 +9,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use clap::Parser as _;
 use fedjob_proto::v1::{self, ShardPhase};
 use fedjob_scheduler::config::Config;
 use fedjob_scheduler::server::{self, Running};

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use clap::Parser;
 use fedjob_proto::v1::{self, agent_client::AgentClient};
 use fedjob_scheduler::config::Config;
 use fedjob_scheduler::server::{self, Running};

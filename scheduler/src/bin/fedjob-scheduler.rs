@@ -1,22 +1,23 @@
 //! `fedjob-scheduler`: the federation control plane. Parses flags, then runs the library.
 
-use clap::Parser;
-use fedjob_scheduler::{config::Config, server, shutdown, telemetry};
+use fedjob_scheduler::config::{Config, ConfigError};
+use fedjob_scheduler::{server, shutdown, telemetry};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let config = match Config::try_parse() {
+    let config = match Config::try_parse_from(std::env::args_os()) {
         Ok(c) => c,
-        Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            let _ = e.print();
-            return std::process::ExitCode::from(64);
+            let code = e.exit_code();
+            match e {
+                ConfigError::Cli(clap) => {
+                    let _ = clap.print();
+                }
+                other => eprintln!("error: {other}"),
+            }
+            return std::process::ExitCode::from(code);
         }
     };
-    if let Err(message) = config.validate() {
-        eprintln!("error: {message}");
-        return std::process::ExitCode::from(64);
-    }
     telemetry::init();
     let running = match server::start(config).await {
         Ok(r) => r,

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use clap::Parser;
 use fedjob_proto::v1::{
     self, AgentMessage, Assignment, AssignmentAction, SchedulerMessage, agent_client::AgentClient,
     agent_message::Msg, federation_client::FederationClient, scheduler_message,
