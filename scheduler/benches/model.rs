@@ -11,9 +11,10 @@
 use std::hint::black_box;
 
 use divan::Bencher;
+use fedjob_scheduler::model::clusters::{ClusterView, Clusters};
 use fedjob_scheduler::model::job::{FederatedJob, Observed, ObservedPhase};
 use fedjob_scheduler::model::manifest::{self, FieldValidation};
-use fedjob_scheduler::model::planner::{self, ClusterView, Clusters};
+use fedjob_scheduler::model::planner;
 use fedjob_scheduler::model::preferences::Preferences;
 use fedjob_scheduler::model::split::plan;
 use fedjob_scheduler::model::status;

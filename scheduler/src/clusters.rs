@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::model::planner::{ClusterView, Clusters};
+use crate::model::clusters::{ClusterView, Clusters};
 
 /// What the federation stores of a member cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

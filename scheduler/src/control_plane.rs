@@ -22,9 +22,11 @@ use tracing::{debug, info, warn};
 use crate::clusters::{ClusterRecord, ClusterTable, SessionSlot, Transition};
 use crate::coordination::{Coordinator, LIVE_PREFIX};
 use crate::metrics::Metrics;
-use crate::model::job::{Deletion, FederatedJob, Observed, ShardState, job_key};
-use crate::model::manifest::{self, Invalid};
-use crate::model::planner::{self, Clusters};
+use crate::model::clusters::Clusters;
+use crate::model::edit::{self, Refused};
+pub use crate::model::edit::{Next, ShardReport};
+use crate::model::job::{ShardState, job_key};
+use crate::model::manifest::Invalid;
 pub use crate::records::StoredJob;
 use crate::records::{self, JOBS_PREFIX, RecordError, SHARDS_PREFIX};
 use crate::store::{Op, Precondition, Revision, Store, StoreError, WatchEvent};
@@ -78,6 +80,16 @@ pub enum ControlPlaneError {
 
 type Result<T, E = ControlPlaneError> = std::result::Result<T, E>;
 
+impl From<Refused> for ControlPlaneError {
+    fn from(e: Refused) -> Self {
+        match e {
+            Refused::Conflict { name } => Self::Conflict { name },
+            e @ Refused::BeingDeleted { .. } => Self::FailedPrecondition(e.to_string()),
+            Refused::Invalid(e) => Self::Invalid(e),
+        }
+    }
+}
+
 impl From<RecordError> for ControlPlaneError {
     fn from(e: RecordError) -> Self {
         match e {
@@ -95,16 +107,6 @@ pub struct JobChange {
     pub job: Option<Arc<StoredJob>>,
     /// The Job before the change.
     pub previous: Option<Arc<StoredJob>>,
-}
-
-/// What a mutation wants written.
-pub enum Next {
-    /// Write this record.
-    Put(Box<FederatedJob>),
-    /// Delete the record.
-    Delete,
-    /// Leave it as it is.
-    Unchanged,
 }
 
 /// Settings of the control plane.
@@ -369,22 +371,11 @@ impl ControlPlane {
     // ------------------------------------------------------------------ writing jobs
 
     /// Creates a Job from a decoded, not yet validated manifest.
-    pub async fn create_job(
-        self: &Arc<Self>,
-        mut job: Job,
-        dry_run: bool,
-    ) -> Result<Arc<StoredJob>> {
-        manifest::validate_new(&job)?;
-        let now = Timestamp::now();
-        default_new(&mut job, now);
-        let key = job_key(
-            job.metadata.namespace.as_deref().unwrap_or("default"),
-            job.metadata.name.as_deref().unwrap_or_default(),
-        );
-        let name = job.metadata.name.clone().unwrap_or_default();
-        let clusters = self.cluster_views();
-        let mut record = FederatedJob::new(job);
-        planner::reconcile(&mut record, &clusters, now);
+    pub async fn create_job(self: &Arc<Self>, job: Job, dry_run: bool) -> Result<Arc<StoredJob>> {
+        let uid = uuid::Uuid::new_v4().to_string();
+        let record = edit::create(job, uid, &self.cluster_views(), Timestamp::now())?;
+        let key = record.key();
+        let name = record.name().to_owned();
         if dry_run {
             return Ok(Arc::new(StoredJob {
                 record,
@@ -444,32 +435,17 @@ impl ControlPlane {
                 let Some(current) = current else {
                     return Err(job_not_found(&name));
                 };
-                if resource_version.is_some_and(|rv| rv != current.mod_revision) {
-                    return Err(ControlPlaneError::Conflict { name: name.clone() });
-                }
-                if current.record.deletion.is_some() {
-                    return Err(ControlPlaneError::FailedPrecondition(format!(
-                        "jobs.batch \"{name}\" is being deleted"
-                    )));
-                }
-                let old = &current.record.job;
-                let mut new = edit(old)?;
-                carry_over(old, &mut new);
-                manifest::validate_update(old, &new)?;
-                let mut record = current.record.clone();
-                let spec_changed = new.spec != old.spec;
-                let replan = spec_changed
-                    || annotation(&new, fedjob_proto::names::PREFERENCES_ANNOTATION)
-                        != annotation(old, fedjob_proto::names::PREFERENCES_ANNOTATION);
-                if spec_changed {
-                    new.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + 1);
-                }
-                record.job = new;
-                record.grow_members |= replan;
-                planner::reconcile(&mut record, &clusters, Timestamp::now());
-                if record == current.record {
+                let Some(record) = edit::update(
+                    &current.record,
+                    current.mod_revision,
+                    resource_version,
+                    &mut edit,
+                    &clusters,
+                    Timestamp::now(),
+                )?
+                else {
                     return Ok(Next::Unchanged);
-                }
+                };
                 if dry_run {
                     dry = Some(record);
                     return Ok(Next::Unchanged);
@@ -502,19 +478,12 @@ impl ControlPlane {
                 let Some(current) = current else {
                     return Err(job_not_found(&name));
                 };
-                if !cascade {
-                    return Ok(Next::Delete);
-                }
-                if current.record.deletion.is_some() {
-                    return Ok(Next::Unchanged);
-                }
-                let mut record = current.record.clone();
-                let now = Timestamp::now();
-                record.deletion = Some(Deletion { requested_at: now });
-                record.job.metadata.deletion_timestamp =
-                    Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
-                planner::reconcile(&mut record, &clusters, now);
-                Ok(finish(record))
+                Ok(edit::delete(
+                    &current.record,
+                    cascade,
+                    &clusters,
+                    Timestamp::now(),
+                ))
             })
             .await?;
         info!(job = %key, cascade, "deleted");
@@ -592,27 +561,14 @@ impl ControlPlane {
                 if taken.is_empty() {
                     return Ok(Next::Unchanged);
                 }
-                let mut record = current.record.clone();
-                for (q, out) in taken.iter().zip(&mut rejected) {
-                    for r in &q.reports {
-                        if r.job_uid != record.uid()
-                            || !planner::observe(
-                                &mut record,
-                                &q.cluster,
-                                &r.shard,
-                                r.epoch,
-                                r.observed.clone(),
-                            )
-                        {
-                            out.push(r.clone());
-                        }
-                    }
-                }
-                planner::reconcile(&mut record, &clusters, Timestamp::now());
-                if record == current.record {
-                    return Ok(Next::Unchanged);
-                }
-                Ok(finish(record))
+                let batches: Vec<(&str, &[ShardReport])> = taken
+                    .iter()
+                    .map(|q| (q.cluster.as_str(), q.reports.as_slice()))
+                    .collect();
+                let (next, refused) =
+                    edit::apply_reports(&current.record, &batches, &clusters, Timestamp::now());
+                rejected = refused;
+                Ok(next)
             })
             .await;
         let error = result.err().map(|e| e.to_string());
@@ -637,12 +593,11 @@ impl ControlPlane {
                     let Some(current) = current else {
                         return Ok(Next::Unchanged);
                     };
-                    let mut record = current.record.clone();
-                    planner::reconcile(&mut record, &clusters, Timestamp::now());
-                    if record == current.record {
-                        return Ok(Next::Unchanged);
-                    }
-                    Ok(finish(record))
+                    Ok(edit::reconcile(
+                        &current.record,
+                        &clusters,
+                        Timestamp::now(),
+                    ))
                 })
                 .await;
             if let Err(e) = result {
@@ -657,13 +612,13 @@ impl ControlPlane {
         let expired: Vec<String> = self
             .jobs(None)
             .into_iter()
-            .filter(|j| ttl_expired(&j.record, now))
+            .filter(|j| edit::ttl_expired(&j.record, now))
             .map(|j| j.record.key())
             .collect();
         for key in expired {
             let result = self
                 .mutate(&key, |current| match current {
-                    Some(c) if ttl_expired(&c.record, now) => Ok(Next::Delete),
+                    Some(c) if edit::ttl_expired(&c.record, now) => Ok(Next::Delete),
                     _ => Ok(Next::Unchanged),
                 })
                 .await;
@@ -1224,116 +1179,11 @@ impl ControlPlane {
     }
 }
 
-/// One shard status from an agent, decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShardReport {
-    /// `fedjob.io/job-uid`.
-    pub job_uid: String,
-    /// Namespace of the shard.
-    pub namespace: String,
-    /// Local Job name.
-    pub shard: String,
-    /// Epoch of the assignment it was applied from.
-    pub epoch: u64,
-    /// What was observed.
-    pub observed: Observed,
-}
-
 fn job_not_found(name: &str) -> ControlPlaneError {
     ControlPlaneError::NotFound {
         kind: "jobs.batch",
         name: name.to_owned(),
     }
-}
-
-fn finish(record: FederatedJob) -> Next {
-    let all_stopped = record.shards.iter().all(|s| s.state == ShardState::Stopped);
-    if record.deletion.is_some() && all_stopped {
-        Next::Delete
-    } else {
-        Next::Put(Box::new(record))
-    }
-}
-
-fn ttl_expired(record: &FederatedJob, now: Timestamp) -> bool {
-    let Some(ttl) = record.spec().ttl_seconds_after_finished else {
-        return false;
-    };
-    if !record.is_finished() {
-        return false;
-    }
-    let status = record.job.status.as_ref();
-    let finished_at = status
-        .and_then(|s| s.completion_time.as_ref().map(|t| t.0))
-        .or_else(|| {
-            status?
-                .conditions
-                .as_ref()?
-                .iter()
-                .filter(|c| c.type_ == "Failed" || c.type_ == "Complete")
-                .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
-                .max()
-        });
-    finished_at.is_some_and(|t| t + jiff::SignedDuration::from_secs(i64::from(ttl)) <= now)
-}
-
-fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
-    job.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
-/// Fills what the federation sets on a new Job, as the API server would.
-fn default_new(job: &mut Job, now: Timestamp) {
-    let meta = &mut job.metadata;
-    meta.namespace.get_or_insert_with(|| "default".into());
-    meta.uid = Some(uuid::Uuid::new_v4().to_string());
-    meta.generation = Some(1);
-    meta.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
-    meta.resource_version = None;
-    meta.managed_fields = None;
-    meta.deletion_timestamp = None;
-    let spec = job.spec.get_or_insert_with(Default::default);
-    if spec.parallelism.is_none() && spec.completions.is_none() {
-        spec.completions = Some(1);
-    }
-    spec.parallelism.get_or_insert(1);
-    spec.backoff_limit.get_or_insert(6);
-    spec.completion_mode
-        .get_or_insert_with(|| "NonIndexed".into());
-    spec.suspend.get_or_insert(false);
-    job.status = Some(Default::default());
-}
-
-/// Keeps what the user may not set on an update: identity, creation, status; and fills the
-/// same defaults a new Job gets, so an apply that omits a defaulted field is not a change.
-fn carry_over(old: &Job, new: &mut Job) {
-    let o = &old.metadata;
-    let n = &mut new.metadata;
-    n.namespace.clone_from(&o.namespace);
-    n.uid.clone_from(&o.uid);
-    n.generation = o.generation;
-    n.creation_timestamp.clone_from(&o.creation_timestamp);
-    n.deletion_timestamp.clone_from(&o.deletion_timestamp);
-    n.resource_version = None;
-    n.managed_fields = None;
-    if let (Some(spec), Some(old_spec)) = (new.spec.as_mut(), old.spec.as_ref()) {
-        // An omitted count keeps its current value: a Job with completions does not silently
-        // turn into a work queue because a manifest left the field out.
-        if spec.parallelism.is_none() {
-            spec.parallelism = old_spec.parallelism;
-        }
-        if spec.completions.is_none() {
-            spec.completions = old_spec.completions;
-        }
-        spec.backoff_limit.get_or_insert(6);
-        spec.completion_mode
-            .get_or_insert_with(|| "NonIndexed".into());
-        spec.suspend.get_or_insert(false);
-    }
-    new.status.clone_from(&old.status);
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Result<T> {

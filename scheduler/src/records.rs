@@ -214,8 +214,9 @@ pub fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::clusters::{ClusterView, Clusters};
     use crate::model::job::{Observed, ObservedPhase};
-    use crate::model::planner::{ClusterView, Clusters, observe, reconcile};
+    use crate::model::planner::{observe, reconcile};
     use crate::store::{EmbeddedOptions, EmbeddedStore, Store};
 
     fn job() -> FederatedJob {

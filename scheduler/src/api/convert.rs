@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::clusters::ClusterEntry;
 use crate::control_plane::{ShardReport, StoredJob};
+use crate::model::clusters::Clusters;
 use crate::model::job::{FederatedJob, Observed, ObservedPhase, Shard};
-use crate::model::planner::Clusters;
 use crate::model::render;
 use crate::model::status::{PlacementView, placements};
 

@@ -11,35 +11,12 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
+use super::clusters::{ClusterView, Clusters};
 use super::job::{FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason};
 use super::preferences::Preferences;
 use super::split::{split_in_proportion, split_parallelism};
 use super::status;
 use fedjob_proto::names::shard_name;
-
-/// What the planner needs to know of a member cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClusterView {
-    /// Heartbeats arrive within the grace period.
-    pub ready: bool,
-    /// New work is kept away from it.
-    pub cordoned: bool,
-    /// NotReady for longer than the failover delay: with `rebalance: true` its unfinished
-    /// work is planned again elsewhere.
-    pub lost: bool,
-    /// Current fencing epoch.
-    pub epoch: u64,
-}
-
-impl ClusterView {
-    /// Whether new work may go there.
-    pub fn schedulable(&self) -> bool {
-        self.ready && !self.cordoned
-    }
-}
-
-/// Every registered cluster by name.
-pub type Clusters = BTreeMap<String, ClusterView>;
 
 /// Brings `fj`'s shards in line with its spec, preferences and the clusters, and refreshes
 /// its aggregated status.

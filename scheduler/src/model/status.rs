@@ -8,8 +8,8 @@ use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::clusters::Clusters;
 use super::job::{FederatedJob, ObservedPhase, Shard, ShardState, StopReason};
-use super::planner::Clusters;
 
 /// Sets `Complete` or `Failed` when the shards' reports reach either.
 pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {

@@ -1,43 +1,10 @@
 use super::*;
-use crate::model::job::{FederatedJob, Observed, ObservedPhase, ShardState, StopReason};
+use crate::model::fixtures::{job, now, ready, report};
+use crate::model::job::{FederatedJob, ObservedPhase, ShardState, StopReason};
 use crate::model::render;
 use fedjob_proto::v1::AssignmentAction;
 use proptest::prelude::*;
 use serde_json::json;
-
-fn now() -> Timestamp {
-    "2026-11-28T12:00:00Z".parse().unwrap()
-}
-
-fn job(parallelism: i32, completions: Option<i32>, prefs: Option<&str>) -> FederatedJob {
-    let mut value = json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": "myjob", "namespace": "default", "uid": "uid-1"},
-        "spec": {"parallelism": parallelism,
-                 "template": {"spec": {"restartPolicy": "Never",
-                                       "containers": [{"name": "w", "image": "busybox"}]}}}
-    });
-    if let Some(c) = completions {
-        value["spec"]["completions"] = json!(c);
-    }
-    if let Some(p) = prefs {
-        value["metadata"]["annotations"] = json!({"federation.kubernetes.io/job-preferences": p});
-    }
-    FederatedJob::new(serde_json::from_value(value).unwrap())
-}
-
-fn ready(names: &[&str]) -> Clusters {
-    names
-        .iter()
-        .map(|n| {
-            let view = ClusterView {
-                ready: true,
-                ..Default::default()
-            };
-            (n.to_string(), view)
-        })
-        .collect()
-}
 
 /// Active shards as (cluster, name, parallelism, completions), in cluster order.
 fn counts(fj: &FederatedJob) -> Vec<(&str, &str, i32, Option<i32>)> {
@@ -56,19 +23,6 @@ fn counts(fj: &FederatedJob) -> Vec<(&str, &str, i32, Option<i32>)> {
         .collect();
     active.sort();
     active
-}
-
-fn report(phase: ObservedPhase, active: i32, succeeded: i32, failed: i32) -> Observed {
-    Observed {
-        phase,
-        active,
-        succeeded,
-        failed,
-        start_time: Some(now()),
-        completion_time: (phase == ObservedPhase::Complete).then(now),
-        local_uid: "local".into(),
-        ..Default::default()
-    }
 }
 
 fn set_completions(fj: &mut FederatedJob, c: i32) {
