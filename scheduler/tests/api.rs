@@ -697,3 +697,239 @@ async fn reports_from_many_agents_at_once_all_count() {
         "{placements:?}"
     );
 }
+
+/// A status for `a` with the given times, in seconds since the epoch.
+fn timed(
+    a: &v1::Assignment,
+    phase: ShardPhase,
+    succeeded: i32,
+    start: i64,
+    completion: Option<i64>,
+) -> v1::ShardStatus {
+    let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+    let active = if phase == ShardPhase::Running { 1 } else { 0 };
+    v1::ShardStatus {
+        start_time: Some(at(start)),
+        completion_time: completion.map(at),
+        ..TestAgent::status(a, phase, active, succeeded, 0)
+    }
+}
+
+/// The seconds since the epoch of the RFC 3339 time at `pointer` in `job`.
+fn seconds_at(job: &serde_json::Value, pointer: &str) -> Option<i64> {
+    let text = job.pointer(pointer)?.as_str()?;
+    let at: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+    Some(at.as_second())
+}
+
+/// SPEC §5: `startTime` is the earliest of the shards' and set once; `completionTime` is the
+/// latest of the shards', set when the Job is Complete — not the moment the federation noticed,
+/// nor the time of the last report. The times reported lie minutes in the past, so neither
+/// "now" nor the order of the reports can pass for them.
+#[tokio::test]
+async fn start_time_is_the_earliest_and_completion_time_the_latest_of_the_shards() {
+    let s = start(GRACE).await;
+    let mut agents = Vec::new();
+    for c in ["c1", "c2", "c3"] {
+        agents.push(TestAgent::connect(&s.url, c).await);
+    }
+    let mut api = client(&s.url).await;
+    create(&mut api, manifest("timed", 3, Some(3), None))
+        .await
+        .unwrap();
+    for agent in &mut agents {
+        agent
+            .until("the shard arrives", |a| !a.shards_of("timed").is_empty())
+            .await;
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let shard = |i: usize| agents[i].shards_of("timed")["timed"].clone();
+    // c1 started first, five minutes ago; the others later.
+    let started = [now - 300, now - 200, now - 100];
+    agents[0]
+        .report(vec![timed(
+            &shard(0),
+            ShardPhase::Running,
+            0,
+            started[0],
+            None,
+        )])
+        .await;
+    eventually("c1's start seen", || {
+        let mut api = api.clone();
+        async move { get_json(&mut api, "timed").await["status"]["active"] == 1 }
+    })
+    .await;
+    for i in [1, 2] {
+        agents[i]
+            .report(vec![timed(
+                &shard(i),
+                ShardPhase::Running,
+                0,
+                started[i],
+                None,
+            )])
+            .await;
+    }
+    eventually("every start seen", || {
+        let mut api = api.clone();
+        async move { get_json(&mut api, "timed").await["status"]["active"] == 3 }
+    })
+    .await;
+    let job = get_json(&mut api, "timed").await;
+    assert_eq!(
+        seconds_at(&job, "/status/startTime"),
+        Some(started[0]),
+        "{job}"
+    );
+    assert_eq!(seconds_at(&job, "/status/completionTime"), None, "{job}");
+
+    // c2 finished last (ten seconds ago) but reports first; c3 reports last.
+    let finished = [now - 30, now - 10, now - 20];
+    for i in [1, 0, 2] {
+        agents[i]
+            .report(vec![timed(
+                &shard(i),
+                ShardPhase::Complete,
+                1,
+                started[i],
+                Some(finished[i]),
+            )])
+            .await;
+        if i != 2 {
+            let done = if i == 1 { 1 } else { 2 };
+            eventually("the completion counted", || {
+                let mut api = api.clone();
+                async move { get_json(&mut api, "timed").await["status"]["succeeded"] == done }
+            })
+            .await;
+            let job = get_json(&mut api, "timed").await;
+            assert_eq!(
+                seconds_at(&job, "/status/completionTime"),
+                None,
+                "not Complete yet: {job}"
+            );
+        }
+    }
+    eventually("the Job is Complete", || {
+        let mut api = api.clone();
+        async move {
+            let job = get_json(&mut api, "timed").await;
+            job["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete"))
+        }
+    })
+    .await;
+    let job = get_json(&mut api, "timed").await;
+    assert_eq!(job["status"]["succeeded"], 3, "{job}");
+    assert_eq!(
+        seconds_at(&job, "/status/startTime"),
+        Some(started[0]),
+        "{job}"
+    );
+    assert_eq!(
+        seconds_at(&job, "/status/completionTime"),
+        Some(finished[1]),
+        "the latest shard's completionTime: {job}"
+    );
+}
+
+/// SPEC §2: an update that carries a stale `resourceVersion` answers ABORTED and changes
+/// nothing, whichever way it comes: patch (the request's field or inside the patch), apply and
+/// update (the manifest's `metadata.resourceVersion`).
+#[tokio::test]
+async fn a_stale_resource_version_on_patch_apply_and_update_is_aborted() {
+    let s = start(GRACE).await;
+    let mut api = client(&s.url).await;
+    let created = create(&mut api, manifest("rv", 2, Some(4), None))
+        .await
+        .unwrap();
+    let stale =
+        fedjob_scheduler::api::convert::federated_job_json(&created)["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    api.scale_job(v1::ScaleJobRequest {
+        name: "rv".into(),
+        parallelism: Some(3),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let current = get_json(&mut api, "rv").await;
+    assert_ne!(current["metadata"]["resourceVersion"], stale.as_str());
+
+    let patch = |resource_version: &str, patch: serde_json::Value| v1::PatchJobRequest {
+        name: "rv".into(),
+        patch: patch.to_string(),
+        resource_version: resource_version.to_owned(),
+        ..Default::default()
+    };
+    let mut with_stale: serde_json::Value =
+        serde_yaml::from_str(&manifest("rv", 5, Some(4), None)).unwrap();
+    with_stale["metadata"]["resourceVersion"] = json!(stale);
+    let stale_manifest = with_stale.to_string();
+    let refusals = [
+        (
+            "patch, resource_version field",
+            api.patch_job(patch(&stale, json!({"spec": {"parallelism": 5}})))
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "patch, resourceVersion inside",
+            api.patch_job(patch(
+                "",
+                json!({"metadata": {"resourceVersion": stale}, "spec": {"parallelism": 5}}),
+            ))
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "apply",
+            api.apply_job(v1::ApplyJobRequest {
+                manifest: stale_manifest.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        ),
+        (
+            "update",
+            api.update_job(v1::UpdateJobRequest {
+                manifest: stale_manifest.clone(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ()),
+        ),
+    ];
+    for (how, outcome) in refusals {
+        let err = outcome.expect_err(how);
+        assert_eq!(err.code(), Code::Aborted, "{how}: {}", err.message());
+    }
+    let after = get_json(&mut api, "rv").await;
+    assert_eq!(after["metadata"], current["metadata"], "nothing written");
+    assert_eq!(after["spec"]["parallelism"], 3);
+
+    // With the current version each goes through.
+    let rv = current["metadata"]["resourceVersion"].as_str().unwrap();
+    api.patch_job(patch(rv, json!({"spec": {"parallelism": 4}})))
+        .await
+        .unwrap();
+    let job = get_json(&mut api, "rv").await;
+    assert_eq!(job["spec"]["parallelism"], 4);
+    let mut fresh = with_stale.clone();
+    fresh["metadata"]["resourceVersion"] = job["metadata"]["resourceVersion"].clone();
+    let applied = api
+        .apply_job(v1::ApplyJobRequest {
+            manifest: fresh.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let applied = fedjob_scheduler::api::convert::federated_job_json(&applied);
+    assert_eq!(applied["spec"]["parallelism"], 5);
+}

@@ -51,6 +51,8 @@ pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {
         }
     };
     if complete {
+        // The latest of the shards' (SPEC §5), not when the federation noticed: reports may
+        // arrive late, after a restart or a partition.
         let completed_at = fj
             .shards
             .iter()
@@ -58,7 +60,7 @@ pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {
             .max()
             .unwrap_or(now);
         let status = fj.job.status.get_or_insert_with(Default::default);
-        status.completion_time = Some(Time(completed_at.max(now)));
+        status.completion_time = Some(Time(completed_at));
         set_condition(
             fj,
             condition(
