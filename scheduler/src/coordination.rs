@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::shutdown::Shutdown;
@@ -47,11 +48,13 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// Takes a lease of `ttl` and starts the election; runs until `shutdown`.
+    /// Takes a lease of `ttl` and starts the election as one of `tasks`; runs until
+    /// `shutdown`, then gives the lease back (so the store must stay open until it ended).
     pub async fn start(
         store: Arc<EtcdStore>,
         ttl: Duration,
         shutdown: Shutdown,
+        tasks: &TaskTracker,
     ) -> Result<Arc<Self>, StoreError> {
         let replica = uuid::Uuid::new_v4().to_string();
         let granted_at = tokio::time::Instant::now();
@@ -68,7 +71,7 @@ impl Coordinator {
             ttl: lease.ttl.max(ttl),
         });
         info!(replica = %this.replica, ttl = ?this.ttl, "coordinating with other replicas through etcd");
-        tokio::spawn(this.clone().run(keeper, shutdown));
+        tasks.spawn(this.clone().run(keeper, shutdown));
         Ok(this)
     }
 

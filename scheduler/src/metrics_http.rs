@@ -10,12 +10,21 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
 
 use crate::control_plane::ControlPlane;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 
-/// Starts serving metrics on `addr`; returns the bound address.
-pub async fn serve(addr: SocketAddr, cp: Arc<ControlPlane>) -> anyhow::Result<SocketAddr> {
+/// Starts serving metrics on `addr` as one of `tasks`, until `shutdown`; returns the bound
+/// address.
+pub async fn serve(
+    addr: SocketAddr,
+    cp: Arc<ControlPlane>,
+    mut shutdown: Shutdown,
+    tasks: &TaskTracker,
+) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding --metrics-listen {addr}"))?;
@@ -24,7 +33,15 @@ pub async fn serve(addr: SocketAddr, cp: Arc<ControlPlane>) -> anyhow::Result<So
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(cp);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tasks.spawn(async move {
+        let stopped = async move { shutdown.fired().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            warn!(error = %e, "metrics endpoint failed");
+        }
+    });
     Ok(bound)
 }
 

@@ -9,17 +9,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::control_plane::ControlPlane;
 use crate::shutdown::Shutdown;
 use crate::store::StoreError;
 
-/// Starts following the store; stops at `shutdown` or when the store closes.
-pub fn spawn(cp: Arc<ControlPlane>, mut shutdown: Shutdown) {
+/// Starts following the store as two of `tasks` (the watch, and the re-reading of Jobs changed
+/// elsewhere); both stop at `shutdown` or when the store closes.
+pub fn spawn(cp: Arc<ControlPlane>, mut shutdown: Shutdown, tasks: &TaskTracker) {
     let refresher = cp.clone();
-    tokio::spawn(async move { refresher.refresh_stale().await });
-    tokio::spawn(async move {
+    let mut stop = shutdown.clone();
+    tasks.spawn(async move {
+        // Stopping between two Jobs is safe: a re-read only publishes what the store has.
+        tokio::select! {
+            _ = refresher.refresh_stale() => {}
+            _ = stop.fired() => {}
+        }
+    });
+    tasks.spawn(async move {
         let mut after = cp.loaded_at();
         loop {
             let mut events = cp.store().watch("", after);

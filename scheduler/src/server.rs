@@ -2,7 +2,9 @@
 //! health) and the metrics endpoint until told to shut down.
 //!
 //! Shutdown drains: health turns NOT_SERVING, agent sessions and watches end their streams,
-//! in-flight calls finish (up to a grace period), then the store is closed.
+//! in-flight calls finish (up to a grace period), every background task (liveness checks, TTL
+//! clean-up, replication, the metrics endpoint, the coordinator) and agent session ends, and
+//! only then is the store closed, so nothing writes to a closed store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use anyhow::Context as _;
 use fedjob_proto::v1::{agent_server::AgentServer, federation_server::FederationServer};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tracing::{info, warn};
@@ -75,6 +78,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ),
     }
     let (trigger, shutdown) = shutdown::channel();
+    // Everything that runs beside the gRPC server, joined before the store closes.
+    let tasks = TaskTracker::new();
     let mut coordinator = None;
     let store: Arc<dyn Store> = match &config.store {
         StoreConfig::Embedded { data_dir } => {
@@ -97,7 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     .context("connecting to etcd (--etcd-endpoints)")?,
             );
             // Several replicas may share this etcd: elect a leader, share liveness.
-            let c = Coordinator::start(store.clone(), *lease_ttl, shutdown.clone())
+            let c = Coordinator::start(store.clone(), *lease_ttl, shutdown.clone(), &tasks)
                 .await
                 .context("taking an etcd lease")?;
             coordinator = Some(c);
@@ -109,31 +114,38 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         failover_after: config.failover_after,
         heartbeat_interval: config.heartbeat_interval,
     };
-    let cp = ControlPlane::open(store.clone(), settings, metrics, coordinator.clone()).await?;
-    if coordinator.is_some() {
-        replication::spawn(cp.clone(), shutdown.clone());
-    }
-
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding --listen {}", config.listen))?;
-    let addr = listener.local_addr()?;
-    let metrics_addr = match config.metrics_listen {
-        Some(a) => Some(crate::metrics_http::serve(a, cp.clone()).await?),
-        None => None,
+    let started = open_and_spawn(
+        &config,
+        store.clone(),
+        settings,
+        metrics,
+        coordinator,
+        &shutdown,
+        &tasks,
+    )
+    .await;
+    let (cp, listener, metrics_addr) = match started {
+        Ok(started) => started,
+        Err(e) => {
+            // What was started stops before the store it uses closes.
+            trigger.fire();
+            tasks.close();
+            tasks.wait().await;
+            let _ = store.close().await;
+            return Err(e);
+        }
     };
-
-    spawn_background(cp.clone(), shutdown.clone());
-    let served = tokio::spawn(serve(
+    let addr = listener.local_addr()?;
+    let served = tokio::spawn(serve(Serving {
         config,
         tls,
         guard,
         listener,
-        cp.clone(),
+        cp: cp.clone(),
         store,
-        trigger.subscribe(),
         shutdown,
-    ));
+        tasks,
+    }));
     info!(%addr, metrics = ?metrics_addr, "fedjob-scheduler serving");
     Ok(Running {
         addr,
@@ -144,17 +156,57 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn serve(
+/// Loads the state, binds the listeners and starts the background tasks.
+async fn open_and_spawn(
+    config: &Config,
+    store: Arc<dyn Store>,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    coordinator: Option<Arc<Coordinator>>,
+    shutdown: &Shutdown,
+    tasks: &TaskTracker,
+) -> anyhow::Result<(Arc<ControlPlane>, TcpListener, Option<SocketAddr>)> {
+    let shared = coordinator.is_some();
+    let cp = ControlPlane::open(store, settings, metrics, coordinator).await?;
+    if shared {
+        replication::spawn(cp.clone(), shutdown.clone(), tasks);
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", config.listen))?;
+    let metrics_addr = match config.metrics_listen {
+        Some(a) => Some(crate::metrics_http::serve(a, cp.clone(), shutdown.clone(), tasks).await?),
+        None => None,
+    };
+    spawn_background(cp.clone(), shutdown.clone(), tasks);
+    Ok((cp, listener, metrics_addr))
+}
+
+/// What the gRPC server runs with.
+struct Serving {
     config: Config,
     tls: Option<ServerTlsConfig>,
     guard: Guard,
     listener: TcpListener,
     cp: Arc<ControlPlane>,
     store: Arc<dyn Store>,
-    mut stop: Shutdown,
     shutdown: Shutdown,
-) -> anyhow::Result<()> {
+    tasks: TaskTracker,
+}
+
+/// Serves gRPC until the shutdown, drains, joins every task, then closes the store.
+async fn serve(serving: Serving) -> anyhow::Result<()> {
+    let Serving {
+        config,
+        tls,
+        guard,
+        listener,
+        cp,
+        store,
+        shutdown,
+        tasks,
+    } = serving;
+    let mut stop = shutdown.clone();
     let limit = config.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<FederationServer<UserApi>>().await;
@@ -170,9 +222,14 @@ async fn serve(
     let user = FederationServer::new(UserApi::new(cp.clone(), guard.clone(), shutdown.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit.max(64 * 1024 * 1024));
-    let agent = AgentServer::new(AgentApi::new(cp.clone(), guard, shutdown.clone()))
-        .max_decoding_message_size(limit.max(64 * 1024 * 1024))
-        .max_encoding_message_size(limit.max(64 * 1024 * 1024));
+    let agent = AgentServer::new(AgentApi::new(
+        cp.clone(),
+        guard,
+        shutdown.clone(),
+        tasks.clone(),
+    ))
+    .max_decoding_message_size(limit.max(64 * 1024 * 1024))
+    .max_encoding_message_size(limit.max(64 * 1024 * 1024));
 
     let drained = {
         let mut stop = stop.clone();
@@ -213,16 +270,23 @@ async fn serve(
             Ok(())
         }
     };
+    tasks.close();
+    if tokio::time::timeout(DRAIN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!(grace = ?DRAIN_GRACE, left = tasks.len(), "background tasks still running; closing the store under them");
+    }
     store.close().await.context("closing the store")?;
     info!("store closed; stopped");
     result
 }
 
-/// Periodic work: cluster liveness and TTL clean-up.
-fn spawn_background(cp: Arc<ControlPlane>, mut shutdown: Shutdown) {
+/// Periodic work, as one of `tasks`: cluster liveness and TTL clean-up.
+fn spawn_background(cp: Arc<ControlPlane>, mut shutdown: Shutdown, tasks: &TaskTracker) {
     let period =
         (cp.settings().cluster_grace / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -249,5 +313,40 @@ fn tls_config(tls: &ServerTls) -> ServerTlsConfig {
             .client_ca_root(Certificate::from_pem(ca))
             .client_auth_optional(true),
         None => server,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_joins_the_background_tasks_before_the_store_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let config = Config::try_parse_from([
+            "fedjob-scheduler",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--cluster-grace",
+            "300ms",
+        ])
+        .unwrap();
+        let running = start(config.clone()).await.unwrap();
+        let metrics = running.metrics_addr.unwrap();
+        assert!(tokio::net::TcpStream::connect(metrics).await.is_ok());
+        running.shutdown().await.unwrap();
+        // The metrics endpoint was one of the tasks: it is gone once shutdown returns.
+        assert!(
+            tokio::net::TcpStream::connect(metrics).await.is_err(),
+            "the metrics endpoint still accepts connections after shutdown"
+        );
+        // The store was closed: the same directory opens again at once.
+        let again = start(config).await.unwrap();
+        again.shutdown().await.unwrap();
     }
 }

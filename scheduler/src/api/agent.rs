@@ -19,6 +19,7 @@ use fedjob_proto::v1::{
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
@@ -40,15 +41,23 @@ pub struct AgentApi {
     cp: Arc<ControlPlane>,
     guard: Guard,
     shutdown: Shutdown,
+    tasks: TaskTracker,
 }
 
 impl AgentApi {
-    /// A service over `cp` checking agents with `guard`; sessions end when `shutdown` fires.
-    pub fn new(cp: Arc<ControlPlane>, guard: Guard, shutdown: Shutdown) -> Self {
+    /// A service over `cp` checking agents with `guard`; sessions run as `tasks` and end when
+    /// `shutdown` fires.
+    pub fn new(
+        cp: Arc<ControlPlane>,
+        guard: Guard,
+        shutdown: Shutdown,
+        tasks: TaskTracker,
+    ) -> Self {
         Self {
             cp,
             guard,
             shutdown,
+            tasks,
         }
     }
 
@@ -135,7 +144,8 @@ impl Agent for AgentApi {
             tx,
             sent: HashMap::new(),
         };
-        tokio::spawn(session.run(hello.held, inbound, self.shutdown.clone()));
+        self.tasks
+            .spawn(session.run(hello.held, inbound, self.shutdown.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
@@ -247,6 +257,7 @@ impl Session {
             forget_tx,
         ));
         let mut check = tokio::time::interval(Duration::from_secs(1));
+        let mut reader_ended = false;
         let end = loop {
             tokio::select! {
                 _ = self.inbox.notify.notified() => {
@@ -262,6 +273,7 @@ impl Session {
                     }
                 }
                 read = &mut reader => {
+                    reader_ended = true;
                     break match read {
                         Ok(Some(refusal)) => End::Refused(refusal),
                         _ => End::AgentClosed,
@@ -275,9 +287,13 @@ impl Session {
                 _ = shutdown.fired() => break End::Shutdown,
             }
         };
-        // The reporter ends by itself once the reader is gone, after writing what was queued.
-        reader.abort();
-        drop(reporter);
+        // The reporter ends by itself once the reader is gone, after writing what was queued;
+        // the session ends after it, so nothing it writes outlives the store.
+        if !reader_ended {
+            reader.abort();
+            let _ = reader.await;
+        }
+        let _ = reporter.await;
         end
     }
 
