@@ -1,6 +1,7 @@
 //! The user API, `fedjob.v1.Federation`: what fedctl, grpcurl and users' own clients call.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -54,6 +55,25 @@ impl UserApi {
             .await
             .map_err(status)?;
         Ok(self.answer(&stored))
+    }
+
+    /// One call: checks the caller for `access`, runs `handler` on the request, and records
+    /// the outcome and latency under `method` (refusals included).
+    async fn call<Req, T, Fut>(
+        &self,
+        method: &'static str,
+        access: Access,
+        req: Request<Req>,
+        handler: impl FnOnce(Req) -> Fut,
+    ) -> Result<T, Status>
+    where
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        measured(self.cp.metrics(), method, async {
+            self.guard.user(&req, access)?;
+            handler(req.into_inner()).await
+        })
+        .await
     }
 
     fn answer(&self, stored: &crate::control_plane::StoredJob) -> Response<v1::FederatedJob> {
@@ -155,13 +175,17 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::CreateJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
-        self.guard.user(&req, Access::Write)?;
-        measured(self.cp.metrics(), "Federation/CreateJob", async {
-            let r = SubmittedJob::from(req.into_inner());
-            let job = r.decode()?;
-            let stored = self.cp.create_job(job, r.dry_run).await.map_err(status)?;
-            Ok(self.answer(&stored))
-        })
+        self.call(
+            "Federation/CreateJob",
+            Access::Write,
+            req,
+            |req| async move {
+                let r = SubmittedJob::from(req);
+                let job = r.decode()?;
+                let stored = self.cp.create_job(job, r.dry_run).await.map_err(status)?;
+                Ok(self.answer(&stored))
+            },
+        )
         .await
     }
 
@@ -169,56 +193,64 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::ApplyJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
-        self.guard.user(&req, Access::Write)?;
-        let replace = self.replace(req.into_inner().into(), true);
-        measured(self.cp.metrics(), "Federation/ApplyJob", replace).await
+        self.call("Federation/ApplyJob", Access::Write, req, |req| {
+            self.replace(req.into(), true)
+        })
+        .await
     }
 
     async fn update_job(
         &self,
         req: Request<v1::UpdateJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
-        self.guard.user(&req, Access::Write)?;
-        let replace = self.replace(req.into_inner().into(), false);
-        measured(self.cp.metrics(), "Federation/UpdateJob", replace).await
+        self.call("Federation/UpdateJob", Access::Write, req, |req| {
+            self.replace(req.into(), false)
+        })
+        .await
     }
 
     async fn patch_job(
         &self,
         req: Request<v1::PatchJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
-        self.guard.user(&req, Access::Write)?;
-        measured(self.cp.metrics(), "Federation/PatchJob", async {
-            let r = req.into_inner();
-            let key = key_of(&r.namespace, &r.name)?;
-            let fields = field_validation(&r.field_validation)?;
-            let patch: Value = serde_json::from_str(&r.patch).map_err(|e| {
-                Status::invalid_argument(format!("patch: Invalid value: not JSON: {e}"))
-            })?;
-            if !patch.is_object() {
-                return Err(Status::invalid_argument(
-                    "patch: Invalid value: a merge patch must be a JSON object",
-                ));
-            }
-            let in_patch = patch
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str);
-            let rv = resource_version(Some(&r.resource_version))?.or(resource_version(in_patch)?);
-            let ns = namespace(&r.namespace).to_owned();
-            let stored = self
-                .cp
-                .edit_job(&key, rv, false, |old| {
-                    let mut value = serde_json::to_value(old).unwrap_or_default();
-                    json_patch::merge(&mut value, &patch);
-                    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-                        meta.remove("resourceVersion");
-                    }
-                    Ok(manifest::decode_job(value, &ns, fields)?)
-                })
-                .await
-                .map_err(status)?;
-            Ok(self.answer(&stored))
-        })
+        self.call(
+            "Federation/PatchJob",
+            Access::Write,
+            req,
+            |req| async move {
+                let r = req;
+                let key = key_of(&r.namespace, &r.name)?;
+                let fields = field_validation(&r.field_validation)?;
+                let patch: Value = serde_json::from_str(&r.patch).map_err(|e| {
+                    Status::invalid_argument(format!("patch: Invalid value: not JSON: {e}"))
+                })?;
+                if !patch.is_object() {
+                    return Err(Status::invalid_argument(
+                        "patch: Invalid value: a merge patch must be a JSON object",
+                    ));
+                }
+                let in_patch = patch
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str);
+                let rv =
+                    resource_version(Some(&r.resource_version))?.or(resource_version(in_patch)?);
+                let ns = namespace(&r.namespace).to_owned();
+                let stored = self
+                    .cp
+                    .edit_job(&key, rv, false, |old| {
+                        let mut value = serde_json::to_value(old).unwrap_or_default();
+                        json_patch::merge(&mut value, &patch);
+                        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut)
+                        {
+                            meta.remove("resourceVersion");
+                        }
+                        Ok(manifest::decode_job(value, &ns, fields)?)
+                    })
+                    .await
+                    .map_err(status)?;
+                Ok(self.answer(&stored))
+            },
+        )
         .await
     }
 
@@ -226,33 +258,37 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::ScaleJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
-        self.guard.user(&req, Access::Write)?;
-        measured(self.cp.metrics(), "Federation/ScaleJob", async {
-            let r = req.into_inner();
-            let key = key_of(&r.namespace, &r.name)?;
-            if r.parallelism.is_none() && r.completions.is_none() {
-                return Err(Status::invalid_argument(
-                    "parallelism: Required value: give parallelism, completions or both",
-                ));
-            }
-            let rv = resource_version(Some(&r.resource_version))?;
-            let stored = self
-                .cp
-                .edit_job(&key, rv, false, |old| {
-                    let mut job = old.clone();
-                    let spec = job.spec.get_or_insert_with(Default::default);
-                    if let Some(p) = r.parallelism {
-                        spec.parallelism = Some(p);
-                    }
-                    if let Some(c) = r.completions {
-                        spec.completions = Some(c);
-                    }
-                    Ok(job)
-                })
-                .await
-                .map_err(status)?;
-            Ok(self.answer(&stored))
-        })
+        self.call(
+            "Federation/ScaleJob",
+            Access::Write,
+            req,
+            |req| async move {
+                let r = req;
+                let key = key_of(&r.namespace, &r.name)?;
+                if r.parallelism.is_none() && r.completions.is_none() {
+                    return Err(Status::invalid_argument(
+                        "parallelism: Required value: give parallelism, completions or both",
+                    ));
+                }
+                let rv = resource_version(Some(&r.resource_version))?;
+                let stored = self
+                    .cp
+                    .edit_job(&key, rv, false, |old| {
+                        let mut job = old.clone();
+                        let spec = job.spec.get_or_insert_with(Default::default);
+                        if let Some(p) = r.parallelism {
+                            spec.parallelism = Some(p);
+                        }
+                        if let Some(c) = r.completions {
+                            spec.completions = Some(c);
+                        }
+                        Ok(job)
+                    })
+                    .await
+                    .map_err(status)?;
+                Ok(self.answer(&stored))
+            },
+        )
         .await
     }
 
@@ -260,9 +296,8 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::GetJobRequest>,
     ) -> Result<Response<v1::FederatedJob>, Status> {
-        self.guard.user(&req, Access::Read)?;
-        measured(self.cp.metrics(), "Federation/GetJob", async {
-            let r = req.into_inner();
+        self.call("Federation/GetJob", Access::Read, req, |req| async move {
+            let r = req;
             let key = key_of(&r.namespace, &r.name)?;
             let stored = self
                 .cp
@@ -279,9 +314,8 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::ListJobsRequest>,
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
-        self.guard.user(&req, Access::Read)?;
-        measured(self.cp.metrics(), "Federation/ListJobs", async {
-            let r = req.into_inner();
+        self.call("Federation/ListJobs", Access::Read, req, |req| async move {
+            let r = req;
             let selector = LabelSelector::parse(&r.label_selector)?;
             let ns = (!r.all_namespaces).then(|| namespace(&r.namespace));
             let clusters = self.cp.cluster_views();
@@ -301,9 +335,8 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::DeleteJobRequest>,
     ) -> Result<Response<v1::DeleteJobResponse>, Status> {
-        self.guard.user(&req, Access::Write)?;
-        measured(self.cp.metrics(), "Federation/DeleteJob", async {
-            let r = req.into_inner();
+        self.call("Federation/DeleteJob", Access::Write, req, |req| async move {
+            let r = req;
             let key = key_of(&r.namespace, &r.name)?;
             let cascade = match r.propagation_policy.as_str() {
                 "" | "Orphan" => false,
@@ -330,73 +363,79 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::WatchJobRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        self.guard.user(&req, Access::Read)?;
-        let r = req.into_inner();
-        let key = key_of(&r.namespace, &r.name)?;
-        let mut changes = self.cp.subscribe();
-        let first = self
-            .cp
-            .read_job(&key)
-            .await
-            .map_err(status)?
-            .ok_or_else(|| Status::not_found(format!("jobs.batch \"{}\" not found", r.name)))?;
-        let cp = self.cp.clone();
-        let mut shutdown = self.shutdown.clone();
-        let stream = async_stream::try_stream! {
-            let event = |kind: &str, job: &crate::control_plane::StoredJob| v1::WatchJobEvent {
-                r#type: kind.to_owned(),
-                job: Some(convert::federated_job(job, &cp.cluster_views())),
-            };
-            yield event("ADDED", &first);
-            loop {
-                let change = tokio::select! {
-                    change = changes.recv() => change,
-                    _ = shutdown.fired() => break,
+        self.call("Federation/WatchJob", Access::Read, req, |r| async move {
+            let key = key_of(&r.namespace, &r.name)?;
+            let mut changes = self.cp.subscribe();
+            let first = self
+                .cp
+                .read_job(&key)
+                .await
+                .map_err(status)?
+                .ok_or_else(|| Status::not_found(format!("jobs.batch \"{}\" not found", r.name)))?;
+            let cp = self.cp.clone();
+            let mut shutdown = self.shutdown.clone();
+            let stream = async_stream::try_stream! {
+                let event = |kind: &str, job: &crate::control_plane::StoredJob| v1::WatchJobEvent {
+                    r#type: kind.to_owned(),
+                    job: Some(convert::federated_job(job, &cp.cluster_views())),
                 };
-                match change {
-                    Ok(c) if c.key == key => match &c.job {
-                        Some(job) => yield event("MODIFIED", job),
-                        None => {
-                            if let Some(previous) = &c.previous {
-                                yield event("DELETED", previous);
+                yield event("ADDED", &first);
+                loop {
+                    let change = tokio::select! {
+                        change = changes.recv() => change,
+                        _ = shutdown.fired() => break,
+                    };
+                    match change {
+                        Ok(c) if c.key == key => match &c.job {
+                            Some(job) => yield event("MODIFIED", job),
+                            None => {
+                                if let Some(previous) = &c.previous {
+                                    yield event("DELETED", previous);
+                                }
+                                break;
                             }
-                            break;
+                        },
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => {
+                            // Missed changes: the current state says all a watcher needs.
+                            match cp.job(&key) {
+                                Some(job) => yield event("MODIFIED", &job),
+                                None => break,
+                            }
                         }
-                    },
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => {
-                        // Missed changes: the current state says all a watcher needs.
-                        match cp.job(&key) {
-                            Some(job) => yield event("MODIFIED", &job),
-                            None => break,
-                        }
+                        Err(RecvError::Closed) => break,
                     }
-                    Err(RecvError::Closed) => break,
                 }
-            }
-        };
-        Ok(Response::new(Box::pin(stream)))
+            };
+            let stream: WatchStream = Box::pin(stream);
+            Ok(Response::new(stream))
+        })
+        .await
     }
 
     async fn list_clusters(
         &self,
         req: Request<v1::ListClustersRequest>,
     ) -> Result<Response<v1::ListClustersResponse>, Status> {
-        self.guard.user(&req, Access::Read)?;
-        measured(self.cp.metrics(), "Federation/ListClusters", async {
-            let counts = self.cp.shard_counts();
-            let items = self.cp.with_clusters(|table| {
-                table
-                    .iter()
-                    .map(|e| {
-                        let connected = e.session.as_ref().is_some_and(|s| s.attached);
-                        let shards = counts.get(&e.record.name).copied().unwrap_or(0);
-                        convert::cluster(e, shards, connected)
-                    })
-                    .collect()
-            });
-            Ok(Response::new(v1::ListClustersResponse { items }))
-        })
+        self.call(
+            "Federation/ListClusters",
+            Access::Read,
+            req,
+            |_| async move {
+                let counts = self.cp.shard_counts();
+                let items = self.cp.with_clusters(|table| {
+                    table
+                        .iter()
+                        .map(|e| {
+                            let connected = e.session.as_ref().is_some_and(|s| s.attached);
+                            let shards = counts.get(&e.record.name).copied().unwrap_or(0);
+                            convert::cluster(e, shards, connected)
+                        })
+                        .collect()
+                });
+                Ok(Response::new(v1::ListClustersResponse { items }))
+            },
+        )
         .await
     }
 
@@ -404,12 +443,9 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::CordonClusterRequest>,
     ) -> Result<Response<v1::Cluster>, Status> {
-        self.guard.user(&req, Access::Write)?;
-        measured(
-            self.cp.metrics(),
-            "Federation/CordonCluster",
-            self.set_cordon(req, true),
-        )
+        self.call("Federation/CordonCluster", Access::Write, req, |req| {
+            self.set_cordon(req.name, true)
+        })
         .await
     }
 
@@ -417,12 +453,9 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::CordonClusterRequest>,
     ) -> Result<Response<v1::Cluster>, Status> {
-        self.guard.user(&req, Access::Write)?;
-        measured(
-            self.cp.metrics(),
-            "Federation/UncordonCluster",
-            self.set_cordon(req, false),
-        )
+        self.call("Federation/UncordonCluster", Access::Write, req, |req| {
+            self.set_cordon(req.name, false)
+        })
         .await
     }
 
@@ -430,9 +463,8 @@ impl Federation for UserApi {
         &self,
         req: Request<v1::PlanJobRequest>,
     ) -> Result<Response<v1::Plan>, Status> {
-        self.guard.user(&req, Access::Read)?;
-        measured(self.cp.metrics(), "Federation/PlanJob", async {
-            let r = req.into_inner();
+        self.call("Federation/PlanJob", Access::Read, req, |req| async move {
+            let r = req;
             if r.parallelism < 0 || r.completions.is_some_and(|c| c < 0) {
                 return Err(Status::invalid_argument(
                     "parallelism: Invalid value: must be greater than or equal to 0",
@@ -487,10 +519,9 @@ impl Federation for UserApi {
 impl UserApi {
     async fn set_cordon(
         &self,
-        req: Request<v1::CordonClusterRequest>,
+        name: String,
         cordoned: bool,
     ) -> Result<Response<v1::Cluster>, Status> {
-        let name = req.into_inner().name;
         self.cp
             .set_cordoned(&name, cordoned)
             .await
