@@ -18,6 +18,7 @@ pub mod fedctl;
 pub mod metrics;
 pub mod metrics_http;
 pub mod model;
+pub mod quantity;
 pub mod records;
 pub mod replication;
 pub mod server;

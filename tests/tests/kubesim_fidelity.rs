@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fedjob_tests::kubesim::SimOptions;
+use fedjob_tests::kubesim::node::Registration;
 use kubesim_support::*;
 use serde_json::{Value, json};
 
@@ -70,6 +71,12 @@ const REPLAYED: &[&str] = &[
     "26-json-patch-200.json",
     "27-apply-conflict-409.json",
     "28-list-expired-410.json",
+    "30-node-created.json",
+    "31-node-untainted.json",
+    "32-pod-bound.json",
+    "33-pod-unschedulable.json",
+    "34-job-partly-unschedulable.json",
+    "35-events-failed-scheduling.json",
 ];
 
 #[test]
@@ -741,5 +748,232 @@ async fn list_at_a_compacted_version_is_expired() {
         ))
         .await;
     assert_eq!(at.status, 200);
+    sim.shutdown().await;
+}
+
+/// 30 and 31: a node registered as a kubelet registers it gets the `not-ready` taint from
+/// admission, which the node lifecycle controller removes once it sees the node Ready.
+#[tokio::test]
+async fn a_registered_node_is_tainted_until_seen_ready() {
+    let sim = cluster(slow_pods()).await;
+    let http = Http::new(sim.url());
+    let recorded = fact("30-node-created.json");
+    // What the recording POSTed: the node without what the server adds.
+    let mut body = recorded.clone();
+    for field in ["uid", "resourceVersion", "creationTimestamp"] {
+        body["metadata"].as_object_mut().unwrap().remove(field);
+    }
+    body["spec"] = json!({});
+    let created = http.post("/api/v1/nodes", &body).await;
+    assert_eq!(created.status, 201, "{}", created.json());
+    assert_json_eq(
+        &normalize(&without_managed_fields(&created.json())),
+        &normalize(&recorded),
+        "30",
+    );
+    let created_rv: u64 = created.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let untainted = eventually("n1 untainted", || async {
+        let node = http.get("/api/v1/nodes/n1").await.json();
+        node["spec"].get("taints").is_none().then_some(node)
+    })
+    .await;
+    assert_json_eq(
+        &normalize(&without_managed_fields(&untainted)),
+        &normalize(&fact("31-node-untainted.json")),
+        "31",
+    );
+    let untainted_rv: u64 = untainted["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(untainted_rv > created_rv);
+    sim.shutdown().await;
+}
+
+/// A Job whose pods each request `cpu` and 1Gi and run an hour, as recorded in 32–35.
+fn requesting(name: &str, pods: i64, cpu: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"parallelism": pods, "completions": pods, "template": {
+            "metadata": {"annotations": {"fedjob.io/sim-duration": "3600s"}},
+            "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox",
+                "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]}}}
+    })
+}
+
+/// The pods of Job `job`.
+async fn pods_of(http: &Http, job: &str) -> Vec<Value> {
+    let reply = http
+        .get(&format!(
+            "/api/v1/namespaces/default/pods?labelSelector=job-name%3D{job}"
+        ))
+        .await;
+    assert_eq!(reply.status, 200);
+    reply.json()["items"].as_array().unwrap().clone()
+}
+
+/// The `PodScheduled` condition's status of a pod ("" before any attempt).
+fn scheduled(pod: &Value) -> String {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"))
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Waits until Job `job` has `bound` pods bound and `unschedulable` found unschedulable.
+async fn wait_placed(http: &Http, job: &str, bound: usize, unschedulable: usize) -> Vec<Value> {
+    eventually(
+        &format!("{job}: {bound} bound, {unschedulable} unschedulable"),
+        || async {
+            let pods = pods_of(http, job).await;
+            let count = |s: &str| pods.iter().filter(|p| scheduled(p) == s).count();
+            (pods.len() == bound + unschedulable
+                && count("True") == bound
+                && count("False") == unschedulable)
+                .then_some(pods)
+        },
+    )
+    .await
+}
+
+/// What is left of an event once what differs between runs is set aside: its name (the pod's
+/// name and a hex clock), `eventTime` to the microsecond, and the scheduler's host name.
+fn normalize_event(event: &Value) -> Value {
+    let mut e = event.clone();
+    let pod = e["involvedObject"]["name"].as_str().unwrap().to_owned();
+    let name = e["metadata"]["name"].as_str().unwrap();
+    let hex = name
+        .strip_prefix(&format!("{pod}."))
+        .unwrap_or_else(|| panic!("event name {name}"));
+    assert!(
+        !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "event name {name}"
+    );
+    let pod = normalize(&json!(pod));
+    e["metadata"]["name"] = json!(format!("{}.<hex>", pod.as_str().unwrap()));
+    let time = e["eventTime"].as_str().unwrap();
+    assert!(
+        time.len() == 27 && time.parse::<jiff::Timestamp>().is_ok(),
+        "eventTime {time}"
+    );
+    e["eventTime"] = json!("<microtime>");
+    let instance = e["reportingInstance"].as_str().unwrap();
+    assert!(
+        instance.starts_with("default-scheduler-"),
+        "reportingInstance {instance}"
+    );
+    e["reportingInstance"] = json!("default-scheduler-<host>");
+    e["kind"] = json!("Event");
+    e["apiVersion"] = json!("v1");
+    normalize(&e)
+}
+
+/// 32–35: two nodes of 2 cpu, 4Gi and 10 pods with no kubelet (so bound pods stay Pending,
+/// as recorded), and three Jobs: `fits` (3 × 500m), `toobig` (2 × 3 cpu), `partial` (6 × 900m).
+#[tokio::test]
+async fn pods_are_bound_where_they_fit_or_stay_pending_with_the_schedulers_message() {
+    let node = |name: &str, zone: &str| {
+        Registration::new(name)
+            .with("cpu", "2")
+            .with("memory", "4Gi")
+            .with("pods", "10")
+            .label("topology.kubernetes.io/zone", zone)
+            .without_kubelet()
+    };
+    let sim = cluster(SimOptions {
+        nodes: vec![node("n1", "zone-a"), node("n2", "zone-b")],
+        ..slow_pods()
+    })
+    .await;
+    let http = Http::new(sim.url());
+
+    // 32: a bound pod: nodeName, PodScheduled True, still Pending without a kubelet.
+    assert_eq!(
+        http.post(JOBS, &requesting("fits", 3, "500m")).await.status,
+        201
+    );
+    let fits = wait_placed(&http, "fits", 3, 0).await;
+    let recorded = fact("32-pod-bound.json");
+    let on_n2 = fits
+        .iter()
+        .find(|p| p["spec"]["nodeName"] == "n2")
+        .expect("a fits pod on n2");
+    let mut pod = on_n2.clone();
+    pod["kind"] = json!("Pod");
+    pod["apiVersion"] = json!("v1");
+    assert_json_eq(&normalize(&pod), &normalize(&recorded), "32");
+
+    // 33: a pod that fits nowhere.
+    assert_eq!(
+        http.post(JOBS, &requesting("toobig", 2, "3")).await.status,
+        201
+    );
+    let toobig = wait_placed(&http, "toobig", 0, 2).await;
+    let mut pod = toobig[0].clone();
+    pod["kind"] = json!("Pod");
+    pod["apiVersion"] = json!("v1");
+    assert_json_eq(
+        &normalize(&pod),
+        &normalize(&fact("33-pod-unschedulable.json")),
+        "33",
+    );
+
+    // 34: two of `partial`'s six pods fit; the Job counts all six active, none ready.
+    assert_eq!(
+        http.post(JOBS, &requesting("partial", 6, "900m"))
+            .await
+            .status,
+        201
+    );
+    wait_placed(&http, "partial", 2, 4).await;
+    let job = http.get(&job_path("partial")).await.json();
+    assert_json_eq(
+        &normalize(&without_managed_fields(&job)),
+        &normalize(&fact("34-job-partly-unschedulable.json")),
+        "34",
+    );
+
+    // 35: one FailedScheduling event per pod that fits nowhere.
+    let events = http.get("/api/v1/namespaces/default/events").await;
+    assert_eq!(events.status, 200);
+    assert_eq!(events.json()["kind"], "EventList");
+    let mut ours: Vec<Value> = events.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(normalize_event)
+        .collect();
+    let mut recorded: Vec<Value> = fact("35-events-failed-scheduling.json")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(normalize_event)
+        .collect();
+    ours.sort_by_key(Value::to_string);
+    recorded.sort_by_key(Value::to_string);
+    assert_json_eq(&json!(ours), &json!(recorded), "35");
+
+    // `kubectl describe pod` reads them by the pod's identity.
+    let pending = &toobig[0]["metadata"];
+    let selector = format!(
+        "involvedObject.name={},involvedObject.namespace=default,involvedObject.kind=Pod,involvedObject.uid={}",
+        pending["name"].as_str().unwrap(),
+        pending["uid"].as_str().unwrap()
+    );
+    let one = http
+        .get(&format!(
+            "/api/v1/namespaces/default/events?fieldSelector={}",
+            selector.replace('=', "%3D").replace(',', "%2C")
+        ))
+        .await
+        .json();
+    assert_eq!(one["items"].as_array().unwrap().len(), 1, "{one}");
     sim.shutdown().await;
 }

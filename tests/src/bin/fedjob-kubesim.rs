@@ -3,13 +3,19 @@
 //! Starts the clusters, writes a kubeconfig with a context per cluster, prints one JSON line
 //! `{"ready":true,"kubeconfig":PATH,"clusters":{NAME:URL,…}}` on stdout, logs to stderr, and
 //! stops cleanly on SIGTERM or SIGINT.
+//!
+//! With `--nodes` (or `--cluster-nodes`) a cluster has Node objects and a scheduler that binds
+//! pods where they fit; without, pods run as soon as they exist.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use clap::Parser;
+use fedjob_tests::kubesim::node::{self, DEFAULT_CAPACITY};
 use fedjob_tests::kubesim::{Fleet, SimOptions, duration};
 
 /// Exit code for a bad command line (sysexits' EX_USAGE).
@@ -43,6 +49,37 @@ struct Args {
     /// How often watches that allow bookmarks get one.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     bookmark_interval: Duration,
+    /// Nodes per cluster (named CLUSTER-node-1 …); 0: no nodes, pods run without a scheduler.
+    #[arg(long, default_value_t = 0)]
+    nodes: usize,
+    /// Each node's capacity (= allocatable), e.g. cpu=8,memory=32Gi,nvidia.com/gpu=2; what it
+    /// leaves out stays at the default.
+    #[arg(long, default_value = DEFAULT_CAPACITY, value_parser = parse_capacity)]
+    node_capacity: BTreeMap<String, String>,
+    /// Labels of every node (k=v,…), besides kubernetes.io/hostname, os and arch.
+    #[arg(long, default_value = "", value_parser = parse_labels)]
+    node_labels: BTreeMap<String, String>,
+    /// One cluster's nodes instead of --nodes/--node-capacity: CLUSTER=COUNT[:CAPACITY], e.g.
+    /// c2=3:cpu=8,memory=32Gi (repeatable).
+    #[arg(long, value_parser = node::parse_cluster_nodes)]
+    cluster_nodes: Vec<(String, usize, BTreeMap<String, String>)>,
+}
+
+fn parse_capacity(s: &str) -> Result<BTreeMap<String, String>, String> {
+    node::parse_capacity(s)
+}
+
+fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| format!("{p:?}: expected KEY=VALUE"))
+        })
+        .collect()
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -69,7 +106,30 @@ impl Args {
         {
             return Err("--port-base leaves no room for every cluster".to_owned());
         }
+        if let Some((cluster, ..)) = self.cluster_nodes.iter().find(|(c, ..)| !names.contains(c)) {
+            return Err(format!(
+                "--cluster-nodes names {cluster:?}, which is not one of the clusters"
+            ));
+        }
         Ok(names)
+    }
+
+    /// The options of each cluster: the shared ones, with its own nodes.
+    fn clusters(&self, names: &[String], shared: &SimOptions) -> Vec<SimOptions> {
+        names
+            .iter()
+            .map(|name| {
+                let (count, capacity) = match self.cluster_nodes.iter().rfind(|(c, ..)| c == name) {
+                    Some((_, count, capacity)) => (*count, capacity),
+                    None => (self.nodes, &self.node_capacity),
+                };
+                SimOptions {
+                    name: name.clone(),
+                    nodes: node::pool(name, count, capacity, &self.node_labels),
+                    ..shared.clone()
+                }
+            })
+            .collect()
     }
 }
 
@@ -107,8 +167,10 @@ async fn main() -> ExitCode {
         pod_duration: args.pod_duration,
         history: args.history,
         bookmark_interval: args.bookmark_interval,
+        nodes: Vec::new(),
     };
-    match run(&args, &names, &options).await {
+    let clusters = args.clusters(&names, &options);
+    match run(&args, clusters).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fedjob-kubesim: {e:#}");
@@ -117,9 +179,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: &Args, names: &[String], options: &SimOptions) -> anyhow::Result<()> {
+async fn run(args: &Args, clusters: Vec<SimOptions>) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let fleet = Fleet::start(names, options, args.port_base).await?;
+    let nodes: usize = clusters.iter().map(|c| c.nodes.len()).sum();
+    let fleet = Fleet::start_each(clusters, args.port_base).await?;
     let path = args.kubeconfig_out.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("fedjob-kubesim-{}.kubeconfig", std::process::id()))
     });
@@ -132,7 +195,7 @@ async fn run(args: &Args, names: &[String], options: &SimOptions) -> anyhow::Res
         writeln!(stdout, "{}", fleet.ready_line(&path.display().to_string()))?;
         stdout.flush()?;
     }
-    tracing::info!(clusters = names.len(), kubeconfig = %path.display(), "ready");
+    tracing::info!(clusters = fleet.clusters().len(), nodes, kubeconfig = %path.display(), "ready");
 
     wait_for_signal().await?;
     tracing::info!("stopping");

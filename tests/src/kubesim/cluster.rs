@@ -1,6 +1,7 @@
 //! Starting and stopping simulated clusters: one [`SimCluster`] is an HTTP server on a
 //! loopback port, its store and its controller; a [`Fleet`] is several, as `fedjob-kubesim`
-//! hosts them.
+//! hosts them. A cluster started with nodes also runs a scheduler, and [`NodeHandle`] changes
+//! its nodes while it runs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,9 +16,13 @@ use tokio::task::JoinHandle;
 
 use super::api::{self, App};
 use super::controller::{Controller, ControllerConfig};
+use super::events::EventLog;
 use super::kubeconfig;
+use super::node::{Kubelets, Registration};
+use super::nodes::NodeHandle;
 use super::pods::PodTable;
 use super::resource::Resource;
+use super::sched::Scheduler;
 use super::shutdown::Trigger;
 use super::store::Store;
 use super::writes::Writer;
@@ -40,6 +45,9 @@ pub struct SimOptions {
     pub history: usize,
     /// How often watches with `allowWatchBookmarks=true` get a bookmark.
     pub bookmark_interval: Duration,
+    /// The nodes it starts with. With none, pods run as soon as they exist and no scheduler
+    /// runs; with some, a scheduler binds each pod to a node where it fits first.
+    pub nodes: Vec<Registration>,
 }
 
 impl Default for SimOptions {
@@ -51,6 +59,7 @@ impl Default for SimOptions {
             pod_duration: Duration::from_secs(1),
             history: 1024,
             bookmark_interval: Duration::from_secs(10),
+            nodes: Vec::new(),
         }
     }
 }
@@ -86,6 +95,8 @@ pub struct SimCluster {
     url: String,
     store: Arc<Store>,
     pods: Arc<PodTable>,
+    events: Arc<EventLog>,
+    nodes: NodeHandle,
     trigger: Trigger,
     server: JoinHandle<()>,
     controller: JoinHandle<()>,
@@ -122,19 +133,38 @@ impl SimCluster {
                     message: e.to_string(),
                 })?;
         }
-        let controller = Controller::new(
+        let events = Arc::new(EventLog::default());
+        let kubelets = Arc::new(Kubelets::default());
+        let nodes = NodeHandle::new(store.clone(), kubelets.clone(), pods.clone());
+        for node in &options.nodes {
+            nodes.register(node).map_err(|e| ClusterError::Setup {
+                name: options.name.clone(),
+                message: format!("node {}: {e}", node.name),
+            })?;
+        }
+        let mut controller = Controller::new(
             store.clone(),
             pods.clone(),
             ControllerConfig {
                 pod_duration: options.pod_duration,
             },
         );
+        if !options.nodes.is_empty() {
+            let scheduler = Scheduler::new(events.clone(), kubelets, &options.name);
+            controller = controller.with_scheduler(scheduler);
+        }
         let controller = tokio::spawn(controller.run(changes_rx, trigger.subscribe()));
+        // Serve once the node lifecycle controller has untainted the nodes that are Ready, so
+        // the first pods find them schedulable.
+        for node in &options.nodes {
+            nodes.settled(&node.name).await;
+        }
 
         let app = Arc::new(App {
             cluster: options.name.clone(),
             store: store.clone(),
             pods: pods.clone(),
+            events: events.clone(),
             token: options.token.clone(),
             shutdown: trigger.subscribe(),
             bookmark_interval: options.bookmark_interval,
@@ -164,10 +194,22 @@ impl SimCluster {
             addr,
             store,
             pods,
+            events,
+            nodes,
             trigger,
             server,
             controller,
         })
+    }
+
+    /// Its nodes, to add, resize, cordon, make NotReady or remove while it runs.
+    pub fn nodes(&self) -> &NodeHandle {
+        &self.nodes
+    }
+
+    /// How many events it keeps (the scheduler's `FailedScheduling`).
+    pub fn event_count(&self) -> usize {
+        self.events.len()
     }
 
     /// The cluster's name.
@@ -220,23 +262,35 @@ impl Fleet {
         options: &SimOptions,
         port_base: u16,
     ) -> Result<Self, ClusterError> {
-        let mut clusters = Vec::with_capacity(names.len());
-        for (i, name) in names.iter().enumerate() {
+        let each = names
+            .iter()
+            .map(|name| SimOptions {
+                name: name.clone(),
+                ..options.clone()
+            })
+            .collect();
+        Self::start_each(each, port_base).await
+    }
+
+    /// Starts one cluster per entry of `clusters` (each with its own name, nodes, …; the port
+    /// replaced as [`Fleet::start`] does; the first entry's token is the kubeconfig's).
+    pub async fn start_each(
+        clusters: Vec<SimOptions>,
+        port_base: u16,
+    ) -> Result<Self, ClusterError> {
+        let token = clusters.first().and_then(|o| o.token.clone());
+        let mut started = Vec::with_capacity(clusters.len());
+        for (i, options) in clusters.into_iter().enumerate() {
             let port = if port_base == 0 {
                 0
             } else {
                 port_base.saturating_add(i as u16)
             };
-            let cluster = SimCluster::start(SimOptions {
-                name: name.clone(),
-                port,
-                ..options.clone()
-            })
-            .await;
+            let cluster = SimCluster::start(SimOptions { port, ..options }).await;
             match cluster {
-                Ok(c) => clusters.push(c),
+                Ok(c) => started.push(c),
                 Err(e) => {
-                    for c in clusters {
+                    for c in started {
                         c.shutdown().await;
                     }
                     return Err(e);
@@ -244,8 +298,8 @@ impl Fleet {
             }
         }
         Ok(Self {
-            clusters,
-            token: options.token.clone(),
+            clusters: started,
+            token,
         })
     }
 

@@ -9,8 +9,15 @@
 //!
 //! Pods are virtual ([`super::pods`]): each runs for the template's `fedjob.io/sim-duration`
 //! (or the cluster default) and succeeds, or fails when the template carries the label
-//! `fedjob-test/fail: "true"`. No kubelet reports readiness, so `status.ready` stays 0, as in
-//! `k8s-facts/`.
+//! `fedjob-test/fail: "true"`. In a cluster without nodes a pod runs as soon as it exists and
+//! no kubelet reports readiness, so `status.ready` stays 0, as in `k8s-facts/`. In a cluster
+//! with nodes ([`nodes`]) a pod waits for the scheduler ([`super::sched`]) to bind it, runs
+//! from then on if the node's kubelet runs pods, and counts in `status.ready` while it runs;
+//! pending pods count in `status.active` all along (`34-job-partly-unschedulable.json`).
+//! Orphaned pods run to their end, as a kubelet would run them ([`orphans`]).
+
+mod nodes;
+mod orphans;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -21,8 +28,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::pods::{Owner, Phase, PodRecord, PodTable};
+use super::pods::{Owner, Phase, Placement, PodRecord, PodTable};
 use super::resource::Resource;
+use super::sched::demand::Demand;
+use super::sched::{Queued, Scheduler};
 use super::shutdown::Shutdown;
 use super::store::{Object, ObjectKey, Store};
 use super::writes::{self, DeleteOptions, Propagation, Writer};
@@ -43,9 +52,17 @@ pub struct ControllerConfig {
 #[derive(Debug)]
 struct SimPod {
     name: String,
-    ends: Instant,
+    /// When it ends; `None` while it is not running (waiting for a node, or bound to a node
+    /// whose kubelet does not run pods).
+    ends: Option<Instant>,
+    /// How long it runs once started.
+    duration: Duration,
     fails: bool,
     restarts: u32,
+    /// Running on a node (so Ready, as containers without probes are).
+    ready: bool,
+    /// Its node went away: it failed (the pod garbage collector's doing).
+    lost: bool,
 }
 
 /// What the controller knows about one Job beyond what its status says.
@@ -61,6 +78,8 @@ struct SimJob {
     finished: Option<Instant>,
     /// The timer currently set for this Job.
     wake: Option<Instant>,
+    /// What each of its pods asks of a node (the template cannot change).
+    demand: Option<Arc<Demand>>,
 }
 
 /// The controller of one cluster; [`Controller::run`] drives it.
@@ -72,6 +91,10 @@ pub struct Controller {
     timers: BinaryHeap<Reverse<(Instant, u64, ObjectKey)>>,
     timer_seq: u64,
     dirty: HashSet<ObjectKey>,
+    /// The scheduler, in a cluster with nodes.
+    scheduler: Option<Scheduler>,
+    /// Pods whose Job let go of them, still running.
+    orphans: orphans::Orphans,
 }
 
 fn int(v: &Value, pointer: &str) -> Option<i64> {
@@ -147,7 +170,15 @@ impl Controller {
             timers: BinaryHeap::new(),
             timer_seq: 0,
             dirty: HashSet::new(),
+            scheduler: None,
+            orphans: orphans::Orphans::default(),
         }
+    }
+
+    /// The same controller with a scheduler: pods wait for a node, and nodes are reconciled.
+    pub fn with_scheduler(mut self, scheduler: Scheduler) -> Self {
+        self.scheduler = Some(scheduler);
+        self
     }
 
     /// Reconciles every changed object and every due timer until `shutdown`.
@@ -161,16 +192,29 @@ impl Controller {
                 self.dirty.insert(key);
             }
             self.collect_due_timers();
+            self.orphans.run_due(&self.pods, &self.store);
             if !self.dirty.is_empty() {
                 let keys: Vec<ObjectKey> = self.dirty.drain().collect();
                 for key in keys {
                     self.reconcile(&key);
                 }
+                self.schedule_pods();
                 // Let the HTTP side run between batches on a busy runtime.
                 tokio::task::yield_now().await;
                 continue;
             }
-            let next = self.timers.peek().map(|Reverse((at, _, _))| *at);
+            // Orphans that finished may have made room for pending pods.
+            self.schedule_pods();
+            if !self.dirty.is_empty() {
+                continue;
+            }
+            let next = [
+                self.timers.peek().map(|Reverse((at, _, _))| *at),
+                self.orphans.next_end(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             tokio::select! {
                 key = changes.recv() => match key {
                     Some(key) => { self.dirty.insert(key); }
@@ -221,6 +265,7 @@ impl Controller {
         match key.resource {
             Resource::Job => self.reconcile_job(key),
             Resource::Namespace => self.reconcile_namespace(key),
+            Resource::Node => self.reconcile_node(key),
         }
     }
 
@@ -292,6 +337,7 @@ impl Controller {
             started: None,
             finished: None,
             wake: None,
+            demand: None,
         });
         if condition_true(&status, "Complete") || condition_true(&status, "Failed") {
             let finished = *job.finished.get_or_insert_with(|| {
@@ -358,14 +404,14 @@ impl Controller {
         let mut i = 0;
         while i < job.active.len() {
             let pod = &mut job.active[i];
-            if pod.ends > now {
+            if !pod.lost && pod.ends.is_none_or(|ends| ends > now) {
                 i += 1;
                 continue;
             }
-            if pod.fails && on_failure {
+            if pod.fails && on_failure && !pod.lost {
                 // The kubelet restarts the container in place.
                 pod.restarts += 1;
-                pod.ends = now + pod_duration;
+                pod.ends = Some(now + pod_duration);
                 pods.set_state(
                     &key.namespace,
                     &pod.name,
@@ -376,7 +422,7 @@ impl Controller {
                 i += 1;
                 continue;
             }
-            let phase = if pod.fails {
+            let phase = if pod.fails || pod.lost {
                 job.failed += 1;
                 new_failure = true;
                 Phase::Failed
@@ -462,9 +508,15 @@ impl Controller {
                     Some(c) => (c - job.succeeded).clamp(0, parallelism),
                 };
                 while (job.active.len() as i64) > want {
-                    if let Some(pod) = job.active.pop() {
-                        pods.remove(&key.namespace, &pod.name);
-                    }
+                    // Pods not running yet go first, then the youngest (`ActivePods` order).
+                    let last = job.active.len() - 1;
+                    let i = job
+                        .active
+                        .iter()
+                        .rposition(|p| p.ends.is_none())
+                        .unwrap_or(last);
+                    let pod = job.active.remove(i);
+                    pods.remove(&key.namespace, &pod.name);
                 }
                 let owner = Owner {
                     name: key.name.clone(),
@@ -478,6 +530,16 @@ impl Controller {
                         .unwrap_or_else(|| json!({}));
                     (bytes::Bytes::from(template.to_string()), Arc::new(labels))
                 });
+                let demand = match (&self.scheduler, &job.demand) {
+                    (None, _) => None,
+                    (Some(_), Some(d)) => Some(d.clone()),
+                    (Some(_), None) => {
+                        let d = Arc::new(Demand::of_template(&template));
+                        job.demand = Some(d.clone());
+                        Some(d)
+                    }
+                };
+                let scheduled = demand.is_some();
                 let base: String = key.name.chars().take(58).collect();
                 for (template_json, labels) in (active..want).filter_map(|_| shared.clone()) {
                     // A generated name can collide (one in 14 million per pair); the real
@@ -490,22 +552,41 @@ impl Controller {
                             uid: uuid::Uuid::new_v4().to_string(),
                             rv: store.next_rv(),
                             created: wall.clone(),
-                            phase: Phase::Running,
+                            phase: if scheduled {
+                                Phase::Pending
+                            } else {
+                                Phase::Running
+                            },
                             restarts: 0,
                             owner: Some(owner.clone()),
                             job_name: key.name.clone(),
                             template: template_json.clone(),
                             labels: labels.clone(),
+                            placement: if scheduled {
+                                Placement::Pending(None)
+                            } else {
+                                Placement::Unscheduled
+                            },
+                            demand: demand.clone(),
                         });
                         if created {
                             break name;
                         }
                     };
+                    if let Some(scheduler) = &mut self.scheduler {
+                        scheduler.enqueue(Queued {
+                            job: key.clone(),
+                            pod: name.clone(),
+                        });
+                    }
                     job.active.push(SimPod {
                         name,
-                        ends: now + pod_duration,
+                        ends: (!scheduled).then(|| now + pod_duration),
+                        duration: pod_duration,
                         fails,
                         restarts: 0,
+                        ready: false,
+                        lost: false,
                     });
                 }
             }
@@ -560,9 +641,10 @@ impl Controller {
                 out.insert(field.into(), json!(n));
             }
         }
-        out.insert("ready".into(), json!(0));
+        let ready = job.active.iter().filter(|p| p.ready).count();
+        out.insert("ready".into(), json!(ready));
 
-        let mut wake = job.active.iter().map(|p| p.ends).min();
+        let mut wake = job.active.iter().filter_map(|p| p.ends).min();
         if job.finished.is_none()
             && !suspended
             && let (Some(d), Some(s)) = (deadline, job.started)
@@ -626,7 +708,14 @@ impl Controller {
         for finalizer in finalizers {
             match finalizer.as_str() {
                 "orphan" => {
-                    self.jobs.remove(key);
+                    if let Some(job) = self.jobs.remove(key) {
+                        let restarts_in_place = value
+                            .pointer("/spec/template/spec/restartPolicy")
+                            .and_then(Value::as_str)
+                            == Some("OnFailure");
+                        self.orphans
+                            .adopt(&key.namespace, job.active, restarts_in_place);
+                    }
                     self.pods.orphan_owned(&uid, self.store.next_rv());
                 }
                 "foregroundDeletion" => {

@@ -4,6 +4,10 @@
 //! A pod is a name, a phase and a reference to its Job's pod template, so a cluster can run
 //! hundreds of thousands of them in a few tens of megabytes; nothing is serialized until
 //! `kubectl get pods` asks.
+//!
+//! In a cluster with nodes, the table also knows where each pod is bound and keeps, per node,
+//! what the pods bound there and not yet finished request ([`Usage`]): the scheduler's view of
+//! the node's load, and what `kubectl describe node` adds up.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,12 +17,16 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
+use super::sched::demand::Demand;
+use super::sched::fit::Usage;
 use super::selector::LabelSelector;
 
 /// Where a simulated pod is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Running (the simulated kubelet never reports it ready).
+    /// Waiting for a node, or bound to one whose kubelet does not run it.
+    Pending,
+    /// Running (in a cluster without nodes, the simulated kubelet never reports it ready).
     Running,
     /// Exited 0.
     Succeeded,
@@ -29,11 +37,43 @@ pub enum Phase {
 impl Phase {
     fn as_str(self) -> &'static str {
         match self {
+            Phase::Pending => "Pending",
             Phase::Running => "Running",
             Phase::Succeeded => "Succeeded",
             Phase::Failed => "Failed",
         }
     }
+
+    /// Whether the pod has finished (and no longer counts against its node).
+    pub fn finished(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// The outcome of a scheduling attempt that found no node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unschedulable {
+    /// The scheduler's message (`0/2 nodes are available: …`).
+    pub message: Arc<str>,
+    /// When the `PodScheduled` condition last changed.
+    pub since: String,
+}
+
+/// Where a pod stands with the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// The cluster has no nodes: the pod runs without being scheduled, and shows no
+    /// `nodeName` or conditions (as `17-pods.json`, recorded without nodes).
+    Unscheduled,
+    /// Waiting for a node; the last attempt's outcome once there was one.
+    Pending(Option<Unschedulable>),
+    /// Bound to a node.
+    Bound {
+        /// The node's name.
+        node: Arc<str>,
+        /// When it was bound (and, on a node with a kubelet, started).
+        since: String,
+    },
 }
 
 /// The Job that controls a pod.
@@ -71,12 +111,68 @@ pub struct PodRecord {
     pub template: Bytes,
     /// The template's labels (the pod's), parsed once per Job for label selectors.
     pub labels: Arc<Value>,
+    /// Where it stands with the scheduler.
+    pub placement: Placement,
+    /// What it asks of a node (shared by the pods of one template); `None` without nodes.
+    pub demand: Option<Arc<Demand>>,
+}
+
+impl PodRecord {
+    /// The node it counts against and what it takes there: bound and not finished.
+    fn load(&self) -> Option<(&Arc<str>, &Demand)> {
+        match (&self.placement, &self.demand) {
+            (Placement::Bound { node, .. }, Some(demand)) if !self.phase.finished() => {
+                Some((node, demand))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Pods {
     by_key: BTreeMap<(String, String), PodRecord>,
     by_owner: HashMap<String, Vec<(String, String)>>,
+    /// Per node, what its bound and unfinished pods take.
+    usage: HashMap<Arc<str>, Usage>,
+    /// Counts every time a node's load went down (a pod finished or went away).
+    freed: u64,
+}
+
+impl Pods {
+    /// Counts `pod`'s load in (`1`) or out (`-1`) of its node.
+    fn count(&mut self, pod: &PodRecord, sign: i64) {
+        let Some((node, demand)) = pod.load() else {
+            return;
+        };
+        let usage = self.usage.entry(node.clone()).or_default();
+        usage.add(&demand.requests, sign);
+        if usage.pods == 0 {
+            self.usage.remove(node);
+        }
+        if sign < 0 {
+            self.freed += 1;
+        }
+    }
+
+    fn remove_key(&mut self, key: &(String, String)) -> Option<PodRecord> {
+        let pod = self.by_key.remove(key)?;
+        self.count(&pod, -1);
+        Some(pod)
+    }
+}
+
+/// A pod waiting for a node, as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct PendingPod {
+    /// Its uid.
+    pub uid: String,
+    /// Its resourceVersion.
+    pub rv: u64,
+    /// What it asks of a node.
+    pub demand: Arc<Demand>,
+    /// The last attempt's message, if there was one.
+    pub last_message: Option<Arc<str>>,
 }
 
 /// Every simulated pod of one cluster.
@@ -104,24 +200,29 @@ impl PodTable {
         true
     }
 
-    /// Changes a pod's phase and restart count.
+    /// Changes a pod's phase and restart count; a finished pod stays as it finished.
     pub fn set_state(&self, namespace: &str, name: &str, phase: Phase, restarts: u32, rv: u64) {
         let mut pods = self.inner.lock();
-        if let Some(pod) = pods
-            .by_key
-            .get_mut(&(namespace.to_owned(), name.to_owned()))
-        {
-            pod.phase = phase;
-            pod.restarts = restarts;
-            pod.rv = rv;
+        let key = (namespace.to_owned(), name.to_owned());
+        if pods.by_key.get(&key).is_none_or(|p| p.phase.finished()) {
+            return;
         }
+        let Some(mut pod) = pods.by_key.remove(&key) else {
+            return;
+        };
+        pods.count(&pod, -1);
+        pod.phase = phase;
+        pod.restarts = restarts;
+        pod.rv = rv;
+        pods.count(&pod, 1);
+        pods.by_key.insert(key, pod);
     }
 
     /// Deletes one pod.
     pub fn remove(&self, namespace: &str, name: &str) {
         let mut pods = self.inner.lock();
         let key = (namespace.to_owned(), name.to_owned());
-        if let Some(pod) = pods.by_key.remove(&key)
+        if let Some(pod) = pods.remove_key(&key)
             && let Some(owner) = pod.owner
             && let Some(keys) = pods.by_owner.get_mut(&owner.uid)
         {
@@ -133,8 +234,98 @@ impl PodTable {
     pub fn remove_owned(&self, owner_uid: &str) {
         let mut pods = self.inner.lock();
         for key in pods.by_owner.remove(owner_uid).unwrap_or_default() {
-            pods.by_key.remove(&key);
+            pods.remove_key(&key);
         }
+    }
+
+    /// A pod still waiting for a node; `None` once it is bound or gone.
+    pub fn pending(&self, namespace: &str, name: &str) -> Option<PendingPod> {
+        let pods = self.inner.lock();
+        let pod = pods.by_key.get(&(namespace.to_owned(), name.to_owned()))?;
+        let Placement::Pending(last) = &pod.placement else {
+            return None;
+        };
+        Some(PendingPod {
+            uid: pod.uid.clone(),
+            rv: pod.rv,
+            demand: pod.demand.clone()?,
+            last_message: last.as_ref().map(|u| u.message.clone()),
+        })
+    }
+
+    /// Binds a pending pod to `node` (`spec.nodeName`, `PodScheduled` True) and, when the node
+    /// has a kubelet, starts it; returns whether the pod was still there to bind.
+    pub fn bind(&self, namespace: &str, name: &str, node: &Arc<str>, start: bool, rv: u64) -> bool {
+        let mut pods = self.inner.lock();
+        let key = (namespace.to_owned(), name.to_owned());
+        let Some(pod) = pods.by_key.get_mut(&key) else {
+            return false;
+        };
+        if !matches!(pod.placement, Placement::Pending(_)) {
+            return false;
+        }
+        pod.placement = Placement::Bound {
+            node: node.clone(),
+            since: super::clock::now(),
+        };
+        if start {
+            pod.phase = Phase::Running;
+        }
+        pod.rv = rv;
+        let pod = pod.clone();
+        pods.count(&pod, 1);
+        true
+    }
+
+    /// Records a failed scheduling attempt (`PodScheduled` False, `Unschedulable`); the pod
+    /// changes (and takes `next_rv()`) only when the message does.
+    pub fn set_unschedulable(
+        &self,
+        namespace: &str,
+        name: &str,
+        message: &Arc<str>,
+        next_rv: impl FnOnce() -> u64,
+    ) {
+        let mut pods = self.inner.lock();
+        let Some(pod) = pods
+            .by_key
+            .get_mut(&(namespace.to_owned(), name.to_owned()))
+        else {
+            return;
+        };
+        let Placement::Pending(last) = &mut pod.placement else {
+            return;
+        };
+        if last.as_ref().is_some_and(|u| u.message == *message) {
+            return;
+        }
+        // The condition's transition time moves only when its status does.
+        let since = match last.take() {
+            Some(previous) => previous.since,
+            None => super::clock::now(),
+        };
+        *last = Some(Unschedulable {
+            message: message.clone(),
+            since,
+        });
+        pod.rv = next_rv();
+    }
+
+    /// The pods bound to `node` that have not finished: `(namespace, name)`.
+    pub fn running_on(&self, node: &str) -> Vec<(String, String)> {
+        let pods = self.inner.lock();
+        pods.by_key
+            .iter()
+            .filter(|(_, p)| p.load().is_some_and(|(n, _)| &**n == node))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// What the unfinished pods bound to each node take of it, and how many times any node's
+    /// load has gone down so far.
+    pub fn usage(&self) -> (HashMap<Arc<str>, Usage>, u64) {
+        let pods = self.inner.lock();
+        (pods.usage.clone(), pods.freed)
     }
 
     /// Releases every pod a Job controls (the garbage collector after an orphaning delete).
@@ -199,8 +390,118 @@ fn qos_class(containers: &[Value]) -> &'static str {
     }
 }
 
+/// `SetDefaults_Pod`: a container with a limit and no request for a resource requests the
+/// limit (done on pods, not on the Job's template).
+fn default_requests(container: &mut Value) {
+    let Some(limits) = container.pointer("/resources/limits").cloned() else {
+        return;
+    };
+    let Some(limits) = limits.as_object().filter(|l| !l.is_empty()) else {
+        return;
+    };
+    let resources = &mut container["resources"];
+    if !resources.get("requests").is_some_and(Value::is_object) {
+        resources["requests"] = json!({});
+    }
+    let requests = resources["requests"]
+        .as_object_mut()
+        .expect("made an object above");
+    for (name, limit) in limits {
+        requests
+            .entry(name.clone())
+            .or_insert_with(|| limit.clone());
+    }
+}
+
+fn condition(kind: &str, status: bool, reason: Option<&str>, since: &str) -> Value {
+    let mut c = json!({"type": kind, "status": if status { "True" } else { "False" },
+                       "lastProbeTime": null, "lastTransitionTime": since});
+    if let Some(r) = reason {
+        c["reason"] = json!(r);
+    }
+    c
+}
+
+/// The status of a pod: as a cluster without nodes shows it (no conditions), or as a
+/// scheduler and kubelet leave it (`32-pod-bound.json`, `33-pod-unschedulable.json`).
+fn render_status(pod: &PodRecord, containers: &[Value]) -> Value {
+    let qos = qos_class(containers);
+    let container_statuses = |started_at: &str| -> Vec<Value> {
+        let running = pod.phase == Phase::Running;
+        containers
+            .iter()
+            .map(|c| {
+                let state = match pod.phase {
+                    Phase::Pending | Phase::Running => {
+                        json!({"running": {"startedAt": started_at}})
+                    }
+                    // No kubelet ran it, so there are no container timestamps (as in
+                    // `17-pods.json`).
+                    Phase::Succeeded => {
+                        json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": null, "finishedAt": null}})
+                    }
+                    Phase::Failed => {
+                        json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": null, "finishedAt": null}})
+                    }
+                };
+                let mut status = json!({
+                    "name": c.get("name").cloned().unwrap_or(Value::Null),
+                    "image": c.get("image").cloned().unwrap_or(Value::Null),
+                    "imageID": "",
+                    "lastState": {},
+                    "ready": false,
+                    "restartCount": pod.restarts,
+                    "state": state,
+                });
+                if !matches!(pod.placement, Placement::Unscheduled) {
+                    status["ready"] = json!(running);
+                    status["started"] = json!(running);
+                }
+                status
+            })
+            .collect()
+    };
+    match &pod.placement {
+        Placement::Unscheduled => json!({
+            "phase": pod.phase.as_str(),
+            "qosClass": qos,
+            "containerStatuses": container_statuses(&pod.created),
+        }),
+        Placement::Pending(last) => {
+            let mut status = json!({"phase": "Pending", "qosClass": qos});
+            if let Some(u) = last {
+                let mut c = condition("PodScheduled", false, Some("Unschedulable"), &u.since);
+                c["message"] = json!(*u.message);
+                status["conditions"] = json!([c]);
+            }
+            status
+        }
+        Placement::Bound { since, .. } if pod.phase == Phase::Pending => json!({
+            "phase": "Pending",
+            "qosClass": qos,
+            "conditions": [condition("PodScheduled", true, None, since)],
+        }),
+        Placement::Bound { since, .. } => {
+            let done = pod.phase.finished().then_some("PodCompleted");
+            let running = pod.phase == Phase::Running;
+            json!({
+                "phase": pod.phase.as_str(),
+                "qosClass": qos,
+                "startTime": since,
+                "conditions": [
+                    condition("Initialized", true, done, since),
+                    condition("Ready", running, done, since),
+                    condition("ContainersReady", running, done, since),
+                    condition("PodScheduled", true, None, since),
+                ],
+                "containerStatuses": container_statuses(since),
+            })
+        }
+    }
+}
+
 /// A pod as the API returns it: the template's spec with the defaults admission adds, the
-/// owner reference, and a status for its phase.
+/// owner reference, the node it is bound to, and a status for its phase.
 pub fn render(pod: &PodRecord) -> Value {
     let template: Value = serde_json::from_slice(&pod.template).unwrap_or(Value::Null);
     let template = &template;
@@ -219,27 +520,10 @@ pub fn render(pod: &PodRecord) -> Value {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut statuses = Vec::new();
-    for c in &containers {
-        let state = match pod.phase {
-            Phase::Running => json!({"running": {"startedAt": pod.created}}),
-            // No kubelet ran it, so there are no container timestamps (as in `17-pods.json`).
-            Phase::Succeeded => {
-                json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": null, "finishedAt": null}})
-            }
-            Phase::Failed => {
-                json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": null, "finishedAt": null}})
-            }
-        };
-        statuses.push(json!({
-            "name": c.get("name").cloned().unwrap_or(Value::Null),
-            "image": c.get("image").cloned().unwrap_or(Value::Null),
-            "imageID": "",
-            "lastState": {},
-            "ready": false,
-            "restartCount": pod.restarts,
-            "state": state,
-        }));
+    for list in ["initContainers", "containers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            cs.iter_mut().for_each(default_requests);
+        }
     }
     if let Some(Value::Array(cs)) = spec.get_mut("containers") {
         for c in cs {
@@ -278,6 +562,9 @@ pub fn render(pod: &PodRecord) -> Value {
                 map.insert("tolerations".into(), defaults);
             }
         }
+        if let Placement::Bound { node, .. } = &pod.placement {
+            map.insert("nodeName".into(), json!(**node));
+        }
     }
     let mut metadata = json!({
         "name": pod.name,
@@ -300,11 +587,7 @@ pub fn render(pod: &PodRecord) -> Value {
     json!({
         "metadata": metadata,
         "spec": spec,
-        "status": {
-            "phase": pod.phase.as_str(),
-            "qosClass": qos_class(&containers),
-            "containerStatuses": statuses,
-        }
+        "status": render_status(pod, &containers),
     })
 }
 
@@ -332,6 +615,8 @@ mod tests {
                     "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox"}]}})
                 .to_string(),
             ),
+            placement: Placement::Unscheduled,
+            demand: None,
         }
     }
 

@@ -13,13 +13,15 @@ pub enum Resource {
     Namespace,
     /// `batch/v1` jobs (namespaced).
     Job,
+    /// Core `v1` nodes (cluster-scoped).
+    Node,
 }
 
 impl Resource {
     /// The API group ("" for the core group).
     pub fn group(self) -> &'static str {
         match self {
-            Resource::Namespace => "",
+            Resource::Namespace | Resource::Node => "",
             Resource::Job => "batch",
         }
     }
@@ -27,7 +29,7 @@ impl Resource {
     /// The `apiVersion` of objects of this resource.
     pub fn api_version(self) -> &'static str {
         match self {
-            Resource::Namespace => "v1",
+            Resource::Namespace | Resource::Node => "v1",
             Resource::Job => "batch/v1",
         }
     }
@@ -37,6 +39,7 @@ impl Resource {
         match self {
             Resource::Namespace => "Namespace",
             Resource::Job => "Job",
+            Resource::Node => "Node",
         }
     }
 
@@ -45,6 +48,7 @@ impl Resource {
         match self {
             Resource::Namespace => "NamespaceList",
             Resource::Job => "JobList",
+            Resource::Node => "NodeList",
         }
     }
 
@@ -53,6 +57,7 @@ impl Resource {
         match self {
             Resource::Namespace => "namespaces",
             Resource::Job => "jobs",
+            Resource::Node => "nodes",
         }
     }
 
@@ -72,7 +77,7 @@ impl Resource {
     }
 
     /// The value of a field that a field selector may name (`status.successful` of a Job,
-    /// `status.phase` of a Namespace); empty for other fields.
+    /// `status.phase` of a Namespace, `spec.unschedulable` of a Node); empty for other fields.
     pub fn field_value(self, value: &serde_json::Value, field: &str) -> String {
         let s = |p: &str| {
             value
@@ -90,6 +95,11 @@ impl Resource {
                 .unwrap_or(0)
                 .to_string(),
             (Resource::Namespace, "status.phase") => s("/status/phase"),
+            (Resource::Node, "spec.unschedulable") => value
+                .pointer("/spec/unschedulable")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false)
+                .to_string(),
             _ => String::new(),
         }
     }

@@ -101,6 +101,16 @@ pub fn zero_object(resource: Resource) -> Value {
         Resource::Namespace => {
             json!({"metadata": {"creationTimestamp": null}, "spec": {}, "status": {}})
         }
+        Resource::Node => json!({
+            "metadata": {"creationTimestamp": null},
+            "spec": {},
+            "status": {
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+                "nodeInfo": {"machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
+                             "osImage": "", "containerRuntimeVersion": "", "kubeletVersion": "",
+                             "kubeProxyVersion": "", "operatingSystem": "", "architecture": ""}
+            }
+        }),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Server-side printing: the `meta.k8s.io/v1` `Table` that `kubectl get` asks for
 //! (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), with the columns kube-apiserver
-//! 1.24 prints for Jobs, Namespaces and Pods.
+//! 1.24 prints for Jobs, Namespaces, Pods and Nodes.
 
 use serde_json::{Value, json};
 
@@ -37,6 +37,8 @@ pub enum Printer {
     Namespace,
     /// Pods.
     Pod,
+    /// Nodes.
+    Node,
 }
 
 fn column(name: &str, format: &str, description: &str, priority: u8) -> Value {
@@ -84,6 +86,36 @@ fn columns(printer: Printer) -> Value {
             column("Status", "", "The status of the namespace", 0),
             age,
         ]),
+        Printer::Node => {
+            const ADDRESSES: &str = "List of addresses reachable to the node. Queried from cloud provider, if available. More info: https://kubernetes.io/docs/concepts/nodes/node/#addresses Note: This field is declared as mergeable, but the merge key is not sufficiently unique, which can cause data corruption when it is merged. Callers should instead use a full-replacement patch. See http://pr.k8s.io/79391 for an example.";
+            json!([
+                name,
+                column("Status", "", "The status of the node", 0),
+                column("Roles", "", "The roles of the node", 0),
+                age,
+                column("Version", "", "Kubelet Version reported by the node.", 0),
+                column("Internal-IP", "", ADDRESSES, 1),
+                column("External-IP", "", ADDRESSES, 1),
+                column(
+                    "OS-Image",
+                    "",
+                    "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+                    1
+                ),
+                column(
+                    "Kernel-Version",
+                    "",
+                    "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+                    1
+                ),
+                column(
+                    "Container-Runtime",
+                    "",
+                    "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+                    1
+                ),
+            ])
+        }
         Printer::Pod => json!([
             name,
             column(
@@ -250,12 +282,71 @@ fn cells(printer: Printer, o: &Value) -> Vec<Value> {
                 json!(restarts),
                 json!(age(o)),
                 json!("<none>"),
-                json!("<none>"),
+                json!(or_none(str_at(o, "/spec/nodeName"))),
                 json!("<none>"),
                 json!("<none>"),
             ]
         }
+        Printer::Node => node_cells(name, o),
     }
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() { "<none>" } else { s }
+}
+
+/// `printNode`: status from the Ready condition (and the cordon), roles from the
+/// `node-role.kubernetes.io/ROLE` labels.
+fn node_cells(name: Value, o: &Value) -> Vec<Value> {
+    let mut status = match super::node::ready_status(o) {
+        Some("True") => "Ready",
+        Some("False") => "NotReady",
+        _ => "Unknown",
+    }
+    .to_owned();
+    if o.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+        status.push_str(",SchedulingDisabled");
+    }
+    let mut roles: Vec<String> = o
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| match k.strip_prefix("node-role.kubernetes.io/") {
+            Some(role) if !role.is_empty() => Some(role.to_owned()),
+            _ if k == "kubernetes.io/role" => v.as_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    roles.sort();
+    let roles = if roles.is_empty() {
+        "<none>".to_owned()
+    } else {
+        roles.join(",")
+    };
+    let address = |kind: &str| {
+        o.pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|a| a["type"] == kind))
+            .and_then(|a| a["address"].as_str())
+            .unwrap_or("<none>")
+            .to_owned()
+    };
+    vec![
+        name,
+        json!(status),
+        json!(roles),
+        json!(age(o)),
+        json!(str_at(o, "/status/nodeInfo/kubeletVersion")),
+        json!(address("InternalIP")),
+        json!(address("ExternalIP")),
+        json!(or_none(str_at(o, "/status/nodeInfo/osImage"))),
+        json!(or_none(str_at(o, "/status/nodeInfo/kernelVersion"))),
+        json!(or_none(str_at(
+            o,
+            "/status/nodeInfo/containerRuntimeVersion"
+        ))),
+    ]
 }
 
 /// The object a row carries: `object` is the object with `kind` and `apiVersion`.

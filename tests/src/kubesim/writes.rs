@@ -19,7 +19,7 @@ use super::schema;
 use super::status::{ApiError, stale_conflict};
 use super::store::{Object, ObjectKey, Store, StoreError};
 use super::validation::FieldError;
-use super::{clock, job, namespace};
+use super::{clock, job, namespace, node};
 
 /// The manager name the simulated controllers write status with.
 pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
@@ -93,6 +93,7 @@ fn decode(resource: Resource, body: Value) -> Result<Value, ApiError> {
     let mut value = match resource {
         Resource::Job => job::decode(body)?,
         Resource::Namespace => namespace::decode(body)?,
+        Resource::Node => node::decode(body)?,
     };
     if let Some(map) = value.as_object_mut() {
         map.remove("apiVersion");
@@ -108,6 +109,7 @@ fn default(resource: Resource, value: &mut Value) {
     match resource {
         Resource::Job => job::default(value),
         Resource::Namespace => namespace::default(value),
+        Resource::Node => node::default(value),
     }
 }
 
@@ -342,10 +344,12 @@ impl<'a> Writer<'a> {
         match resource {
             Resource::Job => job::prepare_create(&mut value, &uid, !had_labels),
             Resource::Namespace => namespace::prepare_create(&mut value),
+            Resource::Node => node::prepare_create(&mut value),
         }
         let errs = match resource {
             Resource::Job => job::validate(&value),
             Resource::Namespace => namespace::validate(&value),
+            Resource::Node => node::validate(&value),
         };
         invalid(resource, &value, errs)?;
         managed.write_to(&mut value);
@@ -433,10 +437,13 @@ impl<'a> Writer<'a> {
                 job::keep_system_metadata(new, &old.value);
             }
             (Resource::Namespace, _) => namespace::prepare_update(new, &old.value),
+            (Resource::Node, "status") => node::prepare_status_update(new, &old.value),
+            (Resource::Node, _) => node::prepare_update(new, &old.value),
         }
         let errs = match key.resource {
             Resource::Job => job::validate_update(new, &old.value),
             Resource::Namespace => namespace::validate_update(new, &old.value),
+            Resource::Node => node::validate_update(new, &old.value),
         };
         invalid(key.resource, new, errs)
     }
@@ -650,11 +657,13 @@ impl<'a> Writer<'a> {
                 Resource::Namespace => {
                     new["status"] = json!({"phase": "Terminating"});
                 }
-                Resource::Job => {
-                    let gc = match options.propagation.unwrap_or(Propagation::Orphan) {
-                        Propagation::Orphan => Some("orphan"),
-                        Propagation::Foreground => Some("foregroundDeletion"),
-                        Propagation::Background => None,
+                Resource::Job | Resource::Node => {
+                    let propagation = options.propagation.unwrap_or(Propagation::Orphan);
+                    let gc = match (key.resource, propagation) {
+                        // Nodes have no dependents the simulator tracks: they go at once.
+                        (Resource::Node, _) | (_, Propagation::Background) => None,
+                        (_, Propagation::Orphan) => Some("orphan"),
+                        (_, Propagation::Foreground) => Some("foregroundDeletion"),
                     };
                     if let Some(f) = gc.filter(|f| !finalizers.contains(&json!(f))) {
                         finalizers.push(json!(f));

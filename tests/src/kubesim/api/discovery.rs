@@ -103,6 +103,22 @@ pub fn core_resources() -> Value {
                 "storageVersionHash": "Q3oi5N2YM8M="
             },
             {
+                "name": "nodes",
+                "singularName": "",
+                "namespaced": false,
+                "kind": "Node",
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                "shortNames": ["no"],
+                "storageVersionHash": "XwShjMxG9Fs="
+            },
+            {
+                "name": "nodes/status",
+                "singularName": "",
+                "namespaced": false,
+                "kind": "Node",
+                "verbs": ["get", "patch", "update"]
+            },
+            {
                 "name": "namespaces/status",
                 "singularName": "",
                 "namespaced": false,

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use self::params::Params;
 use self::route::Route;
+use super::events::EventLog;
 use super::managed;
 use super::pods::PodTable;
 use super::shutdown::Shutdown;
@@ -37,6 +38,8 @@ pub struct App {
     pub store: Arc<Store>,
     /// Its simulated pods.
     pub pods: Arc<PodTable>,
+    /// Its events.
+    pub events: Arc<EventLog>,
     /// The bearer token every request must carry, when set.
     pub token: Option<String>,
     /// Ends open watches when the cluster stops.
@@ -180,6 +183,7 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
         } => objects::object(app, &call, resource, namespace, name, subresource, watch).await,
         Route::Pods { namespace, name } => objects::pods(app, &call, namespace, name),
         Route::Events { namespace } => objects::events(app, &call, namespace),
+        Route::NodeLease { name } => objects::node_lease(&call, &name),
     }
 }
 

@@ -29,6 +29,7 @@ fn printer(resource: Resource) -> Printer {
     match resource {
         Resource::Job => Printer::Job,
         Resource::Namespace => Printer::Namespace,
+        Resource::Node => Printer::Node,
     }
 }
 
@@ -484,14 +485,33 @@ pub fn pods(
     Ok(json_response(StatusCode::OK, list.to_string()))
 }
 
-/// Events: the simulator records none, so every list is empty (enough for `kubectl describe`).
-pub fn events(app: &App, call: &Call, _namespace: Option<String>) -> Result<Response, ApiError> {
+/// Events: what the simulated scheduler recorded (`kubectl describe` lists them).
+pub fn events(app: &App, call: &Call, namespace: Option<String>) -> Result<Response, ApiError> {
     if call.method != Method::GET {
         return Err(ApiError::MethodNotAllowed);
     }
-    call.params.fields(params::EVENT_FIELDS)?;
+    if call.params.flag("watch") {
+        return Err(ApiError::BadRequest(
+            "fedjob-kubesim does not serve watches of events".to_owned(),
+        ));
+    }
+    let fields = call.params.fields(params::EVENT_FIELDS)?;
     call.params.labels()?;
+    let rv = app.store.current_rv();
+    let items = app.events.list(namespace.as_deref(), &fields);
     let list = json!({"kind": "EventList", "apiVersion": "v1",
-                      "metadata": {"resourceVersion": app.store.current_rv().to_string()}, "items": []});
+                      "metadata": {"resourceVersion": rv.to_string()}, "items": items});
     Ok(json_response(StatusCode::OK, list.to_string()))
+}
+
+/// A node's Lease: the simulated kubelets renew none, so it is not found (`kubectl describe
+/// node` prints "Failed to get lease: …", as in `36-describe-node.txt`).
+pub fn node_lease(call: &Call, name: &str) -> Result<Response, ApiError> {
+    if call.method != Method::GET {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("leases.coordination.k8s.io \"{name}\" not found"), "reason": "NotFound",
+        "details": {"name": name, "group": "coordination.k8s.io", "kind": "leases"}, "code": 404});
+    Ok(json_response(StatusCode::NOT_FOUND, status.to_string()))
 }

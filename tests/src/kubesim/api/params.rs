@@ -17,6 +17,7 @@ pub fn selectable_fields(resource: Resource) -> &'static [&'static str] {
     match resource {
         Resource::Job => &["metadata.name", "metadata.namespace", "status.successful"],
         Resource::Namespace => &["metadata.name", "status.phase"],
+        Resource::Node => &["metadata.name", "spec.unschedulable"],
     }
 }
 

@@ -52,10 +52,16 @@ pub enum Route {
         /// One pod's name.
         name: Option<String>,
     },
-    /// Events (always an empty list: the simulator records none).
+    /// Events (the scheduler's).
     Events {
         /// The namespace; `None` for all.
         namespace: Option<String>,
+    },
+    /// A node's `coordination.k8s.io` Lease (`kubectl describe node` asks): the simulated
+    /// kubelets hold none.
+    NodeLease {
+        /// The node's name.
+        name: String,
     },
 }
 
@@ -73,6 +79,17 @@ pub fn parse(path: &str) -> Option<Route> {
         ["openapi", "v2"] => Route::OpenApiV2,
         ["openapi", "v3", ..] => Route::OpenApiV3,
         ["api", "v1", rest @ ..] => core(rest)?,
+        [
+            "apis",
+            "coordination.k8s.io",
+            "v1",
+            "namespaces",
+            "kube-node-lease",
+            "leases",
+            name,
+        ] => Route::NodeLease {
+            name: (*name).to_owned(),
+        },
         ["apis", "batch", "v1", rest @ ..] => batch(rest)?,
         _ => return None,
     };
@@ -100,6 +117,25 @@ fn core(rest: &[&str]) -> Option<Route> {
         },
         ["namespaces", name, "status"] if !watch => Route::Object {
             resource: Resource::Namespace,
+            namespace: String::new(),
+            name: (*name).to_owned(),
+            subresource: Some("status".to_owned()),
+            watch,
+        },
+        ["nodes"] => Route::Collection {
+            resource: Resource::Node,
+            namespace: None,
+            watch,
+        },
+        ["nodes", name] => Route::Object {
+            resource: Resource::Node,
+            namespace: String::new(),
+            name: (*name).to_owned(),
+            subresource: None,
+            watch,
+        },
+        ["nodes", name, "status"] if !watch => Route::Object {
+            resource: Resource::Node,
             namespace: String::new(),
             name: (*name).to_owned(),
             subresource: Some("status".to_owned()),
@@ -195,6 +231,24 @@ mod tests {
             Some(Route::Pods {
                 namespace: Some("x".into()),
                 name: None
+            })
+        );
+        assert_eq!(
+            parse("/api/v1/watch/nodes"),
+            Some(Route::Collection {
+                resource: Resource::Node,
+                namespace: None,
+                watch: true
+            })
+        );
+        assert_eq!(
+            parse("/api/v1/nodes/n1/status"),
+            Some(Route::Object {
+                resource: Resource::Node,
+                namespace: String::new(),
+                name: "n1".into(),
+                subresource: Some("status".into()),
+                watch: false
             })
         );
         assert_eq!(parse("/apis/apps/v1/deployments"), None);
