@@ -20,11 +20,21 @@ struct Waiting {
     restarts: u32,
 }
 
+/// An orphaned pod that runs, by when it ends (the field order is the heap's order).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Ending {
+    at: Instant,
+    namespace: String,
+    name: String,
+    fails: bool,
+    restarts: u32,
+}
+
 /// The orphaned pods still running or waiting to.
 #[derive(Debug, Default)]
 pub(super) struct Orphans {
-    /// Running ones by end: `(ends, namespace, name, fails, restarts)`.
-    running: BinaryHeap<Reverse<(Instant, String, String, bool, u32)>>,
+    /// Running ones, soonest end first.
+    running: BinaryHeap<Reverse<Ending>>,
     /// Ones not running yet (waiting for a node, or on a node whose kubelet does not run
     /// them), by `(namespace, name)`.
     waiting: HashMap<(String, String), Waiting>,
@@ -39,13 +49,13 @@ impl Orphans {
                 continue;
             }
             match pod.ends {
-                Some(ends) => self.running.push(Reverse((
-                    ends,
-                    namespace.to_owned(),
-                    pod.name,
-                    pod.fails,
-                    pod.restarts,
-                ))),
+                Some(at) => self.running.push(Reverse(Ending {
+                    at,
+                    namespace: namespace.to_owned(),
+                    name: pod.name,
+                    fails: pod.fails,
+                    restarts: pod.restarts,
+                })),
                 None => {
                     self.waiting.insert(
                         (namespace.to_owned(), pod.name),
@@ -66,38 +76,34 @@ impl Orphans {
             .waiting
             .remove(&(namespace.to_owned(), name.to_owned()))
         {
-            self.running.push(Reverse((
-                now + w.duration,
-                namespace.to_owned(),
-                name.to_owned(),
-                w.fails,
-                w.restarts,
-            )));
+            self.running.push(Reverse(Ending {
+                at: now + w.duration,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                fails: w.fails,
+                restarts: w.restarts,
+            }));
         }
     }
 
     /// When the next orphan ends.
     pub(super) fn next_end(&self) -> Option<Instant> {
-        self.running.peek().map(|Reverse((at, ..))| *at)
+        self.running.peek().map(|Reverse(e)| e.at)
     }
 
     /// Finishes the orphans whose time is up.
     pub(super) fn run_due(&mut self, pods: &PodTable, store: &Store) {
         let now = Instant::now();
-        while self
-            .running
-            .peek()
-            .is_some_and(|Reverse((at, ..))| *at <= now)
-        {
-            let Some(Reverse((_, namespace, name, fails, restarts))) = self.running.pop() else {
+        while self.running.peek().is_some_and(|Reverse(e)| e.at <= now) {
+            let Some(Reverse(e)) = self.running.pop() else {
                 break;
             };
-            let phase = if fails {
+            let phase = if e.fails {
                 Phase::Failed
             } else {
                 Phase::Succeeded
             };
-            pods.set_state(&namespace, &name, phase, restarts, store.next_rv());
+            pods.set_state(&e.namespace, &e.name, phase, e.restarts, store.next_rv());
         }
     }
 }
