@@ -3,6 +3,8 @@
 //!
 //! Every process is killed when its handle drops, so a failing test leaves nothing behind.
 
+pub mod federation;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

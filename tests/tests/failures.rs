@@ -8,313 +8,28 @@
 //! deadline, and the only times asserted are generous upper bounds.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
+use fedjob_tests::harness::federation::{
+    Federation, Setup, WAIT, active, condition, finished, job_manifest, local_condition,
+    placements, repo, spec_completions, strings, succeeded, suspended,
+};
 use fedjob_tests::harness::{
     FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port, http_get,
-    kube_client, log_tails, wait_complete_args,
 };
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-const WAIT: Duration = Duration::from_secs(60);
-const PREFERENCES: &str = "federation.kubernetes.io/job-preferences";
 const REBALANCE: &str = r#"{"rebalance": true, "clusters": {"*": {"weight": 1}}}"#;
 
 /// One federation at a time: several at once on two cores would only measure a busy machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// How a federation is started.
-struct Setup {
-    clusters: Vec<&'static str>,
-    scheduler: Vec<String>,
-    syncer: Vec<String>,
-}
-
-impl Setup {
-    /// Three clusters, a 1 s grace; syncers heartbeat as the scheduler asks.
-    fn new() -> Self {
-        Self {
-            clusters: vec!["c1", "c2", "c3"],
-            scheduler: strings(&["--cluster-grace", "1s"]),
-            syncer: Vec::new(),
-        }
-    }
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|s| (*s).to_owned()).collect()
-}
-
-struct Federation {
-    dir: tempfile::TempDir,
-    setup: Setup,
-    port: u16,
-    sim: SimProc,
-    scheduler: SchedulerProc,
-    syncers: BTreeMap<&'static str, SyncerProc>,
-    clients: BTreeMap<&'static str, kube::Client>,
-}
-
-impl Federation {
-    async fn start(setup: Setup) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        let sim = SimProc::start(&setup.clusters, &kubeconfig, "1s")
-            .await
-            .unwrap();
-        let port = free_port();
-        let scheduler = start_scheduler(port, &dir.path().join("data"), &setup.scheduler).await;
-        let mut clients = BTreeMap::new();
-        for c in &setup.clusters {
-            clients.insert(*c, kube_client(&sim.ready.kubeconfig, c).await.unwrap());
-        }
-        let mut fed = Self {
-            dir,
-            setup,
-            port,
-            sim,
-            scheduler,
-            syncers: BTreeMap::new(),
-            clients,
-        };
-        for c in fed.setup.clusters.clone() {
-            fed.start_syncer(c);
-        }
-        fed.wait_ready(&fed.setup.clusters.clone()).await;
-        fed
-    }
-
-    fn start_syncer(&mut self, cluster: &'static str) {
-        let extra: Vec<&str> = self.setup.syncer.iter().map(String::as_str).collect();
-        let syncer = SyncerProc::start(
-            &self.scheduler.url,
-            cluster,
-            &self.sim.ready.kubeconfig,
-            &extra,
-        )
-        .unwrap();
-        self.syncers.insert(cluster, syncer);
-    }
-
-    async fn kill_syncer(&mut self, cluster: &str) {
-        self.syncers.get_mut(cluster).unwrap().proc.kill9().await;
-    }
-
-    async fn kill_scheduler(&mut self) {
-        self.scheduler.proc.kill9().await;
-    }
-
-    /// Starts the scheduler again on the same port with the same data directory.
-    async fn restart_scheduler(&mut self) {
-        self.scheduler = start_scheduler(
-            self.port,
-            &self.dir.path().join("data"),
-            &self.setup.scheduler,
-        )
-        .await;
-    }
-
-    async fn fedctl(&self, args: &[&str]) -> FedctlOutput {
-        fedctl(&self.scheduler.url, args).await.unwrap()
-    }
-
-    /// `fedctl get clusters -o json`, by name.
-    async fn clusters(&self) -> BTreeMap<String, Value> {
-        let out = self.fedctl(&["get", "clusters", "-o", "json"]).await;
-        if out.code != Some(0) {
-            return BTreeMap::new();
-        }
-        out.json()["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| (c["name"].as_str().unwrap().to_owned(), c.clone()))
-            .collect()
-    }
-
-    async fn wait_ready(&self, clusters: &[&str]) {
-        eventually("Ready, connected clusters", WAIT, || async {
-            let all = self.clusters().await;
-            clusters
-                .iter()
-                .all(|c| {
-                    all.get(*c)
-                        .is_some_and(|c| c["state"] == "Ready" && c["connected"] == true)
-                })
-                .then_some(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
-    }
-
-    fn manifest(
-        &self,
-        name: &str,
-        parallelism: i32,
-        completions: i32,
-        pod: &str,
-        prefs: Option<&str>,
-    ) -> String {
-        let path = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&path, manifest(name, parallelism, completions, pod, prefs)).unwrap();
-        path.display().to_string()
-    }
-
-    /// Creates the Job; its uid.
-    async fn create(&self, name: &str, p: i32, c: i32, pod: &str, prefs: Option<&str>) -> String {
-        let file = self.manifest(name, p, c, pod, prefs);
-        let out = self.fedctl(&["create", "-f", &file]).await;
-        assert_eq!(
-            out.code,
-            Some(0),
-            "create failed: {}\n{}",
-            out.stderr,
-            self.logs()
-        );
-        self.job(name).await["metadata"]["uid"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn job(&self, name: &str) -> Value {
-        self.fedctl(&["get", "job", name, "-o", "json"])
-            .await
-            .ok()
-            .json()
-    }
-
-    /// The Jobs in `cluster` labelled as shards of the federated Job `uid`, by local name.
-    async fn shards(&self, cluster: &str, uid: &str) -> BTreeMap<String, Job> {
-        self.list(cluster, &format!("fedjob.io/job-uid={uid}"))
-            .await
-            .into_iter()
-            .map(|j| (j.metadata.name.clone().unwrap(), j))
-            .collect()
-    }
-
-    /// Every Job in `cluster` that fedjob manages.
-    async fn managed(&self, cluster: &str) -> Vec<Job> {
-        self.list(cluster, "fedjob.io/managed-by=fedjob").await
-    }
-
-    async fn list(&self, cluster: &str, selector: &str) -> Vec<Job> {
-        let jobs: Api<Job> = Api::all(self.clients[cluster].clone());
-        jobs.list(&ListParams::default().labels(selector))
-            .await
-            .unwrap()
-            .items
-    }
-
-    /// Waits until every cluster holds a started shard of `uid`.
-    async fn wait_running(&self, uid: &str) {
-        for c in &self.setup.clusters {
-            eventually("a started shard", WAIT, || async {
-                let shards = self.shards(c, uid).await;
-                shards
-                    .values()
-                    .any(|j| started(j) && active(j) > 0)
-                    .then_some(())
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{c}: {e}\n{}", self.logs()));
-        }
-    }
-
-    async fn wait_complete(&self, name: &str) -> Value {
-        self.fedctl(&wait_complete_args(name, "60s"))
-            .await
-            .ok_or_show(|| self.logs());
-        self.job(name).await
-    }
-
-    /// Per cluster: the local name, uid, completions and succeeded of every shard of `uid`.
-    async fn snapshot(&self, uid: &str) -> BTreeMap<String, Vec<(String, String, Option<i32>)>> {
-        let mut all = BTreeMap::new();
-        for c in &self.setup.clusters {
-            let shards = self.shards(c, uid).await;
-            all.insert(
-                (*c).to_owned(),
-                shards
-                    .values()
-                    .map(|j| {
-                        (
-                            j.metadata.name.clone().unwrap(),
-                            j.metadata.uid.clone().unwrap(),
-                            spec_completions(j),
-                        )
-                    })
-                    .collect(),
-            );
-        }
-        all
-    }
-
-    fn logs(&self) -> String {
-        log_tails(
-            std::iter::once(("scheduler".to_owned(), &self.scheduler.proc, 40))
-                .chain(
-                    self.syncers
-                        .values()
-                        .map(|s| (s.proc.name.clone(), &s.proc, 25)),
-                )
-                .chain([("kubesim".to_owned(), &self.sim.proc, 20)]),
-        )
-    }
-}
-
-async fn start_scheduler(port: u16, data: &Path, extra: &[String]) -> SchedulerProc {
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    SchedulerProc::start(port, data, &extra).await.unwrap()
-}
-
+/// A manifest as YAML text.
 fn manifest(name: &str, p: i32, c: i32, pod: &str, prefs: Option<&str>) -> String {
-    let mut job = json!({
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {"parallelism": p, "completions": c,
-                 "template": {"metadata": {"annotations": {"fedjob.io/sim-duration": pod}},
-                              "spec": {"restartPolicy": "Never",
-                                       "containers": [{"name": "w", "image": "busybox"}]}}}
-    });
-    if let Some(prefs) = prefs {
-        job["metadata"]["annotations"] = json!({ PREFERENCES: prefs });
-    }
-    serde_yaml::to_string(&job).unwrap()
-}
-
-fn spec_completions(job: &Job) -> Option<i32> {
-    job.spec.as_ref().and_then(|s| s.completions)
-}
-
-fn succeeded(job: &Job) -> i32 {
-    job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0)
-}
-
-fn active(job: &Job) -> i32 {
-    job.status.as_ref().and_then(|s| s.active).unwrap_or(0)
-}
-
-fn started(job: &Job) -> bool {
-    job.status.as_ref().is_some_and(|s| s.start_time.is_some())
-}
-
-fn suspended(job: &Job) -> bool {
-    job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false)
-}
-
-fn finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
+    serde_yaml::to_string(&job_manifest(name, p, Some(c), pod, prefs)).unwrap()
 }
 
 fn fenced(job: &Job) -> bool {
@@ -322,22 +37,6 @@ fn fenced(job: &Job) -> bool {
         .annotations
         .as_ref()
         .is_some_and(|a| a.contains_key("fedjob.io/self-fenced"))
-}
-
-fn condition(job: &Value, kind: &str) -> bool {
-    job["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == kind && c["status"] == "True")
-    })
-}
-
-fn placements(job: &Value) -> BTreeMap<String, Value> {
-    job["placements"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["cluster"].as_str().unwrap().to_owned(), p.clone()))
-        .collect()
 }
 
 /// Asserts that every cluster holds exactly one shard of `uid` with its planned completions,
@@ -369,7 +68,7 @@ async fn assert_exact(fed: &Federation, uid: &str, completions: i32) {
 async fn scheduler_kill9_while_jobs_run_loses_and_duplicates_nothing() {
     let _serial = SERIAL.lock().await;
     let started_at = Instant::now();
-    let mut fed = Federation::start(Setup::new()).await;
+    let mut fed = Federation::start(Setup::new("1s")).await;
     let uid = fed.create("crash", 6, 18, "1s", None).await;
     fed.wait_running(&uid).await;
     let before = fed.snapshot(&uid).await;
@@ -425,8 +124,8 @@ async fn syncer_kill9_while_applying_many_shards_duplicates_none() {
     const JOBS: usize = 120;
     let _serial = SERIAL.lock().await;
     let started_at = Instant::now();
-    let mut setup = Setup::new();
-    setup.clusters = vec!["c1", "c2"];
+    let mut setup = Setup::new("1s");
+    setup.clusters = strings(&["c1", "c2"]);
     // c1 stays Ready while its syncer is away, so that every Job is split over both clusters.
     setup.scheduler = strings(&["--cluster-grace", "60s"]);
     let mut fed = Federation::start(setup).await;
@@ -510,7 +209,7 @@ async fn syncer_kill9_while_applying_many_shards_duplicates_none() {
 async fn scheduler_down_past_the_grace_moves_no_work() {
     let _serial = SERIAL.lock().await;
     let started_at = Instant::now();
-    let mut setup = Setup::new();
+    let mut setup = Setup::new("1s");
     setup.scheduler.extend(strings(&["--failover-after", "1s"]));
     let mut fed = Federation::start(setup).await;
     let uid = fed.create("stay", 6, 12, "2s", None).await;
@@ -579,7 +278,7 @@ async fn added_completions(
 async fn failover_with_rebalance_moves_the_lost_clusters_unfinished_work() {
     let _serial = SERIAL.lock().await;
     let started_at = Instant::now();
-    let mut setup = Setup::new();
+    let mut setup = Setup::new("1s");
     setup.scheduler.extend(strings(&["--failover-after", "1s"]));
     let mut fed = Federation::start(setup).await;
     // 2 pods at a time and 6 completions per cluster, 4 s each: 12 s per cluster.
@@ -702,7 +401,7 @@ async fn failover_with_rebalance_moves_the_lost_clusters_unfinished_work() {
 async fn without_rebalance_a_lost_cluster_is_waited_for() {
     let _serial = SERIAL.lock().await;
     let started_at = Instant::now();
-    let mut setup = Setup::new();
+    let mut setup = Setup::new("1s");
     setup.scheduler.extend(strings(&["--failover-after", "1s"]));
     let mut fed = Federation::start(setup).await;
     let uid = fed.create("patient", 3, 6, "1s", None).await;
@@ -746,17 +445,6 @@ async fn without_rebalance_a_lost_cluster_is_waited_for() {
     );
 }
 
-/// Whether the shard's status carries the API server's `Suspended` condition (k8s-facts/24).
-fn suspended_condition(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c.type_ == "Suspended" && c.status == "True")
-        })
-}
-
 /// The syncers lose the scheduler while pods run that could not finish before the fence must
 /// act (15 s pods, a 2 s lease): every shard must end suspended by the fence, its pods gone and
 /// nothing succeeded; with the scheduler back they resume and the totals come out exact.
@@ -765,7 +453,7 @@ async fn self_fenced_shards_suspend_without_a_scheduler_and_resume_with_it() {
     const POD: &str = "15s";
     let _serial = SERIAL.lock().await;
     let started_at = Instant::now();
-    let mut setup = Setup::new();
+    let mut setup = Setup::new("1s");
     setup.scheduler = strings(&["--cluster-grace", "3s"]);
     setup.syncer = strings(&["--self-fence-after", "2s", "--heartbeat-interval", "500ms"]);
     let mut fed = Federation::start(setup).await;
@@ -787,7 +475,7 @@ async fn self_fenced_shards_suspend_without_a_scheduler_and_resume_with_it() {
         .unwrap_or_else(|e| panic!("{c}: {e}\n{}", fed.logs()));
         for (name, j) in &shards {
             assert!(
-                suspended_condition(j) && succeeded(j) == 0 && !finished(j),
+                local_condition(j, "Suspended").is_some() && succeeded(j) == 0 && !finished(j),
                 "{c}/{name}: suspended before any pod of {POD} finished: {:?}",
                 j.status
             );
@@ -825,13 +513,6 @@ async fn fedctl_tls(url: &str, ca: &Path, token: Option<&str>, args: &[&str]) ->
     all.extend(args.iter().map(|s| (*s).to_owned()));
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     fedctl(url, &all).await.unwrap()
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 #[tokio::test]

@@ -3,185 +3,61 @@
 //! member clusters through the kube client, as `kubectl --context=cN get jobs` would.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use fedjob_tests::harness::{
-    FedctlOutput, SchedulerProc, SimProc, SyncerProc, eventually, fedctl, free_port, kube_client,
-    log_tails, wait_complete_args,
+use fedjob_tests::harness::eventually;
+use fedjob_tests::harness::federation::{
+    Federation, Setup, WAIT, placements, spec_completions, spec_parallelism, succeeded,
 };
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const CLUSTERS: [&str; 3] = ["c1", "c2", "c3"];
-const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs one federation at a time: five of them at once would only measure a busy machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Federation {
-    dir: tempfile::TempDir,
-    sim: SimProc,
-    scheduler: SchedulerProc,
-    syncers: Vec<SyncerProc>,
-}
-
-impl Federation {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        let sim = SimProc::start(&CLUSTERS, &kubeconfig, "300ms")
-            .await
-            .unwrap();
-        let scheduler = SchedulerProc::start(
-            free_port(),
-            &dir.path().join("data"),
-            &["--cluster-grace", "3s"],
-        )
-        .await
-        .unwrap();
-        let syncers = CLUSTERS
-            .iter()
-            .map(|c| SyncerProc::start(&scheduler.url, c, &kubeconfig, &[]).unwrap())
-            .collect();
-        let fed = Self {
-            dir,
-            sim,
-            scheduler,
-            syncers,
-        };
-        fed.wait_ready().await;
-        fed
-    }
-
-    async fn wait_ready(&self) {
-        eventually("three Ready clusters", WAIT, || async {
-            let out = self.fedctl(&["get", "clusters", "-o", "json"]).await;
-            let ready = out.code == Some(0)
-                && out.json()["items"].as_array().is_some_and(|items| {
-                    items.len() == 3
-                        && items
-                            .iter()
-                            .all(|c| c["state"] == "Ready" && c["connected"] == true)
-                });
-            ready.then_some(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
-    }
-
-    async fn fedctl(&self, args: &[&str]) -> FedctlOutput {
-        fedctl(&self.scheduler.url, args).await.unwrap()
-    }
-
-    fn manifest(
-        &self,
-        name: &str,
-        parallelism: i32,
-        completions: i32,
-        pod: &str,
-        prefs: Option<&str>,
-    ) -> String {
-        let mut job = json!({
-            "apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "labels": {"app": name}},
-            "spec": {"parallelism": parallelism, "completions": completions,
-                     "template": {"metadata": {"annotations": {"fedjob.io/sim-duration": pod}},
-                                  "spec": {"restartPolicy": "Never",
-                                           "containers": [{"name": "w", "image": "busybox"}]}}}
-        });
-        if let Some(p) = prefs {
-            job["metadata"]["annotations"] = json!({"federation.kubernetes.io/job-preferences": p});
-        }
-        let path = self.dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&path, serde_yaml::to_string(&job).unwrap()).unwrap();
-        path.display().to_string()
-    }
-
-    async fn create(&self, file: &str) {
-        let out = self.fedctl(&["create", "-f", file]).await;
-        assert_eq!(
-            out.code,
-            Some(0),
-            "create failed: {}\n{}",
-            out.stderr,
-            self.logs()
-        );
-    }
-
-    async fn job(&self, name: &str) -> Value {
-        self.fedctl(&["get", "job", name, "-o", "json"])
-            .await
-            .ok()
-            .json()
-    }
-
-    async fn jobs_in(&self, cluster: &str) -> Api<Job> {
-        let client = kube_client(&self.sim.ready.kubeconfig, cluster)
-            .await
-            .unwrap();
-        Api::namespaced(client, "default")
-    }
-
-    /// The member cluster's Jobs of federated Job `name`, by local name.
-    async fn shards(&self, cluster: &str, name: &str) -> BTreeMap<String, Job> {
-        let params = ListParams::default().labels(&format!("fedjob.io/job={name}"));
-        let list = self.jobs_in(cluster).await.list(&params).await.unwrap();
-        list.items
-            .into_iter()
-            .map(|j| (j.metadata.name.clone().unwrap(), j))
-            .collect()
-    }
-
-    async fn wait_complete(&self, name: &str) -> Value {
-        let out = self
-            .fedctl(&wait_complete_args(name, "60s"))
-            .await
-            .ok_or_show(|| self.logs());
-        assert_eq!(out.stdout, format!("job.batch/{name} condition met\n"));
-        self.job(name).await
-    }
-
-    fn logs(&self) -> String {
-        log_tails(
-            std::iter::once(("scheduler".to_owned(), &self.scheduler.proc, 30))
-                .chain(
-                    self.syncers
-                        .iter()
-                        .map(|s| (s.proc.name.clone(), &s.proc, 20)),
-                )
-                .chain([("kubesim".to_owned(), &self.sim.proc, 20)]),
-        )
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.sim.ready.kubeconfig.clone()
-    }
+/// Three clusters, a 3 s grace, pods of 300 ms unless a Job says otherwise.
+async fn federation() -> Federation {
+    let mut setup = Setup::new("3s");
+    setup.pod_duration = "300ms".to_owned();
+    Federation::start(setup).await
 }
 
 fn spec(job: &Job) -> (i32, Option<i32>) {
-    let s = job.spec.as_ref().unwrap();
-    (s.parallelism.unwrap(), s.completions)
+    (spec_parallelism(job).unwrap(), spec_completions(job))
 }
 
-fn succeeded(job: &Job) -> i32 {
-    job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0)
+/// Waits until `cluster` holds a shard of the federated Job `name`; every shard by local name.
+async fn first_shards(fed: &Federation, cluster: &str, name: &str) -> BTreeMap<String, Job> {
+    eventually("the shard in the member cluster", WAIT, || async {
+        let s = fed.shards_named(cluster, name).await;
+        (!s.is_empty()).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{cluster}: {e}\n{}", fed.logs()))
+}
+
+/// Asserts that `fedctl get job NAME` answers NotFound (not merely that it failed).
+async fn assert_not_found(fed: &Federation, name: &str) {
+    let out = fed.fedctl(&["get", "job", name]).await;
+    assert_eq!(
+        (out.code, out.stderr.trim()),
+        (
+            Some(1),
+            format!("Error from server (NotFound): jobs.batch \"{name}\" not found").as_str()
+        ),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test]
 async fn the_seed_example_runs_three_by_six_and_completes() {
     let _serial = SERIAL.lock().await;
-    let fed = Federation::start().await;
-    let file = fed.manifest("myjob", 9, 18, "300ms", None);
-    fed.create(&file).await;
+    let fed = federation().await;
+    fed.create("myjob", 9, 18, "300ms", None).await;
     for c in CLUSTERS {
-        let shards = eventually("the shard in the member cluster", WAIT, || async {
-            let s = fed.shards(c, "myjob").await;
-            (!s.is_empty()).then_some(s)
-        })
-        .await
-        .unwrap();
+        let shards = first_shards(&fed, c, "myjob").await;
         let local = &shards["myjob"];
         assert_eq!(shards.len(), 1, "{c}: one shard");
         assert_eq!(
@@ -232,64 +108,39 @@ async fn the_seed_example_runs_three_by_six_and_completes() {
 #[tokio::test]
 async fn preferences_reach_the_clusters_as_planned() {
     let _serial = SERIAL.lock().await;
-    let fed = Federation::start().await;
+    let fed = federation().await;
     let prefs = r#"{"clusters": {"c1": {"weight": 2, "maxReplicas": 4}, "c2": {"weight": 1}, "*": {"weight": 1}}}"#;
-    let file = fed.manifest("weighted", 10, 20, "300ms", Some(prefs));
-    fed.create(&file).await;
-    let plan = fed
-        .fedctl(&[
-            "plan",
-            "--name",
-            "weighted",
-            "--parallelism",
-            "10",
-            "--completions",
-            "20",
-            "--clusters",
-            "c1,c2,c3",
-            "--preferences",
-            prefs,
-            "-o",
-            "json",
-        ])
-        .await
-        .ok()
-        .json();
-    assert_eq!(
-        plan["clusters"]["c1"]["parallelism"], 4,
-        "c1 is capped at its maxReplicas"
-    );
-    for c in CLUSTERS {
-        let expected = &plan["clusters"][c];
-        let shards = eventually("the shard", WAIT, || async {
-            let s = fed.shards(c, "weighted").await;
-            (!s.is_empty()).then_some(s)
-        })
-        .await
-        .unwrap();
-        let (p, done) = spec(&shards["weighted"]);
+    fed.create("weighted", 10, 20, "300ms", Some(prefs)).await;
+    // SPEC §3 by hand: weights c1 2, c2 1, c3 1 (through "*"); Webster over weight / (2·s + 1):
+    // c1 2 · c2 1 · c3 1 · c1 ⅔ · c1 ⅖ · c2 ⅓ · c3 ⅓ · c1 2/7 (now at its max 4) · c2 ⅕ · c3 ⅕
+    // (c2 and c3 tie throughout and end equal) → 4/3/3; completions 20 in proportion → 8/6/6.
+    let expected = [("c1", (4, 8)), ("c2", (3, 6)), ("c3", (3, 6))];
+    for (c, (p, done)) in expected {
+        let shards = first_shards(&fed, c, "weighted").await;
+        assert_eq!(shards.len(), 1, "{c}");
+        assert_eq!(spec(&shards["weighted"]), (p, Some(done)), "{c}");
+    }
+    let job = fed.wait_complete("weighted").await;
+    assert_eq!(job["status"]["succeeded"], 20);
+    for (c, (p, done)) in expected {
+        let placement = &placements(&job)[c];
         assert_eq!(
-            (json!(p), json!(done)),
-            (
-                expected["parallelism"].clone(),
-                expected["completions"].clone()
-            ),
-            "{c}"
+            (&placement["parallelism"], &placement["succeeded"]),
+            (&json!(p), &json!(done)),
+            "{placement}"
         );
     }
-    fed.wait_complete("weighted").await;
 }
 
 #[tokio::test]
 async fn updates_change_parallelism_in_place_and_add_shards_for_more_completions() {
     let _serial = SERIAL.lock().await;
-    let fed = Federation::start().await;
-    let file = fed.manifest("myjob", 9, 18, "1500ms", None);
-    fed.create(&file).await;
+    let fed = federation().await;
+    fed.create("myjob", 9, 18, "1500ms", None).await;
     let mut uids = BTreeMap::new();
     for c in CLUSTERS {
         let shards = eventually("running shards", WAIT, || async {
-            let s = fed.shards(c, "myjob").await;
+            let s = fed.shards_named(c, "myjob").await;
             let started = s
                 .get("myjob")
                 .is_some_and(|j| j.status.as_ref().is_some_and(|st| st.start_time.is_some()));
@@ -306,7 +157,7 @@ async fn updates_change_parallelism_in_place_and_add_shards_for_more_completions
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     for c in CLUSTERS {
         let local = eventually("parallelism 4 in place", WAIT, || async {
-            let s = fed.shards(c, "myjob").await;
+            let s = fed.shards_named(c, "myjob").await;
             s.get("myjob").filter(|j| spec(j).0 == 4).cloned()
         })
         .await
@@ -334,7 +185,7 @@ async fn updates_change_parallelism_in_place_and_add_shards_for_more_completions
     let mut total = 0;
     let mut planned = 0;
     for c in CLUSTERS {
-        let shards = fed.shards(c, "myjob").await;
+        let shards = fed.shards_named(c, "myjob").await;
         assert_eq!(shards["myjob"].metadata.uid.as_ref(), Some(&uids[c]));
         for local in shards.values() {
             total += succeeded(local);
@@ -348,16 +199,20 @@ async fn updates_change_parallelism_in_place_and_add_shards_for_more_completions
     );
 }
 
+/// SPEC §7: an orphaning delete leaves the shards; a cascading one deletes them, and the Job
+/// stays visible as terminating, listing the clusters still to confirm, until all have.
 #[tokio::test]
 async fn orphan_delete_keeps_shards_and_cascading_delete_removes_them() {
     let _serial = SERIAL.lock().await;
-    let fed = Federation::start().await;
-    fed.create(&fed.manifest("kept", 3, 3, "60s", None)).await;
-    fed.create(&fed.manifest("dropped", 3, 3, "60s", None))
-        .await;
+    let mut fed = federation().await;
+    let kept = fed.create("kept", 3, 3, "60s", None).await;
+    fed.create("dropped", 3, 3, "60s", None).await;
     for c in CLUSTERS {
         eventually("both shards", WAIT, || async {
-            let (a, b) = (fed.shards(c, "kept").await, fed.shards(c, "dropped").await);
+            let (a, b) = (
+                fed.shards_named(c, "kept").await,
+                fed.shards_named(c, "dropped").await,
+            );
             (!a.is_empty() && !b.is_empty()).then_some(())
         })
         .await
@@ -368,50 +223,109 @@ async fn orphan_delete_keeps_shards_and_cascading_delete_removes_them() {
         (out.code, out.stdout.as_str()),
         (Some(0), "job.batch \"kept\" deleted\n")
     );
+    assert_not_found(&fed, "kept").await;
+
+    // c3 cannot confirm while its syncer is down.
+    fed.kill_syncer("c3").await;
     let out = fed
         .fedctl(&["delete", "job", "dropped", "--cascade=background"])
         .await;
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    for c in CLUSTERS {
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (
+            Some(0),
+            "job.batch \"dropped\" deleted (waiting for c1, c2, c3 to delete its shards)\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    for c in ["c1", "c2"] {
         eventually("the cascaded shard gone", WAIT, || async {
-            fed.shards(c, "dropped").await.is_empty().then_some(())
+            fed.shards_named(c, "dropped")
+                .await
+                .is_empty()
+                .then_some(())
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
+        .unwrap_or_else(|e| panic!("{c}: {e}\n{}", fed.logs()));
     }
+    let describe = eventually("c1 and c2 confirmed", WAIT, || async {
+        let out = fed.fedctl(&["describe", "job", "dropped"]).await.ok();
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("Terminating:") && l.ends_with("; waiting for c3"))
+            .then_some(out.stdout)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
+    let job = fed.job("dropped").await;
+    assert!(
+        job["metadata"]["deletionTimestamp"].is_string(),
+        "{describe}\n{job}"
+    );
+    assert_eq!(
+        fed.shards_named("c3", "dropped").await.len(),
+        1,
+        "c3's shard waits for its syncer"
+    );
+    fed.start_syncer("c3");
+    eventually("c3's cascaded shard gone", WAIT, || async {
+        fed.shards_named("c3", "dropped")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
     eventually("the federated Job gone", WAIT, || async {
-        (fed.fedctl(&["get", "job", "dropped"]).await.code == Some(1)).then_some(())
+        let out = fed.fedctl(&["get", "job", "dropped"]).await;
+        (out.code == Some(1)).then_some(())
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_not_found(&fed, "dropped").await;
+
+    // The orphaned shards were forgotten, not taken over: a new Job of the same name finds
+    // them in its way in every cluster (a conflict), which also shows that every syncer has
+    // handled the orphaning delete before it.
+    let again = fed.create("kept", 3, 3, "60s", None).await;
+    let conflict = eventually("the new Job in conflict everywhere", WAIT, || async {
+        let job = fed.job("kept").await;
+        placements(&job)
+            .values()
+            .all(|p| p["state"] == "Conflict")
+            .then_some(())
+    })
+    .await;
+    if let Err(e) = conflict {
+        panic!("{e}\n{}\n{}", fed.job("kept").await, fed.logs());
+    }
     for c in CLUSTERS {
-        assert_eq!(
-            fed.shards(c, "kept").await.len(),
-            1,
-            "{c}: orphaned shards stay"
-        );
+        let shards = fed.shards_named(c, "kept").await;
+        assert_eq!(shards.len(), 1, "{c}: the orphaned shard stays");
+        let labels = shards["kept"].metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["fedjob.io/job-uid"], kept, "{c}: untouched");
+        assert_ne!(labels["fedjob.io/job-uid"], again);
     }
 }
 
 #[tokio::test]
 async fn a_restarted_syncer_duplicates_nothing_and_status_catches_up() {
     let _serial = SERIAL.lock().await;
-    let mut fed = Federation::start().await;
-    fed.create(&fed.manifest("myjob", 3, 9, "1s", None)).await;
-    let before = eventually("the shard in c2", WAIT, || async {
-        let s = fed.shards("c2", "myjob").await;
-        (!s.is_empty()).then_some(s)
+    let mut fed = federation().await;
+    fed.create("myjob", 3, 9, "1s", None).await;
+    let before = first_shards(&fed, "c2", "myjob").await;
+    fed.kill_syncer("c2").await;
+    eventually("c2's syncer seen gone", WAIT, || async {
+        let clusters = fed.clusters().await;
+        (clusters["c2"]["connected"] == false).then_some(())
     })
     .await
     .unwrap();
-    fed.syncers[1].proc.kill9().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let kubeconfig = fed.kubeconfig();
-    fed.syncers[1] = SyncerProc::start(&fed.scheduler.url, "c2", &kubeconfig, &[]).unwrap();
+    fed.start_syncer("c2");
     let job = fed.wait_complete("myjob").await;
     assert_eq!(job["status"]["succeeded"], 9);
-    let after = fed.shards("c2", "myjob").await;
+    let after = fed.shards_named("c2", "myjob").await;
     assert_eq!(
         after.len(),
         1,
