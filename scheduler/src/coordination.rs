@@ -22,16 +22,10 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::records::{LEADER_KEY, live_key, session_key};
 use crate::shutdown::Shutdown;
 use crate::store::etcd::{Creation, EtcdStore, LeaseId, LeaseState};
 use crate::store::{Precondition, Store, StoreError};
-
-/// Key of the leader record.
-pub const LEADER_KEY: &str = "leader";
-/// Prefix of liveness records.
-pub const LIVE_PREFIX: &str = "live/";
-/// Prefix of session records.
-pub const SESSIONS_PREFIX: &str = "sessions/";
 
 /// This replica's part in the coordination of several.
 pub struct Coordinator {
@@ -138,9 +132,7 @@ impl Coordinator {
             }
             let attached: Vec<String> = self.attached.lock().iter().cloned().collect();
             for cluster in attached {
-                let _ = self
-                    .put_leased(&format!("{SESSIONS_PREFIX}{cluster}"))
-                    .await;
+                let _ = self.put_leased(&session_key(&cluster)).await;
             }
         }
     }
@@ -182,7 +174,7 @@ impl Coordinator {
     }
 
     async fn write_live(&self, cluster: &str) {
-        if let Err(e) = self.put_leased(&format!("{LIVE_PREFIX}{cluster}")).await {
+        if let Err(e) = self.put_leased(&live_key(cluster)).await {
             warn!(cluster, error = %e, "cannot record the cluster as live");
             self.owned.lock().remove(cluster);
         }
@@ -203,7 +195,7 @@ impl Coordinator {
         if !self.owned.lock().remove(cluster) {
             return;
         }
-        let key = format!("{LIVE_PREFIX}{cluster}");
+        let key = live_key(cluster);
         // Delete only our own record: another replica may have taken the cluster over.
         match self.store.get(&key).await {
             Ok(Some(kv)) if kv.value == self.replica.as_bytes() => {
@@ -221,10 +213,7 @@ impl Coordinator {
 
     /// Which replica, if another one, has an agent stream of `cluster` attached.
     pub async fn attached_elsewhere(&self, cluster: &str) -> Result<Option<String>, StoreError> {
-        let kv = self
-            .store
-            .get(&format!("{SESSIONS_PREFIX}{cluster}"))
-            .await?;
+        let kv = self.store.get(&session_key(cluster)).await?;
         Ok(kv
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
             .filter(|replica| replica != &self.replica))
@@ -233,14 +222,13 @@ impl Coordinator {
     /// Records that an agent stream of `cluster` is attached here.
     pub async fn attach(&self, cluster: &str) -> Result<(), StoreError> {
         self.attached.lock().insert(cluster.to_owned());
-        self.put_leased(&format!("{SESSIONS_PREFIX}{cluster}"))
-            .await
+        self.put_leased(&session_key(cluster)).await
     }
 
     /// Records that the stream of `cluster` left this replica.
     pub async fn detach(&self, cluster: &str) {
         self.attached.lock().remove(cluster);
-        let key = format!("{SESSIONS_PREFIX}{cluster}");
+        let key = session_key(cluster);
         if let Ok(Some(kv)) = self.store.get(&key).await
             && kv.value == self.replica.as_bytes()
         {

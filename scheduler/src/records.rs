@@ -1,11 +1,15 @@
-//! How federated Jobs are laid out in the store.
+//! How the federation is laid out in the store: every key and prefix, and the encoding of the
+//! records under them.
 //!
-//! A Job is one small record, `jobs/NAMESPACE/NAME` (the user's Job with its aggregated status,
-//! the members and the plan), plus one record per cluster with its shards,
-//! `shards/NAMESPACE/NAME/CLUSTER`. A status report from one cluster thus rewrites the Job record
-//! and that cluster's shards, not the shards of every cluster: the cost of a report does not grow
-//! with the number of clusters. Every change writes the Job record, with a compare-and-swap on
-//! its revision, so the Job record orders all changes of a Job, also across replicas.
+//! - `jobs/NAMESPACE/NAME`: a federated Job (the user's Job with its aggregated status, the
+//!   members and the plan), plus `shards/NAMESPACE/NAME/CLUSTER`, one record per cluster with
+//!   its shards. A status report from one cluster thus rewrites the Job record and that
+//!   cluster's shards, not the shards of every cluster. Every change writes the Job record, with
+//!   a compare-and-swap on its revision, so the Job record orders all changes of a Job, also
+//!   across replicas.
+//! - `clusters/NAME`: a member cluster's record (labels, cordon, epoch).
+//! - With several replicas on one etcd (see `coordination`): `leader`, `live/CLUSTER` and
+//!   `sessions/CLUSTER`, written on the replica's lease.
 
 use std::collections::BTreeMap;
 
@@ -19,6 +23,60 @@ use crate::store::{KeyValue, Op, Precondition};
 pub const JOBS_PREFIX: &str = "jobs/";
 /// Key prefix of per-cluster shard records.
 pub const SHARDS_PREFIX: &str = "shards/";
+/// Key prefix of cluster records.
+pub const CLUSTERS_PREFIX: &str = "clusters/";
+/// Key of the leader record.
+pub const LEADER_KEY: &str = "leader";
+/// Key prefix of liveness records.
+pub const LIVE_PREFIX: &str = "live/";
+/// Key prefix of agent session records.
+pub const SESSIONS_PREFIX: &str = "sessions/";
+
+/// What a store key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOf<'a> {
+    /// A record of the Job with this key (`NAMESPACE/NAME`): the Job's or one of its shards'.
+    Job(&'a str),
+    /// The record of the cluster of this name.
+    Cluster(&'a str),
+    /// The liveness record of the cluster of this name.
+    Live(&'a str),
+    /// Something else (leadership, sessions).
+    Other,
+}
+
+/// What `key` holds.
+pub fn key_of(key: &str) -> KeyOf<'_> {
+    if let Some(job) = key.strip_prefix(JOBS_PREFIX) {
+        KeyOf::Job(job)
+    } else if let Some((job, _cluster)) = key
+        .strip_prefix(SHARDS_PREFIX)
+        .and_then(|k| k.rsplit_once('/'))
+    {
+        KeyOf::Job(job)
+    } else if let Some(name) = key.strip_prefix(CLUSTERS_PREFIX) {
+        KeyOf::Cluster(name)
+    } else if let Some(name) = key.strip_prefix(LIVE_PREFIX) {
+        KeyOf::Live(name)
+    } else {
+        KeyOf::Other
+    }
+}
+
+/// `clusters/NAME`.
+pub fn cluster_key(name: &str) -> String {
+    format!("{CLUSTERS_PREFIX}{name}")
+}
+
+/// `live/CLUSTER`.
+pub fn live_key(cluster: &str) -> String {
+    format!("{LIVE_PREFIX}{cluster}")
+}
+
+/// `sessions/CLUSTER`.
+pub fn session_key(cluster: &str) -> String {
+    format!("{SESSIONS_PREFIX}{cluster}")
+}
 
 /// A federated Job as read from the store.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +87,17 @@ pub struct StoredJob {
     pub mod_revision: u64,
     /// Revision of each cluster's shard record.
     pub shard_revisions: BTreeMap<String, u64>,
+}
+
+impl StoredJob {
+    /// A record not written to the store (a dry run's answer): no revisions.
+    pub fn unwritten(record: FederatedJob) -> Self {
+        Self {
+            record,
+            mod_revision: 0,
+            shard_revisions: BTreeMap::new(),
+        }
+    }
 }
 
 /// The shards of one Job in one cluster, as stored.
@@ -201,6 +270,11 @@ fn encode_shards(uid: &str, shards: &[&Shard]) -> Bytes {
     serde_json::to_vec(&stored)
         .expect("records serialise")
         .into()
+}
+
+/// Encodes one value to store (JSON).
+pub fn encode_value<T: Serialize>(value: &T) -> Bytes {
+    serde_json::to_vec(value).expect("records serialise").into()
 }
 
 /// Decodes one stored value.

@@ -1,0 +1,124 @@
+//! The in-memory index of every federated Job: by key, by uid, and by the clusters it has a
+//! share or shard in (what an agent session looks up).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::model::job::ShardState;
+use crate::records::StoredJob;
+
+/// Every Job this replica holds.
+#[derive(Default)]
+pub struct JobIndex {
+    by_key: HashMap<String, Arc<StoredJob>>,
+    by_uid: HashMap<String, String>,
+    by_cluster: HashMap<String, HashSet<String>>,
+}
+
+/// The clusters a Job has a share or a shard in; none for no Job.
+fn clusters_of(job: &Option<Arc<StoredJob>>) -> BTreeSet<&str> {
+    job.as_ref()
+        .map(|j| j.record.clusters())
+        .unwrap_or_default()
+}
+
+impl JobIndex {
+    /// Puts `job` (or its absence) under `key`; returns what was there.
+    pub fn insert(&mut self, key: &str, job: Option<Arc<StoredJob>>) -> Option<Arc<StoredJob>> {
+        let previous = match &job {
+            Some(j) => self.by_key.insert(key.to_owned(), j.clone()),
+            None => self.by_key.remove(key),
+        };
+        let uid = |j: &Option<Arc<StoredJob>>| j.as_ref().map(|j| j.record.uid().to_owned());
+        let (old_uid, new_uid) = (uid(&previous), uid(&job));
+        if old_uid != new_uid {
+            if let Some(u) = old_uid {
+                self.by_uid.remove(&u);
+            }
+            if let Some(u) = new_uid {
+                self.by_uid.insert(u, key.to_owned());
+            }
+        }
+        // Only the clusters that joined or left: an update touches every cluster of the Job
+        // otherwise, and most updates (status reports) change none.
+        let (before, after) = (clusters_of(&previous), clusters_of(&job));
+        for c in before.difference(&after) {
+            if let Some(set) = self.by_cluster.get_mut(*c) {
+                set.remove(key);
+            }
+        }
+        for c in after.difference(&before) {
+            self.by_cluster
+                .entry((*c).to_owned())
+                .or_default()
+                .insert(key.to_owned());
+        }
+        previous
+    }
+
+    /// One Job.
+    pub fn get(&self, key: &str) -> Option<&Arc<StoredJob>> {
+        self.by_key.get(key)
+    }
+
+    /// The key of the Job with `uid`.
+    pub fn key_by_uid(&self, uid: &str) -> Option<&String> {
+        self.by_uid.get(uid)
+    }
+
+    /// Keys of the Jobs with a share or shard in `cluster`.
+    pub fn in_cluster(&self, cluster: &str) -> Vec<String> {
+        self.by_cluster
+            .get(cluster)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every Job's key.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.by_key.keys()
+    }
+
+    /// Every Job, in no order.
+    pub fn values(&self) -> impl Iterator<Item = &Arc<StoredJob>> {
+        self.by_key.values()
+    }
+
+    /// Number of Jobs.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether there is no Job.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Keys of the Jobs with work not placed anywhere yet.
+    pub fn needing_room(&self) -> Vec<String> {
+        self.by_key
+            .iter()
+            .filter(|(_, j)| {
+                let r = &j.record;
+                (r.unplaced.parallelism > 0 || r.unplaced.completions > 0) && !r.is_finished()
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Number of live shards per cluster.
+    pub fn shard_counts(&self) -> HashMap<String, i32> {
+        let mut counts = HashMap::new();
+        for j in self.by_key.values() {
+            for s in &j.record.shards {
+                if matches!(
+                    s.state,
+                    ShardState::Active | ShardState::Finished | ShardState::Stopping
+                ) {
+                    *counts.entry(s.cluster.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
+}

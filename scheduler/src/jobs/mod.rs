@@ -1,0 +1,310 @@
+//! The federated Jobs this replica holds, and the one way they change.
+//!
+//! [`Jobs`] owns a decoded copy of every Job in the store and is the only writer of them. Every
+//! change goes through [`Jobs::mutate`]: compute the new record from the current one (pure code
+//! from [`crate::model::edit`]), write it with a compare-and-swap on the record's revision, and
+//! only then publish it to readers, agent sessions and watchers. Changes to one Job are
+//! serialised in this process by a per-Job lock, so the compare-and-swap only fails when another
+//! replica wrote first; the change is then recomputed from the fresh record.
+
+mod index;
+mod reports;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, broadcast};
+use tracing::debug;
+
+pub use self::index::JobIndex;
+use self::reports::ReportQueue;
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::model::edit::Next;
+use crate::records::{self, JOBS_PREFIX, SHARDS_PREFIX, StoredJob};
+use crate::store::{KeyValue, Revision, Store, StoreError};
+
+/// A change of one Job, as watchers see it.
+#[derive(Debug, Clone)]
+pub struct JobChange {
+    /// `namespace/name`.
+    pub key: String,
+    /// The Job after the change; `None` when it was deleted.
+    pub job: Option<Arc<StoredJob>>,
+    /// The Job before the change.
+    pub previous: Option<Arc<StoredJob>>,
+}
+
+/// An agent session's mailbox: which Jobs changed since the session last looked.
+#[derive(Debug, Default)]
+pub struct SessionInbox {
+    /// Keys of changed Jobs.
+    pub dirty: Mutex<HashSet<String>>,
+    /// Wakes the session.
+    pub notify: Notify,
+}
+
+/// Changes buffered for watchers.
+///
+/// Every slot holds a Job before and after a change until it is overwritten: with a hundred
+/// clusters a Job is ~100 KiB, so 4,096 slots kept ~400 MB alive. A watcher that falls further
+/// behind is sent the Job's current state instead (see `watch_job`).
+const CHANGE_BUFFER: usize = 256;
+
+/// Every federated Job, their locks, their watchers and the reports waiting to be written.
+pub struct Jobs {
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    /// Several replicas share the store: this replica's copy may lag another's write.
+    shared: bool,
+    index: RwLock<JobIndex>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Agent sessions by cluster: told which of their Jobs changed.
+    inboxes: Mutex<HashMap<String, Arc<SessionInbox>>>,
+    changes: broadcast::Sender<Arc<JobChange>>,
+    reports: ReportQueue,
+}
+
+impl Jobs {
+    /// Loads every Job from `store`; returns them with the revision the listing is complete up to.
+    pub async fn load(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        shared: bool,
+    ) -> Result<(Arc<Self>, Revision)> {
+        let mut index = JobIndex::default();
+        let jobs = store.list(JOBS_PREFIX).await?;
+        let shard_listing = store.list(SHARDS_PREFIX).await?;
+        let loaded_at = jobs.revision.min(shard_listing.revision);
+        let mut shards = records::group_shards(shard_listing.items);
+        for kv in jobs.items {
+            let key = kv.key.trim_start_matches(JOBS_PREFIX).to_owned();
+            let stored = records::assemble(&kv, &shards.remove(&key).unwrap_or_default())?;
+            index.insert(&key, Some(Arc::new(stored)));
+        }
+        let (changes, _) = broadcast::channel(CHANGE_BUFFER);
+        let jobs = Arc::new(Self {
+            store,
+            metrics,
+            shared,
+            index: RwLock::new(index),
+            locks: Mutex::new(HashMap::new()),
+            inboxes: Mutex::new(HashMap::new()),
+            changes,
+            reports: ReportQueue::default(),
+        });
+        Ok((jobs, loaded_at))
+    }
+
+    // ------------------------------------------------------------------ reading
+
+    /// One Job.
+    pub fn get(&self, key: &str) -> Option<Arc<StoredJob>> {
+        self.index.read().get(key).cloned()
+    }
+
+    /// One Job as the store has it now. With replicas sharing the store, this replica's copy
+    /// may lag another's write by a watch round trip, so the store is read first: a Job just
+    /// created through another replica is found, and a user's read follows their write.
+    pub async fn read(self: &Arc<Self>, key: &str) -> Result<Option<Arc<StoredJob>>> {
+        if self.shared {
+            let record = self.store.get(&records::job_record_key(key)).await?;
+            // Publishing the absence of a Job absent here too would announce a deletion.
+            if record.is_some() || self.get(key).is_some() {
+                self.refresh_from(key, record).await?;
+            }
+        }
+        Ok(self.get(key))
+    }
+
+    /// The key of the Job with `uid`.
+    pub fn key_by_uid(&self, uid: &str) -> Option<String> {
+        self.index.read().key_by_uid(uid).cloned()
+    }
+
+    /// Jobs of `namespace` (every namespace when `None`), in key order.
+    pub fn list(&self, namespace: Option<&str>) -> Vec<Arc<StoredJob>> {
+        let mut jobs: Vec<_> = self
+            .index
+            .read()
+            .values()
+            .filter(|j| namespace.is_none_or(|ns| j.record.namespace() == ns))
+            .cloned()
+            .collect();
+        jobs.sort_by(|a, b| {
+            (a.record.namespace(), a.record.name()).cmp(&(b.record.namespace(), b.record.name()))
+        });
+        jobs
+    }
+
+    /// Runs `f` over the index.
+    pub fn with_index<T>(&self, f: impl FnOnce(&JobIndex) -> T) -> T {
+        f(&self.index.read())
+    }
+
+    /// Subscribes to every Job change.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<JobChange>> {
+        self.changes.subscribe()
+    }
+
+    /// Subscribes `cluster`'s agent session to changes of the Jobs in that cluster, replacing
+    /// an older session's subscription.
+    pub fn subscribe_cluster(&self, cluster: &str) -> Arc<SessionInbox> {
+        let inbox = Arc::new(SessionInbox::default());
+        self.inboxes
+            .lock()
+            .insert(cluster.to_owned(), inbox.clone());
+        inbox
+    }
+
+    /// Ends `inbox`'s subscription; false when a newer session of the cluster replaced it.
+    pub fn unsubscribe_cluster(&self, cluster: &str, inbox: &Arc<SessionInbox>) -> bool {
+        let mut inboxes = self.inboxes.lock();
+        let ours = inboxes.get(cluster).is_some_and(|i| Arc::ptr_eq(i, inbox));
+        if ours {
+            inboxes.remove(cluster);
+        }
+        ours
+    }
+
+    /// Tells watchers about a Job whose stored record did not change but whose view did (its
+    /// cluster went NotReady, which is not stored).
+    pub fn announce(&self, key: &str) {
+        if let Some(job) = self.get(key) {
+            let _ = self.changes.send(Arc::new(JobChange {
+                key: key.to_owned(),
+                job: Some(job),
+                previous: None,
+            }));
+        }
+    }
+
+    // ------------------------------------------------------------------ writing
+
+    /// The one way a Job changes; see the module documentation.
+    pub async fn mutate(
+        self: &Arc<Self>,
+        key: &str,
+        mut change: impl FnMut(Option<&StoredJob>) -> Result<Next>,
+    ) -> Result<Option<Arc<StoredJob>>> {
+        let lock = self.lock_for(key);
+        let _guard = lock.lock().await;
+        let mut attempts = 0;
+        let result = loop {
+            let mut current = self.get(key);
+            if current.is_none() && attempts == 0 {
+                // Absent here may be not yet seen here (written through another replica).
+                current = self.read(key).await?;
+            }
+            let (ops, record) = match change(current.as_deref())? {
+                Next::Unchanged => break Ok(current),
+                Next::Delete => match &current {
+                    None => break Ok(None),
+                    Some(c) => (records::delete_ops(key, c), None),
+                },
+                Next::Put(record) => (
+                    records::write_ops(key, current.as_deref(), &record),
+                    Some(*record),
+                ),
+            };
+            // The write and its publication run as their own task: if the caller goes away
+            // (a client hangs up), a write the store commits is still published.
+            let this = self.clone();
+            let owned_key = key.to_owned();
+            let written = tokio::spawn(async move {
+                let revision = this.store.txn(ops.clone()).await?;
+                let stored = record.map(|record| {
+                    let shard_revisions =
+                        records::revisions_after(&ops, revision, current.as_deref());
+                    Arc::new(StoredJob {
+                        record,
+                        mod_revision: revision,
+                        shard_revisions,
+                    })
+                });
+                this.publish(&owned_key, stored.clone(), revision);
+                Ok::<_, StoreError>(stored)
+            });
+            match written.await.unwrap_or(Err(StoreError::Closed)) {
+                Ok(stored) => break Ok(stored),
+                Err(StoreError::Conflict { .. }) if attempts < 8 => {
+                    // Another replica wrote first: read its version and compute the change again.
+                    attempts += 1;
+                    self.refresh(key).await?;
+                }
+                Err(e) => break Err(e.into()),
+            }
+        };
+        drop(_guard);
+        self.release_lock(key, lock);
+        result
+    }
+
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks.lock().entry(key.to_owned()).or_default().clone()
+    }
+
+    fn release_lock(&self, key: &str, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.locks.lock();
+        drop(lock);
+        // Only the map holds it: nobody waits, so the entry can go.
+        if locks.get(key).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(key);
+        }
+    }
+
+    /// Re-reads one Job from the store into the cache.
+    pub async fn refresh(&self, key: &str) -> Result<()> {
+        let record = self.store.get(&records::job_record_key(key)).await?;
+        self.refresh_from(key, record).await
+    }
+
+    /// Publishes the Job whose record the store just returned (`None`: it is gone), with its
+    /// shards.
+    async fn refresh_from(&self, key: &str, record: Option<KeyValue>) -> Result<()> {
+        match record {
+            Some(kv) => {
+                let shards = self.store.list(&records::shards_prefix(key)).await?;
+                let stored = records::assemble(&kv, &shards.items)?;
+                let revision = stored.mod_revision;
+                self.publish(key, Some(Arc::new(stored)), revision);
+            }
+            None => self.publish(key, None, self.store.revision()),
+        }
+        Ok(())
+    }
+
+    /// Makes a written change visible: cache, agent sessions, watchers.
+    pub fn publish(&self, key: &str, job: Option<Arc<StoredJob>>, revision: u64) {
+        let previous = {
+            let mut index = self.index.write();
+            if let Some(current) = index.get(key)
+                && current.mod_revision > revision
+            {
+                // A newer version arrived first (from a watch); this one is history.
+                return;
+            }
+            index.insert(key, job.clone())
+        };
+        let mut affected: HashSet<&str> = HashSet::new();
+        for j in previous.iter().chain(job.iter()) {
+            affected.extend(j.record.clusters());
+        }
+        {
+            let inboxes = self.inboxes.lock();
+            for cluster in affected {
+                if let Some(inbox) = inboxes.get(cluster) {
+                    inbox.dirty.lock().insert(key.to_owned());
+                    inbox.notify.notify_one();
+                }
+            }
+        }
+        debug!(job = %key, revision, "published");
+        let _ = self.changes.send(Arc::new(JobChange {
+            key: key.to_owned(),
+            job,
+            previous,
+        }));
+    }
+}
