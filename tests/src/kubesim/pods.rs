@@ -658,6 +658,51 @@ mod tests {
     }
 
     #[test]
+    fn a_bound_pod_counts_against_its_node_until_it_finishes_or_goes() {
+        let table = PodTable::default();
+        let demand = Arc::new(Demand::of_template(&json!({"spec": {"containers": [
+            {"name": "w", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}})));
+        for name in ["a", "b", "c"] {
+            let mut p = pod(name, "u1");
+            p.placement = Placement::Pending(None);
+            p.phase = Phase::Pending;
+            p.demand = Some(demand.clone());
+            table.insert(p);
+        }
+        let n1: Arc<str> = Arc::from("n1");
+        assert!(table.bind("default", "a", &n1, true, 2));
+        assert!(table.bind("default", "b", &n1, false, 3));
+        assert!(!table.bind("default", "b", &n1, true, 4), "bound once");
+        let (usage, freed) = table.usage();
+        assert_eq!((usage["n1"].pods, usage["n1"].requested["cpu"]), (2, 1000));
+        assert_eq!(usage["n1"].requested["memory"], 2 << 30);
+        assert_eq!(table.running_on("n1").len(), 2);
+
+        table.set_state("default", "a", Phase::Succeeded, 0, 5);
+        table.set_state("default", "a", Phase::Running, 0, 6);
+        assert_eq!(
+            table.usage().0["n1"].pods,
+            1,
+            "a finished pod stays finished"
+        );
+        table.remove_owned("u1");
+        let (usage, now_freed) = table.usage();
+        assert!(usage.is_empty());
+        assert_eq!(now_freed, freed + 2);
+
+        // The pending pod's condition changes only when the message does.
+        let mut p = pod("d", "u2");
+        p.placement = Placement::Pending(None);
+        p.demand = Some(demand);
+        table.insert(p);
+        let message: Arc<str> = Arc::from("0/1 nodes are available: 1 Insufficient cpu.");
+        table.set_unschedulable("default", "d", &message, || 10);
+        table.set_unschedulable("default", "d", &message, || 11);
+        let pending = table.pending("default", "d").unwrap();
+        assert_eq!((pending.rv, pending.last_message), (10, Some(message)));
+    }
+
+    #[test]
     fn garbage_collection() {
         let table = PodTable::default();
         table.insert(pod("a", "u1"));
