@@ -17,6 +17,7 @@ pub mod coordination;
 pub mod error;
 pub mod fedctl;
 pub mod jobs;
+pub mod kube_api;
 pub mod metrics;
 pub mod metrics_http;
 pub mod model;

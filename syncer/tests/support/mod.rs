@@ -92,7 +92,7 @@ impl Sim {
         .expect("simulated cluster starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("kubeconfig");
-        let yaml = kubeconfig::render(&[(name.to_owned(), cluster.url().to_owned())], None);
+        let yaml = kubeconfig::render(&[cluster.kubeconfig_context(None)]);
         std::fs::write(&path, yaml).expect("kubeconfig written");
         let config = kube::Config::new(cluster.url().parse().expect("sim URL"));
         let client = kube::Client::try_from(config).expect("kube client");

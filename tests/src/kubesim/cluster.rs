@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use fedjob_scheduler::kube_api::kubeconfig;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -17,7 +18,6 @@ use tokio::task::JoinHandle;
 use super::api::{self, App};
 use super::controller::{Controller, ControllerConfig};
 use super::events::EventLog;
-use super::kubeconfig;
 use super::node::{Kubelets, Registration};
 use super::nodes::NodeHandle;
 use super::pods::PodTable;
@@ -222,6 +222,17 @@ impl SimCluster {
         &self.url
     }
 
+    /// This cluster as a kubeconfig context named after it, presenting `token` when given.
+    pub fn kubeconfig_context(&self, token: Option<&str>) -> kubeconfig::Context {
+        kubeconfig::Context {
+            name: self.name.clone(),
+            server: self.url.clone(),
+            token: token.map(str::to_owned),
+            namespace: Some("default".to_owned()),
+            ..Default::default()
+        }
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -310,12 +321,12 @@ impl Fleet {
 
     /// A kubeconfig with a context per cluster, the first current.
     pub fn kubeconfig(&self) -> String {
-        let entries: Vec<(String, String)> = self
+        let contexts: Vec<kubeconfig::Context> = self
             .clusters
             .iter()
-            .map(|c| (c.name().to_owned(), c.url().to_owned()))
+            .map(|c| c.kubeconfig_context(self.token.as_deref()))
             .collect();
-        kubeconfig::render(&entries, self.token.as_deref())
+        kubeconfig::render(&contexts)
     }
 
     /// The one line `fedjob-kubesim` prints when ready:

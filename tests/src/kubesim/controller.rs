@@ -24,6 +24,8 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedjob_scheduler::kube_api::clock;
+use fedjob_scheduler::kube_api::params::{DeleteOptions, Propagation};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -34,8 +36,8 @@ use super::sched::demand::Demand;
 use super::sched::{Queued, Scheduler};
 use super::shutdown::Shutdown;
 use super::store::{Object, ObjectKey, Store};
-use super::writes::{self, DeleteOptions, Propagation, Writer};
-use super::{clock, duration, namespace};
+use super::writes::{self, Writer};
+use super::{duration, namespace};
 
 /// Annotation on a Job's pod template: how long each simulated pod runs (`2s`, `500ms`).
 pub const DURATION_ANNOTATION: &str = "fedjob.io/sim-duration";

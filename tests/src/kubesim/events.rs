@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::clock;
-use super::selector::FieldSelector;
+use fedjob_scheduler::kube_api::clock;
+use fedjob_scheduler::kube_api::selector::FieldSelector;
 
 /// How long an event is kept (the API server's default `--event-ttl`).
 const TTL: Duration = Duration::from_secs(3600);
@@ -189,7 +189,7 @@ fn field(event: &Value, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kubesim::api::params::EVENT_FIELDS;
+    use fedjob_scheduler::kube_api::params::EVENT_FIELDS;
 
     fn failed(pod: &str, uid: &str, message: &str) -> NewEvent {
         NewEvent {

@@ -6,6 +6,11 @@
 //! messages, defaulting, managed fields — follows the recorded answers of a real server in
 //! `tests/fixtures/k8s-facts/`, so the syncer can be tested through the real `kube` client.
 //!
+//! The API server's generic rules (paths, parameters, selectors, patches, managed fields,
+//! `Status` errors, tables, watch framing, pagination) are the scheduler's
+//! [`fedjob_scheduler::kube_api`], which serves the federation's own Kubernetes API with them;
+//! this module adds what is particular to a member cluster.
+//!
 //! The request path, top down:
 //! [`api`] (routing, auth, handlers) → [`writes`] (decode, default, validate, managed fields)
 //! → [`store`] (versions, history) → watchers ([`watch`]) and the [`controller`], which writes
@@ -21,26 +26,18 @@
 //! ```
 
 pub mod api;
-pub mod clock;
 pub mod cluster;
 pub mod controller;
 pub mod duration;
 pub mod events;
-pub mod fieldset;
 pub mod job;
-pub mod kubeconfig;
-pub mod managed;
 pub mod namespace;
 pub mod node;
 pub mod nodes;
-pub mod patch;
 pub mod pods;
 pub mod resource;
 pub mod sched;
-pub mod schema;
-pub mod selector;
 pub mod shutdown;
-pub mod status;
 pub mod store;
 pub mod table;
 pub mod validation;
@@ -48,3 +45,5 @@ pub mod watch;
 pub mod writes;
 
 pub use cluster::{ClusterError, Fleet, SimCluster, SimOptions};
+/// Kubeconfig files (the scheduler's), for tests that point clients at simulated clusters.
+pub use fedjob_scheduler::kube_api::kubeconfig;

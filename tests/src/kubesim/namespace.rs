@@ -4,8 +4,8 @@
 use serde_json::{Map, Value, json};
 
 use super::job::check_type_meta;
-use super::status::ApiError;
 use super::validation::{self, FieldError};
+use fedjob_scheduler::kube_api::status::ApiError;
 
 /// The label every namespace carries with its own name (Kubernetes ≥ 1.21).
 pub const NAME_LABEL: &str = "kubernetes.io/metadata.name";

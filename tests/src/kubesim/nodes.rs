@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::clock;
 use super::node::{Kubelets, Registration, lifecycle, ready_condition};
-use super::patch::PatchType;
 use super::pods::PodTable;
 use super::resource::Resource;
 use super::sched::fit::Usage;
-use super::status::ApiError;
 use super::store::{ObjectKey, Store};
-use super::writes::{DeleteOptions, Writer};
+use super::writes::Writer;
+use fedjob_scheduler::kube_api::clock;
+use fedjob_scheduler::kube_api::params::DeleteOptions;
+use fedjob_scheduler::kube_api::patch::PatchType;
+use fedjob_scheduler::kube_api::status::ApiError;
 
 /// How long [`NodeHandle`] waits for the node lifecycle controller to catch up before it
 /// gives up waiting (the change itself is made either way).

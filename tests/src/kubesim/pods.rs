@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use fedjob_scheduler::kube_api::selector::LabelSelector;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use super::sched::demand::Demand;
 use super::sched::fit::Usage;
-use super::selector::LabelSelector;
 
 /// Where a simulated pod is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +266,7 @@ impl PodTable {
         }
         pod.placement = Placement::Bound {
             node: node.clone(),
-            since: super::clock::now(),
+            since: fedjob_scheduler::kube_api::clock::now(),
         };
         if start {
             pod.phase = Phase::Running;
@@ -302,7 +302,7 @@ impl PodTable {
         // The condition's transition time moves only when its status does.
         let since = match last.take() {
             Some(previous) => previous.since,
-            None => super::clock::now(),
+            None => fedjob_scheduler::kube_api::clock::now(),
         };
         *last = Some(Unschedulable {
             message: message.clone(),

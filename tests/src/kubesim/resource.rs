@@ -1,10 +1,12 @@
 //! The kinds of object the simulated API server stores, and the names the API uses for each.
 //!
-//! A real server derives these strings from its scheme; error messages and discovery documents
-//! must spell them exactly ("jobs.batch" in a NotFound, "Job.batch" in an Invalid), so they live
-//! in one place.
+//! The names themselves are the scheduler's [`ResourceType`] constants, shared with the
+//! federation's own Kubernetes API, so error messages and discovery documents spell them the
+//! same way ("jobs.batch" in a NotFound, "Job.batch" in an Invalid).
 
 use std::fmt;
+
+use fedjob_scheduler::kube_api::resource::{JOBS, NAMESPACES, NODES, ResourceType};
 
 /// A stored resource type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -18,62 +20,43 @@ pub enum Resource {
 }
 
 impl Resource {
+    /// The API's names of this resource.
+    pub fn names(self) -> &'static ResourceType {
+        match self {
+            Resource::Namespace => &NAMESPACES,
+            Resource::Job => &JOBS,
+            Resource::Node => &NODES,
+        }
+    }
+
     /// The API group ("" for the core group).
     pub fn group(self) -> &'static str {
-        match self {
-            Resource::Namespace | Resource::Node => "",
-            Resource::Job => "batch",
-        }
+        self.names().group
     }
 
     /// The `apiVersion` of objects of this resource.
     pub fn api_version(self) -> &'static str {
-        match self {
-            Resource::Namespace | Resource::Node => "v1",
-            Resource::Job => "batch/v1",
-        }
+        self.names().api_version
     }
 
     /// The kind of one object.
     pub fn kind(self) -> &'static str {
-        match self {
-            Resource::Namespace => "Namespace",
-            Resource::Job => "Job",
-            Resource::Node => "Node",
-        }
+        self.names().kind
     }
 
     /// The kind of a list of objects.
     pub fn list_kind(self) -> &'static str {
-        match self {
-            Resource::Namespace => "NamespaceList",
-            Resource::Job => "JobList",
-            Resource::Node => "NodeList",
-        }
+        self.names().list_kind
     }
 
     /// The plural resource name used in URLs.
     pub fn plural(self) -> &'static str {
-        match self {
-            Resource::Namespace => "namespaces",
-            Resource::Job => "jobs",
-            Resource::Node => "nodes",
-        }
+        self.names().plural
     }
 
     /// Whether objects live inside a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, Resource::Job)
-    }
-
-    /// `resource.group` as NotFound/AlreadyExists/Conflict messages print it (`jobs.batch`).
-    pub fn qualified_resource(self) -> String {
-        qualify(self.plural(), self.group())
-    }
-
-    /// `Kind.group` as Invalid messages print it (`Job.batch`).
-    pub fn qualified_kind(self) -> String {
-        qualify(self.kind(), self.group())
+        self.names().namespaced
     }
 
     /// The value of a field that a field selector may name (`status.successful` of a Job,
@@ -107,24 +90,18 @@ impl Resource {
     /// The JSON prefix every serialized object of this resource starts with, in the order the
     /// real server writes it (`kind` first).
     pub fn type_meta_json(self) -> String {
-        format!(
-            r#"{{"kind":"{}","apiVersion":"{}","#,
-            self.kind(),
-            self.api_version()
-        )
+        self.names().type_meta_json()
+    }
+}
+
+impl From<Resource> for &'static ResourceType {
+    fn from(r: Resource) -> Self {
+        r.names()
     }
 }
 
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.plural())
-    }
-}
-
-fn qualify(name: &str, group: &str) -> String {
-    if group.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{name}.{group}")
     }
 }

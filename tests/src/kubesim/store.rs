@@ -18,6 +18,8 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
+pub use fedjob_scheduler::kube_api::watch::EventType;
+
 use super::resource::Resource;
 
 /// Where an object lives: its resource, namespace ("" when cluster-scoped) and name.
@@ -114,28 +116,6 @@ impl Object {
         // `json` is an object with at least `metadata`, so it is `{"…` and never `{}`.
         out.extend_from_slice(&self.json[1..]);
         out
-    }
-}
-
-/// What happened to an object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    /// Created.
-    Added,
-    /// Changed.
-    Modified,
-    /// Removed; the event carries its last state.
-    Deleted,
-}
-
-impl EventType {
-    /// The watch event `type`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
     }
 }
 

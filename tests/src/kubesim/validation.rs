@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use fedjob_scheduler::kube_api::status::Cause;
 use serde_json::Value;
 
 /// The kind of a field error; decides its `reason` and the first words of its message.
@@ -219,6 +220,16 @@ impl FieldError {
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.body())
+    }
+}
+
+impl From<FieldError> for Cause {
+    fn from(e: FieldError) -> Self {
+        Cause {
+            reason: e.kind.reason().to_owned(),
+            message: e.body(),
+            field: e.field,
+        }
     }
 }
 

@@ -1,5 +1,4 @@
-//! Watch streams: one JSON object per line, `{"type": …, "object": …}`, as kube-apiserver writes
-//! them (`11-…`, `20-watch-events.jsonl`).
+//! Watch streams of a simulated cluster, framed by [`fedjob_scheduler::kube_api::watch`].
 //!
 //! Each watch is a task that reads the store's history from its own cursor whenever the
 //! store's version moves, filters by namespace, name, labels and fields, and writes the lines
@@ -13,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fedjob_scheduler::kube_api::selector::{FieldSelector, LabelSelector};
+use fedjob_scheduler::kube_api::watch::{bookmark_line, error_line, event_line, too_old};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -20,10 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 use super::resource::Resource;
-use super::schema;
-use super::selector::{FieldSelector, LabelSelector};
 use super::shutdown::Shutdown;
-use super::status::ApiError;
 use super::store::{Event, EventType, Object, Store, StoreError};
 use super::table::{self, IncludeObject, Printer};
 
@@ -82,43 +80,21 @@ impl WatchSpec {
         }
     }
 
-    fn line(&self, ty: &str, object: &Object) -> Bytes {
-        let body = match self.table {
-            None => object.full_json(),
+    fn line(&self, ty: EventType, object: &Object) -> Bytes {
+        match self.table {
+            None => event_line(ty, &object.full_json()),
             Some((printer, include)) => {
                 let full: Value =
                     serde_json::from_slice(&object.full_json()).unwrap_or(Value::Null);
-                serde_json::to_vec(&table::render(printer, &[full], None, include))
-                    .expect("tables serialize")
+                let table = table::render(printer, &[full], None, include);
+                event_line(ty, &serde_json::to_vec(&table).expect("tables serialize"))
             }
-        };
-        let mut out = Vec::with_capacity(body.len() + 32);
-        out.extend_from_slice(br#"{"type":""#);
-        out.extend_from_slice(ty.as_bytes());
-        out.extend_from_slice(br#"","object":"#);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(b"}\n");
-        Bytes::from(out)
+        }
     }
 
     fn bookmark(&self, rv: u64) -> Bytes {
-        let mut object = schema::zero_object(self.resource);
-        object["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-        let json = serde_json::to_string(&object).expect("JSON values serialize");
-        Bytes::from(format!(
-            "{{\"type\":\"BOOKMARK\",\"object\":{}{}}}\n",
-            self.resource.type_meta_json(),
-            &json[1..]
-        ))
+        bookmark_line(self.resource.names(), rv)
     }
-}
-
-/// An `ERROR` event line carrying `error` as a Status.
-pub fn error_line(error: &ApiError) -> Bytes {
-    Bytes::from(format!(
-        "{{\"type\":\"ERROR\",\"object\":{}}}\n",
-        error.to_status_json()
-    ))
 }
 
 /// Starts a watch; the returned stream is the response body.
@@ -155,7 +131,14 @@ async fn run(store: Arc<Store>, spec: WatchSpec, mut shutdown: Shutdown, tx: mps
         None => {
             let (objects, rv) = store.list(spec.resource, spec.namespace.as_deref());
             for object in objects.iter().filter(|o| spec.matches(o)) {
-                if !send(&tx, spec.line("ADDED", object), &mut shutdown, deadline).await {
+                if !send(
+                    &tx,
+                    spec.line(EventType::Added, object),
+                    &mut shutdown,
+                    deadline,
+                )
+                .await
+                {
                     return;
                 }
             }
@@ -170,8 +153,7 @@ async fn run(store: Arc<Store>, spec: WatchSpec, mut shutdown: Shutdown, tx: mps
         latest.borrow_and_update();
         match store.events_after(cursor) {
             Err(StoreError::Expired { requested, oldest }) => {
-                let error =
-                    ApiError::Expired(format!("too old resource version: {requested} ({oldest})"));
+                let error = too_old(requested, oldest);
                 let _ = send(&tx, error_line(&error), &mut shutdown, deadline).await;
                 return;
             }
@@ -179,13 +161,7 @@ async fn run(store: Arc<Store>, spec: WatchSpec, mut shutdown: Shutdown, tx: mps
             Ok((events, latest_rv)) => {
                 for event in &events {
                     if let Some(ty) = spec.view(event)
-                        && !send(
-                            &tx,
-                            spec.line(ty.as_str(), &event.object),
-                            &mut shutdown,
-                            deadline,
-                        )
-                        .await
+                        && !send(&tx, spec.line(ty, &event.object), &mut shutdown, deadline).await
                     {
                         return;
                     }

@@ -9,42 +9,22 @@
 
 use std::sync::Arc;
 
+use fedjob_scheduler::kube_api::clock;
+use fedjob_scheduler::kube_api::fieldset::{self, FieldSet};
+use fedjob_scheduler::kube_api::managed::{Author, Conflict, ManagedFields};
+use fedjob_scheduler::kube_api::params::{DeleteOptions, Propagation, parse_rv};
+use fedjob_scheduler::kube_api::patch::{self, PatchError, PatchType};
+use fedjob_scheduler::kube_api::schema;
+use fedjob_scheduler::kube_api::status::{ApiError, stale_conflict};
 use serde_json::{Value, json};
 
-use super::fieldset::{self, FieldSet};
-use super::managed::{Author, Conflict, ManagedFields};
-use super::patch::{self, PatchError, PatchType};
 use super::resource::Resource;
-use super::schema;
-use super::status::{ApiError, stale_conflict};
 use super::store::{Object, ObjectKey, Store, StoreError};
 use super::validation::FieldError;
-use super::{clock, job, namespace, node};
+use super::{job, namespace, node};
 
 /// The manager name the simulated controllers write status with.
 pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
-
-/// What a delete removes along with the object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Propagation {
-    /// Leave dependents (the Job API's default): finalizer `orphan`.
-    Orphan,
-    /// Delete the object now, dependents after.
-    Background,
-    /// Delete dependents first: finalizer `foregroundDeletion`.
-    Foreground,
-}
-
-/// The parts of `DeleteOptions` the simulator honours.
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOptions {
-    /// `propagationPolicy` (or the legacy `orphanDependents`).
-    pub propagation: Option<Propagation>,
-    /// `preconditions.uid`.
-    pub uid: Option<String>,
-    /// `preconditions.resourceVersion`.
-    pub resource_version: Option<u64>,
-}
 
 /// The outcome of a delete.
 #[derive(Debug, Clone)]
@@ -118,9 +98,9 @@ fn invalid(resource: Resource, value: &Value, causes: Vec<FieldError>) -> Result
         return Ok(());
     }
     Err(ApiError::Invalid {
-        resource,
+        resource: resource.into(),
         name: name_of(value).to_owned(),
-        causes,
+        causes: causes.into_iter().map(Into::into).collect(),
     })
 }
 
@@ -146,12 +126,6 @@ fn detached(key: ObjectKey, value: Value) -> Arc<Object> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     Arc::new(Object::new(key, rv, &value))
-}
-
-/// A `resourceVersion` a client sent, parsed.
-pub fn parse_rv(s: &str) -> Result<u64, ApiError> {
-    s.parse()
-        .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))
 }
 
 fn body_rv(value: &Value) -> Result<Option<u64>, ApiError> {
@@ -219,14 +193,14 @@ impl<'a> Writer<'a> {
     fn store_err(&self, key: &ObjectKey, err: StoreError) -> ApiError {
         match err {
             StoreError::NotFound => ApiError::NotFound {
-                resource: key.resource,
+                resource: key.resource.into(),
                 name: key.name.clone(),
             },
             StoreError::AlreadyExists => ApiError::AlreadyExists {
-                resource: key.resource,
+                resource: key.resource.into(),
                 name: key.name.clone(),
             },
-            StoreError::Conflict { .. } => stale_conflict(key.resource, &key.name),
+            StoreError::Conflict { .. } => stale_conflict(key.resource.into(), &key.name),
             StoreError::Expired { .. } => ApiError::Internal(err.to_string()),
         }
     }
@@ -236,7 +210,7 @@ impl<'a> Writer<'a> {
             .get(key)
             .map(Current::of)
             .ok_or_else(|| ApiError::NotFound {
-                resource: key.resource,
+                resource: key.resource.into(),
                 name: key.name.clone(),
             })
     }
@@ -307,12 +281,12 @@ impl<'a> Writer<'a> {
                 .store
                 .get(&ObjectKey::new(Resource::Namespace, "", namespace))
                 .ok_or_else(|| ApiError::NotFound {
-                    resource: Resource::Namespace,
+                    resource: Resource::Namespace.into(),
                     name: namespace.to_owned(),
                 })?;
             if namespace::terminating(&ns.value()) {
                 return Err(ApiError::Forbidden {
-                    resource,
+                    resource: resource.into(),
                     name,
                     detail: format!(
                         "unable to create new content in namespace {namespace} because it is being terminated"
@@ -328,13 +302,15 @@ impl<'a> Writer<'a> {
         let now = clock::now();
         let mut managed = ManagedFields::default();
         let author = Author {
-            resource,
+            api_version: resource.api_version(),
             manager: &self.manager,
             subresource: "",
             now: &now,
         };
         match tracking {
-            Tracking::Update => managed.update(author, &schema::zero_object(resource), &value),
+            Tracking::Update => {
+                managed.update(author, &schema::zero_object(resource.kind()), &value)
+            }
             Tracking::Apply(applied) => managed.apply(author, applied, &json!({}), &value, false),
         }
         let uid = uuid::Uuid::new_v4().to_string();
@@ -360,7 +336,10 @@ impl<'a> Writer<'a> {
         );
         if self.dry_run {
             if self.store.get(&key).is_some() {
-                return Err(ApiError::AlreadyExists { resource, name });
+                return Err(ApiError::AlreadyExists {
+                    resource: resource.into(),
+                    name,
+                });
             }
             return Ok(detached(key, value));
         }
@@ -412,7 +391,7 @@ impl<'a> Writer<'a> {
         let mut managed = ManagedFields::of(&old.value);
         let now = clock::now();
         let author = Author {
-            resource: key.resource,
+            api_version: key.resource.api_version(),
             manager: &self.manager,
             subresource,
             now: &now,
@@ -489,7 +468,7 @@ impl<'a> Writer<'a> {
         loop {
             let old = self.get(key)?;
             if precondition.is_some_and(|rv| rv != old.rv) {
-                return Err(stale_conflict(key.resource, &key.name));
+                return Err(stale_conflict(key.resource.into(), &key.name));
             }
             let new = self.next_version(key, &old, body.clone(), subresource)?;
             match self.commit(key, &old, new) {
@@ -528,7 +507,7 @@ impl<'a> Writer<'a> {
             })?;
             let precondition = body_rv(&target)?;
             if precondition.is_some_and(|rv| rv != old.rv) {
-                return Err(stale_conflict(key.resource, &key.name));
+                return Err(stale_conflict(key.resource.into(), &key.name));
             }
             let new = decode(key.resource, target)?;
             Self::check_identity(key, &new)?;
@@ -587,7 +566,7 @@ impl<'a> Writer<'a> {
             let mut managed = managed;
             let now = clock::now();
             let author = Author {
-                resource: key.resource,
+                api_version: key.resource.api_version(),
                 manager: &self.manager,
                 subresource: "",
                 now: &now,
@@ -611,7 +590,7 @@ impl<'a> Writer<'a> {
             let old = self.get(key)?;
             if let Some(uid) = options.uid.as_deref().filter(|u| *u != old.uid()) {
                 return Err(ApiError::Conflict {
-                    resource: key.resource,
+                    resource: key.resource.into(),
                     name: key.name.clone(),
                     detail: format!(
                         "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
@@ -621,7 +600,7 @@ impl<'a> Writer<'a> {
             }
             if let Some(rv) = options.resource_version.filter(|rv| *rv != old.rv) {
                 return Err(ApiError::Conflict {
-                    resource: key.resource,
+                    resource: key.resource.into(),
                     name: key.name.clone(),
                     detail: format!(
                         "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
@@ -633,7 +612,7 @@ impl<'a> Writer<'a> {
                 && namespace::IMMORTAL.contains(&key.name.as_str())
             {
                 return Err(ApiError::Forbidden {
-                    resource: key.resource,
+                    resource: key.resource.into(),
                     name: key.name.clone(),
                     detail: "this namespace may not be deleted".to_owned(),
                 });
@@ -711,14 +690,14 @@ impl<'a> Writer<'a> {
     ) -> Result<Arc<Object>, ApiError> {
         let old = self.get(key)?;
         if old.rv != expected_rv {
-            return Err(stale_conflict(key.resource, &key.name));
+            return Err(stale_conflict(key.resource.into(), &key.name));
         }
         let mut new = old.value.clone();
         new["status"] = status;
         let mut managed = ManagedFields::of(&old.value);
         let now = clock::now();
         let author = Author {
-            resource: key.resource,
+            api_version: key.resource.api_version(),
             manager: &self.manager,
             subresource: "status",
             now: &now,

@@ -5,6 +5,7 @@
 //! exactly as `13-discovery-batch-v1.json`; the real document's `cronjobs` entries are left out
 //! because the simulator has no CronJobs.
 
+use fedjob_scheduler::kube_api::discovery;
 use serde_json::{Value, json};
 
 /// The version the simulator answers like.
@@ -22,34 +23,14 @@ pub fn version() -> Value {
     })
 }
 
-/// `/api`.
-pub fn core_versions(server_address: &str) -> Value {
-    json!({
-        "kind": "APIVersions",
-        "versions": ["v1"],
-        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]
-    })
-}
-
-fn batch_group_body() -> Value {
-    json!({
-        "name": "batch",
-        "versions": [{"groupVersion": "batch/v1", "version": "v1"}],
-        "preferredVersion": {"groupVersion": "batch/v1", "version": "v1"}
-    })
-}
-
 /// `/apis`.
 pub fn groups() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [batch_group_body()]})
+    discovery::group_list(vec![discovery::group("batch", "v1")])
 }
 
 /// `/apis/batch`.
 pub fn batch_group() -> Value {
-    let mut group = batch_group_body();
-    group["kind"] = json!("APIGroup");
-    group["apiVersion"] = json!("v1");
-    group
+    discovery::group_document("batch", "v1")
 }
 
 /// `/apis/batch/v1`.
@@ -138,38 +119,12 @@ pub fn core_resources() -> Value {
     })
 }
 
-fn proto_field(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
-    out.push(tag);
-    let mut len = bytes.len();
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(bytes);
-}
-
-/// `/openapi/v2` as the protobuf kubectl asks for: a valid document with no definitions.
-///
-/// kubectl validates manifests against this schema before sending them and refuses to run when
-/// it cannot download one; with no definitions, it skips the client-side checks and the
-/// server's validation decides, as with `--validate=false` but without the flag.
+/// `/openapi/v2` as the protobuf kubectl asks for (see [`discovery::openapi_v2_protobuf`]).
 pub fn openapi_v2_protobuf() -> Vec<u8> {
-    // openapi_v2.Document { swagger = 1; info = 2 { title = 1; version = 2 } }
-    let mut info = Vec::new();
-    proto_field(0x0a, b"fedjob-kubesim", &mut info);
-    proto_field(0x12, b"v1.24.17", &mut info);
-    let mut doc = Vec::new();
-    proto_field(0x0a, b"2.0", &mut doc);
-    proto_field(0x12, &info, &mut doc);
-    doc
+    discovery::openapi_v2_protobuf("fedjob-kubesim", "v1.24.17")
 }
 
-/// `/openapi/v2` as JSON, for clients that ask for JSON.
+/// `/openapi/v2` as JSON.
 pub fn openapi_v2_json() -> Value {
-    json!({"swagger": "2.0", "info": {"title": "fedjob-kubesim", "version": "v1.24.17"}, "paths": {}, "definitions": {}})
+    discovery::openapi_v2_json("fedjob-kubesim", "v1.24.17")
 }

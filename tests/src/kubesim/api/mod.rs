@@ -2,9 +2,8 @@
 //! handlers that turn requests into store reads and [`crate::kubesim::writes`].
 
 pub mod discovery;
+pub mod fields;
 mod objects;
-pub mod pages;
-pub mod params;
 pub mod route;
 
 use std::sync::Arc;
@@ -16,19 +15,21 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
+use fedjob_scheduler::kube_api::pages::Snapshots;
+use fedjob_scheduler::kube_api::params::{self, MAX_BODY, Params};
+use fedjob_scheduler::kube_api::status::ApiError;
+use fedjob_scheduler::kube_api::{managed, respond};
 use serde_json::Value;
 
-use self::params::Params;
 use self::route::Route;
 use super::events::EventLog;
-use super::managed;
 use super::pods::PodTable;
+use super::resource::Resource;
 use super::shutdown::Shutdown;
-use super::status::ApiError;
-use super::store::Store;
+use super::store::{Object, Store};
 
-/// The largest request body the real apiserver takes.
-const MAX_BODY: usize = 3 * 1024 * 1024;
+/// The snapshots of paginated lists, by resource, scope and version.
+pub type Pages = Snapshots<(Resource, Option<String>, u64), Arc<Object>>;
 
 /// Everything a request handler of one cluster needs.
 pub struct App {
@@ -49,7 +50,7 @@ pub struct App {
     /// `host:port` for `/api`'s `serverAddressByClientCIDRs`.
     pub server_address: String,
     /// Snapshots of paginated lists being read.
-    pub pages: pages::Pages,
+    pub pages: Pages,
 }
 
 /// One request, read.
@@ -97,7 +98,7 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     let uri = request.uri().clone();
     let response = match serve(&app, request).await {
         Ok(response) => response,
-        Err(err) => error_response(&err),
+        Err(err) => respond::error(&err),
     };
     tracing::debug!(cluster = %app.cluster, %method, %uri, status = response.status().as_u16(), "request");
     response
@@ -124,9 +125,9 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
     let route = route::parse(request.uri().path()).ok_or(ApiError::PathNotFound)?;
     let params = Params::parse(request.uri())?;
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::BadRequest(format!("Request entity too large: limit is {MAX_BODY}"))
-    })?;
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::RequestEntityTooLarge(MAX_BODY))?;
     let call = Call {
         method: parts.method,
         params,
@@ -141,12 +142,10 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
     };
     match route {
         Route::Version => get_only(discovery::version()),
-        Route::Health => Ok(Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Body::from("ok"))
-            .expect("static response")),
-        Route::CoreVersions => get_only(discovery::core_versions(&app.server_address)),
+        Route::Health => Ok(respond::ok_text()),
+        Route::CoreVersions => get_only(fedjob_scheduler::kube_api::discovery::core_versions(
+            &app.server_address,
+        )),
         Route::Groups => get_only(discovery::groups()),
         Route::BatchGroup => get_only(discovery::batch_group()),
         Route::CoreResources => get_only(discovery::core_resources()),
@@ -189,16 +188,5 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
 
 /// A JSON response.
 fn json_response(code: StatusCode, body: impl Into<Body>) -> Response {
-    Response::builder()
-        .status(code)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-cache, private")
-        .body(body.into())
-        .expect("a valid response")
-}
-
-/// The `Status` response of a failure.
-fn error_response(err: &ApiError) -> Response {
-    let code = StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    json_response(code, err.to_status_json())
+    respond::json(code, body)
 }

@@ -2,28 +2,26 @@
 //! delete), simulated pods and events.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::pages;
-use super::params::{self, Params};
+use fedjob_scheduler::kube_api::pages;
+use fedjob_scheduler::kube_api::params::{self, Params};
+use fedjob_scheduler::kube_api::patch::PatchType;
+use fedjob_scheduler::kube_api::selector::{FieldSelector, LabelSelector};
+use fedjob_scheduler::kube_api::status::{self, ApiError};
+use fedjob_scheduler::kube_api::watch as kube_watch;
+
+use super::fields;
 use super::{App, Call, json_response};
-use crate::kubesim::patch::PatchType;
 use crate::kubesim::resource::Resource;
-use crate::kubesim::selector::{FieldSelector, LabelSelector};
-use crate::kubesim::status::{self, ApiError};
 use crate::kubesim::store::{Object, ObjectKey, StoreError};
 use crate::kubesim::table::{self, IncludeObject, Printer};
 use crate::kubesim::watch::{self, WatchSpec};
 use crate::kubesim::writes::{Deleted, Writer};
-
-/// How long a watch without `timeoutSeconds` stays open (the apiserver's
-/// `--min-request-timeout`).
-const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
 fn printer(resource: Resource) -> Printer {
     match resource {
@@ -93,7 +91,7 @@ impl Selection {
     fn parse(params: &Params, resource: Resource) -> Result<Self, ApiError> {
         Ok(Self {
             labels: params.labels()?,
-            fields: params.fields(params::selectable_fields(resource))?,
+            fields: params.fields(fields::selectable_fields(resource))?,
         })
     }
 
@@ -187,7 +185,7 @@ fn paginate(
             let token = pages::Continue::decode(token)?;
             let snapshot = app
                 .pages
-                .snapshot(resource, namespace, token.rv)
+                .get(&(resource, namespace.map(str::to_owned), token.rv))
                 .ok_or_else(pages::expired)?;
             (snapshot, token.rv, Some(token.start))
         }
@@ -200,7 +198,7 @@ fn paginate(
             }
             let mut items: Vec<(String, Arc<Object>)> = items
                 .into_iter()
-                .map(|o| (pages::relative_key(&o, namespace), o))
+                .map(|o| (relative_key(&o, namespace), o))
                 .collect();
             // etcd's order: by key as bytes.
             items.sort_by(|a, b| a.0.cmp(&b.0));
@@ -209,30 +207,33 @@ fn paginate(
             (snapshot, rv, None)
         }
     };
-    let limit = limit.unwrap_or(usize::MAX);
-    let mut selected = snapshot
-        .iter()
-        .filter(|o| {
-            after
-                .as_deref()
-                .is_none_or(|start| pages::relative_key(o, namespace).as_str() > start)
-        })
-        .filter(|o| selection.matches(o));
-    let items: Vec<Arc<Object>> = selected.by_ref().take(limit).cloned().collect();
-    let remaining = selected.count();
-    let mut page = PageInfo::default();
-    if remaining > 0
-        && let Some(last) = items.last()
-    {
-        let start = pages::relative_key(last, namespace);
-        page.next = Some(pages::Continue { rv, start }.encode());
-        // The API server counts what is left only when nothing is filtered.
-        let unfiltered = params.get("labelSelector").unwrap_or_default().is_empty()
-            && params.get("fieldSelector").unwrap_or_default().is_empty();
-        page.remaining = unfiltered.then_some(remaining);
-        app.pages.keep(resource, namespace, rv, snapshot.clone());
+    // The API server counts what is left only when nothing is filtered.
+    let unfiltered = params.get("labelSelector").unwrap_or_default().is_empty()
+        && params.get("fieldSelector").unwrap_or_default().is_empty();
+    let page = pages::page(
+        &snapshot,
+        rv,
+        |o| relative_key(o, namespace),
+        after.as_deref(),
+        |o| selection.matches(o),
+        limit,
+        unfiltered,
+    );
+    if page.next.is_some() {
+        app.pages.keep(
+            (resource, namespace.map(str::to_owned), rv),
+            snapshot.clone(),
+        );
     }
-    Ok((items, rv, page))
+    let info = PageInfo {
+        next: page.next,
+        remaining: page.remaining,
+    };
+    Ok((page.items, rv, info))
+}
+
+fn relative_key(object: &Object, namespace: Option<&str>) -> String {
+    pages::relative_key(&object.key.namespace, &object.key.name, namespace)
 }
 
 fn watch_response(
@@ -268,7 +269,10 @@ fn watch_response(
         start,
         bookmarks: call.params.flag("allowWatchBookmarks"),
         bookmark_interval: app.bookmark_interval,
-        timeout: call.params.timeout()?.unwrap_or(DEFAULT_WATCH_TIMEOUT),
+        timeout: call
+            .params
+            .timeout()?
+            .unwrap_or(kube_watch::DEFAULT_TIMEOUT),
         table,
     };
     let stream = watch::start(app.store.clone(), spec, app.shutdown.clone());
@@ -352,10 +356,10 @@ pub async fn object(
             watch_response(app, call, resource, ns, Some(name))
         }
         Method::GET => {
-            let object = app
-                .store
-                .get(&key)
-                .ok_or(ApiError::NotFound { resource, name })?;
+            let object = app.store.get(&key).ok_or(ApiError::NotFound {
+                resource: resource.into(),
+                name,
+            })?;
             Ok(object_response(call, StatusCode::OK, &object))
         }
         Method::PUT => {
@@ -413,7 +417,7 @@ pub async fn object(
             match writer.delete(&key, &options)? {
                 Deleted::Now(object) => Ok(json_response(
                     StatusCode::OK,
-                    status::deleted_status(resource, &name, object.uid()),
+                    status::deleted_status(resource.into(), &name, object.uid()),
                 )),
                 Deleted::Pending(object) => Ok(object_response(call, StatusCode::OK, &object)),
             }
@@ -438,7 +442,7 @@ pub fn pods(
         ));
     }
     let labels = call.params.labels()?;
-    let fields = call.params.fields(params::POD_FIELDS)?;
+    let fields = call.params.fields(fields::POD_FIELDS)?;
     let rv = app.store.current_rv();
     let mut items: Vec<Value> = app
         .pods

@@ -1,4 +1,7 @@
-//! URL paths of the Kubernetes API, parsed into what they address.
+//! URL paths of the Kubernetes API (parsed by [`fedjob_scheduler::kube_api::path`]), mapped to
+//! what the simulator serves.
+
+use fedjob_scheduler::kube_api::path::{self, ApiPath, ResourcePath};
 
 use crate::kubesim::resource::Resource;
 
@@ -67,130 +70,83 @@ pub enum Route {
 
 /// Parses a request path; `None` for paths the simulator does not serve.
 pub fn parse(path: &str) -> Option<Route> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let route = match segments.as_slice() {
-        ["version"] => Route::Version,
-        ["healthz" | "livez" | "readyz", ..] => Route::Health,
-        ["api"] => Route::CoreVersions,
-        ["apis"] => Route::Groups,
-        ["apis", "batch"] => Route::BatchGroup,
-        ["api", "v1"] => Route::CoreResources,
-        ["apis", "batch", "v1"] => Route::BatchResources,
-        ["openapi", "v2"] => Route::OpenApiV2,
-        ["openapi", "v3", ..] => Route::OpenApiV3,
-        ["api", "v1", rest @ ..] => core(rest)?,
-        [
-            "apis",
-            "coordination.k8s.io",
-            "v1",
-            "namespaces",
-            "kube-node-lease",
-            "leases",
-            name,
-        ] => Route::NodeLease {
-            name: (*name).to_owned(),
-        },
-        ["apis", "batch", "v1", rest @ ..] => batch(rest)?,
-        _ => return None,
+    let route = match path::parse(path)? {
+        ApiPath::Version => Route::Version,
+        ApiPath::Health => Route::Health,
+        ApiPath::CoreVersions => Route::CoreVersions,
+        ApiPath::Groups => Route::Groups,
+        ApiPath::Group("batch") => Route::BatchGroup,
+        ApiPath::GroupVersion {
+            group: "",
+            version: "v1",
+        } => Route::CoreResources,
+        ApiPath::GroupVersion {
+            group: "batch",
+            version: "v1",
+        } => Route::BatchResources,
+        ApiPath::OpenApiV2 => Route::OpenApiV2,
+        ApiPath::OpenApiV3(_) => Route::OpenApiV3,
+        ApiPath::Resource(r) => resource(r)?,
+        ApiPath::Group(_) | ApiPath::GroupVersion { .. } => return None,
     };
     Some(route)
 }
 
-fn core(rest: &[&str]) -> Option<Route> {
-    let (watch, rest) = match rest {
-        ["watch", rest @ ..] => (true, rest),
-        _ => (false, rest),
+fn resource(r: ResourcePath<'_>) -> Option<Route> {
+    let ns = r.namespace.map(str::to_owned);
+    let owned = |s: Option<&str>| s.map(str::to_owned);
+    let object = |resource: Resource| match r.name {
+        None if r.subresource.is_none() => Some(Route::Collection {
+            resource,
+            namespace: ns.clone(),
+            watch: r.watch,
+        }),
+        Some(name) => match r.subresource {
+            None => Some(Route::Object {
+                resource,
+                namespace: ns.clone().unwrap_or_default(),
+                name: name.to_owned(),
+                subresource: None,
+                watch: r.watch,
+            }),
+            Some("status") if !r.watch => Some(Route::Object {
+                resource,
+                namespace: ns.clone().unwrap_or_default(),
+                name: name.to_owned(),
+                subresource: Some("status".to_owned()),
+                watch: false,
+            }),
+            Some(_) => None,
+        },
+        None => None,
     };
-    let ns = |s: &str| Some(s.to_owned());
-    Some(match rest {
-        ["namespaces"] => Route::Collection {
-            resource: Resource::Namespace,
-            namespace: None,
-            watch,
-        },
-        ["namespaces", name] => Route::Object {
-            resource: Resource::Namespace,
-            namespace: String::new(),
-            name: (*name).to_owned(),
-            subresource: None,
-            watch,
-        },
-        ["namespaces", name, "status"] if !watch => Route::Object {
-            resource: Resource::Namespace,
-            namespace: String::new(),
-            name: (*name).to_owned(),
-            subresource: Some("status".to_owned()),
-            watch,
-        },
-        ["nodes"] => Route::Collection {
-            resource: Resource::Node,
-            namespace: None,
-            watch,
-        },
-        ["nodes", name] => Route::Object {
-            resource: Resource::Node,
-            namespace: String::new(),
-            name: (*name).to_owned(),
-            subresource: None,
-            watch,
-        },
-        ["nodes", name, "status"] if !watch => Route::Object {
-            resource: Resource::Node,
-            namespace: String::new(),
-            name: (*name).to_owned(),
-            subresource: Some("status".to_owned()),
-            watch,
-        },
-        ["pods"] if !watch => Route::Pods {
-            namespace: None,
-            name: None,
-        },
-        ["namespaces", n, "pods"] if !watch => Route::Pods {
-            namespace: ns(n),
-            name: None,
-        },
-        ["namespaces", n, "pods", name] if !watch => Route::Pods {
-            namespace: ns(n),
-            name: ns(name),
-        },
-        ["events"] if !watch => Route::Events { namespace: None },
-        ["namespaces", n, "events"] if !watch => Route::Events { namespace: ns(n) },
-        _ => return None,
-    })
-}
-
-fn batch(rest: &[&str]) -> Option<Route> {
-    let (watch, rest) = match rest {
-        ["watch", rest @ ..] => (true, rest),
-        _ => (false, rest),
-    };
-    Some(match rest {
-        ["jobs"] => Route::Collection {
-            resource: Resource::Job,
-            namespace: None,
-            watch,
-        },
-        ["namespaces", n, "jobs"] => Route::Collection {
-            resource: Resource::Job,
-            namespace: Some((*n).to_owned()),
-            watch,
-        },
-        ["namespaces", n, "jobs", name] => Route::Object {
-            resource: Resource::Job,
-            namespace: (*n).to_owned(),
-            name: (*name).to_owned(),
-            subresource: None,
-            watch,
-        },
-        ["namespaces", n, "jobs", name, "status"] if !watch => Route::Object {
-            resource: Resource::Job,
-            namespace: (*n).to_owned(),
-            name: (*name).to_owned(),
-            subresource: Some("status".to_owned()),
-            watch,
-        },
-        _ => return None,
-    })
+    match (r.group, r.version, r.resource) {
+        ("batch", "v1", "jobs") if r.name.is_none() || r.namespace.is_some() => {
+            object(Resource::Job)
+        }
+        ("", "v1", "namespaces") if r.namespace.is_none() => object(Resource::Namespace),
+        ("", "v1", "nodes") if r.namespace.is_none() => object(Resource::Node),
+        ("coordination.k8s.io", "v1", "leases")
+            if r.namespace == Some("kube-node-lease") && r.subresource.is_none() && !r.watch =>
+        {
+            r.name.map(|name| Route::NodeLease {
+                name: name.to_owned(),
+            })
+        }
+        ("", "v1", "pods") if !r.watch && r.subresource.is_none() => {
+            if r.name.is_some() && r.namespace.is_none() {
+                return None;
+            }
+            Some(Route::Pods {
+                namespace: ns,
+                name: owned(r.name),
+            })
+        }
+        ("", "v1", "events") if !r.watch && r.name.is_none() => {
+            Some(Route::Events { namespace: ns })
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -250,6 +206,10 @@ mod tests {
                 subresource: Some("status".into()),
                 watch: false
             })
+        );
+        assert_eq!(
+            parse("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1"),
+            Some(Route::NodeLease { name: "n1".into() })
         );
         assert_eq!(parse("/apis/apps/v1/deployments"), None);
         assert_eq!(

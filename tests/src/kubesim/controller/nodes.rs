@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Controller;
-use crate::kubesim::clock;
 use crate::kubesim::node::lifecycle;
 use crate::kubesim::pods::Phase;
 use crate::kubesim::store::ObjectKey;
 use crate::kubesim::writes::{self, Writer};
+use fedjob_scheduler::kube_api::clock;
 
 impl Controller {
     /// A node changed: fix its taints if the lifecycle controller would, and tell the

@@ -14,7 +14,7 @@ mod validate;
 pub use godump::template_dump;
 pub use validate::{validate, validate_update};
 
-use crate::kubesim::status::ApiError;
+use fedjob_scheduler::kube_api::status::ApiError;
 
 /// Spec fields newer than Kubernetes 1.24, which a 1.24 server silently drops.
 const NEWER_SPEC_FIELDS: &[&str] = &[

@@ -5,8 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use super::template_dump;
-use crate::kubesim::selector::LabelSelector;
 use crate::kubesim::validation::{self, FieldError, GoValue};
+use fedjob_scheduler::kube_api::selector::LabelSelector;
 
 fn labels_of(v: Option<&Value>) -> Map<String, Value> {
     v.and_then(Value::as_object).cloned().unwrap_or_default()

@@ -17,8 +17,8 @@ pub use registration::{
 };
 
 use super::job::check_type_meta;
-use super::status::ApiError;
 use super::validation::{self, FieldError, GoValue};
+use fedjob_scheduler::kube_api::status::ApiError;
 
 /// The taint the `TaintNodesByCondition` admission plugin puts on every new node, and the
 /// node lifecycle controller keeps while the node is not Ready.

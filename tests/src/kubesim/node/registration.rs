@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use fedjob_scheduler::quantity::Quantity;
 use serde_json::{Value, json};
 
-use crate::kubesim::clock;
+use fedjob_scheduler::kube_api::clock;
 
 /// The kubelet version simulated nodes report (the API server's own minor version).
 const KUBELET_VERSION: &str = "v1.24.17";

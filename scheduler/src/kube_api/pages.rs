@@ -3,10 +3,11 @@
 //! every page of one list read from that same snapshot.
 //!
 //! etcd keeps old revisions until its compaction (every five minutes by default), so a token
-//! stays good for about that long; kubesim keeps each paginated list's snapshot (a vector of
-//! shared objects) for the same time instead of relying on its short watch history.
+//! stays good for about that long; a server keeps each paginated list's snapshot (a vector of
+//! shared objects) for the same time in [`Snapshots`].
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::kubesim::resource::Resource;
-use crate::kubesim::status::ApiError;
-use crate::kubesim::store::Object;
+use super::status::ApiError;
 
 /// How long a continue token stays good (etcd's default compaction interval).
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(300);
@@ -68,29 +67,91 @@ impl Continue {
     }
 }
 
-/// The key of `object` as etcd orders it within a list of `namespace` (all when `None`).
-pub fn relative_key(object: &Object, namespace: Option<&str>) -> String {
-    if namespace.is_some() || object.key.namespace.is_empty() {
-        object.key.name.clone()
+/// The key of an object (`namespace`, `name`) as etcd orders it within a list of
+/// `listed_namespace` (all namespaces when `None`): the name alone inside one namespace.
+pub fn relative_key(namespace: &str, name: &str, listed_namespace: Option<&str>) -> String {
+    if listed_namespace.is_some() || namespace.is_empty() {
+        name.to_owned()
     } else {
-        format!("{}/{}", object.key.namespace, object.key.name)
+        format!("{namespace}/{name}")
     }
 }
 
-/// Which snapshot: the resource, the scope and the version.
-type SnapshotKey = (Resource, Option<String>, u64);
-/// A list's items in key order, shared by its pages.
-type Snapshot = Arc<Vec<Arc<Object>>>;
-
-/// The snapshots of paginated lists still being read.
-#[derive(Default)]
-pub struct Pages {
-    snapshots: Mutex<HashMap<SnapshotKey, (Instant, Snapshot)>>,
+/// One page of a list: its items, the token for the next page and how many items remain.
+#[derive(Debug)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// The `continue` token of the next page; `None` on the last page.
+    pub next: Option<String>,
+    /// `remainingItemCount`, when the server counts it.
+    pub remaining: Option<usize>,
 }
 
-impl Pages {
-    /// Keeps `items` (in key order) as the snapshot of `resource` in `namespace` at `rv`.
-    pub fn keep(&self, resource: Resource, namespace: Option<&str>, rv: u64, items: Snapshot) {
+impl<T> Page<T> {
+    /// A list served whole.
+    pub fn whole(items: Vec<T>) -> Self {
+        Self {
+            items,
+            next: None,
+            remaining: None,
+        }
+    }
+}
+
+/// The page of `snapshot` (items in key order, at version `rv`) that starts after key `after`
+/// and holds at most `limit` items that `selected` keeps. The API server counts the items left
+/// only when nothing is filtered (`unfiltered`).
+pub fn page<T: Clone>(
+    snapshot: &[T],
+    rv: u64,
+    key: impl Fn(&T) -> String,
+    after: Option<&str>,
+    selected: impl Fn(&T) -> bool,
+    limit: Option<usize>,
+    unfiltered: bool,
+) -> Page<T> {
+    let mut rest = snapshot
+        .iter()
+        .filter(|o| after.is_none_or(|start| key(o).as_str() > start))
+        .filter(|o| selected(o));
+    let items: Vec<T> = rest
+        .by_ref()
+        .take(limit.unwrap_or(usize::MAX))
+        .cloned()
+        .collect();
+    let remaining = rest.count();
+    let mut page = Page::whole(items);
+    if remaining > 0
+        && let Some(last) = page.items.last()
+    {
+        let start = key(last);
+        page.next = Some(Continue { rv, start }.encode());
+        page.remaining = unfiltered.then_some(remaining);
+    }
+    page
+}
+
+/// A list's items in key order, shared by its pages.
+pub type Snapshot<T> = Arc<Vec<T>>;
+
+/// The snapshots of paginated lists still being read, by what was listed (`K`: the resource,
+/// the scope and the version).
+pub struct Snapshots<K, T> {
+    snapshots: Mutex<HashMap<K, (Instant, Snapshot<T>)>>,
+}
+
+impl<K, T> Default for Snapshots<K, T> {
+    fn default() -> Self {
+        Self {
+            snapshots: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, T> Snapshots<K, T> {
+    /// Keeps `items` (in key order) as the snapshot of the list `key`.
+    pub fn keep(&self, key: K, items: Snapshot<T>) {
         let mut snapshots = self.snapshots.lock();
         let now = Instant::now();
         snapshots.retain(|_, (at, _)| now.duration_since(*at) < TOKEN_LIFETIME);
@@ -102,20 +163,13 @@ impl Pages {
         {
             snapshots.remove(&oldest);
         }
-        snapshots
-            .entry((resource, namespace.map(str::to_owned), rv))
-            .or_insert((now, items));
+        snapshots.entry(key).or_insert((now, items));
     }
 
     /// The snapshot a token points into, while it is kept.
-    pub fn snapshot(
-        &self,
-        resource: Resource,
-        namespace: Option<&str>,
-        rv: u64,
-    ) -> Option<Snapshot> {
+    pub fn get(&self, key: &K) -> Option<Snapshot<T>> {
         let snapshots = self.snapshots.lock();
-        let (at, items) = snapshots.get(&(resource, namespace.map(str::to_owned), rv))?;
+        let (at, items) = snapshots.get(key)?;
         (at.elapsed() < TOKEN_LIFETIME).then(|| items.clone())
     }
 }
@@ -132,6 +186,32 @@ pub fn expired() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_follow_the_key_order_and_count_what_is_left() {
+        let items: Vec<String> = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+        let key = |s: &String| s.clone();
+        let first = page(&items, 9, key, None, |_| true, Some(2), true);
+        assert_eq!(first.items, ["a", "b"]);
+        assert_eq!(first.remaining, Some(3));
+        let token = Continue::decode(first.next.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            token,
+            Continue {
+                rv: 9,
+                start: "b".into()
+            }
+        );
+        let odd = |s: &String| s != "d";
+        let second = page(&items, 9, key, Some("b"), odd, Some(2), false);
+        assert_eq!(second.items, ["c", "e"]);
+        assert_eq!((second.next, second.remaining), (None, None));
+        let filtered = page(&items, 9, key, None, odd, Some(1), false);
+        assert!(filtered.next.is_some());
+        assert_eq!(filtered.remaining, None);
+        assert_eq!(relative_key("ns", "a", None), "ns/a");
+        assert_eq!(relative_key("ns", "a", Some("ns")), "a");
+    }
 
     #[test]
     fn tokens_read_back_and_bad_ones_are_refused() {

@@ -12,7 +12,6 @@
 use serde_json::{Map, Value, json};
 
 use super::fieldset::{self, FieldSet};
-use super::resource::Resource;
 use super::schema;
 
 /// `Apply` or `Update`.
@@ -76,8 +75,8 @@ pub struct Conflict {
 /// Who writes and when: the identity a managed-fields entry is recorded under.
 #[derive(Debug, Clone, Copy)]
 pub struct Author<'a> {
-    /// The resource written (its API version goes into the entry).
-    pub resource: Resource,
+    /// The API version written with (`batch/v1`).
+    pub api_version: &'a str,
     /// The field manager.
     pub manager: &'a str,
     /// `status` for the status subresource, else empty.
@@ -176,7 +175,7 @@ impl ManagedFields {
     /// Records an `Update` by `manager` that took the object from `old` to `new`.
     pub fn update(&mut self, author: Author<'_>, old: &Value, new: &Value) {
         let Author {
-            resource,
+            api_version,
             manager,
             subresource,
             now,
@@ -186,7 +185,7 @@ impl ManagedFields {
             for entry in &mut self.entries {
                 entry.fields = entry.fields.difference(&changed);
             }
-            let entry = self.entry(resource, manager, Operation::Update, subresource);
+            let entry = self.entry(api_version, manager, Operation::Update, subresource);
             entry.fields.union(&changed);
             entry.time = now.to_owned();
         }
@@ -240,7 +239,7 @@ impl ManagedFields {
         force: bool,
     ) {
         let Author {
-            resource,
+            api_version,
             manager,
             now,
             ..
@@ -256,7 +255,7 @@ impl ManagedFields {
                 entry.fields = entry.fields.difference(&changed);
             }
         }
-        let entry = self.entry(resource, manager, Operation::Apply, "");
+        let entry = self.entry(api_version, manager, Operation::Apply, "");
         if entry.fields != applied || entry.time.is_empty() {
             entry.fields = applied;
             entry.time = now.to_owned();
@@ -274,12 +273,11 @@ impl ManagedFields {
 
     fn entry(
         &mut self,
-        resource: Resource,
+        api_version: &str,
         manager: &str,
         operation: Operation,
         subresource: &str,
     ) -> &mut Entry {
-        let api_version = resource.api_version();
         let index = match self.entries.iter().position(|e| {
             e.manager == manager
                 && e.operation == operation
@@ -354,7 +352,7 @@ mod tests {
 
     fn author<'a>(manager: &'a str, now: &'a str) -> Author<'a> {
         Author {
-            resource: Resource::Job,
+            api_version: "batch/v1",
             manager,
             subresource: "",
             now,
@@ -363,7 +361,7 @@ mod tests {
 
     #[test]
     fn update_takes_fields_from_other_managers() {
-        let zero = schema::zero_object(Resource::Job);
+        let zero = schema::zero_object("Job");
         let created = json!({"metadata": {"name": "a"}, "spec": {"parallelism": 1, "template": {"metadata": {"creationTimestamp": null}, "spec": {"containers": [{"name": "w"}]}}}, "status": {}});
         let mut m = ManagedFields::default();
         m.update(author("curl", "t1"), &zero, &created);
@@ -386,7 +384,7 @@ mod tests {
 
     #[test]
     fn apply_conflicts_name_the_owner() {
-        let zero = schema::zero_object(Resource::Job);
+        let zero = schema::zero_object("Job");
         let live = json!({"metadata": {"name": "a"}, "spec": {"parallelism": 1}});
         let mut m = ManagedFields::default();
         m.update(author("curl", "t1"), &zero, &live);

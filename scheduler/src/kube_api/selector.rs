@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::validation;
+use crate::model::manifest::{label_value, qualified_name};
 
 /// A selector that does not parse or names an unsupported field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,7 +90,7 @@ fn split_terms(s: &str) -> Vec<&str> {
 }
 
 fn check_key(key: &str) -> Result<(), SelectorError> {
-    match validation::qualified_name(key).into_iter().next() {
+    match qualified_name(key).into_iter().next() {
         None => Ok(()),
         Some(msg) => Err(SelectorError::Label(format!(
             "key: Invalid value: \"{key}\": {msg}"
@@ -99,7 +99,7 @@ fn check_key(key: &str) -> Result<(), SelectorError> {
 }
 
 fn check_value(value: &str) -> Result<(), SelectorError> {
-    match validation::label_value(value).into_iter().next() {
+    match label_value(value).into_iter().next() {
         None => Ok(()),
         Some(msg) => Err(SelectorError::Label(format!(
             "values[0][{value}]: Invalid value: \"{value}\": {msg}"

@@ -7,32 +7,14 @@ use axum::extract::Query;
 use axum::http::Uri;
 use serde_json::Value;
 
-use crate::kubesim::resource::Resource;
-use crate::kubesim::selector::{FieldSelector, LabelSelector};
-use crate::kubesim::status::ApiError;
-use crate::kubesim::writes::{DeleteOptions, Propagation, parse_rv};
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
 
-/// Fields a field selector may name, per collection.
-pub fn selectable_fields(resource: Resource) -> &'static [&'static str] {
-    match resource {
-        Resource::Job => &["metadata.name", "metadata.namespace", "status.successful"],
-        Resource::Namespace => &["metadata.name", "status.phase"],
-        Resource::Node => &["metadata.name", "spec.unschedulable"],
-    }
-}
+/// The largest request body the API server reads (3 MiB); a larger one is refused with 413.
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// Fields a pod field selector may name.
-pub const POD_FIELDS: &[&str] = &[
-    "metadata.name",
-    "metadata.namespace",
-    "spec.nodeName",
-    "spec.restartPolicy",
-    "spec.schedulerName",
-    "spec.serviceAccountName",
-    "status.phase",
-    "status.podIP",
-    "status.nominatedNodeName",
-];
+/// Fields a Job field selector may name.
+pub const JOB_FIELDS: &[&str] = &["metadata.name", "metadata.namespace", "status.successful"];
 
 /// Fields an event field selector may name.
 pub const EVENT_FIELDS: &[&str] = &[
@@ -126,6 +108,34 @@ impl Params {
             })
             .transpose()
     }
+}
+
+/// What a delete removes along with the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Leave dependents (the Job API's default): finalizer `orphan`.
+    Orphan,
+    /// Delete the object now, dependents after.
+    Background,
+    /// Delete dependents first: finalizer `foregroundDeletion`.
+    Foreground,
+}
+
+/// The parts of `DeleteOptions` a delete honours.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// `propagationPolicy` (or the legacy `orphanDependents`).
+    pub propagation: Option<Propagation>,
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<u64>,
+}
+
+/// A `resourceVersion` a client sent, parsed.
+pub fn parse_rv(s: &str) -> Result<u64, ApiError> {
+    s.parse()
+        .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {s:?}")))
 }
 
 fn propagation(s: &str) -> Result<Propagation, ApiError> {

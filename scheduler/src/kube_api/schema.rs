@@ -1,5 +1,5 @@
-//! The little of the OpenAPI schema the simulator needs: how each list merges, and what a
-//! zero-valued object looks like.
+//! The little of the OpenAPI schema that patches and managed fields need: how each list
+//! merges, and what a zero-valued object looks like.
 //!
 //! Server-side apply, managed fields and strategic merge patch all treat a list of containers
 //! as a map keyed by `name`, while `command` is replaced whole. The real server reads that from
@@ -7,8 +7,6 @@
 //! name here.
 
 use serde_json::{Value, json};
-
-use super::resource::Resource;
 
 /// How a list merges and how its items are addressed in managed fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,18 +88,19 @@ pub fn patch_strategy(names: &[String]) -> PatchStrategy {
 
 /// A Go zero-valued object as JSON: what the field manager compares a create against, so the
 /// fields every object has (`spec.template.spec.containers: null`) are not counted as added.
-/// It is also the body of a `BOOKMARK` event (`20-watch-events.jsonl`).
-pub fn zero_object(resource: Resource) -> Value {
-    match resource {
-        Resource::Job => json!({
+/// It is also the body of a `BOOKMARK` event (`20-watch-events.jsonl`). `kind` is the object's
+/// kind (`Job`, `Namespace`); other kinds get zero metadata only.
+pub fn zero_object(kind: &str) -> Value {
+    match kind {
+        "Job" => json!({
             "metadata": {"creationTimestamp": null},
             "spec": {"template": {"metadata": {"creationTimestamp": null}, "spec": {"containers": null}}},
             "status": {}
         }),
-        Resource::Namespace => {
+        "Namespace" => {
             json!({"metadata": {"creationTimestamp": null}, "spec": {}, "status": {}})
         }
-        Resource::Node => json!({
+        "Node" => json!({
             "metadata": {"creationTimestamp": null},
             "spec": {},
             "status": {
@@ -111,6 +110,7 @@ pub fn zero_object(resource: Resource) -> Value {
                              "kubeProxyVersion": "", "operatingSystem": "", "architecture": ""}
             }
         }),
+        _ => json!({"metadata": {"creationTimestamp": null}}),
     }
 }
 

@@ -1,14 +1,35 @@
 //! API failures and the `Status` bodies a real kube-apiserver answers them with.
 //!
 //! Clients branch on `code` and `reason` (kube-rs maps 409 + `AlreadyExists` differently from
-//! 409 + `Conflict`), and the syncer surfaces `message`, so the wording follows the apiserver's
-//! `k8s.io/apimachinery/pkg/api/errors` constructors; `tests/fixtures/k8s-facts/` has the originals.
+//! 409 + `Conflict`), and people read `message`, so the wording follows the apiserver's
+//! `k8s.io/apimachinery/pkg/api/errors` constructors; `tests/fixtures/k8s-facts/` has the
+//! originals.
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::resource::Resource;
-use super::validation::FieldError;
+use super::resource::ResourceType;
+
+/// One failed rule of an `Invalid` error: a `details.causes[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, … (`field.ErrorType`'s reason).
+    pub reason: String,
+    /// The message without the field: `Invalid value: 9: field is immutable`.
+    pub message: String,
+    /// The field path: `spec.completions`.
+    pub field: String,
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
 
 /// A failed API call; [`ApiError::to_status`] gives the body, [`ApiError::code`] the HTTP code.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -17,7 +38,7 @@ pub enum ApiError {
     #[error("{} \"{name}\" not found", resource.qualified_resource())]
     NotFound {
         /// What was looked up.
-        resource: Resource,
+        resource: &'static ResourceType,
         /// Its name.
         name: String,
     },
@@ -28,7 +49,7 @@ pub enum ApiError {
     #[error("{} \"{name}\" already exists", resource.qualified_resource())]
     AlreadyExists {
         /// The resource.
-        resource: Resource,
+        resource: &'static ResourceType,
         /// The taken name.
         name: String,
     },
@@ -36,7 +57,7 @@ pub enum ApiError {
     #[error("Operation cannot be fulfilled on {} \"{name}\": {detail}", resource.qualified_resource())]
     Conflict {
         /// The resource.
-        resource: Resource,
+        resource: &'static ResourceType,
         /// The object.
         name: String,
         /// Why (the stale-version sentence, or a failed precondition).
@@ -46,7 +67,7 @@ pub enum ApiError {
     #[error("{} \"{name}\" is forbidden: {detail}", resource.qualified_resource())]
     Forbidden {
         /// The resource.
-        resource: Resource,
+        resource: &'static ResourceType,
         /// The object.
         name: String,
         /// Why.
@@ -56,11 +77,11 @@ pub enum ApiError {
     #[error("{} \"{name}\" is invalid: {}", resource.qualified_kind(), aggregate(causes))]
     Invalid {
         /// The resource.
-        resource: Resource,
+        resource: &'static ResourceType,
         /// The object.
         name: String,
         /// One entry per failed rule.
-        causes: Vec<FieldError>,
+        causes: Vec<Cause>,
     },
     /// Server-side apply would take fields another manager owns (409).
     #[error("{message}")]
@@ -76,6 +97,9 @@ pub enum ApiError {
     /// A malformed request (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A request body larger than the server reads (413).
+    #[error("Request entity too large: limit is {0}")]
+    RequestEntityTooLarge(usize),
     /// A request body in a format the endpoint does not take (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -97,18 +121,18 @@ pub enum ApiError {
     /// A JSON patch that does not apply (422 without field causes).
     #[error("{0}")]
     PatchFailed(String),
-    /// A bug in the simulator (500).
+    /// A failure of the server itself (500).
     #[error("{0}")]
     Internal(String),
 }
 
 /// Go's `utilerrors.NewAggregate(...).Error()`: one message alone, several in brackets, without
 /// duplicates.
-fn aggregate(causes: &[FieldError]) -> String {
+fn aggregate(causes: &[Cause]) -> String {
     let mut seen = std::collections::HashSet::new();
     let messages: Vec<String> = causes
         .iter()
-        .map(FieldError::to_string)
+        .map(Cause::to_string)
         .filter(|m| seen.insert(m.clone()))
         .collect();
     match messages.as_slice() {
@@ -148,16 +172,26 @@ struct Details<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
     uid: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    causes: Vec<Cause>,
+    causes: Vec<CauseBody<'a>>,
     #[serde(rename = "retryAfterSeconds", skip_serializing_if = "Option::is_none")]
     retry_after_seconds: Option<u32>,
 }
 
 #[derive(Serialize)]
-struct Cause {
-    reason: String,
-    message: String,
-    field: String,
+struct CauseBody<'a> {
+    reason: &'a str,
+    message: &'a str,
+    field: &'a str,
+}
+
+impl<'a> From<&'a Cause> for CauseBody<'a> {
+    fn from(c: &'a Cause) -> Self {
+        Self {
+            reason: &c.reason,
+            message: &c.message,
+            field: &c.field,
+        }
+    }
 }
 
 impl ApiError {
@@ -170,6 +204,7 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::PatchFailed(_) => 422,
             ApiError::Expired(_) => 410,
             ApiError::BadRequest(_) => 400,
+            ApiError::RequestEntityTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::MethodNotAllowed => 405,
             ApiError::Unauthorized => 401,
@@ -188,6 +223,7 @@ impl ApiError {
             ApiError::Invalid { .. } | ApiError::PatchFailed(_) => "Invalid",
             ApiError::Expired(_) => "Expired",
             ApiError::BadRequest(_) => "BadRequest",
+            ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::Unauthorized => "Unauthorized",
@@ -206,8 +242,8 @@ impl ApiError {
             | ApiError::Conflict { resource, name, .. }
             | ApiError::Forbidden { resource, name, .. } => Some(Details {
                 name,
-                group: resource.group(),
-                kind: resource.plural(),
+                group: resource.group,
+                kind: resource.plural,
                 ..Details::default()
             }),
             ApiError::Invalid {
@@ -216,35 +252,28 @@ impl ApiError {
                 causes,
             } => Some(Details {
                 name,
-                group: resource.group(),
-                kind: resource.kind(),
-                causes: causes
-                    .iter()
-                    .map(|c| Cause {
-                        reason: c.kind.reason().to_owned(),
-                        message: c.body(),
-                        field: c.field.clone(),
-                    })
-                    .collect(),
+                group: resource.group,
+                kind: resource.kind,
+                causes: causes.iter().map(CauseBody::from).collect(),
                 ..Details::default()
             }),
             ApiError::ApplyConflict { causes, .. } => Some(Details {
                 causes: causes
                     .iter()
-                    .map(|(field, message)| Cause {
-                        reason: "FieldManagerConflict".to_owned(),
-                        message: message.clone(),
-                        field: field.clone(),
+                    .map(|(field, message)| CauseBody {
+                        reason: "FieldManagerConflict",
+                        message,
+                        field,
                     })
                     .collect(),
                 ..Details::default()
             }),
             ApiError::PathNotFound | ApiError::MethodNotAllowed => Some(Details::default()),
             ApiError::TooLargeResourceVersion { .. } => Some(Details {
-                causes: vec![Cause {
-                    reason: "ResourceVersionTooLarge".to_owned(),
-                    message: "Too large resource version".to_owned(),
-                    field: String::new(),
+                causes: vec![CauseBody {
+                    reason: "ResourceVersionTooLarge",
+                    message: "Too large resource version",
+                    field: "",
                 }],
                 retry_after_seconds: Some(1),
                 ..Details::default()
@@ -271,7 +300,7 @@ impl ApiError {
 }
 
 /// The `Status` a delete answers with when the object is gone at once (`22-delete-background`).
-pub fn deleted_status(resource: Resource, name: &str, uid: &str) -> String {
+pub fn deleted_status(resource: &'static ResourceType, name: &str, uid: &str) -> String {
     let body = StatusBody {
         kind: "Status",
         api_version: "v1",
@@ -281,8 +310,8 @@ pub fn deleted_status(resource: Resource, name: &str, uid: &str) -> String {
         reason: None,
         details: Some(Details {
             name,
-            group: resource.group(),
-            kind: resource.plural(),
+            group: resource.group,
+            kind: resource.plural,
             uid,
             ..Details::default()
         }),
@@ -292,7 +321,7 @@ pub fn deleted_status(resource: Resource, name: &str, uid: &str) -> String {
 }
 
 /// The 409 an update with a stale `metadata.resourceVersion` gets (`08-put-stale-rv-409`).
-pub fn stale_conflict(resource: Resource, name: &str) -> ApiError {
+pub fn stale_conflict(resource: &'static ResourceType, name: &str) -> ApiError {
     ApiError::Conflict {
         resource,
         name: name.to_owned(),
