@@ -211,13 +211,17 @@ async fn serve(serving: Serving) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<FederationServer<UserApi>>().await;
     health.set_serving::<AgentServer<AgentApi>>().await;
+    // Each version lists every service on the port, the other reflection service included
+    // (a builder adds only its own), so grpcurl 1.8 (v1alpha) can call the v1 service too.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fedjob_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fedjob_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
     let user = FederationServer::new(UserApi::new(cp.clone(), guard.clone(), shutdown.clone()))
         .max_decoding_message_size(limit)

@@ -502,3 +502,266 @@ async fn grpcurl_lists_services_and_creates_a_job_from_plain_json() {
     assert_eq!(code, 0);
     assert!(out.contains("SERVING"), "{out}");
 }
+
+/// `fedctl ARGS…` with `$FEDJOB_SERVER` set to `server` and no `--server`.
+fn fedctl_env(server: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(FEDCTL)
+        .env("FEDJOB_SERVER", server)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// SPEC §8: `-n`, `-o yaml` (its output applies again, and guards against a lost update),
+/// `-o wide`, `scale --completions` and `$FEDJOB_SERVER`.
+#[tokio::test]
+async fn fedctl_namespaces_yaml_wide_scale_completions_and_the_server_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler(dir.path(), free_port()).await;
+    let mut agents = Vec::new();
+    for c in ["c1", "c2", "c3"] {
+        agents.push(TestAgent::connect(&s.url, c).await);
+    }
+    let file = write_manifest(dir.path(), "myjob", 9, 18);
+    let (code, out, err) = fedctl(&s.url, &["-n", "team-a", "create", "-f", &file]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "job.batch/myjob created\n"),
+        "{err}"
+    );
+    for agent in &mut agents {
+        agent
+            .until("the shard", |a| !a.shards_of("myjob").is_empty())
+            .await;
+        assert_eq!(agent.shards_of("myjob")["myjob"].namespace, "team-a");
+    }
+
+    // -n scopes every verb; the default namespace holds nothing.
+    let (code, out, _) = fedctl(&s.url, &["get", "jobs"]);
+    assert_eq!((code, out.as_str()), (0, "No resources found.\n"));
+    let (code, _, err) = fedctl(&s.url, &["get", "job", "myjob"]);
+    assert_eq!(
+        (code, err.trim()),
+        (
+            1,
+            "Error from server (NotFound): jobs.batch \"myjob\" not found"
+        )
+    );
+    let (_, out, _) = fedctl(&s.url, &["get", "jobs", "-A"]);
+    let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["team-a", "myjob", "Running"], "{out}");
+
+    // -o wide: the per-cluster split of SPEC §3, 9 over three clusters: 3/3/3.
+    let (code, out, _) = fedctl(&s.url, &["-n", "team-a", "get", "jobs", "-o", "wide"]);
+    assert_eq!(code, 0);
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "STATUS",
+            "COMPLETIONS",
+            "DURATION",
+            "AGE",
+            "PARALLELISM",
+            "CLUSTERS",
+            "UNPLACED"
+        ],
+        "{out}"
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        (row[0], row[2], row[row.len() - 3..].to_vec()),
+        ("myjob", "0/18", vec!["9", "c1=3,c2=3,c3=3", "0"]),
+        "{out}"
+    );
+
+    // -o yaml, edited and applied again.
+    let (code, yaml, _) = fedctl(
+        &s.url,
+        &["-n", "team-a", "get", "job", "myjob", "-o", "yaml"],
+    );
+    assert_eq!(code, 0);
+    let saved: Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(saved["metadata"]["namespace"], "team-a", "{yaml}");
+    assert!(saved["placements"].is_array(), "{yaml}");
+    assert!(yaml.contains("\n  parallelism: 9\n"), "{yaml}");
+    let edited = dir.path().join("edited.yaml");
+    std::fs::write(
+        &edited,
+        yaml.replace("\n  parallelism: 9\n", "\n  parallelism: 12\n"),
+    )
+    .unwrap();
+    let edited = edited.display().to_string();
+    let (code, out, err) = fedctl(&s.url, &["apply", "-f", &edited]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "job.batch/myjob configured\n"),
+        "{err}"
+    );
+    for agent in &mut agents {
+        agent
+            .until("parallelism 4", |a| {
+                TestAgent::counts(&a.shards_of("myjob")["myjob"]).0 == 4
+            })
+            .await;
+    }
+    // The same file again carries a resourceVersion that is no longer current.
+    let (code, _, err) = fedctl(&s.url, &["apply", "-f", &edited]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("Error from server (Conflict)"), "{err}");
+    // So does a patch naming it.
+    let stale = saved["metadata"]["resourceVersion"].as_str().unwrap();
+    let (code, _, err) = fedctl(
+        &s.url,
+        &[
+            "-n",
+            "team-a",
+            "patch",
+            "job",
+            "myjob",
+            "-p",
+            &json!({"metadata": {"resourceVersion": stale}, "spec": {"parallelism": 3}})
+                .to_string(),
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("Error from server (Conflict)"), "{err}");
+
+    // scale --completions: 6 more over parallelism 4/4/4 is 2/2/2, as new shards; each
+    // cluster's parallelism stays 4 over its shards.
+    let (code, out, err) = fedctl(
+        &s.url,
+        &[
+            "-n",
+            "team-a",
+            "scale",
+            "job",
+            "myjob",
+            "--completions",
+            "24",
+        ],
+    );
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "job.batch/myjob scaled\n"),
+        "{err}"
+    );
+    for agent in &mut agents {
+        agent
+            .until("a second shard", |a| {
+                a.shards_of("myjob").contains_key("myjob-2")
+            })
+            .await;
+        let shards = agent.shards_of("myjob");
+        let (first, added) = (
+            TestAgent::counts(&shards["myjob"]),
+            TestAgent::counts(&shards["myjob-2"]),
+        );
+        assert_eq!(
+            (first.1, added.1, first.0 + added.0),
+            (Some(6), Some(2), 4),
+            "{}: the cluster's parallelism 4 over its shards",
+            agent.cluster
+        );
+    }
+
+    // $FEDJOB_SERVER stands in for --server; without either fedctl would try 127.0.0.1:50051.
+    let (code, out, err) = fedctl_env(
+        &s.url,
+        &["-n", "team-a", "get", "job", "myjob", "-o", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(job["spec"]["completions"], 24);
+    let (code, _, err) = fedctl_env("http://127.0.0.1:1", &["get", "jobs"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Unable to connect to the server"), "{err}");
+
+    let (code, out, _) = fedctl(&s.url, &["-n", "team-a", "delete", "job", "myjob"]);
+    assert_eq!((code, out.as_str()), (0, "job.batch \"myjob\" deleted\n"));
+}
+
+/// SPEC §8: server reflection in both versions on the API port. grpcurl 1.8 speaks v1alpha;
+/// both services are listed there, grpcurl calls the v1 service itself, and a v1 client
+/// (tonic's) resolves the Federation service's descriptor.
+#[tokio::test]
+async fn the_v1_reflection_service_answers_directly() {
+    use prost::Message as _;
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler(dir.path(), free_port()).await;
+    let (code, out, err) = grpcurl(&["-plaintext", &s.addr, "list"]);
+    assert_eq!(code, 0, "{err}");
+    for service in [
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(
+            out.lines().any(|l| l == service),
+            "{service} not listed:\n{out}"
+        );
+    }
+    let (code, out, err) = grpcurl(&[
+        "-plaintext",
+        "-d",
+        r#"{"list_services": ""}"#,
+        &s.addr,
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let answer: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = answer["listServicesResponse"]["service"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{out}"))
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"fedjob.v1.Federation"), "{names:?}");
+
+    let mut client = ServerReflectionClient::new(
+        tonic::transport::Endpoint::from_shared(s.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "fedjob.v1.Federation".into(),
+        )),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = answer.message_response else {
+        panic!("not a file descriptor answer: {answer:?}");
+    };
+    let methods: Vec<String> = files
+        .file_descriptor_proto
+        .iter()
+        .map(|bytes| prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap())
+        .flat_map(|file| file.service)
+        .filter(|service| service.name() == "Federation")
+        .flat_map(|service| service.method)
+        .map(|method| method.name().to_owned())
+        .collect();
+    assert!(
+        methods.iter().any(|m| m == "CreateJob") && methods.iter().any(|m| m == "WatchJob"),
+        "{methods:?}"
+    );
+}

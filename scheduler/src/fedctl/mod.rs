@@ -42,9 +42,9 @@ pub struct Cli {
     /// PEM CA that signed the scheduler's certificate (for an `https://` server).
     #[arg(long, global = true)]
     pub ca: Option<std::path::PathBuf>,
-    /// Namespace of the Job.
-    #[arg(short = 'n', long, global = true, default_value = "default")]
-    pub namespace: String,
+    /// Namespace of the Job (default: the manifest's for create and apply, else `default`).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -267,9 +267,11 @@ pub struct PlanArgs {
 
 /// Runs one command; output goes to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
-    let ns = cli.namespace.clone();
+    // Unset, the server takes a manifest's own namespace, else `default` (as kubectl does:
+    // only an explicit -n that differs from the manifest's is refused).
+    let ns = cli.namespace.clone().unwrap_or_default();
     if let Command::Plan(args) = &cli.command {
-        return plan(args, &ns, out);
+        return plan(args, cli.namespace.as_deref().unwrap_or("default"), out);
     }
     let mut client = connect(&cli.server, cli.token.as_deref(), cli.ca.as_deref()).await?;
     match cli.command {
