@@ -421,6 +421,41 @@ pub fn non_negative(value: Option<&Value>, field: &str) -> Vec<FieldError> {
     }
 }
 
+/// Every quantity in the resource lists of a pod spec (`resources.requests`/`limits` of its
+/// containers and init containers, `overhead`) parses, or the codec's message for the first
+/// that does not: the API server refuses such a body when it decodes it (400).
+pub fn pod_spec_quantities(spec: &Value) -> Result<(), String> {
+    let containers = ["initContainers", "containers"]
+        .into_iter()
+        .filter_map(|k| spec.get(k).and_then(Value::as_array))
+        .flatten();
+    let lists = containers
+        .flat_map(|c| {
+            [
+                c.pointer("/resources/requests"),
+                c.pointer("/resources/limits"),
+            ]
+        })
+        .chain([spec.get("overhead")])
+        .flatten();
+    resource_list_quantities(lists)
+}
+
+/// Every value of these resource lists (`{"cpu": "500m", …}`) is a quantity.
+pub fn resource_list_quantities<'a>(
+    lists: impl IntoIterator<Item = &'a Value>,
+) -> Result<(), String> {
+    for list in lists {
+        for q in list.as_object().into_iter().flat_map(|m| m.values()) {
+            let parsed = q.as_str().map(fedjob_scheduler::quantity::Quantity::parse);
+            if let Some(Err(e)) = parsed {
+                return Err(e.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The common `metadata` rules: a name (or generateName) that `name_rule` accepts, valid labels
 /// and annotations.
 pub fn object_meta(meta: &Value, name_rule: fn(&str) -> Vec<String>) -> Vec<FieldError> {

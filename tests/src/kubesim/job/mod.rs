@@ -16,6 +16,8 @@ pub use validate::{validate, validate_update};
 
 use fedjob_scheduler::kube_api::status::ApiError;
 
+use crate::kubesim::validation;
+
 /// Spec fields newer than Kubernetes 1.24, which a 1.24 server silently drops.
 const NEWER_SPEC_FIELDS: &[&str] = &[
     "podFailurePolicy",
@@ -40,6 +42,13 @@ pub fn decode(mut body: Value) -> Result<Value, ApiError> {
         ))
     })?;
     let mut value = serde_json::to_value(&job).map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(spec) = value.pointer("/spec/template/spec") {
+        validation::pod_spec_quantities(spec).map_err(|e| {
+            ApiError::BadRequest(format!(
+                "Job in version \"v1\" cannot be handled as a Job: {e}"
+            ))
+        })?;
+    }
     if let Some(spec) = value.get_mut("spec").and_then(Value::as_object_mut) {
         for field in NEWER_SPEC_FIELDS {
             spec.remove(*field);
@@ -399,6 +408,16 @@ mod tests {
         let mut bad = minimal();
         bad["spec"]["parallelism"] = json!("three");
         assert!(matches!(decode(bad), Err(ApiError::BadRequest(_))));
+        let mut bad = minimal();
+        bad["spec"]["template"]["spec"]["containers"][0]["resources"] =
+            json!({"requests": {"cpu": "500m", "memory": "lots"}});
+        let Err(ApiError::BadRequest(message)) = decode(bad) else {
+            panic!("a malformed quantity is a 400");
+        };
+        assert_eq!(
+            message,
+            "Job in version \"v1\" cannot be handled as a Job: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+        );
     }
 
     #[test]

@@ -64,6 +64,14 @@ pub fn decode(mut body: Value) -> Result<Value, ApiError> {
         ))
     })?;
     let mut value = serde_json::to_value(&node).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let lists = ["/status/capacity", "/status/allocatable"]
+        .into_iter()
+        .filter_map(|p| value.pointer(p));
+    validation::resource_list_quantities(lists).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "Node in version \"v1\" cannot be handled as a Node: {e}"
+        ))
+    })?;
     if let Some(status) = value.get_mut("status").and_then(Value::as_object_mut) {
         for field in NEWER_STATUS_FIELDS {
             status.remove(*field);
