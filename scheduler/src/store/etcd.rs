@@ -29,7 +29,6 @@
 //! create-or-read for elections ([`EtcdStore::create_if_absent`]), member health
 //! ([`EtcdStore::status`], [`EtcdStore::member_statuses`]) and compaction.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -38,17 +37,20 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
-use tonic::Code;
-use tonic::transport::Uri;
 
 mod client;
 mod keys;
 mod lease;
+mod options;
 pub mod pb;
 mod watches;
 
 pub use client::parse_endpoint;
 pub use lease::{Lease, LeaseId, LeaseKeeper, LeaseState};
+pub use options::{
+    ClientIdentity, Creation, DEFAULT_PREFIX, EtcdCredentials, EtcdError, EtcdOptions, EtcdStatus,
+    EtcdTls,
+};
 
 use self::client::{Client, Retry};
 use self::keys::{Keys, etcd_revision, revision};
@@ -62,185 +64,6 @@ use super::{
     CommitObserver, KeyValue, Listing, Op, Precondition, Revision, Store, StoreError, WatchEvent,
     validate_txn,
 };
-
-/// The prefix all keys live under unless `--etcd-prefix` says otherwise.
-pub const DEFAULT_PREFIX: &str = "/fedjob/";
-
-/// How to reach etcd; [`EtcdOptions::new`] fills in the defaults.
-#[derive(Clone)]
-pub struct EtcdOptions {
-    /// The members' client URLs (`http://host:port` or `https://host:port`); calls go to one
-    /// at a time and move on when it fails.
-    pub endpoints: Vec<Uri>,
-    /// Every key of the store lives under this prefix (a `/` is appended when missing), so
-    /// several federations, or other users, can share an etcd cluster.
-    pub prefix: String,
-    /// TLS towards etcd; required for `https://` endpoints.
-    pub tls: Option<EtcdTls>,
-    /// etcd user and password, when etcd has authentication enabled.
-    pub credentials: Option<EtcdCredentials>,
-    /// How long connecting to one member may take.
-    pub connect_timeout: Duration,
-    /// How long one attempt of a call at one member may take.
-    pub request_timeout: Duration,
-    /// How long a call keeps trying other members before it fails.
-    pub retry_timeout: Duration,
-    /// Keys per page of a listing.
-    pub list_page_size: u32,
-    /// Told about every applied txn (its latency; one txn each), e.g. by the metrics module.
-    pub observer: Option<Arc<dyn CommitObserver>>,
-}
-
-impl EtcdOptions {
-    /// Options for `endpoints` with the default prefix, no TLS, no auth, and timeouts that
-    /// ride out an etcd leader election (a few seconds).
-    pub fn new(endpoints: Vec<Uri>) -> Self {
-        EtcdOptions {
-            endpoints,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            tls: None,
-            credentials: None,
-            connect_timeout: Duration::from_secs(3),
-            request_timeout: Duration::from_secs(5),
-            retry_timeout: Duration::from_secs(15),
-            list_page_size: 500,
-            observer: None,
-        }
-    }
-}
-
-impl fmt::Debug for EtcdOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdOptions")
-            .field("endpoints", &self.endpoints)
-            .field("prefix", &self.prefix)
-            .field("tls", &self.tls)
-            .field("credentials", &self.credentials)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("retry_timeout", &self.retry_timeout)
-            .field("list_page_size", &self.list_page_size)
-            .field("observer", &self.observer.as_ref().map(|_| "…"))
-            .finish()
-    }
-}
-
-/// TLS towards etcd (`--etcd-ca`, `--etcd-cert`, `--etcd-key`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdTls {
-    /// PEM file of the CA that signed the members' certificates.
-    pub ca: std::path::PathBuf,
-    /// Our certificate, for members that require client certificates.
-    pub client: Option<ClientIdentity>,
-}
-
-/// A client certificate and its key, both PEM files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientIdentity {
-    /// The certificate (chain).
-    pub cert: std::path::PathBuf,
-    /// Its private key.
-    pub key: std::path::PathBuf,
-}
-
-/// An etcd user (`--etcd-username`, `--etcd-password`).
-#[derive(Clone, PartialEq, Eq)]
-pub struct EtcdCredentials {
-    /// The user name.
-    pub username: String,
-    /// The password.
-    pub password: String,
-}
-
-impl fmt::Debug for EtcdCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdCredentials")
-            .field("username", &self.username)
-            .field("password", &"…")
-            .finish()
-    }
-}
-
-/// Why a call to etcd failed; the source of a [`StoreError::Backend`].
-#[derive(Debug, thiserror::Error)]
-pub enum EtcdError {
-    /// The options cannot work (an endpoint's scheme, unreadable TLS files, …).
-    #[error("{0}")]
-    Config(String),
-    /// No member served the call before the retry timeout.
-    #[error(
-        "no etcd endpoint of {endpoints} served the call within {waited:?}; last error: {last_error}"
-    )]
-    Unavailable {
-        /// The configured endpoints.
-        endpoints: String,
-        /// How long the call kept trying.
-        waited: Duration,
-        /// The last member's failure.
-        last_error: String,
-    },
-    /// etcd refused the call itself (permission, authentication, a malformed request, …).
-    #[error("etcd at {endpoint} refused the call: {code:?}: {message}")]
-    Refused {
-        /// The member that answered.
-        endpoint: String,
-        /// The gRPC code.
-        code: Code,
-        /// etcd's message.
-        message: String,
-    },
-    /// A txn was sent and then the connection or the member failed: etcd may or may not have
-    /// applied it. Read the keys to find out.
-    #[error(
-        "the txn's outcome is unknown: the call to etcd at {endpoint} failed after it was sent ({detail}); read the keys to learn whether it was applied"
-    )]
-    OutcomeUnknown {
-        /// The member the txn went to.
-        endpoint: String,
-        /// How the call failed.
-        detail: String,
-    },
-    /// etcd answered something this client does not understand.
-    #[error("unexpected answer from etcd: {0}")]
-    Protocol(String),
-}
-
-/// The answer of [`EtcdStore::create_if_absent`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Creation {
-    /// The key was absent and is now written, at this revision.
-    Created(Revision),
-    /// The key already exists; this is it (e.g. the current leader's record).
-    Exists(KeyValue),
-}
-
-/// One member's view of the cluster (etcd's Maintenance Status).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EtcdStatus {
-    /// The endpoint that answered.
-    pub endpoint: String,
-    /// The member's etcd version.
-    pub version: String,
-    /// The member's id.
-    pub member_id: u64,
-    /// The member the answering one takes for the leader; 0 when it knows none.
-    pub leader: u64,
-    /// The current raft term.
-    pub raft_term: u64,
-    /// The member's store revision.
-    pub revision: Revision,
-    /// The size of the member's database file, in bytes.
-    pub db_size: i64,
-    /// Alarms and other problems the member reports (e.g. "NOSPACE").
-    pub errors: Vec<String>,
-}
-
-impl EtcdStatus {
-    /// Whether the member has a leader and reports no problem.
-    pub fn is_healthy(&self) -> bool {
-        self.leader != 0 && self.errors.is_empty()
-    }
-}
 
 /// The etcd [`Store`]. Cheap to share behind an `Arc`; every call is independent.
 pub struct EtcdStore {
@@ -830,96 +653,4 @@ impl Store for EtcdStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn kv_rev(key: &str, mod_revision: i64) -> pb::mvccpb::KeyValue {
-        pb::mvccpb::KeyValue {
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            mod_revision,
-            create_revision: 1,
-            version: 1,
-            ..Default::default()
-        }
-    }
-
-    fn read(kvs: Vec<pb::mvccpb::KeyValue>) -> pb::etcdserverpb::ResponseOp {
-        pb::etcdserverpb::ResponseOp {
-            response: Some(response_op::Response::ResponseRange(
-                pb::etcdserverpb::RangeResponse {
-                    kvs,
-                    ..Default::default()
-                },
-            )),
-        }
-    }
-
-    #[test]
-    fn preconditions_become_compares() {
-        let key = Bytes::from_static(b"/p/k");
-        assert_eq!(compare_for(key.clone(), Precondition::Any), None);
-        let absent = compare_for(key.clone(), Precondition::Absent).unwrap();
-        assert_eq!(
-            (absent.result, absent.target, absent.target_union),
-            (
-                compare::CompareResult::Equal as i32,
-                compare::CompareTarget::Create as i32,
-                Some(compare::TargetUnion::CreateRevision(0))
-            )
-        );
-        let cas = compare_for(key.clone(), Precondition::ModRevision(7)).unwrap();
-        assert_eq!(
-            (cas.result, cas.target, cas.target_union),
-            (
-                compare::CompareResult::Equal as i32,
-                compare::CompareTarget::Mod as i32,
-                Some(compare::TargetUnion::ModRevision(7))
-            )
-        );
-        let never = compare_for(key, Precondition::ModRevision(0)).unwrap();
-        assert_eq!(
-            (never.result, never.target, never.target_union),
-            (
-                compare::CompareResult::Less as i32,
-                compare::CompareTarget::Version as i32,
-                Some(compare::TargetUnion::Version(0))
-            )
-        );
-    }
-
-    #[test]
-    fn a_refused_txn_names_the_first_failing_key_in_op_order() {
-        let ops = vec![
-            Op::put("free", "x", Precondition::Any),
-            Op::put("a", "x", Precondition::ModRevision(5)),
-            Op::put("b", "x", Precondition::Absent),
-            Op::delete("c", Precondition::ModRevision(9)),
-        ];
-        // "a" holds (mod 5), "b" exists (fails), "c" is absent (fails): "b" is named.
-        let response = TxnResponse {
-            responses: vec![
-                read(vec![kv_rev("/p/a", 5)]),
-                read(vec![kv_rev("/p/b", 3)]),
-                read(vec![]),
-            ],
-            ..Default::default()
-        };
-        match conflict(&ops, response) {
-            StoreError::Conflict { key } => assert_eq!(key, "b"),
-            other => panic!("expected a conflict on b, got {other:?}"),
-        }
-        // State on which every precondition holds: etcd's answer makes no sense.
-        let response = TxnResponse {
-            responses: vec![
-                read(vec![kv_rev("/p/a", 5)]),
-                read(vec![]),
-                read(vec![kv_rev("/p/c", 9)]),
-            ],
-            ..Default::default()
-        };
-        assert!(matches!(
-            conflict(&ops, response),
-            StoreError::Backend { .. }
-        ));
-    }
-}
+mod tests;
