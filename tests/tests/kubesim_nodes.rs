@@ -426,6 +426,91 @@ async fn orphaned_pods_finish_and_free_their_node() {
     sim.shutdown().await;
 }
 
+/// A watch of the pods bound to a node and not finished (the selector the kube-scheduler's and
+/// a capacity reporter's informers use) sees a pod once it is bound and loses it once it ends.
+#[tokio::test]
+async fn pods_can_be_watched_by_node_and_phase() {
+    let sim = with_nodes(vec![node("n1", "1")], Duration::from_secs(600)).await;
+    let http = Http::new(sim.url());
+    let selector = "fieldSelector=spec.nodeName%21%3D%2Cstatus.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed";
+    let list = http.get(&format!("/api/v1/pods?{selector}")).await.json();
+    assert_eq!(list["kind"], "PodList");
+    assert!(list["items"].as_array().unwrap().is_empty());
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut watch = http
+        .watch(&format!(
+            "/api/v1/pods?watch=1&{selector}&resourceVersion={rv}&allowWatchBookmarks=true"
+        ))
+        .await;
+    // Two 1-cpu pods on one core: the first runs 300 ms, then the second.
+    assert_eq!(
+        http.post(JOBS, &job("seq", 2, 2, "300ms", cpu("1")))
+            .await
+            .status,
+        201
+    );
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let event = watch.next_change().await.expect("the watch stays open");
+        let pod = &event["object"];
+        assert_eq!(pod["kind"], "Pod");
+        seen.push((
+            event["type"].as_str().unwrap().to_owned(),
+            pod["metadata"]["name"].as_str().unwrap().to_owned(),
+            pod["status"]["phase"].as_str().unwrap().to_owned(),
+        ));
+    }
+    // Bound and running (ADDED: it starts matching), then finished (DELETED: it stops), for
+    // each pod in turn: never two on the node at once.
+    assert_eq!(
+        seen.iter()
+            .map(|(t, _, p)| (t.as_str(), p.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("ADDED", "Running"),
+            ("DELETED", "Succeeded"),
+            ("ADDED", "Running"),
+            ("DELETED", "Succeeded")
+        ]
+    );
+    assert_eq!(seen[0].1, seen[1].1);
+    assert_eq!(seen[2].1, seen[3].1);
+    assert_ne!(seen[0].1, seen[2].1);
+
+    // A watch from a version the history no longer holds is told so.
+    let compact = cluster(SimOptions {
+        nodes: vec![node("n1", "4")],
+        history: 4,
+        ..fast_pods()
+    })
+    .await;
+    let http = Http::new(compact.url());
+    assert_eq!(
+        http.post(JOBS, &job("many", 4, 8, "50ms", cpu("100m")))
+            .await
+            .status,
+        201
+    );
+    wait_job(&http, "many", "many Complete", |j| {
+        has_condition(j, "Complete")
+    })
+    .await;
+    let events = http
+        .watch("/api/v1/pods?watch=1&resourceVersion=1")
+        .await
+        .collect()
+        .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "ERROR");
+    assert_eq!(events[0]["object"]["code"], 410);
+    assert_eq!(events[0]["object"]["reason"], "Expired");
+    compact.shutdown().await;
+    sim.shutdown().await;
+}
+
 async fn kubectl(home: &Path, kubeconfig: &Path, args: &[&str]) -> String {
     let out = Command::new("kubectl")
         .env("HOME", home)

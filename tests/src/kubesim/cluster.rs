@@ -119,7 +119,7 @@ impl SimCluster {
             source,
         })?;
         let store = Arc::new(Store::new(options.history));
-        let pods = Arc::new(PodTable::default());
+        let pods = Arc::new(PodTable::new(store.clone(), options.history));
         let trigger = Trigger::default();
 
         let (changes_tx, changes_rx) = mpsc::unbounded_channel();

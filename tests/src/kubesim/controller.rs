@@ -194,7 +194,7 @@ impl Controller {
                 self.dirty.insert(key);
             }
             self.collect_due_timers();
-            self.orphans.run_due(&self.pods, &self.store);
+            self.orphans.run_due(&self.pods);
             if !self.dirty.is_empty() {
                 let keys: Vec<ObjectKey> = self.dirty.drain().collect();
                 for key in keys {
@@ -398,7 +398,6 @@ impl Controller {
         let deadline = int(&spec, "/activeDeadlineSeconds");
         let wall = clock::now();
         let pods = self.pods.clone();
-        let store = self.store.clone();
         let job = self.jobs.get_mut(key).expect("inserted by the caller");
 
         // Pods that ran their time.
@@ -414,13 +413,7 @@ impl Controller {
                 // The kubelet restarts the container in place.
                 pod.restarts += 1;
                 pod.ends = Some(now + pod_duration);
-                pods.set_state(
-                    &key.namespace,
-                    &pod.name,
-                    Phase::Running,
-                    pod.restarts,
-                    store.next_rv(),
-                );
+                pods.set_state(&key.namespace, &pod.name, Phase::Running, pod.restarts);
                 i += 1;
                 continue;
             }
@@ -432,13 +425,7 @@ impl Controller {
                 job.succeeded += 1;
                 Phase::Succeeded
             };
-            pods.set_state(
-                &key.namespace,
-                &pod.name,
-                phase,
-                pod.restarts,
-                store.next_rv(),
-            );
+            pods.set_state(&key.namespace, &pod.name, phase, pod.restarts);
             job.active.remove(i);
         }
 
@@ -552,7 +539,7 @@ impl Controller {
                             namespace: key.namespace.clone(),
                             name: name.clone(),
                             uid: uuid::Uuid::new_v4().to_string(),
-                            rv: store.next_rv(),
+                            rv: 0,
                             created: wall.clone(),
                             phase: if scheduled {
                                 Phase::Pending
@@ -718,7 +705,7 @@ impl Controller {
                         self.orphans
                             .adopt(&key.namespace, job.active, restarts_in_place);
                     }
-                    self.pods.orphan_owned(&uid, self.store.next_rv());
+                    self.pods.orphan_owned(&uid);
                 }
                 "foregroundDeletion" => {
                     self.jobs.remove(key);

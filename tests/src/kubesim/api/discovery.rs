@@ -111,7 +111,7 @@ pub fn core_resources() -> Value {
                 "singularName": "",
                 "namespaced": true,
                 "kind": "Pod",
-                "verbs": ["get", "list"],
+                "verbs": ["get", "list", "watch"],
                 "shortNames": ["po"],
                 "categories": ["all"]
             }

@@ -180,7 +180,11 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
             subresource,
             watch,
         } => objects::object(app, &call, resource, namespace, name, subresource, watch).await,
-        Route::Pods { namespace, name } => objects::pods(app, &call, namespace, name),
+        Route::Pods {
+            namespace,
+            name,
+            watch,
+        } => objects::pods(app, &call, namespace, name, watch),
         Route::Events { namespace } => objects::events(app, &call, namespace),
         Route::NodeLease { name } => objects::node_lease(&call, &name),
     }

@@ -17,6 +17,8 @@ use fedjob_scheduler::kube_api::watch as kube_watch;
 
 use super::fields;
 use super::{App, Call, json_response};
+use crate::kubesim::pods::render as render_pod;
+use crate::kubesim::pods::watch::{self as pod_watch, PodWatch};
 use crate::kubesim::resource::Resource;
 use crate::kubesim::store::{Object, ObjectKey, StoreError};
 use crate::kubesim::table::{self, IncludeObject, Printer};
@@ -426,38 +428,50 @@ pub async fn object(
     }
 }
 
-/// Simulated pods: lists (namespaced or all) and single GETs.
+/// Simulated pods: lists and watches (namespaced or all), and single GETs.
 pub fn pods(
     app: &App,
     call: &Call,
     namespace: Option<String>,
     name: Option<String>,
+    watch: bool,
 ) -> Result<Response, ApiError> {
     if call.method != Method::GET {
         return Err(ApiError::MethodNotAllowed);
     }
-    if call.params.flag("watch") {
-        return Err(ApiError::BadRequest(
-            "fedjob-kubesim does not serve watches of pods".to_owned(),
-        ));
-    }
     let labels = call.params.labels()?;
     let fields = call.params.fields(fields::POD_FIELDS)?;
-    let rv = app.store.current_rv();
-    let mut items: Vec<Value> = app
-        .pods
-        .list(namespace.as_deref(), name.as_deref(), &labels)
-        .into_iter()
-        .filter(|p| {
-            fields.matches(|f| {
-                let pointer = format!("/{}", f.replace('.', "/"));
-                p.pointer(&pointer)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-        })
-        .collect();
+    if name.is_none() && (watch || call.params.flag("watch")) {
+        let start = match call.params.resource_version()? {
+            None | Some(0) => None,
+            Some(rv) => Some(rv),
+        };
+        let spec = PodWatch {
+            namespace,
+            labels,
+            fields,
+            start,
+            bookmarks: call.params.flag("allowWatchBookmarks"),
+            bookmark_interval: app.bookmark_interval,
+            timeout: call
+                .params
+                .timeout()?
+                .unwrap_or(kube_watch::DEFAULT_TIMEOUT),
+        };
+        let stream = pod_watch::start(app.pods.clone(), spec, app.shutdown.clone());
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CACHE_CONTROL, "no-cache, private")
+            .body(Body::from_stream(stream))
+            .expect("a valid response"));
+    }
+    let (pods, rv) = app.pods.snapshot(namespace.as_deref(), |p| {
+        name.as_deref().is_none_or(|n| p.name == n)
+            && labels.matches(Some(&p.labels))
+            && fields.matches(|f| p.field(f))
+    });
+    let mut items: Vec<Value> = pods.iter().map(render_pod).collect();
     let with_type = |mut p: Value| {
         p["kind"] = json!("Pod");
         p["apiVersion"] = json!("v1");

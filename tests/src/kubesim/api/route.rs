@@ -54,6 +54,8 @@ pub enum Route {
         namespace: Option<String>,
         /// One pod's name.
         name: Option<String>,
+        /// Reached through the legacy `/watch/` prefix.
+        watch: bool,
     },
     /// Events (the scheduler's).
     Events {
@@ -133,13 +135,14 @@ fn resource(r: ResourcePath<'_>) -> Option<Route> {
                 name: name.to_owned(),
             })
         }
-        ("", "v1", "pods") if !r.watch && r.subresource.is_none() => {
-            if r.name.is_some() && r.namespace.is_none() {
+        ("", "v1", "pods") if r.subresource.is_none() => {
+            if r.name.is_some() && (r.namespace.is_none() || r.watch) {
                 return None;
             }
             Some(Route::Pods {
                 namespace: ns,
                 name: owned(r.name),
+                watch: r.watch,
             })
         }
         ("", "v1", "events") if !r.watch && r.name.is_none() => {
@@ -186,7 +189,8 @@ mod tests {
             parse("/api/v1/namespaces/x/pods"),
             Some(Route::Pods {
                 namespace: Some("x".into()),
-                name: None
+                name: None,
+                watch: false
             })
         );
         assert_eq!(
@@ -210,6 +214,14 @@ mod tests {
         assert_eq!(
             parse("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/n1"),
             Some(Route::NodeLease { name: "n1".into() })
+        );
+        assert_eq!(
+            parse("/api/v1/watch/namespaces/x/pods"),
+            Some(Route::Pods {
+                namespace: Some("x".into()),
+                name: None,
+                watch: true
+            })
         );
         assert_eq!(parse("/apis/apps/v1/deployments"), None);
         assert_eq!(

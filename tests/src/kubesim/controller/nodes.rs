@@ -74,8 +74,7 @@ impl Controller {
                     self.dirty.insert(key);
                 }
                 None => {
-                    let rv = self.store.next_rv();
-                    self.pods.set_state(&namespace, &name, Phase::Failed, 0, rv);
+                    self.pods.set_state(&namespace, &name, Phase::Failed, 0);
                 }
             }
         }

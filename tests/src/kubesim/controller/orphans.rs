@@ -10,7 +10,6 @@ use tokio::time::Instant;
 
 use super::SimPod;
 use crate::kubesim::pods::{Phase, PodTable};
-use crate::kubesim::store::Store;
 
 /// An orphaned pod that has not started yet.
 #[derive(Debug)]
@@ -92,7 +91,7 @@ impl Orphans {
     }
 
     /// Finishes the orphans whose time is up.
-    pub(super) fn run_due(&mut self, pods: &PodTable, store: &Store) {
+    pub(super) fn run_due(&mut self, pods: &PodTable) {
         let now = Instant::now();
         while self.running.peek().is_some_and(|Reverse(e)| e.at <= now) {
             let Some(Reverse(e)) = self.running.pop() else {
@@ -103,7 +102,7 @@ impl Orphans {
             } else {
                 Phase::Succeeded
             };
-            pods.set_state(&e.namespace, &e.name, phase, e.restarts, store.next_rv());
+            pods.set_state(&e.namespace, &e.name, phase, e.restarts);
         }
     }
 }

@@ -160,7 +160,7 @@ impl Scheduler {
                     Ok(node) => {
                         let node: Arc<str> = Arc::from(node.as_str());
                         let started = self.kubelets.runs(&node);
-                        if pods.bind(ns, &queued.pod, &node, started, store.next_rv()) {
+                        if pods.bind(ns, &queued.pod, &node, started) {
                             usage
                                 .entry(node)
                                 .or_default()
@@ -182,7 +182,7 @@ impl Scheduler {
                     }
                 },
             };
-            pods.set_unschedulable(ns, &queued.pod, &message, || store.next_rv());
+            pods.set_unschedulable(ns, &queued.pod, &message);
             self.events.record(
                 NewEvent {
                     regarding: Regarding {
