@@ -1,11 +1,15 @@
-//! The fedjob gRPC contract (`fedjob.v1`) and the few names every crate must agree on.
+//! The fedjob gRPC contract (`fedjob.v1`), and what every fedjob binary must agree on.
 //!
 //! The generated types live in [`v1`]; [`json`] converts between the `google.protobuf.Struct`
 //! that carries a Job on the wire and `serde_json::Value`; [`names`] holds the labels and
-//! annotations that mark a shard in a member cluster.
+//! annotations that mark a shard in a member cluster and the DNS-1123 name rules. Every binary
+//! depends on this crate, so it also holds the helpers they share: [`duration`] (the one
+//! duration grammar, Go's) and [`shutdown`] (the one shutdown type).
 
+pub mod duration;
 pub mod json;
 pub mod names;
+pub mod shutdown;
 
 /// Generated messages, clients and servers of package `fedjob.v1`.
 #[allow(missing_docs, clippy::all)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use fedjob_proto::duration;
 use tonic::transport::Uri;
 
 use crate::auth::Tokens;
@@ -36,12 +37,12 @@ pub struct Args {
     pub metrics_listen: Option<SocketAddr>,
 
     /// How long a cluster may be silent before it is NotReady.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
     pub cluster_grace: Duration,
 
     /// How long a NotReady cluster waits before Jobs with `rebalance: true` move its unfinished
     /// work elsewhere; defaults to the cluster grace.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub failover_after: Option<Duration>,
 
     /// Largest gRPC message accepted, in bytes.
@@ -50,7 +51,7 @@ pub struct Args {
 
     /// With `--store etcd`: TTL of this replica's etcd lease, on which its leadership and the
     /// liveness records it writes hang; a dead leader is replaced within about this long.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = duration::parse)]
     pub lease_ttl: Duration,
 
     /// How to reach etcd, with `--store etcd`.
@@ -413,44 +414,9 @@ fn read_tls(flags: &SecurityFlags) -> Result<Option<ServerTls>, ConfigError> {
     }))
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| {
-        format!("invalid duration \"{text}\": expected a number and a unit such as 500ms, 30s, 5m")
-    })?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "" | "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration \"{text}\": unit must be ms, s, m or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration \"{text}\": {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_like_kubectl_flags() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5y").is_err());
-        assert!(parse_duration("-1s").is_err());
-    }
 
     fn parse(args: &[&str]) -> Result<Args, clap::Error> {
         Args::try_parse_from(std::iter::once("fedjob-scheduler").chain(args.iter().copied()))
@@ -470,6 +436,18 @@ mod tests {
             Err(e) => panic!("{args:?}: not a checked-value error: {e}"),
             Ok(c) => panic!("{args:?}: accepted as {c:?}"),
         }
+    }
+
+    #[test]
+    fn durations_are_go_durations_and_errors_name_the_flag() {
+        let config = config(&["--cluster-grace", "1m30s", "--failover-after", "1.5s"]).unwrap();
+        assert_eq!(config.cluster_grace, Duration::from_secs(90));
+        assert_eq!(config.failover_after, Duration::from_millis(1500));
+        let err = parse(&["--cluster-grace", "30"]).unwrap_err().to_string();
+        assert!(
+            err.contains("--cluster-grace") && err.contains("invalid duration \"30\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -23,9 +23,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::records::{LEADER_KEY, live_key, session_key};
-use crate::shutdown::Shutdown;
 use crate::store::etcd::{Creation, EtcdStore, LeaseId, LeaseState};
 use crate::store::{Precondition, Store, StoreError};
+use fedjob_proto::shutdown::Shutdown;
 
 /// This replica's part in the coordination of several.
 pub struct Coordinator {
@@ -84,11 +84,7 @@ impl Coordinator {
         self.leader.subscribe()
     }
 
-    async fn run(
-        self: Arc<Self>,
-        mut keeper: crate::store::etcd::LeaseKeeper,
-        mut shutdown: Shutdown,
-    ) {
+    async fn run(self: Arc<Self>, mut keeper: crate::store::etcd::LeaseKeeper, shutdown: Shutdown) {
         let poll = self.ttl / 4;
         loop {
             let mut state = keeper.subscribe();

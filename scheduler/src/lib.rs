@@ -25,6 +25,5 @@ pub mod quantity;
 pub mod records;
 pub mod replication;
 pub mod server;
-pub mod shutdown;
 pub mod store;
 pub mod telemetry;

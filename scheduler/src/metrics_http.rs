@@ -15,14 +15,14 @@ use tracing::warn;
 
 use crate::control_plane::ControlPlane;
 use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use fedjob_proto::shutdown::Shutdown;
 
 /// Starts serving metrics on `addr` as one of `tasks`, until `shutdown`; returns the bound
 /// address.
 pub async fn serve(
     addr: SocketAddr,
     cp: Arc<ControlPlane>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
     tasks: &TaskTracker,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)

@@ -17,19 +17,19 @@ use tracing::{info, warn};
 
 use crate::control_plane::{ControlPlane, ControlPlaneError};
 use crate::records::{self, JOBS_PREFIX, KeyOf};
-use crate::shutdown::Shutdown;
 use crate::store::{Revision, StoreError, WatchEvent};
+use fedjob_proto::shutdown::Shutdown;
 
 /// Starts following the store as two of `tasks` (the watch, and the re-reading of Jobs changed
 /// elsewhere); both stop at `shutdown` or when the store closes.
-pub fn spawn(cp: Arc<ControlPlane>, mut shutdown: Shutdown, tasks: &TaskTracker) {
+pub fn spawn(cp: Arc<ControlPlane>, shutdown: Shutdown, tasks: &TaskTracker) {
     let follower = Arc::new(Follower {
         cp,
         stale: Mutex::new(HashMap::new()),
         notify: Notify::new(),
     });
     let refresher = follower.clone();
-    let mut stop = shutdown.clone();
+    let stop = shutdown.clone();
     tasks.spawn(async move {
         // Stopping between two Jobs is safe: a re-read only publishes what the store has.
         tokio::select! {

@@ -27,8 +27,8 @@ use crate::control_plane::{ControlPlane, Settings};
 use crate::coordination::Coordinator;
 use crate::metrics::Metrics;
 use crate::replication;
-use crate::shutdown::{self, Shutdown, Trigger};
 use crate::store::{EmbeddedOptions, EmbeddedStore, EtcdStore, Store};
+use fedjob_proto::shutdown::{self, Shutdown, Trigger};
 
 /// Calls served at once on one connection.
 const PER_CONNECTION_CALLS: usize = 256;
@@ -206,7 +206,7 @@ async fn serve(serving: Serving) -> anyhow::Result<()> {
         shutdown,
         tasks,
     } = serving;
-    let mut stop = shutdown.clone();
+    let stop = shutdown.clone();
     let limit = config.max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<FederationServer<UserApi>>().await;
@@ -236,7 +236,7 @@ async fn serve(serving: Serving) -> anyhow::Result<()> {
     .max_encoding_message_size(limit.max(64 * 1024 * 1024));
 
     let drained = {
-        let mut stop = stop.clone();
+        let stop = stop.clone();
         let health = health.clone();
         async move {
             stop.fired().await;
@@ -287,7 +287,7 @@ async fn serve(serving: Serving) -> anyhow::Result<()> {
 }
 
 /// Periodic work, as one of `tasks`: cluster liveness and TTL clean-up.
-fn spawn_background(cp: Arc<ControlPlane>, mut shutdown: Shutdown, tasks: &TaskTracker) {
+fn spawn_background(cp: Arc<ControlPlane>, shutdown: Shutdown, tasks: &TaskTracker) {
     let period =
         (cp.settings().cluster_grace / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     tasks.spawn(async move {

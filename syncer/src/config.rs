@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use fedjob_proto::{duration, names};
 
 /// Flags as typed on the command line (see [`Config`] for the checked form).
 #[derive(Debug, Clone, Parser)]
@@ -220,37 +221,44 @@ impl TryFrom<Args> for Config {
                 "--tls-* flags are given but no scheduler URL is https://",
             ));
         }
-        check_dns_label(&args.cluster_name).map_err(|m| {
+        names::check_cluster_name(&args.cluster_name).map_err(|m| {
             ConfigError::invalid("cluster-name", format!("{:?}: {m}", args.cluster_name))
         })?;
         if let Some(ns) = &args.namespace {
-            check_dns_label(ns)
-                .map_err(|m| ConfigError::invalid("namespace", format!("{ns:?}: {m}")))?;
+            let rules = names::dns1123_label(ns);
+            if !rules.is_empty() {
+                let rules = rules.join("; ");
+                return Err(ConfigError::invalid(
+                    "namespace",
+                    format!("{ns:?}: {rules}"),
+                ));
+            }
         }
         let labels = parse_labels(&args.labels).map_err(|m| ConfigError::invalid("labels", m))?;
-        let heartbeat_interval = parse_duration(&args.heartbeat_interval)
-            .map_err(|m| ConfigError::invalid("heartbeat-interval", m))?;
+        let heartbeat_interval = duration::parse(&args.heartbeat_interval)
+            .map_err(|e| ConfigError::invalid("heartbeat-interval", e.to_string()))?;
         if heartbeat_interval < Duration::from_millis(10) {
             return Err(ConfigError::invalid(
                 "heartbeat-interval",
                 "must be at least 10ms",
             ));
         }
-        let shutdown_grace = parse_duration(&args.shutdown_grace)
-            .map_err(|m| ConfigError::invalid("shutdown-grace", m))?;
+        let shutdown_grace = duration::parse(&args.shutdown_grace)
+            .map_err(|e| ConfigError::invalid("shutdown-grace", e.to_string()))?;
         let self_fence_after = args
             .self_fence_after
             .as_deref()
             .map(|text| {
-                let lease = parse_duration(text)
-                    .map_err(|m| ConfigError::invalid("self-fence-after", m))?;
+                let lease = duration::parse(text)
+                    .map_err(|e| ConfigError::invalid("self-fence-after", e.to_string()))?;
                 // A healthy session is heard from once a heartbeat interval (the answers to
                 // heartbeats); a lease shorter than two would fence a cluster that is fine.
                 if lease < heartbeat_interval * 2 {
                     return Err(ConfigError::invalid(
                         "self-fence-after",
                         format!(
-                            "{text}: must be at least twice --heartbeat-interval ({heartbeat_interval:?}), or a syncer that is connected fences itself"
+                            "{text}: must be at least twice --heartbeat-interval ({}), or a syncer that is connected fences itself",
+                            duration::format(heartbeat_interval)
                         ),
                     ));
                 }
@@ -334,22 +342,6 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Checks a DNS-1123 label (what Kubernetes requires of namespace names, and fedjob of cluster names).
-pub fn check_dns_label(name: &str) -> Result<(), &'static str> {
-    let bytes = name.as_bytes();
-    let chars_ok = bytes
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
-    let ends_ok = bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-        && bytes.last().is_some_and(u8::is_ascii_alphanumeric);
-    if name.is_empty() || name.len() > 63 || !chars_ok || !ends_ok {
-        return Err(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', start and end with an alphanumeric character, and be at most 63 characters",
-        );
-    }
-    Ok(())
-}
-
 /// Parses `k=v` items into a map, checking keys and values as Kubernetes checks labels.
 pub fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut labels = BTreeMap::new();
@@ -371,10 +363,7 @@ pub fn parse_labels(items: &[String]) -> Result<BTreeMap<String, String>, String
 fn check_label_key(key: &str) -> Result<(), &'static str> {
     let name = match key.split_once('/') {
         Some((prefix, name)) => {
-            let prefix_ok = !prefix.is_empty()
-                && prefix.len() <= 253
-                && prefix.split('.').all(|part| check_dns_label(part).is_ok());
-            if !prefix_ok {
+            if !names::is_dns1123_subdomain(prefix) {
                 return Err("the prefix must be a DNS-1123 subdomain");
             }
             name
@@ -406,18 +395,6 @@ fn check_label_value(value: &str) -> Result<(), &'static str> {
             "must be at most 63 characters of alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric character",
         )
     }
-}
-
-/// Parses a duration such as `5s`, `500ms`, `1m30s` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
-    }
-    let signed: jiff::SignedDuration = text.parse().map_err(|_| {
-        format!("{text:?} is not a duration (use a number and a unit, e.g. 5s, 500ms, 1m30s)")
-    })?;
-    Duration::try_from(signed).map_err(|_| format!("{text:?} must not be negative"))
 }
 
 #[cfg(test)]
@@ -681,23 +658,45 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
-        assert!(parse_duration("-5s").is_err());
-        assert!(parse_duration("").is_err());
+    fn durations_are_go_durations_and_errors_name_the_flag() {
+        let c = parse(&["--heartbeat-interval", "1m30s", "--shutdown-grace", "0"]).unwrap();
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(90));
+        assert_eq!(c.shutdown_grace, Duration::ZERO);
+        for (flag, value) in [
+            ("--heartbeat-interval", "2"),
+            ("--shutdown-grace", "-5s"),
+            ("--self-fence-after", "soon"),
+        ] {
+            let err = parse(&[&format!("{flag}={value}")]).unwrap_err();
+            assert_eq!(err.exit_code(), 64);
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!(
+                    "invalid value for {flag}: invalid duration \"{value}\""
+                )),
+                "{text}"
+            );
+        }
     }
 
     #[test]
-    fn dns_labels() {
-        assert!(check_dns_label("c1").is_ok());
-        assert!(check_dns_label("a-b-9").is_ok());
-        assert!(check_dns_label(&"a".repeat(63)).is_ok());
-        assert!(check_dns_label(&"a".repeat(64)).is_err());
-        assert!(check_dns_label("").is_err());
-        assert!(check_dns_label("a.b").is_err());
-        assert!(check_dns_label("a-").is_err());
+    fn cluster_names_and_namespaces_are_dns_labels() {
+        for good in ["c1", "a-b-9", &"a".repeat(63)] {
+            assert!(
+                parse(&["--cluster-name", good, "--namespace", good]).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in ["", "a.b", "a-", "Team_A", &"a".repeat(64)] {
+            for flag in ["--cluster-name", "--namespace"] {
+                let err = parse(&[flag, bad]).unwrap_err();
+                let text = err.to_string();
+                assert!(
+                    text.starts_with(&format!("invalid value for {flag}: {bad:?}: "))
+                        && (text.contains("RFC 1123 label") || text.contains("no more than 63")),
+                    "{text}"
+                );
+            }
+        }
     }
 }

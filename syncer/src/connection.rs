@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::reconcile::Context;
 use crate::shards::REPORT_CHUNK;
-use crate::shutdown::Shutdown;
+use fedjob_proto::shutdown::Shutdown;
 
 /// How long to wait for a TCP/HTTP2 connection to a scheduler.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

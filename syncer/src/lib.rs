@@ -25,7 +25,6 @@ pub mod probes;
 pub mod queue;
 pub mod reconcile;
 pub mod shards;
-pub mod shutdown;
 pub mod status;
 
 #[cfg(test)]
@@ -34,6 +33,7 @@ mod fixtures;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedjob_proto::shutdown;
 use futures::StreamExt;
 use kube::Client;
 use tokio::task::JoinSet;

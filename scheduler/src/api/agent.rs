@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedjob_proto::names;
 use fedjob_proto::v1::{
     self, AgentMessage, AssignmentBatch, HeartbeatAck, SchedulerMessage, agent_message::Msg,
     agent_server::Agent, scheduler_message,
@@ -28,7 +29,7 @@ use crate::auth::Guard;
 use crate::control_plane::{ControlPlane, SessionInbox, ShardReport};
 use crate::metrics::ReasonLabels;
 use crate::model::job::ShardState;
-use crate::shutdown::Shutdown;
+use fedjob_proto::shutdown::Shutdown;
 
 /// Assignments per message.
 const BATCH: usize = 256;
@@ -84,7 +85,7 @@ impl Agent for AgentApi {
         measured(self.cp.metrics(), "Agent/Register", async {
             self.guard.agent(&req, &req.get_ref().cluster)?;
             let r = req.into_inner();
-            if let Err(rule) = validate_cluster_name(&r.cluster) {
+            if let Err(rule) = names::check_cluster_name(&r.cluster) {
                 return Err(self.refuse(
                     "invalid",
                     Status::invalid_argument(format!(
@@ -180,10 +181,10 @@ impl Session {
         mut self,
         held: Vec<v1::ShardStatus>,
         inbound: Streaming<AgentMessage>,
-        mut shutdown: Shutdown,
+        shutdown: Shutdown,
     ) {
         self.cp.heartbeat(&self.cluster).await;
-        let end = self.serve(held, inbound, &mut shutdown).await;
+        let end = self.serve(held, inbound, &shutdown).await;
         let reason = match end {
             End::AgentClosed => "agent closed the stream".to_owned(),
             End::Superseded => "a newer session replaced it".to_owned(),
@@ -210,7 +211,7 @@ impl Session {
         &mut self,
         held: Vec<v1::ShardStatus>,
         inbound: Streaming<AgentMessage>,
-        shutdown: &mut Shutdown,
+        shutdown: &Shutdown,
     ) -> End {
         // What the agent holds is reported first, so that the answer accounts for it.
         let reports: Vec<ShardReport> = held.iter().map(convert::shard_report).collect();
@@ -446,22 +447,4 @@ async fn report(
             Err(e) => warn!(cluster = %cluster, error = %e, "shard status not recorded"),
         }
     }
-}
-
-/// A cluster name must be a DNS-1123 label; returns the rule broken.
-pub fn validate_cluster_name(name: &str) -> Result<(), &'static str> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let ok_ends = name
-        .bytes()
-        .next()
-        .zip(name.bytes().last())
-        .is_some_and(|(f, l)| f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric());
-    if name.is_empty() || name.len() > 63 || !ok_chars || !ok_ends {
-        return Err(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character, at most 63 characters",
-        );
-    }
-    Ok(())
 }

@@ -20,7 +20,7 @@ use crate::model::job::job_key;
 use crate::model::manifest::{self, FieldValidation};
 use crate::model::preferences::Preferences;
 use crate::model::split;
-use crate::shutdown::Shutdown;
+use fedjob_proto::shutdown::Shutdown;
 
 /// Serves `fedjob.v1.Federation`.
 #[derive(Clone)]
@@ -373,7 +373,7 @@ impl Federation for UserApi {
                 .map_err(status)?
                 .ok_or_else(|| Status::not_found(format!("jobs.batch \"{}\" not found", r.name)))?;
             let cp = self.cp.clone();
-            let mut shutdown = self.shutdown.clone();
+            let shutdown = self.shutdown.clone();
             let stream = async_stream::try_stream! {
                 let event = |kind: &str, job: &crate::control_plane::StoredJob| v1::WatchJobEvent {
                     r#type: kind.to_owned(),

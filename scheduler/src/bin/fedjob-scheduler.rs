@@ -1,7 +1,8 @@
 //! `fedjob-scheduler`: the federation control plane. Parses flags, then runs the library.
 
+use fedjob_proto::shutdown;
 use fedjob_scheduler::config::{Config, ConfigError};
-use fedjob_scheduler::{server, shutdown, telemetry};
+use fedjob_scheduler::{server, telemetry};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

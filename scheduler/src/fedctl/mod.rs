@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use fedjob_proto::duration;
 use fedjob_proto::v1::{self, federation_client::FederationClient};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-use crate::config::parse_duration;
 use crate::model::manifest::FieldValidation;
 use crate::model::preferences::Preferences;
 use crate::model::split;
@@ -231,7 +231,7 @@ pub struct WaitArgs {
     #[arg(long = "for")]
     pub condition: String,
     /// Give up after this long.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = duration::parse)]
     pub timeout: Duration,
 }
 

@@ -931,13 +931,6 @@ fn validate_containers<'a>(
 
 // ------------------------------------------------------------------ name rules
 
-const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case \
-     alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case \
-     alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str =
-    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and \
      must start and end with an alphanumeric character";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
@@ -958,16 +951,6 @@ fn max_len_error(n: usize) -> String {
     format!("must be no more than {n} characters")
 }
 
-/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, without a length limit.
-fn is_label_shaped(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
 /// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
 fn is_qualified_shaped(s: &str) -> bool {
     let b = s.as_bytes();
@@ -978,37 +961,9 @@ fn is_qualified_shaped(s: &str) -> bool {
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
 
-/// The rules a DNS-1123 label (namespace, container name) breaks; empty when valid.
-pub fn dns1123_label(s: &str) -> Vec<String> {
-    let mut rules = Vec::new();
-    if s.len() > 63 {
-        rules.push(max_len_error(63));
-    }
-    if !is_label_shaped(s) {
-        rules.push(regex_error(
-            DNS1123_LABEL_MSG,
-            DNS1123_LABEL_FMT,
-            &["my-name", "123-abc"],
-        ));
-    }
-    rules
-}
-
-/// The rules a DNS-1123 subdomain (object name) breaks; empty when valid.
-pub fn dns1123_subdomain(s: &str) -> Vec<String> {
-    let mut rules = Vec::new();
-    if s.len() > 253 {
-        rules.push(max_len_error(253));
-    }
-    if !s.split('.').all(is_label_shaped) {
-        rules.push(regex_error(
-            DNS1123_SUBDOMAIN_MSG,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
-    }
-    rules
-}
+/// The rules a DNS-1123 label (namespace, container name) or subdomain (object name) breaks,
+/// in the API server's words; empty when valid. One implementation, shared with every binary.
+pub use fedjob_proto::names::{dns1123_label, dns1123_subdomain};
 
 /// The rules a qualified name (label or annotation key) breaks: an optional DNS subdomain
 /// prefix and `/`, then a name of at most 63 characters. Empty when valid.

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use fedjob_proto::duration;
 use fedjob_tests::bench::agent_mode::{self, AgentParams, StoreKind};
 use fedjob_tests::bench::full_mode::{self, FullParams};
 use fedjob_tests::bench::sweep::{self, SweepParams};
 use fedjob_tests::bench::{Machine, Report, plot};
-use fedjob_tests::kubesim::duration;
 
 /// Exit code for a bad command line (sysexits' EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -40,16 +40,16 @@ struct Args {
     #[arg(long)]
     parallelism: Option<i32>,
     /// The scheduler's --cluster-grace; agents heartbeat every third of it.
-    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, default_value = "3s", value_parser = duration::parse)]
     cluster_grace: std::time::Duration,
     /// Agent mode: every agent reports every shard Running, not only the sampled ones.
     #[arg(long)]
     report_all: bool,
     /// How long to wait after the last create for assignments, status and completions.
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    #[arg(long, default_value = "120s", value_parser = duration::parse)]
     settle_timeout: std::time::Duration,
     /// How often ListClusters is polled to see whether every cluster stays Ready.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
     ready_poll: std::time::Duration,
     /// Full mode: how long each simulated pod runs.
     #[arg(long, default_value = "1s")]
@@ -84,10 +84,6 @@ enum Mode {
     Full,
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    duration::parse(s).map_err(|e| e.to_string())
-}
-
 impl Args {
     fn check(&self) -> Result<(), String> {
         let sizes = self.sweep_clusters.iter().chain(&self.sweep_jobs).chain([
@@ -120,11 +116,8 @@ impl Args {
         if self.store == StoreKind::Etcd && self.mode == Mode::Full {
             return Err("--store etcd is for agent mode".into());
         }
-        if duration::parse(&self.pod_duration).is_err() {
-            return Err(format!(
-                "--pod-duration {:?} is not a duration",
-                self.pod_duration
-            ));
+        if let Err(e) = duration::parse(&self.pod_duration) {
+            return Err(format!("--pod-duration: {e}"));
         }
         Ok(())
     }

@@ -15,8 +15,9 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use clap::Parser;
+use fedjob_proto::duration;
 use fedjob_tests::kubesim::node::{self, DEFAULT_CAPACITY};
-use fedjob_tests::kubesim::{Fleet, SimOptions, duration};
+use fedjob_tests::kubesim::{Fleet, SimOptions};
 
 /// Exit code for a bad command line (sysexits' EX_USAGE).
 const EX_USAGE: u8 = 64;
@@ -38,7 +39,7 @@ struct Args {
     #[arg(long)]
     kubeconfig_out: Option<PathBuf>,
     /// How long a simulated pod runs unless its template has fedjob.io/sim-duration.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
     pod_duration: Duration,
     /// Require this bearer token on every request.
     #[arg(long, env = "FEDJOB_KUBESIM_TOKEN")]
@@ -47,7 +48,7 @@ struct Args {
     #[arg(long, default_value_t = 1024)]
     history: usize,
     /// How often watches that allow bookmarks get one.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = duration::parse)]
     bookmark_interval: Duration,
     /// Nodes per cluster (named CLUSTER-node-1 …); 0: no nodes, pods run without a scheduler.
     #[arg(long, default_value_t = 0)]
@@ -80,10 +81,6 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
                 .ok_or_else(|| format!("{p:?}: expected KEY=VALUE"))
         })
         .collect()
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    duration::parse(s).map_err(|e| e.to_string())
 }
 
 impl Args {

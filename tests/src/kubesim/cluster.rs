@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
+use fedjob_proto::shutdown::Trigger;
 use fedjob_scheduler::kube_api::kubeconfig;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -23,7 +24,6 @@ use super::nodes::NodeHandle;
 use super::pods::PodTable;
 use super::resource::Resource;
 use super::sched::Scheduler;
-use super::shutdown::Trigger;
 use super::store::Store;
 use super::writes::Writer;
 
@@ -171,7 +171,7 @@ impl SimCluster {
             server_address: addr.to_string(),
             pages: Default::default(),
         });
-        let mut stop = trigger.subscribe();
+        let stop = trigger.subscribe();
         let name = options.name.clone();
         let server = tokio::spawn(async move {
             // Watch events are small writes; without TCP_NODELAY some wait for a delayed ACK
@@ -182,7 +182,7 @@ impl SimCluster {
                 }
             });
             let serve = axum::serve(listener, api::router(app))
-                .with_graceful_shutdown(async move { stop.recv().await });
+                .with_graceful_shutdown(async move { stop.fired().await });
             if let Err(err) = serve.await {
                 tracing::error!(cluster = %name, %err, "server failed");
             }

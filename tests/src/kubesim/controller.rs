@@ -24,20 +24,21 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedjob_proto::duration;
+use fedjob_proto::shutdown::Shutdown;
 use fedjob_scheduler::kube_api::clock;
 use fedjob_scheduler::kube_api::params::{DeleteOptions, Propagation};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::namespace;
 use super::pods::{Owner, Phase, Placement, PodRecord, PodTable};
 use super::resource::Resource;
 use super::sched::demand::Demand;
 use super::sched::{Queued, Scheduler};
-use super::shutdown::Shutdown;
 use super::store::{Object, ObjectKey, Store};
 use super::writes::{self, Writer};
-use super::{duration, namespace};
 
 /// Annotation on a Job's pod template: how long each simulated pod runs (`2s`, `500ms`).
 pub const DURATION_ANNOTATION: &str = "fedjob.io/sim-duration";
@@ -187,7 +188,7 @@ impl Controller {
     pub async fn run(
         mut self,
         mut changes: mpsc::UnboundedReceiver<ObjectKey>,
-        mut shutdown: Shutdown,
+        shutdown: Shutdown,
     ) {
         loop {
             while let Ok(key) = changes.try_recv() {
@@ -223,7 +224,7 @@ impl Controller {
                     None => return,
                 },
                 _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {}
-                _ = shutdown.recv() => return,
+                _ = shutdown.fired() => return,
             }
         }
     }

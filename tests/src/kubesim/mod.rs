@@ -28,7 +28,6 @@
 pub mod api;
 pub mod cluster;
 pub mod controller;
-pub mod duration;
 pub mod events;
 pub mod job;
 pub mod namespace;
@@ -37,7 +36,6 @@ pub mod nodes;
 pub mod pods;
 pub mod resource;
 pub mod sched;
-pub mod shutdown;
 pub mod store;
 pub mod table;
 pub mod validation;

@@ -233,63 +233,16 @@ impl From<FieldError> for Cause {
     }
 }
 
-const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const QUALIFIED_NAME_ERR: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-
-fn is_label_chars(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-fn is_dns1123_label_syntax(s: &str) -> bool {
-    is_label_chars(s)
-}
-
-fn is_dns1123_subdomain_syntax(s: &str) -> bool {
-    s.split('.').all(is_dns1123_label_syntax)
-}
 
 fn regex_hint(examples: &str, regex: &str) -> String {
     format!(" (e.g. {examples}, regex used for validation is '{regex}')")
 }
 
-/// `validation.IsDNS1123Subdomain`: the messages for a name that is not one (empty when fine).
-pub fn dns1123_subdomain(name: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if name.len() > 253 {
-        errs.push("must be no more than 253 characters".to_owned());
-    }
-    if !is_dns1123_subdomain_syntax(name) {
-        let regex = format!("{DNS1123_LABEL_FMT}(\\.{DNS1123_LABEL_FMT})*");
-        errs.push(format!(
-            "{DNS1123_SUBDOMAIN_ERR}{}",
-            regex_hint("'example.com'", &regex)
-        ));
-    }
-    errs
-}
-
-/// `validation.IsDNS1123Label`: the messages for a name that is not one (empty when fine).
-pub fn dns1123_label(name: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if name.len() > 63 {
-        errs.push("must be no more than 63 characters".to_owned());
-    }
-    if !is_dns1123_label_syntax(name) {
-        errs.push(format!(
-            "{DNS1123_LABEL_ERR}{}",
-            regex_hint("'my-name',  or '123-abc'", DNS1123_LABEL_FMT)
-        ));
-    }
-    errs
-}
+/// `validation.IsDNS1123Subdomain` and `IsDNS1123Label`: the messages for a name that is not
+/// one (empty when fine), from the one implementation every fedjob binary shares.
+pub use fedjob_proto::names::{dns1123_label, dns1123_subdomain};
 
 fn is_qualified_name_part(s: &str) -> bool {
     let b = s.as_bytes();

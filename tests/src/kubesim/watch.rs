@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fedjob_proto::shutdown::Shutdown;
 use fedjob_scheduler::kube_api::selector::{FieldSelector, LabelSelector};
 use fedjob_scheduler::kube_api::watch::{bookmark_line, error_line, event_line, too_old};
 use serde_json::Value;
@@ -21,7 +22,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 use super::resource::Resource;
-use super::shutdown::Shutdown;
 use super::store::{Event, EventType, Object, Store, StoreError};
 use super::table::{self, IncludeObject, Printer};
 
@@ -117,7 +117,7 @@ async fn send(
 ) -> bool {
     tokio::select! {
         sent = tx.send(line) => sent.is_ok(),
-        _ = shutdown.recv() => false,
+        _ = shutdown.fired() => false,
         _ = tokio::time::sleep_until(deadline) => false,
     }
 }
@@ -177,7 +177,7 @@ async fn run(store: Arc<Store>, spec: WatchSpec, mut shutdown: Shutdown, tx: mps
                 }
             }
             _ = tokio::time::sleep_until(deadline) => return,
-            _ = shutdown.recv() => return,
+            _ = shutdown.fired() => return,
             _ = tx.closed() => return,
         }
     }

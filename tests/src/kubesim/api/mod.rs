@@ -15,6 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
+use fedjob_proto::shutdown::Shutdown;
 use fedjob_scheduler::kube_api::pages::Snapshots;
 use fedjob_scheduler::kube_api::params::{self, MAX_BODY, Params};
 use fedjob_scheduler::kube_api::status::ApiError;
@@ -25,7 +26,6 @@ use self::route::Route;
 use super::events::EventLog;
 use super::pods::PodTable;
 use super::resource::Resource;
-use super::shutdown::Shutdown;
 use super::store::{Object, Store};
 
 /// The snapshots of paginated lists, by resource, scope and version.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use fedjob_proto::shutdown::Shutdown;
 use fedjob_scheduler::kube_api::resource::ResourceType;
 use fedjob_scheduler::kube_api::selector::{FieldSelector, LabelSelector};
 use fedjob_scheduler::kube_api::watch::{
@@ -21,7 +22,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
 use super::{PodChange, PodRecord, PodTable, render};
-use crate::kubesim::shutdown::Shutdown;
 
 /// Core `v1` Pods.
 pub const PODS: ResourceType = ResourceType {
@@ -106,7 +106,7 @@ async fn send(
 ) -> bool {
     tokio::select! {
         sent = tx.send(line) => sent.is_ok(),
-        _ = shutdown.recv() => false,
+        _ = shutdown.fired() => false,
         _ = tokio::time::sleep_until(deadline) => false,
     }
 }
@@ -158,7 +158,7 @@ async fn run(pods: Arc<PodTable>, spec: PodWatch, mut shutdown: Shutdown, tx: mp
                 }
             }
             _ = tokio::time::sleep_until(deadline) => return,
-            _ = shutdown.recv() => return,
+            _ = shutdown.fired() => return,
             _ = tx.closed() => return,
         }
     }

@@ -1,10 +1,13 @@
-//! Shutdown as a type: a [`Trigger`] that fires once, and [`Shutdown`] handles that any task
-//! can wait on. Dropping the trigger counts as firing it, so a task never waits forever on a
-//! syncer that is gone.
+//! Shutdown as a type (after mini-redis' `shutdown.rs`), one for every fedjob binary: a
+//! [`Trigger`] fired once, and any number of [`Shutdown`] handles that long-lived tasks (agent
+//! streams, watches, background loops, HTTP servers) select on to end cleanly.
+//!
+//! Dropping the trigger counts as firing it, so no task waits forever on an owner that is gone.
+//! [`signal`] resolves on SIGTERM or Ctrl-C, which is where a binary starts its drain.
 
 use tokio::sync::watch;
 
-/// Fires the shutdown.
+/// Fires the shutdown of everything subscribed.
 #[derive(Debug)]
 pub struct Trigger {
     tx: watch::Sender<bool>,
@@ -16,10 +19,16 @@ pub struct Shutdown {
     rx: watch::Receiver<bool>,
 }
 
-/// A new trigger and the handle that observes it.
+/// A new trigger and a first handle observing it.
 pub fn channel() -> (Trigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
     (Trigger { tx }, Shutdown { rx })
+}
+
+impl Default for Trigger {
+    fn default() -> Self {
+        channel().0
+    }
 }
 
 impl Trigger {
@@ -28,7 +37,7 @@ impl Trigger {
         self.tx.send_replace(true);
     }
 
-    /// A handle observing this trigger.
+    /// Another handle observing this trigger.
     pub fn subscribe(&self) -> Shutdown {
         Shutdown {
             rx: self.tx.subscribe(),
@@ -42,14 +51,15 @@ impl Shutdown {
         *self.rx.borrow() || self.rx.has_changed().is_err()
     }
 
-    /// Resolves once the shutdown fires (or its trigger is dropped).
+    /// Resolves once the shutdown fires (at once if it already has, or if the trigger is gone).
     pub async fn fired(&self) {
         let mut rx = self.rx.clone();
+        // An error means the trigger is gone, which is a shutdown too.
         let _ = rx.wait_for(|fired| *fired).await;
     }
 }
 
-/// Resolves when the process receives SIGTERM or SIGINT (Ctrl-C).
+/// Resolves when the process receives SIGTERM or SIGINT (Ctrl-C), saying which.
 pub async fn signal() {
     #[cfg(unix)]
     {
@@ -62,7 +72,7 @@ pub async fn signal() {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the syncer");
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the process");
                 let _ = tokio::signal::ctrl_c().await;
             }
         }
@@ -80,18 +90,24 @@ mod tests {
     #[tokio::test]
     async fn fires_once_for_every_handle() {
         let (trigger, shutdown) = channel();
-        let other = shutdown.clone();
+        let other = trigger.subscribe();
+        let clone = shutdown.clone();
         assert!(!shutdown.is_fired());
-        let waiter = tokio::spawn(async move { other.fired().await });
+        let waiter = tokio::spawn(async move { clone.fired().await });
         trigger.fire();
         waiter.await.unwrap();
-        assert!(shutdown.is_fired());
+        assert!(shutdown.is_fired() && other.is_fired());
         shutdown.fired().await;
+        other.fired().await;
+        trigger.fire();
+        assert!(shutdown.is_fired(), "firing again is harmless");
     }
 
     #[tokio::test]
     async fn dropping_the_trigger_fires() {
-        let (trigger, shutdown) = channel();
+        let trigger = Trigger::default();
+        let shutdown = trigger.subscribe();
+        assert!(!shutdown.is_fired());
         drop(trigger);
         assert!(shutdown.is_fired());
         shutdown.fired().await;
