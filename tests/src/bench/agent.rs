@@ -9,13 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
+use fedjob_proto::shutdown::Shutdown;
 use fedjob_proto::v1::{
     self, AgentMessage, AssignmentAction, SchedulerMessage, agent_client::AgentClient,
     agent_message::Msg, scheduler_message,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -41,7 +42,7 @@ pub struct AgentContext {
     /// Report every shard Running (as a syncer would), not only the sampled ones.
     pub report_all: bool,
     /// Fires when the run is over.
-    pub stop: watch::Receiver<bool>,
+    pub stop: Shutdown,
 }
 
 /// What one agent counted; summed over agents for the report.
@@ -180,7 +181,7 @@ async fn heartbeat(
     interval: Duration,
     clock: Clock,
     sent: Arc<Mutex<Sent>>,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -188,7 +189,7 @@ async fn heartbeat(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.fired() => return,
         }
         seq += 1;
         {
@@ -238,11 +239,11 @@ impl Reader {
         _client: AgentClient<Channel>,
     ) -> anyhow::Result<AgentCounters> {
         let cluster = cluster_name(self.index);
-        let mut stop = self.ctx.stop.clone();
+        let stop = self.ctx.stop.clone();
         loop {
             let message = tokio::select! {
                 m = stream.message() => m,
-                _ = stop.wait_for(|s| *s) => return Ok(self.counters),
+                _ = stop.fired() => return Ok(self.counters),
             };
             match message {
                 Ok(Some(m)) => {

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
+use fedjob_proto::shutdown;
 use futures::StreamExt as _;
 use serde::Serialize;
-use tokio::sync::watch;
 
 use super::agent::{AgentContext, AgentCounters, SimAgent};
 use super::clusters::{ReadyReport, monitor, wait_ready};
@@ -284,7 +284,7 @@ async fn drive(
     clock: Clock,
     store: &StoreFiles,
 ) -> anyhow::Result<AgentResults> {
-    let (stop_tx, stop) = watch::channel(false);
+    let (stop_tx, stop) = shutdown::channel();
     let tracker = Arc::new(JobTracker::new(params.jobs));
     let probes = Arc::new(StatusProbes::new(
         params.jobs,
@@ -364,7 +364,7 @@ async fn drive(
         SchedulerMetrics::default()
     });
 
-    let _ = stop_tx.send(true);
+    stop_tx.fire();
     let watches = watchers.finish().await;
     let clusters = monitor.await.unwrap_or_default();
     let mut agent_counters = AgentCounters::default();

@@ -3,9 +3,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
+use fedjob_proto::shutdown::Shutdown;
 use fedjob_proto::v1::{self, federation_client::FederationClient};
 use serde::Serialize;
-use tokio::sync::watch;
 use tonic::transport::Channel;
 
 /// What the polls saw.
@@ -85,7 +85,7 @@ pub async fn monitor(
     channel: Channel,
     expected: usize,
     every: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) -> ReadyReport {
     let mut client = FederationClient::new(channel);
     let mut report = ReadyReport {
@@ -99,7 +99,7 @@ pub async fn monitor(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stop.fired() => break,
         }
         let started = tokio::time::Instant::now();
         let answer = tokio::time::timeout(

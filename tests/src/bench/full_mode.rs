@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
+use fedjob_proto::shutdown::{self, Shutdown};
 use futures::StreamExt as _;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde::Serialize;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::agent_mode::{Propagation, Usage, dir_size_mb, round3};
 use super::clusters::{ReadyReport, monitor, wait_ready};
@@ -173,7 +174,7 @@ async fn drive(
     let clock = Clock::start();
     let url = &scheduler.url;
     let pid = |p: &crate::harness::Proc| p.pid().ok_or_else(|| anyhow!("{} exited", p.name));
-    let (stop_tx, stop) = watch::channel(false);
+    let (stop_tx, stop) = shutdown::channel();
     let shards = Arc::new(JobTracker::new(params.jobs));
     let completes = Arc::new(JobTracker::new(params.jobs));
     let probes = Arc::new(StatusProbes::new(
@@ -259,7 +260,7 @@ async fn drive(
     }
     let kubesim = procstat::sample(pid(&sim.proc)?)?;
 
-    let _ = stop_tx.send(true);
+    stop_tx.fire();
     let watches = watchers.finish().await;
     let clusters = monitor.await.unwrap_or_default();
     for m in members {
@@ -308,7 +309,7 @@ async fn watch_member(
     shards: Arc<JobTracker>,
     completes: Arc<JobTracker>,
     ready: oneshot::Sender<()>,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) -> anyhow::Result<()> {
     let client = kube_client(&kubeconfig, &context).await?;
     let jobs: Api<Job> = Api::namespaced(client, "default");
@@ -324,7 +325,7 @@ async fn watch_member(
     loop {
         let event = tokio::select! {
             e = events.next() => e,
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = stop.fired() => return Ok(()),
         };
         let now = clock.now_us();
         let job = match event {

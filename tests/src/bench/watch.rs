@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use fedjob_proto::json::from_struct;
+use fedjob_proto::shutdown::Shutdown;
 use fedjob_proto::v1::{self, federation_client::FederationClient};
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
@@ -47,7 +47,7 @@ pub struct Watchers {
     clock: Clock,
     probes: Arc<StatusProbes>,
     until: Until,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
     tasks: Mutex<Vec<JoinHandle<Result<(), String>>>>,
 }
 
@@ -58,7 +58,7 @@ impl Watchers {
         clock: Clock,
         probes: Arc<StatusProbes>,
         until: Until,
-        stop: watch::Receiver<bool>,
+        stop: Shutdown,
     ) -> anyhow::Result<Arc<Self>> {
         let channels = connect(url, probes.len().div_ceil(STREAMS_PER_CONNECTION)).await?;
         Ok(Arc::new(Self {
@@ -129,7 +129,7 @@ async fn watch_one(
     clock: Clock,
     probes: Arc<StatusProbes>,
     until: Until,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) -> Result<(), String> {
     let request = v1::WatchJobRequest {
         namespace: String::new(),
@@ -143,7 +143,7 @@ async fn watch_one(
     loop {
         let event = tokio::select! {
             e = stream.message() => e,
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = stop.fired() => return Ok(()),
         };
         let event = match event {
             Ok(Some(e)) => e,
