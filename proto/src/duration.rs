@@ -4,7 +4,7 @@
 //!
 //! [`parse`] follows Go's algorithm step for step (integer arithmetic, the same overflow
 //! limit), refusing only what a `time.Duration` flag would refuse, plus negative values, which
-//! no fedjob duration can be. [`format`] writes Go's `Duration.String()`, which [`parse`] reads
+//! no fedjob duration can be. [`format()`] writes Go's `Duration.String()`, which [`parse`] reads
 //! back exactly.
 
 use std::fmt;

@@ -19,39 +19,7 @@ use kube::{Client, core::Status};
 use serde_json::{Value, json};
 
 use crate::config::{Config, KubeSource};
-
-/// Where a shard lives: the namespace and name of its local Job.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ShardKey {
-    /// Namespace.
-    pub namespace: String,
-    /// Name of the local Job.
-    pub name: String,
-}
-
-impl ShardKey {
-    /// The key of `namespace/name`.
-    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
-    }
-
-    /// The key of a Job (empty parts when it has no namespace or name).
-    pub fn of(job: &Job) -> Self {
-        Self::new(
-            job.metadata.namespace.clone().unwrap_or_default(),
-            job.metadata.name.clone().unwrap_or_default(),
-        )
-    }
-}
-
-impl std::fmt::Display for ShardKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+use crate::rules::key::ShardKey;
 
 /// What went wrong talking to the member cluster.
 #[derive(Debug, thiserror::Error)]
@@ -178,11 +146,9 @@ fn from_status(s: Status) -> ClusterError {
     }
 }
 
-/// A watch event on the shards of the cluster.
-pub type WatchEvent = watcher::Event<Job>;
-
 /// The stream of shard watch events.
-pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, watcher::Error>> + Send>>;
+pub type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<watcher::Event<Job>, watcher::Error>> + Send>>;
 
 /// The member cluster.
 #[derive(Clone)]

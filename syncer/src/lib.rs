@@ -1,31 +1,34 @@
 //! The fedjob syncer: the agent that runs one member cluster's shards of federated Jobs.
 //!
 //! It pulls its cluster's assignments from the scheduler over one long-lived gRPC stream
-//! ([`connection`]), realises them as local `batch/v1` Jobs with the `kube` crate
-//! ([`reconcile`], [`cluster`]), watches those Jobs and streams their status back
-//! ([`shards`], [`status`]). It keeps no state of its own: after a restart it finds its shards
-//! again by their labels, and the scheduler sends every assignment again. Cut off from every
-//! scheduler for longer than `--self-fence-after`, it suspends its unfinished shards
-//! ([`fence`]) until a session is in sync again.
+//! ([`workers::connection`]), realises them as local `batch/v1` Jobs with the `kube` crate
+//! ([`workers::reconcile`], [`cluster`]), watches those Jobs and streams their status back
+//! ([`workers::watch`], [`rules::status`]). It keeps no state of its own: after a restart it
+//! finds its shards again by their labels, and the scheduler sends every assignment again.
+//! Cut off from every scheduler for longer than `--self-fence-after`, it suspends its
+//! unfinished shards ([`rules::fence`], [`workers::fence`]) until a session is in sync again.
 //!
 //! ```text
 //! scheduler ──assignments──▶ connection ──▶ shards table ──▶ work queue ──▶ workers ──apply/delete──▶ API server
 //!     ▲                                        ▲                                                        │
 //!     └────────── hello / status / heartbeats ─┴──────────────── watch (labelled Jobs) ◀────────────────┘
 //! ```
+//!
+//! The modules form layers, each using only those below it:
+//! 1. [`rules`]: pure rules over plain values (manifests and drift, status decoding, the next
+//!    step for a shard, the self-fence's rules); [`config`] and [`backoff`] are leaves too;
+//! 2. [`state`]: the shard table, the work queue, the lease and the metrics, in memory;
+//! 3. [`cluster`]: the member cluster's API server, as the syncer calls it;
+//! 4. [`context`]: what every worker shares (client, state, settings);
+//! 5. [`workers`]: the tasks that do I/O; [`Syncer`] starts and stops them.
 
 pub mod backoff;
 pub mod cluster;
 pub mod config;
-pub mod connection;
-pub mod fence;
-pub mod manifest;
-pub mod metrics;
-pub mod probes;
-pub mod queue;
-pub mod reconcile;
-pub mod shards;
-pub mod status;
+pub mod context;
+pub mod rules;
+pub mod state;
+pub mod workers;
 
 #[cfg(test)]
 mod fixtures;
@@ -34,16 +37,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedjob_proto::shutdown;
-use futures::StreamExt;
 use kube::Client;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
-use crate::queue::WorkQueue;
-use crate::reconcile::Context;
-use crate::shards::Shards;
+use crate::context::Context;
+use crate::state::shards::Shards;
+use crate::workers::{connection, fence, probes, reconcile, watch};
 
 /// The syncer's version, sent at registration.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -70,7 +72,7 @@ pub enum Error {
 /// [`stop`]: Syncer::stop
 pub struct Syncer {
     ctx: Arc<Context>,
-    watch: JoinSet<()>,
+    watches: JoinSet<()>,
     workers: JoinSet<()>,
     connection: JoinSet<()>,
     close_stream: shutdown::Trigger,
@@ -82,20 +84,11 @@ impl Syncer {
     /// Starts watching the cluster behind `client`, the workers, and the connection to the
     /// scheduler (opened once the first list of local shards is complete).
     pub fn start(config: &Config, client: Client) -> Self {
-        let ctx = Arc::new(Context {
-            cluster: Cluster::new(client, config.namespace.clone()),
-            shards: Arc::new(Shards::new()),
-            queue: Arc::new(WorkQueue::new()),
-            cluster_name: config.cluster_name.clone(),
-            create_namespaces: config.create_namespaces,
-            namespace: config.namespace.clone(),
-            lease: fence::Lease::new(config.self_fence_after),
-            metrics: metrics::Metrics::new(),
-        });
-        let mut watch = JoinSet::new();
-        watch.spawn(watch_shards(ctx.clone()));
+        let ctx = Arc::new(Context::new(config, client));
+        let mut watches = JoinSet::new();
+        watches.spawn(watch::watch_shards(ctx.clone()));
         if let Some(lease) = config.self_fence_after {
-            watch.spawn(fence::watch_lease(ctx.clone(), lease));
+            watches.spawn(fence::watch_lease(ctx.clone(), lease));
         }
         let mut workers = JoinSet::new();
         for _ in 0..config.workers {
@@ -113,7 +106,7 @@ impl Syncer {
         );
         Syncer {
             ctx,
-            watch,
+            watches,
             workers,
             connection,
             close_stream,
@@ -158,31 +151,13 @@ impl Syncer {
         {
             self.connection.abort_all();
         }
-        self.watch.abort_all();
+        self.watches.abort_all();
         if let Some(probes) = self.probes.take() {
             probes.abort();
             // Resolves once the task is dropped, and with it the listening socket.
             let _ = probes.await;
         }
         info!(cluster = %self.ctx.cluster_name, "fedjob-syncer stopped");
-    }
-}
-
-/// Feeds the watch of labelled Jobs into the shard table, queueing shards that drifted.
-async fn watch_shards(ctx: Arc<Context>) {
-    let mut events = ctx.cluster.watch();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(event) => {
-                for key in ctx.shards.observe(event) {
-                    ctx.queue.push(key);
-                }
-            }
-            Err(e) => {
-                ctx.metrics.watch_errors.inc();
-                warn!(cluster = %ctx.cluster_name, error = %e, "watching the shards failed; retrying with backoff");
-            }
-        }
     }
 }
 

@@ -18,21 +18,18 @@
 //! would strip the shard of everything else. The annotation marks the Job in the cluster itself,
 //! so a syncer restarted while fenced still knows to resume it, and `kubectl describe` says why
 //! it is suspended.
+//!
+//! This module holds the rules, pure; the lease is [`crate::state::lease`], the task that
+//! watches it [`crate::workers::fence`].
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use fedjob_proto::v1::AssignmentAction;
 use k8s_openapi::api::batch::v1::Job;
-use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio::time::Instant;
-use tracing::{info, warn};
 
-use crate::cluster::ShardKey;
-use crate::reconcile::Context;
-use crate::status;
+use super::job;
+use super::key::ShardKey;
 
 /// Field manager of the fence's server-side applies.
 pub const FENCE_MANAGER: &str = "fedjob-syncer-fence";
@@ -97,17 +94,6 @@ pub fn marked_at(job: &Job) -> Option<&str> {
         .map(String::as_str)
 }
 
-fn is_suspended(job: &Job) -> bool {
-    job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false)
-}
-
-fn is_finished(job: &Job) -> bool {
-    matches!(
-        status::phase(job).0,
-        fedjob_proto::v1::ShardPhase::Complete | fedjob_proto::v1::ShardPhase::Failed
-    )
-}
-
 /// Decides what the fence does to a shard. Pure.
 ///
 /// Only a live, unfinished Job that fedjob manages is touched, and only one of the held
@@ -119,12 +105,12 @@ fn is_finished(job: &Job) -> bool {
 /// nothing held any more: the scheduler forgot it, and the fence undoes what it did); DELETE
 /// deletes it anyway.
 pub fn decide(view: &FenceView<'_>) -> Option<FenceStep> {
-    let job = view.live?;
-    if !status::is_managed(job) || status::is_terminating(job) || is_finished(job) {
+    let live = view.live?;
+    if !job::is_managed(live) || job::is_terminating(live) || job::is_finished(live) {
         return None;
     }
     let held = match view.held {
-        Some((action, uid)) if status::job_uid(job) == Some(uid) => Some(action),
+        Some((action, uid)) if job::job_uid(live) == Some(uid) => Some(action),
         Some(_) => return None,
         None => None,
     };
@@ -135,9 +121,9 @@ pub fn decide(view: &FenceView<'_>) -> Option<FenceStep> {
                 Some(action) => action == AssignmentAction::Run,
                 None => !view.forgotten,
             };
-            (runs && !is_suspended(job)).then_some(FenceStep::Suspend)
+            (runs && !job::is_suspended(live)).then_some(FenceStep::Suspend)
         }
-        Standing::InSync if !is_marked(job) => None,
+        Standing::InSync if !is_marked(live) => None,
         Standing::InSync => match held {
             Some(AssignmentAction::Delete) => None,
             Some(AssignmentAction::Suspend) => Some(FenceStep::Resume { suspend: true }),
@@ -172,88 +158,6 @@ pub fn message(at: &str) -> String {
     format!(
         "suspended by the syncer at {at}: no scheduler was heard from for longer than --self-fence-after; it resumes as the scheduler's assignment says once a session is in sync again"
     )
-}
-
-/// When a scheduler was last heard from, and the signal that the fence went up.
-#[derive(Debug)]
-pub struct Lease {
-    after: Option<Duration>,
-    last: Mutex<Instant>,
-    raised: watch::Sender<u64>,
-}
-
-impl Lease {
-    /// A lease of `after` (none: never fence), counted from now.
-    pub fn new(after: Option<Duration>) -> Self {
-        Self {
-            after,
-            last: Mutex::new(Instant::now()),
-            raised: watch::channel(0).0,
-        }
-    }
-
-    /// The lease, when self-fencing is on.
-    pub fn after(&self) -> Option<Duration> {
-        self.after
-    }
-
-    /// A scheduler spoke.
-    pub fn heard(&self) {
-        *self.last.lock() = Instant::now();
-    }
-
-    /// How long no scheduler has spoken.
-    pub fn silent_for(&self) -> Duration {
-        self.last.lock().elapsed()
-    }
-
-    /// A receiver that changes each time the fence goes up (a session subscribes at its start).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.raised.subscribe()
-    }
-
-    fn raise(&self) {
-        self.raised.send_modify(|n| *n += 1);
-    }
-}
-
-/// Watches the lease: when no scheduler was heard from for longer than `lease`, suspends the
-/// unfinished shards (queued for the workers) and tells the open session, if any, to end, so
-/// that the fence is lifted only by a session that is in sync again from its start.
-pub async fn watch_lease(ctx: Arc<Context>, lease: Duration) {
-    let tick = (lease / 10).clamp(Duration::from_millis(20), Duration::from_secs(1));
-    loop {
-        tokio::time::sleep(tick).await;
-        let silent = ctx.lease.silent_for();
-        if !due(lease, silent, ctx.shards.standing()) {
-            continue;
-        }
-        let keys = ctx.shards.fence();
-        warn!(
-            cluster = %ctx.cluster_name, silent_ms = silent.as_millis() as u64,
-            lease_ms = lease.as_millis() as u64, shards = keys.len(),
-            "self-fencing: no scheduler heard from for longer than --self-fence-after; suspending the unfinished shards so that their work can be reassigned safely"
-        );
-        ctx.lease.raise();
-        for key in keys {
-            ctx.queue.push(key);
-        }
-    }
-}
-
-/// Lifts the fence once a session is in sync: queues the shards to resume or to bring back to
-/// their assignments.
-pub fn lift(ctx: &Context) {
-    let (before, keys) = ctx.shards.in_sync();
-    if before == Standing::Fenced {
-        info!(
-            cluster = %ctx.cluster_name, shards = keys.len(),
-            "self-fence lifted: in sync with a scheduler again; shards return to what their assignments ask"
-        );
-    }
-    for key in keys {
-        ctx.queue.push(key);
-    }
 }
 
 #[cfg(test)]

@@ -182,17 +182,6 @@ impl Manifest {
     }
 }
 
-/// An annotation of `job` read as a number.
-pub fn annotation(job: &Job, key: &str) -> Option<u64> {
-    job.metadata
-        .annotations
-        .as_ref()?
-        .get(key)?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// What of `live` differs from `manifest`, in the fields the syncer owns and may change, or
 /// `None` when the live Job is as the manifest asks.
 ///

@@ -9,8 +9,8 @@ use fedjob_proto::v1::{ShardPhase, ShardStatus};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::fence;
-use crate::manifest::annotation;
+use super::fence;
+use super::job::{annotation, condition, is_suspended, job_uid};
 
 /// Who a status is about when no live Job says it.
 #[derive(Debug, Clone, Copy)]
@@ -27,57 +27,23 @@ pub struct Ids<'a> {
     pub revision: u64,
 }
 
-/// The `fedjob.io/job-uid` label of a Job, if it has one.
-pub fn job_uid(job: &Job) -> Option<&str> {
-    job.metadata
-        .labels
-        .as_ref()?
-        .get(names::JOB_UID_LABEL)
-        .map(String::as_str)
-}
-
-/// Whether the Job carries `fedjob.io/managed-by=fedjob`.
-pub fn is_managed(job: &Job) -> bool {
-    job.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(names::MANAGED_BY_LABEL))
-        .is_some_and(|v| v == names::MANAGED_BY_VALUE)
-}
-
-/// Whether the Job is being deleted (`metadata.deletionTimestamp` set).
-pub fn is_terminating(job: &Job) -> bool {
-    job.metadata.deletion_timestamp.is_some()
-}
-
 /// The phase of a live Job, with the reason and message of the condition behind it.
 pub fn phase(job: &Job) -> (ShardPhase, String, String) {
-    let conditions = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default();
-    let holds = |kind: &str| {
-        conditions
-            .iter()
-            .find(|c| c.type_ == kind && c.status == "True")
-    };
     let text = |c: &k8s_openapi::api::batch::v1::JobCondition| {
         (
             c.reason.clone().unwrap_or_default(),
             c.message.clone().unwrap_or_default(),
         )
     };
-    if let Some(c) = holds("Failed") {
+    if let Some(c) = condition(job, "Failed") {
         let (reason, message) = text(c);
         return (ShardPhase::Failed, reason, message);
     }
-    if let Some(c) = holds("Complete") {
+    if let Some(c) = condition(job, "Complete") {
         let (reason, message) = text(c);
         return (ShardPhase::Complete, reason, message);
     }
-    let suspended = job.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
-    if suspended {
+    if is_suspended(job) {
         if let Some(at) = fence::marked_at(job) {
             return (
                 ShardPhase::Suspended,
@@ -85,7 +51,7 @@ pub fn phase(job: &Job) -> (ShardPhase, String, String) {
                 fence::message(at),
             );
         }
-        let (reason, message) = holds("Suspended").map(text).unwrap_or_default();
+        let (reason, message) = condition(job, "Suspended").map(text).unwrap_or_default();
         return (ShardPhase::Suspended, reason, message);
     }
     (ShardPhase::Running, String::new(), String::new())
@@ -165,6 +131,7 @@ pub fn absent(ids: Ids<'_>, phase: ShardPhase, reason: &str, message: &str) -> S
 mod tests {
     use super::*;
     use crate::fixtures::{as_shard, fact, watch_events};
+    use crate::rules::job::{is_managed, is_terminating};
 
     fn phase_of(s: &ShardStatus) -> ShardPhase {
         ShardPhase::try_from(s.phase).unwrap()

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::reconcile::Context;
+use crate::context::Context;
 
 /// Binds `addr` and serves the endpoint until the returned task is aborted; returns the bound
 /// address too (for `127.0.0.1:0`).
@@ -41,7 +41,7 @@ async fn metrics(State(ctx): State<Arc<Context>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        ctx.metrics.encode(&ctx),
+        ctx.metrics_text(),
     )
 }
 

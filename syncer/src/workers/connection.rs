@@ -25,8 +25,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
-use crate::reconcile::Context;
-use crate::shards::REPORT_CHUNK;
+use crate::context::Context;
+use crate::state::shards::REPORT_CHUNK;
 use fedjob_proto::shutdown::Shutdown;
 
 /// How long to wait for a TCP/HTTP2 connection to a scheduler.

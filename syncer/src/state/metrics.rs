@@ -1,10 +1,13 @@
 //! Prometheus metrics of the syncer, and the state its readiness probe reads.
 //!
 //! Counters are bumped where things happen; gauges of shards, queue and fence are read from
-//! the shared state when scraped ([`Metrics::encode`]), so they can never drift from it.
+//! the shared state when scraped ([`Gauges`], passed to [`Metrics::encode`]), so they can never
+//! drift from it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
+use fedjob_proto::v1::AssignmentAction;
 use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,10 +15,20 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use crate::fence::Standing;
-use crate::reconcile::Context;
-
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// The state the gauges show, read when scraped.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// How long no scheduler has spoken.
+    pub silent: Duration,
+    /// Assignments held, by action.
+    pub held_by_action: Vec<(AssignmentAction, usize)>,
+    /// Shards waiting for a worker.
+    pub queue_depth: usize,
+    /// Whether the self-fence is up.
+    pub fenced: bool,
+}
 
 /// Labels of one write to the member cluster.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -163,13 +176,12 @@ impl Metrics {
         self.in_sync.load(Ordering::Relaxed)
     }
 
-    /// Encodes every metric in the Prometheus text format, reading the gauges from `ctx`.
-    pub fn encode(&self, ctx: &Context) -> String {
+    /// Encodes every metric in the Prometheus text format, with the gauges showing `now`.
+    pub fn encode(&self, now: &Gauges) -> String {
         self.scheduler_in_sync.set(i64::from(self.in_sync()));
-        self.silent_seconds
-            .set(ctx.lease.silent_for().as_secs_f64());
+        self.silent_seconds.set(now.silent.as_secs_f64());
         self.shards.clear();
-        for (action, n) in ctx.shards.held_by_action() {
+        for &(action, n) in &now.held_by_action {
             self.shards
                 .get_or_create(&ActionLabels {
                     action: action
@@ -179,9 +191,8 @@ impl Metrics {
                 })
                 .set(n as i64);
         }
-        self.queue_depth.set(ctx.queue.len() as i64);
-        self.self_fenced
-            .set(i64::from(ctx.shards.standing() == Standing::Fenced));
+        self.queue_depth.set(now.queue_depth as i64);
+        self.self_fenced.set(i64::from(now.fenced));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
