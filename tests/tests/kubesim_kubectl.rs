@@ -1,5 +1,6 @@
 //! kubectl against the `fedjob-kubesim` binary: the kubeconfig it writes, discovery, create,
-//! get, wait (a watch), describe, apply, delete, and a clean exit on SIGTERM.
+//! get, wait (a watch), describe, apply, delete, and a clean exit on SIGTERM; over TLS, and
+//! through the faults `--fault` injects.
 //!
 //! kubectl must be installed (`scripts/test` installs it when missing); without it these
 //! tests fail rather than pass silently.
@@ -54,7 +55,7 @@ struct Sim {
     stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
-async fn start_sim(dir: &Path, clusters: &str) -> Sim {
+async fn start_sim(dir: &Path, clusters: &str, extra: &[&str]) -> Sim {
     let kubeconfig = dir.join("kubeconfig");
     let mut child = Command::new(env!("CARGO_BIN_EXE_fedjob-kubesim"))
         .args([
@@ -65,6 +66,7 @@ async fn start_sim(dir: &Path, clusters: &str) -> Sim {
             "--kubeconfig-out",
         ])
         .arg(&kubeconfig)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -124,7 +126,7 @@ fn assert_ok(out: &Output, what: &str) {
 async fn kubectl_creates_gets_waits_describes_applies_and_deletes() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
-    let mut sim = start_sim(home, "c1,c2").await;
+    let mut sim = start_sim(home, "c1,c2", &[]).await;
     assert!(
         sim.clusters["c1"]
             .as_str()
@@ -307,6 +309,58 @@ async fn kubectl_creates_gets_waits_describes_applies_and_deletes() {
 }
 
 #[tokio::test]
+async fn kubectl_over_tls_through_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let sim = start_sim(
+        home,
+        "c1,c2",
+        &[
+            "--tls",
+            "--fault",
+            "c1:403,verb=create,resource=jobs,count=1",
+            "--fault",
+            "c1:429,verb=list,resource=jobs,count=1",
+        ],
+    )
+    .await;
+    let url = sim.clusters["c1"].as_str().unwrap();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let kc = sim.kubeconfig.clone();
+    let kubeconfig = std::fs::read_to_string(&kc).unwrap();
+    assert_eq!(
+        kubeconfig.matches("certificate-authority-data").count(),
+        2,
+        "{kubeconfig}"
+    );
+    let manifest = home.join("job.yaml");
+    std::fs::write(&manifest, JOB).unwrap();
+    let manifest = manifest.to_str().unwrap();
+
+    // RBAC's denial, as kubectl prints a real one.
+    let denied = kubectl(home, &kc, &["create", "-f", manifest]).await;
+    assert!(!denied.ok);
+    assert!(
+        denied.stderr.contains(
+            "Error from server (Forbidden): error when creating \""
+        ) && denied.stderr.contains(
+            "jobs.batch is forbidden: User \"system:serviceaccount:fedjob-system:fedjob-syncer\" cannot create resource \"jobs\" in API group \"batch\" in the namespace \"default\""
+        ),
+        "{}",
+        denied.stderr
+    );
+    let created = kubectl(home, &kc, &["create", "-f", manifest]).await;
+    assert_ok(&created, "create once the denial is spent");
+    // kubectl waits out the 429's Retry-After and asks again.
+    let listed = kubectl(home, &kc, &["get", "jobs", "-o", "name"]).await;
+    assert_ok(&listed, "get jobs through a 429");
+    assert_eq!(listed.stdout.trim(), "job.batch/hello");
+    // The other cluster has no faults, and a CA of its own.
+    let other = kubectl(home, &kc, &["--context", "c2", "create", "-f", manifest]).await;
+    assert_ok(&other, "create in c2");
+}
+
+#[tokio::test]
 async fn bad_flags_exit_with_a_usage_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_fedjob-kubesim"))
         .args(["--pod-duration", "soon"])
@@ -319,4 +373,20 @@ async fn bad_flags_exit_with_a_usage_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    for (args, why) in [
+        (&["--fault", "teapot"][..], "unknown fault \"teapot\""),
+        (
+            &["--clusters", "c1", "--fault", "c9:500"][..],
+            "--fault names \"c9\"",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_fedjob-kubesim"))
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
 }

@@ -5,7 +5,10 @@
 //! stops cleanly on SIGTERM or SIGINT.
 //!
 //! With `--nodes` (or `--cluster-nodes`) a cluster has Node objects and a scheduler that binds
-//! pods where they fit; without, pods run as soon as they exist.
+//! pods where they fit; without, pods run as soon as they exist. With `--tls` every cluster
+//! serves HTTPS with a CA of its own, which the kubeconfig carries. `--fault` makes clusters
+//! fail as real API servers do (unreachable for a while, 429, 500, 503, 403, slow answers,
+//! expired watches); see `fedjob_tests::kubesim::faults::spec` for the grammar.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -16,6 +19,7 @@ use std::collections::BTreeMap;
 
 use clap::Parser;
 use fedjob_proto::duration;
+use fedjob_tests::kubesim::faults::{FaultSpec, spec};
 use fedjob_tests::kubesim::node::{self, DEFAULT_CAPACITY};
 use fedjob_tests::kubesim::{Fleet, SimOptions};
 
@@ -64,6 +68,19 @@ struct Args {
     /// c2=3:cpu=8,memory=32Gi (repeatable).
     #[arg(long, value_parser = node::parse_cluster_nodes)]
     cluster_nodes: Vec<(String, usize, BTreeMap<String, String>)>,
+    /// Serve HTTPS: each cluster gets a certificate for localhost and 127.0.0.1 signed by a CA
+    /// of its own, which the kubeconfig carries as certificate-authority-data. Requests need a
+    /// bearer token, as on a real cluster (kubectl asks for a password otherwise): --token, or
+    /// a generated one in the kubeconfig.
+    #[arg(long)]
+    tls: bool,
+    /// Make [CLUSTER:] fail: KIND[,KEY=VALUE…], KIND one of unreachable, 429, 500, 503, 403,
+    /// slow, expire; keys verb=V[+V…], resource=jobs[/status], namespace, path, count, after,
+    /// for, retry-after, body=text|status, message, user, delay. E.g.
+    /// c2:429,verb=create,resource=jobs,count=5,retry-after=2 or unreachable,after=30s,for=10s
+    /// (repeatable).
+    #[arg(long, value_parser = spec::parse)]
+    fault: Vec<(Option<String>, FaultSpec)>,
 }
 
 fn parse_capacity(s: &str) -> Result<BTreeMap<String, String>, String> {
@@ -108,6 +125,16 @@ impl Args {
                 "--cluster-nodes names {cluster:?}, which is not one of the clusters"
             ));
         }
+        if let Some(cluster) = self
+            .fault
+            .iter()
+            .filter_map(|(c, _)| c.as_ref())
+            .find(|c| !names.contains(c))
+        {
+            return Err(format!(
+                "--fault names {cluster:?}, which is not one of the clusters"
+            ));
+        }
         Ok(names)
     }
 
@@ -120,9 +147,16 @@ impl Args {
                     Some((_, count, capacity)) => (*count, capacity),
                     None => (self.nodes, &self.node_capacity),
                 };
+                let faults = self
+                    .fault
+                    .iter()
+                    .filter(|(c, _)| c.as_ref().is_none_or(|c| c == name))
+                    .map(|(_, spec)| spec.clone())
+                    .collect();
                 SimOptions {
                     name: name.clone(),
                     nodes: node::pool(name, count, capacity, &self.node_labels),
+                    faults,
                     ..shared.clone()
                 }
             })
@@ -160,11 +194,16 @@ async fn main() -> ExitCode {
     let options = SimOptions {
         name: String::new(),
         port: 0,
-        token: args.token.clone(),
+        // kubectl prompts for a user name when an HTTPS cluster's user has no credentials.
+        token: args
+            .token
+            .clone()
+            .or_else(|| args.tls.then(|| uuid::Uuid::new_v4().to_string())),
         pod_duration: args.pod_duration,
         history: args.history,
         bookmark_interval: args.bookmark_interval,
-        nodes: Vec::new(),
+        tls: args.tls,
+        ..SimOptions::default()
     };
     let clusters = args.clusters(&names, &options);
     match run(&args, clusters).await {

@@ -1,14 +1,14 @@
 //! Starting and stopping simulated clusters: one [`SimCluster`] is an HTTP server on a
 //! loopback port, its store and its controller; a [`Fleet`] is several, as `fedjob-kubesim`
 //! hosts them. A cluster started with nodes also runs a scheduler, and [`NodeHandle`] changes
-//! its nodes while it runs.
+//! its nodes while it runs. [`SimCluster::faults`] makes it fail as a real API server fails
+//! (see [`super::faults`]); with [`SimOptions::tls`] it serves HTTPS with a CA of its own.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use fedjob_proto::shutdown::Trigger;
 use fedjob_scheduler::kube_api::kubeconfig;
 use serde_json::json;
@@ -19,12 +19,15 @@ use tokio::task::JoinHandle;
 use super::api::{self, App};
 use super::controller::{Controller, ControllerConfig};
 use super::events::EventLog;
+use super::faults::{FaultSpec, Faults};
 use super::node::{Kubelets, Registration};
 use super::nodes::NodeHandle;
 use super::pods::PodTable;
 use super::resource::Resource;
 use super::sched::Scheduler;
+use super::serve::Server;
 use super::store::Store;
+use super::tls::{Identity, TlsError};
 use super::writes::Writer;
 
 /// Namespaces every cluster starts with.
@@ -48,6 +51,11 @@ pub struct SimOptions {
     /// The nodes it starts with. With none, pods run as soon as they exist and no scheduler
     /// runs; with some, a scheduler binds each pod to a node where it fits first.
     pub nodes: Vec<Registration>,
+    /// Serve HTTPS with a certificate signed by a CA of the cluster's own (generated at
+    /// start; kubeconfigs carry it as `certificate-authority-data`).
+    pub tls: bool,
+    /// Faults injected when it starts.
+    pub faults: Vec<FaultSpec>,
 }
 
 impl Default for SimOptions {
@@ -60,6 +68,8 @@ impl Default for SimOptions {
             history: 1024,
             bookmark_interval: Duration::from_secs(10),
             nodes: Vec::new(),
+            tls: false,
+            faults: Vec::new(),
         }
     }
 }
@@ -77,6 +87,15 @@ pub enum ClusterError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// Its certificate could not be generated or served.
+    #[error("cluster {name}: TLS: {source}")]
+    Tls {
+        /// The cluster.
+        name: String,
+        /// Why.
+        #[source]
+        source: TlsError,
     },
     /// The initial namespaces could not be created (a bug).
     #[error("cluster {name}: setting up: {message}")]
@@ -97,6 +116,9 @@ pub struct SimCluster {
     pods: Arc<PodTable>,
     events: Arc<EventLog>,
     nodes: NodeHandle,
+    faults: Arc<Faults>,
+    identity: Option<Identity>,
+    listening: Arc<Server>,
     trigger: Trigger,
     server: JoinHandle<()>,
     controller: JoinHandle<()>,
@@ -160,6 +182,10 @@ impl SimCluster {
             nodes.settled(&node.name).await;
         }
 
+        let faults = Arc::new(Faults::default());
+        for spec in &options.faults {
+            faults.inject(spec.clone());
+        }
         let app = Arc::new(App {
             cluster: options.name.clone(),
             store: store.clone(),
@@ -170,32 +196,39 @@ impl SimCluster {
             bookmark_interval: options.bookmark_interval,
             server_address: addr.to_string(),
             pages: Default::default(),
+            faults: faults.clone(),
         });
-        let stop = trigger.subscribe();
-        let name = options.name.clone();
-        let server = tokio::spawn(async move {
-            // Watch events are small writes; without TCP_NODELAY some wait for a delayed ACK
-            // (40 ms). Go's net/http, and so the real apiserver, sets it too.
-            let listener = listener.tap_io(|tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::debug!(%err, "cannot set TCP_NODELAY");
-                }
-            });
-            let serve = axum::serve(listener, api::router(app))
-                .with_graceful_shutdown(async move { stop.fired().await });
-            if let Err(err) = serve.await {
-                tracing::error!(cluster = %name, %err, "server failed");
-            }
-        });
-        tracing::info!(cluster = %options.name, %addr, "simulated cluster serving");
+        let tls_error = |source| ClusterError::Tls {
+            name: options.name.clone(),
+            source,
+        };
+        let identity = match options.tls {
+            true => Some(Identity::generate(&options.name).map_err(tls_error)?),
+            false => None,
+        };
+        let tls = match &identity {
+            Some(identity) => Some(identity.server_config().map_err(tls_error)?),
+            None => None,
+        };
+        let listening = Arc::new(Server::new(&options.name, addr, api::router(app), tls));
+        let server = tokio::spawn(listening.clone().run(
+            listener,
+            faults.clone(),
+            trigger.subscribe(),
+        ));
+        let scheme = if identity.is_some() { "https" } else { "http" };
+        tracing::info!(cluster = %options.name, %addr, scheme, "simulated cluster serving");
         Ok(Self {
             name: options.name,
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             addr,
             store,
             pods,
             events,
             nodes,
+            faults,
+            identity,
+            listening,
             trigger,
             server,
             controller,
@@ -217,19 +250,52 @@ impl SimCluster {
         &self.name
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` with TLS.
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// This cluster as a kubeconfig context named after it, presenting `token` when given.
+    /// Its faults: inject, remove, and see what they hit.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// Resolves once its port is open (`true`) or closed (`false`), as its `unreachable`
+    /// faults say.
+    pub async fn wait_reachable(&self, reachable: bool) {
+        self.listening.wait_up(reachable).await;
+    }
+
+    /// Its TLS identity (the CA its kubeconfig trusts), when it serves HTTPS.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.identity.as_ref()
+    }
+
+    /// Serves `identity`'s certificate from now on (open connections are dropped, as by a
+    /// restart with new certificates); its kubeconfig still trusts the CA it started with.
+    pub fn serve_certificate(&self, identity: &Identity) -> Result<(), ClusterError> {
+        let config = identity
+            .server_config()
+            .map_err(|source| ClusterError::Tls {
+                name: self.name.clone(),
+                source,
+            })?;
+        self.listening.set_tls(config);
+        Ok(())
+    }
+
+    /// This cluster as a kubeconfig context named after it, presenting `token` when given
+    /// (and trusting its CA, with TLS).
     pub fn kubeconfig_context(&self, token: Option<&str>) -> kubeconfig::Context {
         kubeconfig::Context {
             name: self.name.clone(),
             server: self.url.clone(),
+            ca_pem: self
+                .identity
+                .as_ref()
+                .map(|i| i.ca_pem.clone().into_bytes()),
             token: token.map(str::to_owned),
             namespace: Some("default".to_owned()),
-            ..Default::default()
         }
     }
 

@@ -282,6 +282,14 @@ impl Store {
         Ok((events, state.rv))
     }
 
+    /// Compacts the history up to the current version, as etcd compaction does: a watch from
+    /// an older version, or a list at one exactly, gets `410 Expired` from now on.
+    pub fn compact(&self) {
+        let mut state = self.state.lock();
+        state.history.clear();
+        state.compacted = state.rv;
+    }
+
     /// Stores a new object at `key`; `value.metadata.resourceVersion` is set here.
     pub fn create(&self, key: ObjectKey, value: Value) -> Result<Arc<Object>, StoreError> {
         let mut state = self.state.lock();
@@ -469,5 +477,29 @@ mod tests {
         let names: Vec<_> = at2.iter().map(|o| (o.key.name.clone(), o.rv)).collect();
         assert_eq!(names, vec![("a".to_owned(), 1), ("b".to_owned(), 2)]);
         assert!(store.list_at(Resource::Job, None, 1).is_err());
+    }
+
+    #[test]
+    fn compaction_expires_every_older_version() {
+        let store = Store::new(100);
+        store.create(key("a"), job("a", 1)).unwrap(); // 1
+        store.update(&key("a"), None, job("a", 2)).unwrap(); // 2
+        store.compact();
+        assert!(matches!(
+            store.events_after(1),
+            Err(StoreError::Expired {
+                requested: 1,
+                oldest: 2
+            })
+        ));
+        assert!(store.list_at(Resource::Job, None, 1).is_err());
+        let (events, latest) = store.events_after(2).unwrap();
+        assert!(
+            events.is_empty() && latest == 2,
+            "the current version is fine"
+        );
+        store.create(key("b"), job("b", 1)).unwrap(); // 3
+        assert_eq!(store.events_after(2).unwrap().0.len(), 1);
+        assert_eq!(store.get(&key("a")).unwrap().rv, 2, "objects are kept");
     }
 }

@@ -4,6 +4,9 @@
 //! store's version moves, filters by namespace, name, labels and fields, and writes the lines
 //! into the response body. A watcher whose cursor fell out of the history gets one `ERROR`
 //! event with a 410 `Expired` Status and the stream ends, which is what makes clients re-list.
+//! A watch a fault expires ([`Expiry`]) gets the same `ERROR` event, and the history is
+//! compacted, so resuming from the version it reached is refused too and the client must
+//! list afresh, as after a real compaction.
 //! A label selector turns a change that makes an object stop (start) matching into `DELETED`
 //! (`ADDED`), as the real watch cache does.
 
@@ -14,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fedjob_proto::shutdown::Shutdown;
 use fedjob_scheduler::kube_api::selector::{FieldSelector, LabelSelector};
+use fedjob_scheduler::kube_api::status::ApiError;
 use fedjob_scheduler::kube_api::watch::{bookmark_line, error_line, event_line, too_old};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -21,6 +25,7 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 
+use super::faults::{Faults, RequestInfo};
 use super::resource::Resource;
 use super::store::{Event, EventType, Object, Store, StoreError};
 use super::table::{self, IncludeObject, Printer};
@@ -48,7 +53,23 @@ pub struct WatchSpec {
     pub timeout: Duration,
     /// Send Table rows instead of objects (`kubectl get -w`).
     pub table: Option<(Printer, IncludeObject)>,
+    /// When faults end it with `410`.
+    pub expiry: Option<Expiry>,
 }
+
+/// A watch that faults may expire.
+#[derive(Debug, Clone)]
+pub struct Expiry {
+    /// The cluster's faults.
+    pub faults: Arc<Faults>,
+    /// The watch request, as faults select it.
+    pub request: RequestInfo,
+    /// Expired from the start (the fault hit the request itself).
+    pub at_once: bool,
+}
+
+/// What etcd answers a watch whose version was compacted under it (`interpretWatchError`).
+const WATCH_COMPACTED: &str = "The resourceVersion for the provided watch is too old.";
 
 impl WatchSpec {
     fn matches(&self, object: &Object) -> bool {
@@ -122,8 +143,41 @@ async fn send(
     }
 }
 
+/// Resolves when the faults change (never without an expiry).
+async fn faults_changed(
+    expiry: Option<&Expiry>,
+    changes: &mut Option<tokio::sync::watch::Receiver<u64>>,
+) {
+    match (expiry, changes.as_mut()) {
+        (Some(e), Some(changes)) => e.faults.changed(changes).await,
+        _ => std::future::pending().await,
+    }
+}
+
+/// Ends a watch with `error` after compacting the history.
+async fn expire(
+    store: &Store,
+    tx: &mpsc::Sender<Bytes>,
+    error: ApiError,
+    shutdown: &mut Shutdown,
+    deadline: Instant,
+) {
+    store.compact();
+    tracing::debug!(%error, "watch expired by a fault");
+    let _ = send(tx, error_line(&error), shutdown, deadline).await;
+}
+
 async fn run(store: Arc<Store>, spec: WatchSpec, mut shutdown: Shutdown, tx: mpsc::Sender<Bytes>) {
     let deadline = Instant::now() + spec.timeout;
+    let mut fault_changes = spec.expiry.as_ref().map(|e| e.faults.changes());
+    if spec.expiry.as_ref().is_some_and(|e| e.at_once) {
+        let error = match spec.start {
+            Some(rv) => too_old(rv, store.current_rv()),
+            None => ApiError::Expired(WATCH_COMPACTED.to_owned()),
+        };
+        expire(&store, &tx, error, &mut shutdown, deadline).await;
+        return;
+    }
     let mut latest = store.subscribe();
     latest.borrow_and_update();
     let mut cursor = match spec.start {
@@ -173,6 +227,13 @@ async fn run(store: Arc<Store>, spec: WatchSpec, mut shutdown: Shutdown, tx: mps
             changed = latest.changed() => if changed.is_err() { return },
             _ = bookmarks.tick(), if spec.bookmarks => {
                 if !send(&tx, spec.bookmark(cursor), &mut shutdown, deadline).await {
+                    return;
+                }
+            }
+            _ = faults_changed(spec.expiry.as_ref(), &mut fault_changes) => {
+                if let Some(e) = &spec.expiry && e.faults.expire_open(&e.request) {
+                    let error = ApiError::Expired(WATCH_COMPACTED.to_owned());
+                    expire(&store, &tx, error, &mut shutdown, deadline).await;
                     return;
                 }
             }

@@ -83,6 +83,8 @@ pub struct Reply {
     pub status: u16,
     /// `Content-Type`.
     pub content_type: String,
+    /// Every header.
+    pub headers: hyper::HeaderMap,
     /// Body bytes.
     pub raw: Bytes,
 }
@@ -177,6 +179,7 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
+        let headers = response.headers().clone();
         let raw = response
             .into_body()
             .collect()
@@ -186,6 +189,7 @@ impl Http {
         Reply {
             status,
             content_type,
+            headers,
             raw,
         }
     }

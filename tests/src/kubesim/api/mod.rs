@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use self::route::Route;
 use super::events::EventLog;
+use super::faults::{Faults, RequestInfo, answer};
 use super::pods::PodTable;
 use super::resource::Resource;
 use super::store::{Object, Store};
@@ -51,6 +52,8 @@ pub struct App {
     pub server_address: String,
     /// Snapshots of paginated lists being read.
     pub pages: Pages,
+    /// The faults every request passes first.
+    pub faults: Arc<Faults>,
 }
 
 /// One request, read.
@@ -59,6 +62,10 @@ pub struct Call {
     params: Params,
     headers: HeaderMap,
     body: Bytes,
+    /// The request as faults select it.
+    request: RequestInfo,
+    /// A fault expires this watch at once.
+    expire_watch: bool,
 }
 
 impl Call {
@@ -122,6 +129,15 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
 
 async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
     authorize(app, request.headers())?;
+    let info = RequestInfo::of(request.method(), request.uri());
+    let decision = app.faults.decide(&info);
+    if !decision.delay.is_zero() {
+        tokio::time::sleep(decision.delay).await;
+    }
+    if let Some(answer) = decision.fail.and_then(|f| answer::respond(&f, &info)) {
+        tracing::debug!(cluster = %app.cluster, request = %info.describe(), status = answer.status().as_u16(), "fault answered");
+        return Ok(answer);
+    }
     let route = route::parse(request.uri().path()).ok_or(ApiError::PathNotFound)?;
     let params = Params::parse(request.uri())?;
     let (parts, body) = request.into_parts();
@@ -133,6 +149,8 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
         params,
         headers: parts.headers,
         body,
+        request: info,
+        expire_watch: decision.expire_watch,
     };
     let get_only = |value: Value| -> Result<Response, ApiError> {
         if call.method != Method::GET {

@@ -22,7 +22,7 @@ use crate::kubesim::pods::watch::{self as pod_watch, PodWatch};
 use crate::kubesim::resource::Resource;
 use crate::kubesim::store::{Object, ObjectKey, StoreError};
 use crate::kubesim::table::{self, IncludeObject, Printer};
-use crate::kubesim::watch::{self, WatchSpec};
+use crate::kubesim::watch::{self, Expiry, WatchSpec};
 use crate::kubesim::writes::{Deleted, Writer};
 
 fn printer(resource: Resource) -> Printer {
@@ -276,6 +276,11 @@ fn watch_response(
             .timeout()?
             .unwrap_or(kube_watch::DEFAULT_TIMEOUT),
         table,
+        expiry: Some(Expiry {
+            faults: app.faults.clone(),
+            request: call.request.clone(),
+            at_once: call.expire_watch,
+        }),
     };
     let stream = watch::start(app.store.clone(), spec, app.shutdown.clone());
     Ok(Response::builder()
