@@ -70,12 +70,7 @@ impl Server {
     }
 
     /// Serves until `stop`: the port open while no `unreachable` fault is in force.
-    pub async fn run(
-        self: Arc<Self>,
-        listener: TcpListener,
-        faults: Arc<Faults>,
-        mut stop: Shutdown,
-    ) {
+    pub async fn run(self: Arc<Self>, listener: TcpListener, faults: Arc<Faults>, stop: Shutdown) {
         let mut listener = Some(listener);
         let mut fault_changes = faults.changes();
         let mut generations = self.generation.subscribe();
