@@ -20,6 +20,7 @@ use super::api::{self, App};
 use super::controller::{Controller, ControllerConfig};
 use super::events::EventLog;
 use super::faults::{FaultSpec, Faults};
+use super::hooks::RequestHooks;
 use super::node::{Kubelets, Registration};
 use super::nodes::NodeHandle;
 use super::pods::PodTable;
@@ -117,6 +118,7 @@ pub struct SimCluster {
     events: Arc<EventLog>,
     nodes: NodeHandle,
     faults: Arc<Faults>,
+    hooks: Arc<RequestHooks>,
     identity: Option<Identity>,
     listening: Arc<Server>,
     trigger: Trigger,
@@ -186,6 +188,7 @@ impl SimCluster {
         for spec in &options.faults {
             faults.inject(spec.clone());
         }
+        let hooks = Arc::new(RequestHooks::default());
         let app = Arc::new(App {
             cluster: options.name.clone(),
             store: store.clone(),
@@ -197,6 +200,7 @@ impl SimCluster {
             server_address: addr.to_string(),
             pages: Default::default(),
             faults: faults.clone(),
+            hooks: hooks.clone(),
         });
         let tls_error = |source| ClusterError::Tls {
             name: options.name.clone(),
@@ -227,6 +231,7 @@ impl SimCluster {
             events,
             nodes,
             faults,
+            hooks,
             identity,
             listening,
             trigger,
@@ -253,6 +258,11 @@ impl SimCluster {
     /// `http://127.0.0.1:PORT`, or `https://…` with TLS.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Hooks a test runs as each request arrives (see [`super::hooks`]).
+    pub fn hooks(&self) -> &RequestHooks {
+        &self.hooks
     }
 
     /// Its faults: inject, remove, and see what they hit.

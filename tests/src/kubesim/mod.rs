@@ -30,6 +30,7 @@ pub mod cluster;
 pub mod controller;
 pub mod events;
 pub mod faults;
+pub mod hooks;
 pub mod job;
 pub mod namespace;
 pub mod node;

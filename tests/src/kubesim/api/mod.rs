@@ -25,6 +25,7 @@ use serde_json::Value;
 use self::route::Route;
 use super::events::EventLog;
 use super::faults::{Faults, RequestInfo, answer};
+use super::hooks::{Arrival, RequestHooks};
 use super::pods::PodTable;
 use super::resource::Resource;
 use super::store::{Object, Store};
@@ -54,6 +55,8 @@ pub struct App {
     pub pages: Pages,
     /// The faults every request passes first.
     pub faults: Arc<Faults>,
+    /// Tests' hooks, run as each request arrives.
+    pub hooks: Arc<RequestHooks>,
 }
 
 /// One request, read.
@@ -144,6 +147,11 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
     let body = axum::body::to_bytes(body, MAX_BODY)
         .await
         .map_err(|_| ApiError::RequestEntityTooLarge(MAX_BODY))?;
+    if !app.hooks.is_empty() {
+        app.hooks
+            .run(&Arrival::new(&parts.method, &parts.uri, &body))
+            .await;
+    }
     let call = Call {
         method: parts.method,
         params,
