@@ -4,11 +4,14 @@
 //! that carries a Job on the wire and `serde_json::Value`; [`names`] holds the labels and
 //! annotations that mark a shard in a member cluster and the DNS-1123 name rules. Every binary
 //! depends on this crate, so it also holds the helpers they share: [`duration`] (the one
-//! duration grammar, Go's) and [`shutdown`] (the one shutdown type).
+//! duration grammar, Go's), [`shutdown`] (the one shutdown type), [`quantity`] (Kubernetes
+//! resource quantities) and [`capacity`] (what a cluster's capacity report means).
 
+pub mod capacity;
 pub mod duration;
 pub mod json;
 pub mod names;
+pub mod quantity;
 pub mod shutdown;
 
 /// Generated messages, clients and servers of package `fedjob.v1`.

@@ -163,6 +163,11 @@ impl ControlPlane {
         self.clusters.views()
     }
 
+    /// The free capacity agents report.
+    pub fn capacity(&self) -> &crate::clusters::capacity::CapacityBook {
+        self.clusters.capacity()
+    }
+
     /// Runs `f` over the cluster table.
     pub fn with_clusters<T>(&self, f: impl FnOnce(&ClusterTable) -> T) -> T {
         self.clusters.with_table(f)

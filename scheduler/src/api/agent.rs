@@ -204,6 +204,7 @@ impl Session {
         self.cp
             .detach_session(&self.cluster, &self.token, &self.inbox)
             .await;
+        self.cp.capacity().forget(&self.cluster, &self.token);
         info!(cluster = %self.cluster, reason, "agent session closed");
     }
 
@@ -247,6 +248,7 @@ impl Session {
         let mut reader = tokio::spawn(read(
             self.cp.clone(),
             self.cluster.clone(),
+            self.token.clone(),
             inbound,
             self.tx.clone(),
             report_tx,
@@ -381,6 +383,7 @@ impl Session {
 async fn read(
     cp: Arc<ControlPlane>,
     cluster: String,
+    session: String,
     mut inbound: Streaming<AgentMessage>,
     tx: mpsc::Sender<Result<SchedulerMessage, Status>>,
     reports: mpsc::UnboundedSender<Vec<ShardReport>>,
@@ -411,6 +414,16 @@ async fn read(
                 if reports.send(decoded).is_err() {
                     return None;
                 }
+            }
+            Some(Msg::Capacity(report)) => {
+                let applied =
+                    cp.capacity()
+                        .apply(&cluster, &session, &report, jiff::Timestamp::now());
+                if let Err(e) = applied {
+                    warn!(cluster = %cluster, error = %e, "capacity report refused");
+                    return Some(Status::invalid_argument(e.to_string()));
+                }
+                debug!(cluster = %cluster, full = report.full, groups = report.groups.len(), "capacity reported");
             }
             Some(Msg::Hello(_)) | None => {
                 cp.metrics()

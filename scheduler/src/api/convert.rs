@@ -2,6 +2,7 @@
 //! JSON shape of a federated Job that `fedctl get job -o json` prints (SPEC §5).
 
 use fedjob_proto::json::{from_struct, to_struct};
+use fedjob_proto::quantity::format_amount;
 use fedjob_proto::v1;
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -132,12 +133,13 @@ pub fn cluster(entry: &ClusterEntry, shards: i32, connected: bool) -> v1::Cluste
         shards,
         connected,
         epoch: entry.record.epoch,
+        capacity: None,
     }
 }
 
 /// The JSON object of one cluster in `fedctl get clusters -o json` (SPEC §8).
 pub fn cluster_json(c: &v1::Cluster) -> Value {
-    json!({
+    let mut value = json!({
         "name": c.name,
         "state": c.state,
         "cordoned": c.cordoned,
@@ -146,7 +148,20 @@ pub fn cluster_json(c: &v1::Cluster) -> Value {
         "shards": c.shards,
         "connected": c.connected,
         "epoch": c.epoch,
-    })
+    });
+    if let Some(capacity) = &c.capacity {
+        let free: std::collections::BTreeMap<&String, String> = capacity
+            .free
+            .iter()
+            .map(|(resource, amount)| (resource, format_amount(resource, *amount)))
+            .collect();
+        value["capacity"] = json!({
+            "free": free,
+            "nodes": capacity.nodes,
+            "reported": capacity.reported.as_ref().and_then(from_timestamp).map(|t| t.to_string()),
+        });
+    }
+    value
 }
 
 /// What the agent must do with `shard`.

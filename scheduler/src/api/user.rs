@@ -423,7 +423,7 @@ impl Federation for UserApi {
             req,
             |_| async move {
                 let counts = self.cp.shard_counts();
-                let items = self.cp.with_clusters(|table| {
+                let mut items: Vec<v1::Cluster> = self.cp.with_clusters(|table| {
                     table
                         .iter()
                         .map(|e| {
@@ -433,6 +433,9 @@ impl Federation for UserApi {
                         })
                         .collect()
                 });
+                for c in &mut items {
+                    c.capacity = self.cp.capacity().summary(&c.name);
+                }
                 Ok(Response::new(v1::ListClustersResponse { items }))
             },
         )

@@ -2,6 +2,7 @@
 //! ([`ClusterTable`]), and the one owner of both, [`ClusterRegistry`]: registration, cordon,
 //! agent sessions and heartbeats.
 
+pub mod capacity;
 mod table;
 
 use std::collections::{BTreeMap, HashSet};
@@ -42,6 +43,8 @@ pub struct ClusterRegistry {
     table: Mutex<ClusterTable>,
     /// What the planner sees, rebuilt on every change of the table.
     views: RwLock<Arc<Clusters>>,
+    /// The free capacity agents report.
+    capacity: capacity::CapacityBook,
 }
 
 impl ClusterRegistry {
@@ -74,6 +77,7 @@ impl ClusterRegistry {
             coordinator,
             table: Mutex::new(table),
             views,
+            capacity: capacity::CapacityBook::default(),
         };
         Ok((registry, loaded_at))
     }
@@ -81,6 +85,11 @@ impl ClusterRegistry {
     /// How long clusters may be silent.
     pub fn liveness(&self) -> &Liveness {
         &self.liveness
+    }
+
+    /// The free capacity agents report.
+    pub fn capacity(&self) -> &capacity::CapacityBook {
+        &self.capacity
     }
 
     /// What the planner sees of the clusters now.

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use fedjob_proto::quantity::format_amount;
 use fedjob_proto::v1;
 use jiff::Timestamp;
 use serde_json::{Value, json};
@@ -138,6 +139,7 @@ pub fn clusters(
         return Ok(());
     }
     let now = Timestamp::now();
+    let wide = format == Some(Output::Wide);
     let rows = items
         .iter()
         .map(|c| {
@@ -155,7 +157,7 @@ pub fn clusters(
             let mut labels: Vec<String> =
                 c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             labels.sort();
-            vec![
+            let mut row = vec![
                 c.name.clone(),
                 status,
                 c.shards.to_string(),
@@ -170,21 +172,41 @@ pub fn clusters(
                 } else {
                     labels.join(",")
                 },
-            ]
+            ];
+            if wide {
+                row.extend(free_columns(c.capacity.as_ref()));
+            }
+            row
         })
         .collect();
-    table(
-        out,
-        &[
-            "NAME",
-            "STATUS",
-            "SHARDS",
-            "CONNECTED",
-            "LAST HEARTBEAT",
-            "LABELS",
-        ],
-        rows,
-    )
+    let mut header = vec![
+        "NAME",
+        "STATUS",
+        "SHARDS",
+        "CONNECTED",
+        "LAST HEARTBEAT",
+        "LABELS",
+    ];
+    if wide {
+        header.extend(["NODES", "FREE CPU", "FREE MEMORY", "FREE PODS"]);
+    }
+    table(out, &header, rows)
+}
+
+/// The wide columns of a cluster's reported capacity: schedulable Ready nodes and the free
+/// cpu, memory and pods over them (`<unknown>` when its agent reports none).
+fn free_columns(capacity: Option<&v1::CapacitySummary>) -> Vec<String> {
+    let Some(capacity) = capacity else {
+        return vec!["<unknown>".to_owned(); 4];
+    };
+    let free =
+        |resource: &str| format_amount(resource, capacity.free.get(resource).copied().unwrap_or(0));
+    vec![
+        capacity.nodes.to_string(),
+        free("cpu"),
+        free("memory"),
+        free("pods"),
+    ]
 }
 
 /// Clusters that still have to confirm the deletion of their shards.

@@ -400,7 +400,7 @@ pub fn resource_list_quantities<'a>(
 ) -> Result<(), String> {
     for list in lists {
         for q in list.as_object().into_iter().flat_map(|m| m.values()) {
-            let parsed = q.as_str().map(fedjob_scheduler::quantity::Quantity::parse);
+            let parsed = q.as_str().map(fedjob_proto::quantity::Quantity::parse);
             if let Some(Err(e)) = parsed {
                 return Err(e.to_string());
             }

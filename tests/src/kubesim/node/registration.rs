@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fedjob_scheduler::quantity::Quantity;
+use fedjob_proto::quantity::Quantity;
 use serde_json::{Value, json};
 
 use fedjob_scheduler::kube_api::clock;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fedjob_scheduler::quantity::{Quantity, scheduling_amount};
+use fedjob_proto::quantity::{Quantity, scheduling_amount};
 use serde_json::Value;
 
 /// Resource amounts by name, in the units the scheduler compares (millicores for `cpu`).

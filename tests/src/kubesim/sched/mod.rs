@@ -22,7 +22,7 @@ use super::events::{EventLog, NewEvent, Regarding};
 use super::node::Kubelets;
 use super::pods::PodTable;
 use super::store::{ObjectKey, Store};
-use fedjob_scheduler::quantity::{Quantity, scheduling_amount};
+use fedjob_proto::quantity::{Quantity, scheduling_amount};
 
 /// A pod waiting in the scheduling queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,154 @@
+//! The latest free capacity of each member cluster, as its agent reported it on its current
+//! stream (`fedjob-syncer --report-capacity`): what `dynamicWeight: AvailableReplicas` plans
+//! with ([`crate::fit`]) and `fedctl get clusters -o wide` shows.
+//!
+//! It lives in memory on the replica the agent streams to: a new stream starts with a full
+//! report, so nothing here needs to survive a restart.
+
+use std::collections::HashMap;
+
+use fedjob_proto::capacity::{CapacityError, ClusterCapacity};
+use fedjob_proto::v1;
+use jiff::Timestamp;
+use parking_lot::Mutex;
+
+/// A cluster's capacity and when it last changed.
+#[derive(Debug, Clone)]
+pub struct Reported {
+    /// The capacity.
+    pub capacity: ClusterCapacity,
+    /// When the agent last reported a change.
+    pub at: Timestamp,
+    /// The agent session that reported it.
+    session: String,
+}
+
+/// Every cluster's latest capacity.
+#[derive(Debug, Default)]
+pub struct CapacityBook {
+    clusters: Mutex<HashMap<String, Reported>>,
+}
+
+impl CapacityBook {
+    /// Applies `report` from `cluster`'s agent speaking in `session` (a new session starts
+    /// from nothing: its first report must be full); a refused report changes nothing.
+    pub fn apply(
+        &self,
+        cluster: &str,
+        session: &str,
+        report: &v1::CapacityReport,
+        now: Timestamp,
+    ) -> Result<(), CapacityError> {
+        let mut clusters = self.clusters.lock();
+        let mut next = clusters
+            .get(cluster)
+            .filter(|r| r.session == session)
+            .map(|r| r.capacity.clone())
+            .unwrap_or_default();
+        next.apply(report)?;
+        clusters.insert(
+            cluster.to_owned(),
+            Reported {
+                capacity: next,
+                at: now,
+                session: session.to_owned(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets what `cluster` reported in `session`, which ended (a later session's report
+    /// stays).
+    pub fn forget(&self, cluster: &str, session: &str) {
+        let mut clusters = self.clusters.lock();
+        if clusters.get(cluster).is_some_and(|r| r.session == session) {
+            clusters.remove(cluster);
+        }
+    }
+
+    /// `cluster`'s latest capacity, if its agent reports any.
+    pub fn get(&self, cluster: &str) -> Option<Reported> {
+        self.clusters.lock().get(cluster).cloned()
+    }
+
+    /// `cluster`'s capacity summed up, for the user API.
+    pub fn summary(&self, cluster: &str) -> Option<v1::CapacitySummary> {
+        let reported = self.get(cluster)?;
+        let (free, nodes) = reported.capacity.totals();
+        Some(v1::CapacitySummary {
+            free: free.into_iter().collect(),
+            nodes,
+            reported: Some(prost_types::Timestamp {
+                seconds: reported.at.as_second(),
+                nanos: reported.at.subsec_nanosecond(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(nodes: u32, cpu: i64) -> v1::NodeGroup {
+        v1::NodeGroup {
+            shape: 1,
+            free: [("cpu".to_owned(), cpu), ("pods".to_owned(), 10)].into(),
+            nodes,
+        }
+    }
+
+    #[test]
+    fn reports_build_up_and_a_bad_one_changes_nothing() {
+        let book = CapacityBook::default();
+        assert!(book.summary("c1").is_none());
+        let full = v1::CapacityReport {
+            full: true,
+            shapes: vec![v1::NodeShape {
+                id: 1,
+                ..Default::default()
+            }],
+            groups: vec![group(3, 2000)],
+        };
+        book.apply("c1", "s1", &full, Timestamp::UNIX_EPOCH)
+            .unwrap();
+        let delta = v1::CapacityReport {
+            full: false,
+            shapes: vec![],
+            groups: vec![group(2, 2000), group(1, 500)],
+        };
+        book.apply("c1", "s1", &delta, Timestamp::UNIX_EPOCH)
+            .unwrap();
+        let summary = book.summary("c1").unwrap();
+        assert_eq!(summary.nodes, 3);
+        assert_eq!(summary.free["cpu"], 4500);
+        assert_eq!(summary.free["pods"], 30);
+        let bad = v1::CapacityReport {
+            full: false,
+            shapes: vec![],
+            groups: vec![v1::NodeGroup {
+                shape: 9,
+                ..group(1, 1)
+            }],
+        };
+        assert!(book.apply("c1", "s1", &bad, Timestamp::UNIX_EPOCH).is_err());
+        assert_eq!(book.summary("c1").unwrap().free["cpu"], 4500);
+        assert!(
+            book.apply("c2", "s9", &delta, Timestamp::UNIX_EPOCH)
+                .is_err(),
+            "no full report yet"
+        );
+        assert!(
+            book.apply("c1", "s2", &delta, Timestamp::UNIX_EPOCH)
+                .is_err(),
+            "a new session starts in full"
+        );
+        book.forget("c1", "s0");
+        assert!(
+            book.get("c1").is_some(),
+            "another session's end forgets nothing"
+        );
+        book.forget("c1", "s1");
+        assert!(book.get("c1").is_none());
+    }
+}
