@@ -305,3 +305,110 @@ fn plain_text_is_refused_off_loopback_unless_insecure() {
         "a certificate without its key is refused"
     );
 }
+
+/// An address of this machine that is not loopback: the one the kernel picks to reach a
+/// TEST-NET address (a UDP "connect" sends nothing), else the first non-loopback IPv4 address
+/// `ip` lists.
+fn non_loopback_address() -> std::net::IpAddr {
+    let routed = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("203.0.113.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    routed
+        .or_else(|| {
+            let out = Command::new("ip")
+                .args(["-o", "-4", "addr", "show"])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .filter_map(|w| w.split('/').next()?.parse::<std::net::IpAddr>().ok())
+                .find(|ip| !ip.is_loopback())
+        })
+        .expect("this test needs a network interface with a non-loopback address")
+}
+
+/// A child process killed when dropped, so a failing test leaves no scheduler behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// SPEC §8: plain text off loopback only with `--insecure`; with it, clients reaching the
+/// scheduler over that address (so from a non-loopback source) are served: an agent
+/// registers, fedctl creates and reads a Job.
+#[tokio::test]
+async fn insecure_serves_plain_text_clients_on_a_non_loopback_address() {
+    let ip = non_loopback_address();
+    let port = std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = std::net::SocketAddr::new(ip, port).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let refused = Command::new(SCHEDULER)
+        .args(["--listen", &listen, "--data-dir", &data])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(64), "without --insecure");
+
+    let _scheduler = KillOnDrop(
+        Command::new(SCHEDULER)
+            .args(["--listen", &listen, "--data-dir", &data, "--insecure"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://{listen}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let channel = loop {
+        match Endpoint::from_shared(url.clone()).unwrap().connect().await {
+            Ok(c) => break c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{url}: {e}"),
+        }
+    };
+    let registered = AgentClient::new(channel)
+        .register(v1::RegisterRequest {
+            cluster: "c1".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(registered.is_ok(), "{registered:?}");
+
+    let file = dir.path().join("job.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: remote}\nspec:\n  completions: 2\n  \
+         template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: w, image: busybox}]\n",
+    )
+    .unwrap();
+    let fedctl = |args: &[&str]| {
+        Command::new(FEDCTL)
+            .args(["--server", &url])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = fedctl(&["create", "-f", &file.display().to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "job.batch/remote created\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fedctl(&["get", "job", "remote", "-o", "json"]);
+    let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(job["spec"]["completions"], 2);
+}
