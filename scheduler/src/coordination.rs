@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::records::{LEADER_KEY, live_key, session_key};
+use crate::records::{LEADER_KEY, SILENT, live_key, session_key};
 use crate::store::etcd::{Creation, EtcdStore, LeaseId, LeaseState};
 use crate::store::{Precondition, Store, StoreError};
 use fedjob_proto::shutdown::Shutdown;
@@ -186,7 +186,13 @@ impl Coordinator {
         self.owned.lock().remove(cluster);
     }
 
-    /// `cluster`'s agent fell silent here: removes its liveness record.
+    /// How long this replica's lease lasts without renewal.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// `cluster`'s agent fell silent here: marks its liveness record silent (removing it
+    /// would read, elsewhere, as this replica's death; see [`LiveRecord`]).
     pub async fn silent(&self, cluster: &str) {
         if !self.owned.lock().remove(cluster) {
             return;
@@ -195,12 +201,13 @@ impl Coordinator {
         // Delete only our own record: another replica may have taken the cluster over.
         match self.store.get(&key).await {
             Ok(Some(kv)) if kv.value == self.replica.as_bytes() => {
-                let _ = crate::store::delete(
-                    self.store.as_ref(),
-                    key,
-                    Precondition::ModRevision(kv.mod_revision),
-                )
-                .await;
+                let lease = *self.lease.lock();
+                let value = [self.replica.as_bytes(), SILENT].concat();
+                let precondition = Precondition::ModRevision(kv.mod_revision);
+                let _ = self
+                    .store
+                    .put_with_lease(key, value, precondition, lease)
+                    .await;
             }
             Ok(_) => {}
             Err(e) => warn!(cluster, error = %e, "cannot remove the liveness record"),

@@ -68,6 +68,33 @@ pub fn cluster_key(name: &str) -> String {
     format!("{CLUSTERS_PREFIX}{name}")
 }
 
+/// How a liveness record's value ends when its agent fell silent for the grace on the replica
+/// that wrote it (`Coordinator::silent`). A record that disappears instead went with its
+/// replica's lease: the replica died, and the agent may be on its way to another one.
+pub const SILENT: &[u8] = b" silent";
+
+/// What a cluster's liveness record says, as every replica reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveRecord {
+    /// A replica hears the cluster's agent.
+    Live,
+    /// The replica that heard it last found it silent for the grace.
+    Silent,
+    /// The record went with its replica's lease: nobody answers for the cluster.
+    Expired,
+}
+
+impl LiveRecord {
+    /// The state of a record with `value`, or of none.
+    pub fn of(value: Option<&[u8]>) -> Self {
+        match value {
+            Some(v) if v.ends_with(SILENT) => Self::Silent,
+            Some(_) => Self::Live,
+            None => Self::Expired,
+        }
+    }
+}
+
 /// `live/CLUSTER`.
 pub fn live_key(cluster: &str) -> String {
     format!("{LIVE_PREFIX}{cluster}")

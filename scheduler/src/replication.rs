@@ -111,10 +111,7 @@ impl Follower {
                     WatchEvent::Put(kv) => Some(&kv.value[..]),
                     WatchEvent::Delete { .. } => None,
                 };
-                let transition = self
-                    .cp
-                    .cluster_state()
-                    .apply_live(name, writer.is_some(), writer);
+                let transition = self.cp.cluster_state().apply_live(name, writer);
                 if let Some(t) = transition {
                     self.cp.on_transitions(vec![t]).await;
                 }

@@ -221,6 +221,7 @@ fn replica_process(
     prefix: &str,
     port: u16,
     metrics: u16,
+    grace: &str,
 ) -> std::process::Child {
     std::process::Command::new(SCHEDULER)
         .args([
@@ -237,13 +238,34 @@ fn replica_process(
             "--etcd-prefix",
             prefix,
         ])
-        .args(["--cluster-grace", "2s", "--lease-ttl", "2s"])
+        .args(["--cluster-grace", grace, "--lease-ttl", "2s"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap()
 }
 
+/// The placement of `job` in `cluster`: its shards' names and completions.
+fn shards_in(job: &serde_json::Value, cluster: &str) -> Vec<(String, i64)> {
+    job["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["cluster"] == cluster)
+        .flat_map(|p| p["shards"].as_array().unwrap().clone())
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["completions"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Leadership moves when the leader dies, and the new leader does the leader's duties: it
+/// moves a lost cluster's work for a Job with `rebalance: true` and deletes a finished Job
+/// after its `ttlSecondsAfterFinished`. Neither can happen without a leader: the only other
+/// replica is dead.
 #[tokio::test]
 async fn another_replica_leads_within_the_lease_ttl_when_the_leader_is_killed() {
     let cluster = etcd::EtcdCluster::three().await;
@@ -253,9 +275,9 @@ async fn another_replica_leads_within_the_lease_ttl_when_the_leader_is_killed() 
         metrics_port(),
         metrics_port(),
     );
-    let mut a = replica_process(&cluster, "/lead/", pa, ma);
+    let mut a = replica_process(&cluster, "/lead/", pa, ma, "2s");
     eventually("A leads", || leads(ma)).await;
-    let mut b = replica_process(&cluster, "/lead/", pb, mb);
+    let mut b = replica_process(&cluster, "/lead/", pb, mb, "2s");
     let b_url = format!("http://127.0.0.1:{pb}");
     eventually("B serves", || {
         let url = b_url.clone();
@@ -268,18 +290,46 @@ async fn another_replica_leads_within_the_lease_ttl_when_the_leader_is_killed() 
     .await;
     assert!(!leads(mb).await, "only one replica leads");
 
-    // An agent on A runs a shard of a Job with rebalance; A dies; the agent moves to B.
+    // c1's agent is on A, which dies; c2 and c3 are on B.
     let a_url = format!("http://127.0.0.1:{pa}");
-    let mut agent = TestAgent::connect(&a_url, "c1").await;
+    let mut c1 = TestAgent::connect(&a_url, "c1").await;
+    let mut c2 = TestAgent::connect(&b_url, "c2").await;
+    let mut c3 = TestAgent::connect(&b_url, "c3").await;
     let mut api = client(&b_url).await;
-    create(&mut api, manifest("survivor", 2, Some(4), None))
+    // Without rebalance, in c1 only: its work waits for c1 whatever happens to c1.
+    let only_c1 = r#"{"clusters": {"c1": {"weight": 1}}}"#;
+    create(&mut api, manifest("survivor", 2, Some(4), Some(only_c1)))
         .await
         .unwrap();
-    agent
-        .until("the shard", |a| {
-            a.shards_of("survivor").contains_key("survivor")
-        })
-        .await;
+    // With rebalance, over c2 and c3: 1 pod and 2 completions each.
+    let moving = r#"{"rebalance": true, "clusters": {"c2": {"weight": 1}, "c3": {"weight": 1}}}"#;
+    create(&mut api, manifest("moving", 2, Some(4), Some(moving)))
+        .await
+        .unwrap();
+    c1.until("the shard", |a| {
+        a.shards_of("survivor").contains_key("survivor")
+    })
+    .await;
+    for agent in [&mut c2, &mut c3] {
+        agent
+            .until("the shard", |a| {
+                a.shards_of("moving").contains_key("moving")
+            })
+            .await;
+        assert_eq!(
+            TestAgent::counts(&agent.shards_of("moving")["moving"]),
+            (1, Some(2))
+        );
+    }
+    let running = c2.shards_of("moving")["moving"].clone();
+    c2.report(vec![TestAgent::status(
+        &running,
+        ShardPhase::Running,
+        1,
+        0,
+        0,
+    )])
+    .await;
 
     a.kill().unwrap();
     a.wait().unwrap();
@@ -290,7 +340,7 @@ async fn another_replica_leads_within_the_lease_ttl_when_the_leader_is_killed() 
     assert!(takeover < Duration::from_secs(4), "took {takeover:?}");
 
     // As a restarted syncer: it finds its shard in the cluster but holds no assignment.
-    let held: Vec<v1::ShardStatus> = agent
+    let held: Vec<v1::ShardStatus> = c1
         .assignments
         .values()
         .map(|a| v1::ShardStatus {
@@ -298,7 +348,7 @@ async fn another_replica_leads_within_the_lease_ttl_when_the_leader_is_killed() 
             ..TestAgent::status(a, ShardPhase::Running, 2, 1, 0)
         })
         .collect();
-    drop(agent);
+    drop(c1);
     let again = TestAgent::connect_holding(&b_url, "c1", held).await;
     again.complete_all("survivor").await;
     eventually("the Job completes through B", || {
@@ -306,8 +356,176 @@ async fn another_replica_leads_within_the_lease_ttl_when_the_leader_is_killed() 
         async move { get_json(&mut api, "survivor").await["status"]["succeeded"] == 4 }
     })
     .await;
+
+    // Failover, by the new leader: c2 falls silent; past the grace (2 s) and the failover
+    // delay (the grace again) its 2 unfinished completions move to c3.
+    c2.set_heartbeats(false);
+    c3.until("c2's unfinished work", |a| {
+        a.shards_of("moving").contains_key("moving-2")
+    })
+    .await;
+    assert_eq!(
+        TestAgent::counts(&c3.shards_of("moving")["moving-2"]).1,
+        Some(2),
+        "2 planned in c2, none done"
+    );
+    let job = get_json(&mut api, "moving").await;
+    assert_eq!(
+        shards_in(&job, "c3"),
+        [("moving".to_owned(), 2), ("moving-2".to_owned(), 2)],
+        "{job}"
+    );
+
+    // TTL clean-up, by the new leader.
+    let mut cleaned: serde_json::Value = serde_yaml::from_str(&manifest(
+        "cleaned",
+        1,
+        Some(1),
+        Some(r#"{"clusters": {"c3": {"weight": 1}}}"#),
+    ))
+    .unwrap();
+    cleaned["spec"]["ttlSecondsAfterFinished"] = serde_json::json!(1);
+    create(&mut api, cleaned.to_string()).await.unwrap();
+    c3.until("the shard", |a| {
+        a.shards_of("cleaned").contains_key("cleaned")
+    })
+    .await;
+    c3.complete_all("cleaned").await;
+    eventually("the finished Job deleted after its TTL", || {
+        let mut api = api.clone();
+        async move {
+            let got = api
+                .get_job(v1::GetJobRequest {
+                    name: "cleaned".into(),
+                    ..Default::default()
+                })
+                .await;
+            got.is_err_and(|e| e.code() == Code::NotFound)
+        }
+    })
+    .await;
     let _ = b.kill();
     let _ = b.wait();
+}
+
+/// Connects an agent for `cluster` to `url` as a syncer would: retrying while the cluster's
+/// previous stream is still recorded as attached elsewhere.
+async fn connect_retrying(url: &str, cluster: &str) -> TestAgent {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut agent = v1::agent_client::AgentClient::connect(url.to_owned())
+            .await
+            .unwrap();
+        let attempt = agent
+            .register(v1::RegisterRequest {
+                cluster: cluster.into(),
+                ..Default::default()
+            })
+            .await;
+        match attempt {
+            Ok(_) => return TestAgent::connect(url, cluster).await,
+            Err(e) if e.code() == Code::FailedPrecondition && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{cluster} refused: {e}"),
+        }
+    }
+}
+
+/// A cluster's liveness rides on the lease of the replica its agent talks to: when that
+/// replica dies, a cluster whose agent moves to another replica within the grace stays Ready
+/// (SPEC §6: NotReady means silent for the grace), one whose agent does not becomes NotReady,
+/// and a cluster on the surviving replica is Ready throughout. Lease 2 s, grace 5 s.
+#[tokio::test]
+async fn a_cluster_s_liveness_when_the_replica_its_agent_talks_to_dies() {
+    const GRACE: Duration = Duration::from_secs(5);
+    const LEASE_TTL: Duration = Duration::from_secs(2);
+    let cluster = etcd::EtcdCluster::single().await;
+    let (pa, ma) = (metrics_port(), metrics_port());
+    let mut a = replica_process(&cluster, "/live/", pa, ma, "5s");
+    let a_url = format!("http://127.0.0.1:{pa}");
+    eventually("A serves", || {
+        let url = a_url.clone();
+        async move {
+            v1::federation_client::FederationClient::connect(url)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let (_b, b_url) = replica(&cluster, "/live/", "5s").await;
+    let moves = TestAgent::connect(&a_url, "c1").await;
+    let stays_away = TestAgent::connect(&a_url, "c2").await;
+    let _on_b = TestAgent::connect(&b_url, "c3").await;
+    eventually("every cluster Ready on B", || async {
+        let mut ready = true;
+        for c in ["c1", "c2", "c3"] {
+            ready &= state_of(&b_url, c).await == "Ready";
+        }
+        ready
+    })
+    .await;
+
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let killed = Instant::now();
+    drop(moves);
+    drop(stays_away);
+    let watcher = {
+        let b_url = b_url.clone();
+        tokio::spawn(async move {
+            // (c1, c2, c3) as B says, every 50 ms, until c2 is NotReady or 15 s passed.
+            let mut seen: Vec<(Duration, [String; 3])> = Vec::new();
+            while killed.elapsed() < Duration::from_secs(15) {
+                let states = [
+                    state_of(&b_url, "c1").await,
+                    state_of(&b_url, "c2").await,
+                    state_of(&b_url, "c3").await,
+                ];
+                let done = states[1] == "NotReady";
+                if seen.last().is_none_or(|(_, last)| *last != states) {
+                    seen.push((killed.elapsed(), states));
+                }
+                if done {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            seen
+        })
+    };
+    let _moved = connect_retrying(&b_url, "c1").await;
+    let reconnected = killed.elapsed();
+    let seen = watcher.await.unwrap();
+    let story = format!("c1 back on B after {reconnected:?}; (c1, c2, c3) on B: {seen:?}");
+    println!("{story}");
+    assert!(
+        seen.iter()
+            .all(|(_, [c1, _, c3])| c1 == "Ready" && c3 == "Ready"),
+        "c1 moved within the grace and c3 never left: {story}"
+    );
+    let (at, last) = seen.last().unwrap();
+    assert_eq!(last[1], "NotReady", "{story}");
+    // A's lease ran out at most 2 s after it died; c2 was heard then at the latest.
+    assert!(
+        *at >= GRACE - LEASE_TTL && *at < GRACE + Duration::from_secs(5),
+        "c2 NotReady {at:?} after its replica died, grace {GRACE:?}: {story}"
+    );
+    let clusters = client(&b_url)
+        .await
+        .list_clusters(v1::ListClustersRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let connected: Vec<(String, bool)> = clusters
+        .items
+        .iter()
+        .map(|c| (c.name.clone(), c.connected))
+        .collect();
+    assert_eq!(
+        connected,
+        [("c1", true), ("c2", false), ("c3", true)].map(|(c, on)| (c.to_owned(), on))
+    );
 }
 
 #[tokio::test]

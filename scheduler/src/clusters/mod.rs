@@ -5,7 +5,7 @@
 pub mod capacity;
 mod table;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ pub use self::table::{
 use crate::coordination::Coordinator;
 use crate::error::{ControlPlaneError, Result};
 use crate::model::clusters::Clusters;
-use crate::records::{self, CLUSTERS_PREFIX, LIVE_PREFIX};
+use crate::records::{self, CLUSTERS_PREFIX, LIVE_PREFIX, LiveRecord};
 use crate::store::{KeyValue, Op, Precondition, Revision, Store};
 
 /// How long clusters may be silent.
@@ -63,11 +63,15 @@ impl ClusterRegistry {
             loaded.push((record, kv.mod_revision));
         }
         let mut table = ClusterTable::load(loaded, Instant::now(), coordinator.is_some());
+        if let Some(c) = &coordinator {
+            table = table.unanswered_for(liveness.grace.saturating_sub(c.ttl()));
+        }
         if coordinator.is_some() {
             let live = store.list(LIVE_PREFIX).await?;
             loaded_at = loaded_at.min(live.revision);
             for kv in live.items {
-                table.set_live(kv.key.trim_start_matches(LIVE_PREFIX), true, Instant::now());
+                let name = kv.key.trim_start_matches(LIVE_PREFIX);
+                table.set_live(name, LiveRecord::of(Some(&kv.value)), Instant::now());
             }
         }
         let views = RwLock::new(Arc::new(table.views()));
@@ -275,11 +279,12 @@ impl ClusterRegistry {
     }
 
     /// Checks every cluster's heartbeats; returns the clusters whose state changed. With
-    /// replicas, only the leader finds transitions (from the shared records); every replica
-    /// withdraws the liveness records of the agents that fell silent on it.
+    /// replicas, only the leader finds transitions (from the shared records), besides the
+    /// clusters no replica answered for during the grace; every replica marks silent the
+    /// liveness records of the agents that fell silent on it.
     pub async fn check(&self) -> Vec<Transition> {
         if let Some(c) = &self.coordinator {
-            // Liveness this replica answers for: silent agents lose their record, and every
+            // Liveness this replica answers for: silent agents' records say so, and every
             // replica learns it from the store.
             let quiet = self.table.lock().quiet(Instant::now(), self.liveness.grace);
             for cluster in quiet.iter().filter(|q| c.owns(q)) {
@@ -287,7 +292,11 @@ impl ClusterRegistry {
                 c.silent(cluster).await;
             }
             if !c.is_leader() {
-                return Vec::new();
+                let orphaned = self.table.lock().expire_unanswered(Instant::now());
+                if !orphaned.is_empty() {
+                    self.refresh_views();
+                }
+                return orphaned;
             }
         }
         let transitions = self.table.lock().check(
@@ -313,15 +322,18 @@ impl ClusterRegistry {
         Ok(())
     }
 
-    /// Takes in a liveness record written (`live`) or removed in the store; `writer` is the
-    /// replica that wrote it.
-    pub fn apply_live(&self, name: &str, live: bool, writer: Option<&[u8]>) -> Option<Transition> {
-        if let (Some(writer), Some(c)) = (writer, &self.coordinator)
+    /// Takes in a liveness record written (`value`: the replica that wrote it, see
+    /// [`LiveRecord`]) or removed (`None`) in the store.
+    pub fn apply_live(&self, name: &str, value: Option<&[u8]>) -> Option<Transition> {
+        if let (Some(writer), Some(c)) = (value, &self.coordinator)
             && writer != c.replica().as_bytes()
         {
             c.disown(name);
         }
-        let transition = self.table.lock().set_live(name, live, Instant::now());
+        let transition = self
+            .table
+            .lock()
+            .set_live(name, LiveRecord::of(value), Instant::now());
         if transition.is_some() {
             self.refresh_views();
         }
@@ -340,19 +352,16 @@ impl ClusterRegistry {
         if self.coordinator.is_some() {
             let live = self.store.list(LIVE_PREFIX).await?;
             revision = revision.min(live.revision);
-            let live: HashSet<&str> = live
+            let live: HashMap<&str, &[u8]> = live
                 .items
                 .iter()
-                .map(|kv| kv.key.trim_start_matches(LIVE_PREFIX))
+                .map(|kv| (kv.key.trim_start_matches(LIVE_PREFIX), &kv.value[..]))
                 .collect();
             let mut table = self.table.lock();
             let names: Vec<String> = table.iter().map(|e| e.record.name.clone()).collect();
             for name in names {
-                transitions.extend(table.set_live(
-                    &name,
-                    live.contains(name.as_str()),
-                    Instant::now(),
-                ));
+                let record = LiveRecord::of(live.get(name.as_str()).copied());
+                transitions.extend(table.set_live(&name, record, Instant::now()));
             }
         }
         self.refresh_views();

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::model::clusters::{ClusterView, Clusters};
+use crate::records::LiveRecord;
 
 /// What the federation stores of a member cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,9 @@ pub struct ClusterEntry {
     pub not_ready_since: Option<Instant>,
     /// NotReady for longer than the failover delay.
     pub lost: bool,
+    /// Its liveness record went with a dead replica's lease: NotReady at this moment unless
+    /// the agent reaches another replica before.
+    pub unanswered_until: Option<Instant>,
     /// The agent session that may speak for the cluster.
     pub session: Option<SessionSlot>,
 }
@@ -78,6 +82,9 @@ pub struct ClusterTable {
     /// Liveness is decided from records in the store (several replicas, see `coordination`),
     /// not from the heartbeats this process sees.
     shared: bool,
+    /// How long a Ready cluster whose liveness record expired stays Ready (see
+    /// [`ClusterTable::unanswered_for`]).
+    unanswered: Duration,
 }
 
 impl ClusterTable {
@@ -95,7 +102,20 @@ impl ClusterTable {
                 )
             })
             .collect();
-        Self { entries, shared }
+        Self {
+            entries,
+            shared,
+            unanswered: Duration::ZERO,
+        }
+    }
+
+    /// A Ready cluster whose liveness record went with its replica's lease stays Ready for
+    /// `unanswered` (the grace less the lease TTL: its agent was heard within the TTL before
+    /// the record expired), so that an agent moving to another replica within the grace never
+    /// makes it NotReady (SPEC §6).
+    pub fn unanswered_for(mut self, unanswered: Duration) -> Self {
+        self.unanswered = unanswered;
+        self
     }
 
     /// One cluster.
@@ -156,20 +176,33 @@ impl ClusterTable {
     }
 
     /// Sets a cluster's liveness from its shared record (several replicas).
-    pub fn set_live(&mut self, name: &str, live: bool, now: Instant) -> Option<Transition> {
+    pub fn set_live(&mut self, name: &str, record: LiveRecord, now: Instant) -> Option<Transition> {
+        let unanswered = self.unanswered;
         let e = self.entries.get_mut(name)?;
-        if live {
-            if e.last_heartbeat_wall.is_none() {
-                e.last_heartbeat_wall = Some(Timestamp::now());
+        match record {
+            LiveRecord::Live => {
+                e.unanswered_until = None;
+                if e.last_heartbeat_wall.is_none() {
+                    e.last_heartbeat_wall = Some(Timestamp::now());
+                }
+                e.become_ready(name)
             }
-            return e.become_ready(name);
+            LiveRecord::Expired if e.ready => {
+                e.unanswered_until.get_or_insert(now + unanswered);
+                None
+            }
+            LiveRecord::Expired | LiveRecord::Silent => e.become_not_ready(name, now),
         }
-        if !e.ready {
-            return None;
-        }
-        e.ready = false;
-        e.not_ready_since = Some(now);
-        Some(Transition::NotReady(name.to_owned()))
+    }
+
+    /// Clusters whose liveness record expired and that no replica answered for since, for
+    /// the rest of their grace: NotReady now.
+    pub fn expire_unanswered(&mut self, now: Instant) -> Vec<Transition> {
+        self.entries
+            .iter_mut()
+            .filter(|(_, e)| e.unanswered_until.is_some_and(|until| now >= until))
+            .filter_map(|(name, e)| e.become_not_ready(name, now))
+            .collect()
     }
 
     /// Clusters this process has not heard from for `grace`.
@@ -189,7 +222,7 @@ impl ClusterTable {
         grace: Duration,
         failover_after: Duration,
     ) -> Vec<Transition> {
-        let mut changes = Vec::new();
+        let mut changes = self.expire_unanswered(now);
         for (name, e) in &mut self.entries {
             // With shared liveness, NotReady comes from the records (`set_live`), not the clock.
             if !self.shared && e.ready && now.saturating_duration_since(e.last_heartbeat) >= grace {
@@ -225,8 +258,19 @@ impl ClusterEntry {
             ready: !shared,
             not_ready_since: shared.then_some(now),
             lost: false,
+            unanswered_until: None,
             session: None,
         }
+    }
+
+    fn become_not_ready(&mut self, name: &str, now: Instant) -> Option<Transition> {
+        self.unanswered_until = None;
+        if !self.ready {
+            return None;
+        }
+        self.ready = false;
+        self.not_ready_since = Some(now);
+        Some(Transition::NotReady(name.to_owned()))
     }
 
     fn become_ready(&mut self, name: &str) -> Option<Transition> {
@@ -236,6 +280,7 @@ impl ClusterEntry {
         self.ready = true;
         self.lost = false;
         self.not_ready_since = None;
+        self.unanswered_until = None;
         Some(Transition::Ready(name.to_owned()))
     }
 
@@ -292,6 +337,47 @@ mod tests {
     }
 
     #[test]
+    fn a_record_gone_with_its_replica_s_lease_leaves_the_agent_the_rest_of_its_grace() {
+        let start = Instant::now();
+        let (grace, ttl) = (Duration::from_secs(30), Duration::from_secs(5));
+        let rest = grace - ttl;
+        let mut table = ClusterTable::load(vec![(record("c1"), 1), (record("c2"), 1)], start, true)
+            .unanswered_for(rest);
+        for c in ["c1", "c2"] {
+            table.set_live(c, LiveRecord::Live, start);
+        }
+        // Their replica died: both records expire together.
+        let expired = start + ttl;
+        for c in ["c1", "c2"] {
+            assert_eq!(table.set_live(c, LiveRecord::Expired, expired), None);
+        }
+        assert!(table.check(expired + rest / 2, grace, grace).is_empty());
+        assert!(table.views()["c1"].ready && table.views()["c2"].ready);
+        // c1's agent reached another replica; c2's did not.
+        assert_eq!(
+            table.set_live("c1", LiveRecord::Live, expired + rest / 2),
+            None
+        );
+        assert_eq!(
+            table.check(expired + rest, grace, grace),
+            vec![Transition::NotReady("c2".into())]
+        );
+        assert!(table.views()["c1"].ready);
+        assert!(
+            table
+                .check(expired + rest * 3, grace, grace * 10)
+                .is_empty(),
+            "c1 answered for again"
+        );
+        // A record that expires for a cluster already NotReady changes nothing.
+        assert_eq!(
+            table.set_live("c2", LiveRecord::Expired, expired + rest),
+            None
+        );
+        assert!(!table.views()["c2"].ready);
+    }
+
+    #[test]
     fn shared_liveness_follows_the_records_not_the_clock() {
         let start = Instant::now();
         let grace = Duration::from_secs(30);
@@ -302,7 +388,7 @@ mod tests {
         );
         assert_eq!(table.heartbeat("c1", start), None);
         assert_eq!(
-            table.set_live("c1", true, start),
+            table.set_live("c1", LiveRecord::Live, start),
             Some(Transition::Ready("c1".into()))
         );
         assert!(
@@ -311,7 +397,7 @@ mod tests {
         );
         assert_eq!(table.quiet(start + grace, grace), vec!["c1".to_owned()]);
         assert_eq!(
-            table.set_live("c1", false, start + grace),
+            table.set_live("c1", LiveRecord::Silent, start + grace),
             Some(Transition::NotReady("c1".into()))
         );
         assert_eq!(
