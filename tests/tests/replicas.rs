@@ -176,6 +176,27 @@ fn spec(job: &Job) -> (i32, Option<i32>) {
 async fn the_walkthrough_through_different_replicas_survives_the_leader_s_death() {
     let mut fed = Federation::start().await;
 
+    // The syncers try the replicas in the order given: they are on replica 0, and only there.
+    for r in 0..3 {
+        let clusters = fed.fedctl(r, &["get", "clusters", "-o", "json"]).await.ok();
+        let connected: Vec<(String, bool)> = clusters.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_owned(),
+                    c["connected"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            connected,
+            CLUSTERS.map(|c| (c.to_owned(), r == 0)).to_vec(),
+            "as replica {r} sees them"
+        );
+    }
+
     // Created through replica 1; the syncers are connected to replica 0.
     let out = fed
         .fedctl(1, &["create", "-f", &fed.manifest("myjob", 9, 18, "300ms")])
@@ -197,8 +218,9 @@ async fn the_walkthrough_through_different_replicas_survives_the_leader_s_death(
     }
 
     // Updates through another replica reach the clusters in place.
+    // 4 completions of 5 s pods per cluster, 3 at a time once scaled: about 10 s of work.
     let out = fed
-        .fedctl(2, &["create", "-f", &fed.manifest("long", 6, 12, "2s")])
+        .fedctl(2, &["create", "-f", &fed.manifest("long", 6, 12, "5s")])
         .await;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let out = fed
@@ -219,7 +241,19 @@ async fn the_walkthrough_through_different_replicas_survives_the_leader_s_death(
 
     // kill -9 of the leading replica while `long` runs.
     let leader = eventually("a leader", WAIT, || fed.leader()).await.unwrap();
+    let before = fed
+        .fedctl(leader, &["get", "job", "long", "-o", "json"])
+        .await
+        .ok()
+        .json();
     fed.replicas[leader].proc.proc.kill9().await;
+    let conditions = before["status"]["conditions"].as_array();
+    assert!(
+        before["status"]["succeeded"].as_i64().unwrap_or(0) < 12
+            && before["status"]["active"].as_i64().unwrap_or(0) > 0
+            && conditions.is_none_or(|cs| cs.iter().all(|c| c["type"] != "Complete")),
+        "long must still run when the leader dies: {before}"
+    );
     let killed = Instant::now();
     let survivor = (leader + 1) % 3;
     let new_leader = eventually("another replica leads", WAIT, || async {
