@@ -51,6 +51,30 @@ fn num(report: &Value, path: &str) -> f64 {
         .unwrap_or_else(|| panic!("{path} is not a number in {report:#}"))
 }
 
+/// The value at `path`, which may be null.
+fn at_or_null<'a>(report: &'a Value, path: &str) -> &'a Value {
+    path.split('.')
+        .try_fold(report, |v, key| v.get(key))
+        .unwrap_or_else(|| panic!("no {path} in {report:#}"))
+}
+
+/// Every poll of the run found all `n` clusters Ready and connected, and no poll failed.
+fn all_ready(r: &Value, n: f64) {
+    assert!(num(r, "clusters.polls") >= 1.0);
+    assert_eq!(num(r, "clusters.clusters"), n);
+    assert_eq!(num(r, "clusters.poll_errors"), 0.0, "{r:#}");
+    assert_eq!(
+        (
+            num(r, "clusters.min_ready"),
+            num(r, "clusters.min_connected")
+        ),
+        (n, n),
+        "every cluster Ready and connected throughout: {r:#}"
+    );
+    assert_eq!(at(r, "clusters.all_ready"), &Value::Bool(true));
+    assert_eq!(at(r, "clusters.not_ready_seen"), &serde_json::json!([]));
+}
+
 /// The latency summary at `path` has every figure, in order.
 fn summary(report: &Value, path: &str) -> f64 {
     let (p50, p99, max) = (
@@ -82,7 +106,11 @@ fn machine(report: &Value) {
             .len(),
         3
     );
-    assert!(at(report, "machine.release_build").is_boolean());
+    assert_eq!(
+        at(report, "machine.release_build"),
+        &Value::Bool(!cfg!(debug_assertions)),
+        "the bench is built as this test is"
+    );
 }
 
 fn scheduler_usage(r: &Value, path: &str) {
@@ -130,10 +158,13 @@ fn agent_results(r: &Value, clusters: usize, jobs: usize, sample: usize) {
     num(r, "scheduler_metrics.store_commit_mean_ms");
     num(r, "scheduler_metrics.store_batch_mean");
     assert_eq!(num(r, "scheduler_metrics.assignments_sent"), n * m);
-    assert!(num(r, "clusters.polls") >= 1.0);
-    assert_eq!(num(r, "clusters.clusters"), n);
-    assert!(num(r, "clusters.min_ready") <= n);
-    assert!(at(r, "clusters.all_ready").is_boolean());
+    assert_eq!(
+        at_or_null(r, "creates.first_error"),
+        &Value::Null,
+        "no create failed"
+    );
+    assert_eq!(at_or_null(r, "status.watches.first_error"), &Value::Null);
+    all_ready(r, n);
     num(r, "clusters.max_heartbeat_age_ms");
     assert_eq!(num(r, "agents.runs"), n * m, "one RUN per Job and cluster");
     assert!(num(r, "agents.heartbeats") >= n, "every agent heartbeats");
@@ -207,6 +238,7 @@ async fn agent_mode_on_etcd_reports_the_etcd_member_too() {
         "etcd's data directory is measured"
     );
     assert_eq!(num(r, "scheduler_metrics.assignments_sent"), 90.0);
+    all_ready(r, 3.0);
 }
 
 #[tokio::test]
@@ -305,5 +337,5 @@ async fn full_mode_follows_jobs_through_syncers_and_kubesim_clusters() {
     assert_eq!(num(r, "syncers.count"), 2.0);
     assert!(num(r, "syncers.max_peak_rss_mb") > 0.0);
     assert!(num(r, "kubesim.peak_rss_mb") > 0.0);
-    assert!(num(r, "clusters.polls") >= 1.0);
+    all_ready(r, 2.0);
 }
