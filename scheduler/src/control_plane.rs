@@ -61,6 +61,8 @@ impl ControlPlane {
         metrics: Arc<Metrics>,
         coordinator: Option<Arc<Coordinator>>,
     ) -> Result<Arc<Self>> {
+        let opened = crate::records::migrate::open(store.as_ref()).await?;
+        info!(?opened, "store format");
         let liveness = Liveness {
             grace: settings.cluster_grace,
             failover_after: settings.failover_after,

@@ -4,6 +4,7 @@
 use crate::model::edit::Refused;
 use crate::model::manifest::Invalid;
 use crate::records::RecordError;
+use crate::records::migrate::MigrateError;
 use crate::store::StoreError;
 
 /// Errors of operations on the federation.
@@ -40,6 +41,16 @@ pub enum ControlPlaneError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The store was written by a newer fedjob.
+    #[error(
+        "the store was written by a newer fedjob (store format {found}); this fedjob-scheduler reads store formats 1 to {supported}: run a newer fedjob-scheduler on it, or start on an empty store"
+    )]
+    NewerStore {
+        /// The store's format.
+        found: u32,
+        /// The newest format this build reads.
+        supported: u32,
+    },
     /// A stored record could not be decoded.
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt {
@@ -77,6 +88,16 @@ impl From<RecordError> for ControlPlaneError {
     fn from(e: RecordError) -> Self {
         match e {
             RecordError::Corrupt { key, reason } => Self::Corrupt { key, reason },
+            RecordError::NewerFormat { found, supported } => Self::NewerStore { found, supported },
+        }
+    }
+}
+
+impl From<MigrateError> for ControlPlaneError {
+    fn from(e: MigrateError) -> Self {
+        match e {
+            MigrateError::Record(e) => e.into(),
+            MigrateError::Store(e) => e.into(),
         }
     }
 }

@@ -353,4 +353,36 @@ mod tests {
         let again = start(config).await.unwrap();
         again.shutdown().await.unwrap();
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_of_a_newer_format_is_refused_naming_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        crate::store::put(
+            &store,
+            crate::records::FORMAT_KEY,
+            "7",
+            crate::store::Precondition::Any,
+        )
+        .await
+        .unwrap();
+        store.close().await.unwrap();
+        let data = dir.path().display().to_string();
+        let config = Config::try_parse_from([
+            "fedjob-scheduler",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+        ])
+        .unwrap();
+        let Err(e) = start(config).await else {
+            panic!("a store of format 7 was opened");
+        };
+        let message = format!("{e:#}");
+        assert!(
+            message.contains("store format 7") && message.contains("store formats 1 to 2"),
+            "{message}"
+        );
+    }
 }

@@ -36,9 +36,9 @@ pub fn status(e: ControlPlaneError) -> Status {
         ControlPlaneError::Store(StoreError::Backend { .. }) => Status::unavailable(format!(
             "{e}; the change may or may not have been applied: read it back or try again"
         )),
-        ControlPlaneError::Store(_) | ControlPlaneError::Corrupt { .. } => {
-            Status::internal(e.to_string())
-        }
+        ControlPlaneError::Store(_)
+        | ControlPlaneError::Corrupt { .. }
+        | ControlPlaneError::NewerStore { .. } => Status::internal(e.to_string()),
     }
 }
 

@@ -22,7 +22,7 @@ use self::reports::ReportQueue;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::model::edit::Next;
-use crate::records::{self, JOBS_PREFIX, SHARDS_PREFIX, StoredJob};
+use crate::records::{self, JOBS_PREFIX, StoredJob};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
 /// A change of one Job, as watchers see it.
@@ -75,13 +75,13 @@ impl Jobs {
     ) -> Result<(Arc<Self>, Revision)> {
         let mut index = JobIndex::default();
         let jobs = store.list(JOBS_PREFIX).await?;
-        let shard_listing = store.list(SHARDS_PREFIX).await?;
-        let loaded_at = jobs.revision.min(shard_listing.revision);
-        let mut shards = records::group_shards(shard_listing.items);
+        let loaded_at = jobs.revision;
         for kv in jobs.items {
-            let key = kv.key.trim_start_matches(JOBS_PREFIX).to_owned();
-            let stored = records::assemble(&kv, &shards.remove(&key).unwrap_or_default())?;
-            index.insert(&key, Some(Arc::new(stored)));
+            let stored = records::decode_job(&kv)?;
+            index.insert(
+                kv.key.trim_start_matches(JOBS_PREFIX),
+                Some(Arc::new(stored)),
+            );
         }
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         let jobs = Arc::new(Self {
@@ -197,14 +197,14 @@ impl Jobs {
                 // Absent here may be not yet seen here (written through another replica).
                 current = self.read(key).await?;
             }
-            let (ops, record) = match change(current.as_deref())? {
+            let (op, record) = match change(current.as_deref())? {
                 Next::Unchanged => break Ok(current),
                 Next::Delete => match &current {
                     None => break Ok(None),
-                    Some(c) => (records::delete_ops(key, c), None),
+                    Some(c) => (records::delete_op(key, c), None),
                 },
                 Next::Put(record) => (
-                    records::write_ops(key, current.as_deref(), &record),
+                    records::write_op(key, current.as_deref(), &record),
                     Some(*record),
                 ),
             };
@@ -213,14 +213,11 @@ impl Jobs {
             let this = self.clone();
             let owned_key = key.to_owned();
             let written = tokio::spawn(async move {
-                let revision = this.store.txn(ops.clone()).await?;
+                let revision = this.store.txn(vec![op]).await?;
                 let stored = record.map(|record| {
-                    let shard_revisions =
-                        records::revisions_after(&ops, revision, current.as_deref());
                     Arc::new(StoredJob {
                         record,
                         mod_revision: revision,
-                        shard_revisions,
                     })
                 });
                 this.publish(&owned_key, stored.clone(), revision);
@@ -260,13 +257,11 @@ impl Jobs {
         self.refresh_from(key, record).await
     }
 
-    /// Publishes the Job whose record the store just returned (`None`: it is gone), with its
-    /// shards.
+    /// Publishes the Job whose record the store just returned (`None`: it is gone).
     async fn refresh_from(&self, key: &str, record: Option<KeyValue>) -> Result<()> {
         match record {
             Some(kv) => {
-                let shards = self.store.list(&records::shards_prefix(key)).await?;
-                let stored = records::assemble(&kv, &shards.items)?;
+                let stored = records::decode_job(&kv)?;
                 let revision = stored.mod_revision;
                 self.publish(key, Some(Arc::new(stored)), revision);
             }
