@@ -1,7 +1,8 @@
 //! Who may call what.
 //!
 //! Users present a bearer token from `--tokens FILE` (`token,user,role` per line; roles `admin`
-//! and `viewer`). Agents present a TLS client certificate signed by `--client-ca`: the cluster
+//! and `viewer`); on the Kubernetes API, a TLS client certificate naming one of those users
+//! (signed by `--client-ca`) stands for the token. Agents present a TLS client certificate signed by `--client-ca`: the cluster
 //! they may act for is the certificate's DNS SAN (else its CN), so a compromised member cluster
 //! cannot speak for another. Health and reflection need neither.
 
@@ -30,6 +31,20 @@ pub enum Access {
     Read,
     /// Changes something.
     Write,
+}
+
+/// Why a user's call is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No valid token (or certificate of a known user) was presented.
+    #[error("a valid bearer token is required (fedctl --token or $FEDJOB_TOKEN)")]
+    Unauthenticated,
+    /// The user may not change anything.
+    #[error("user \"{user}\" is a viewer: it may get, list, describe, plan and watch, not change")]
+    Forbidden {
+        /// The user's name.
+        user: String,
+    },
 }
 
 /// The `--tokens` file, parsed.
@@ -94,28 +109,47 @@ impl Guard {
 
     /// Checks a user call; returns the user's name (empty without `--tokens`).
     pub fn user<T>(&self, request: &Request<T>, access: Access) -> Result<String, Status> {
+        let authorization = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.check_user(authorization, &[], access)
+            .map_err(|refusal| match refusal {
+                Refusal::Unauthenticated => Status::unauthenticated(refusal.to_string()),
+                Refusal::Forbidden { .. } => Status::permission_denied(refusal.to_string()),
+            })
+    }
+
+    /// Checks a user by what the call presents, whatever its transport: an `Authorization`
+    /// header (`Bearer TOKEN`), or a verified client certificate naming a user of `--tokens`
+    /// (`certificate_names`). Returns the user's name (empty without `--tokens`).
+    pub fn check_user(
+        &self,
+        authorization: Option<&str>,
+        certificate_names: &[String],
+        access: Access,
+    ) -> Result<String, Refusal> {
         let Some(tokens) = &self.tokens else {
             return Ok(String::new());
         };
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
-        let Some((user, role)) = presented.and_then(|t| tokens.0.get(t.trim())) else {
+        let presented = authorization.and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+        let by_token = presented.and_then(|t| tokens.0.get(t.trim()));
+        let by_certificate = || {
+            tokens
+                .0
+                .values()
+                .find(|(user, _)| certificate_names.contains(user))
+        };
+        let Some((user, role)) = by_token.or_else(by_certificate) else {
             self.refused("unauthenticated");
-            return Err(Status::unauthenticated(
-                "a valid bearer token is required (fedctl --token or $FEDJOB_TOKEN)",
-            ));
+            return Err(Refusal::Unauthenticated);
         };
         if access == Access::Write && *role == Role::Viewer {
             self.refused("forbidden");
-            return Err(Status::permission_denied(format!(
-                "user \"{user}\" is a viewer: it may get, list, describe, plan and watch, not change"
-            )));
+            return Err(Refusal::Forbidden { user: user.clone() });
         }
         Ok(user.clone())
     }

@@ -36,6 +36,11 @@ pub struct Args {
     #[arg(long)]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// Address of the Kubernetes API (`kubectl --context federation-cluster`), with the same TLS,
+    /// tokens and roles as the gRPC API; none when unset.
+    #[arg(long)]
+    pub kube_api_listen: Option<SocketAddr>,
+
     /// How long a cluster may be silent before it is NotReady.
     #[arg(long, default_value = "30s", value_parser = duration::parse)]
     pub cluster_grace: Duration,
@@ -200,6 +205,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address of the metrics endpoint, when enabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// Address of the Kubernetes API, when enabled.
+    pub kube_api_listen: Option<SocketAddr>,
     /// Where the state is kept.
     pub store: StoreConfig,
     /// How long a cluster may be silent before it is NotReady.
@@ -260,6 +267,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("metrics_listen", &self.metrics_listen)
+            .field("kube_api_listen", &self.kube_api_listen)
             .field("store", &self.store)
             .field("cluster_grace", &self.cluster_grace)
             .field("failover_after", &self.failover_after)
@@ -330,6 +338,18 @@ impl TryFrom<Args> for Config {
                 ),
             ));
         }
+        if let Some(addr) = args.kube_api_listen
+            && tls.is_none()
+            && !addr.ip().is_loopback()
+            && !args.security.insecure
+        {
+            return Err(ConfigError::invalid(
+                "kube-api-listen",
+                format!(
+                    "refusing to serve the Kubernetes API in plain text on {addr} (not a loopback address): give --tls-cert and --tls-key, or --insecure"
+                ),
+            ));
+        }
         let tokens = args
             .security
             .tokens
@@ -381,6 +401,7 @@ impl TryFrom<Args> for Config {
         Ok(Config {
             listen: args.listen,
             metrics_listen: args.metrics_listen,
+            kube_api_listen: args.kube_api_listen,
             store,
             cluster_grace,
             failover_after,

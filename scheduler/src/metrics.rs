@@ -28,6 +28,27 @@ pub struct MethodLabels {
     pub method: String,
 }
 
+/// Labels of one Kubernetes API request's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeRequestLabels {
+    /// The API verb: `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, or
+    /// `discovery` for discovery and OpenAPI documents.
+    pub verb: String,
+    /// The resource (`jobs`, `jobs/status`); empty for discovery.
+    pub resource: String,
+    /// The HTTP status code.
+    pub code: u16,
+}
+
+/// Labels naming a Kubernetes API verb on a resource.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeVerbLabels {
+    /// The API verb.
+    pub verb: String,
+    /// The resource.
+    pub resource: String,
+}
+
 /// Labels naming a state.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
@@ -49,6 +70,11 @@ pub struct Metrics {
     pub rpc_requests: Family<RpcLabels, Counter>,
     /// RPC latency, by method.
     pub rpc_duration: Family<MethodLabels, Histogram>,
+    /// Kubernetes API requests handled, by verb, resource and status code.
+    pub kube_requests: Family<KubeRequestLabels, Counter>,
+    /// Kubernetes API latency (to the response head; a watch counts until it starts), by verb
+    /// and resource.
+    pub kube_duration: Family<KubeVerbLabels, Histogram>,
     /// Store commit latency (one group commit).
     pub store_commit: Histogram,
     /// Transactions per group commit.
@@ -83,6 +109,10 @@ impl Metrics {
         let rpc_duration = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0001, 2.0, 18))
         });
+        let kube_requests = Family::<KubeRequestLabels, Counter>::default();
+        let kube_duration = Family::<KubeVerbLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
         let store_commit = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let store_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let agent_sessions = Gauge::default();
@@ -101,6 +131,16 @@ impl Metrics {
             "grpc_request_duration_seconds",
             "gRPC request latency",
             rpc_duration.clone(),
+        );
+        registry.register(
+            "kube_api_requests",
+            "Kubernetes API requests handled",
+            kube_requests.clone(),
+        );
+        registry.register(
+            "kube_api_request_duration_seconds",
+            "Kubernetes API request latency",
+            kube_duration.clone(),
         );
         registry.register(
             "store_commit_duration_seconds",
@@ -143,6 +183,8 @@ impl Metrics {
             registry,
             rpc_requests,
             rpc_duration,
+            kube_requests,
+            kube_duration,
             store_commit,
             store_batch,
             agent_sessions,
@@ -166,6 +208,23 @@ impl Metrics {
         self.rpc_duration
             .get_or_create(&MethodLabels {
                 method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one Kubernetes API request.
+    pub fn observe_kube_request(&self, verb: &str, resource: &str, code: u16, elapsed: Duration) {
+        self.kube_requests
+            .get_or_create(&KubeRequestLabels {
+                verb: verb.to_owned(),
+                resource: resource.to_owned(),
+                code,
+            })
+            .inc();
+        self.kube_duration
+            .get_or_create(&KubeVerbLabels {
+                verb: verb.to_owned(),
+                resource: resource.to_owned(),
             })
             .observe(elapsed.as_secs_f64());
     }

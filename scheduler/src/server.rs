@@ -1,5 +1,6 @@
 //! Wiring: opens the store, loads the state, and serves gRPC (user API, agent API, reflection,
-//! health) and the metrics endpoint until told to shut down.
+//! health), the Kubernetes API (`--kube-api-listen`, [`crate::kube_api`]) and the metrics
+//! endpoint until told to shut down.
 //!
 //! Shutdown drains: health turns NOT_SERVING, agent sessions and watches end their streams,
 //! in-flight calls finish (up to a grace period), every background task (liveness checks, TTL
@@ -42,6 +43,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Address of the metrics endpoint, when enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// Address of the Kubernetes API, when enabled.
+    pub kube_api_addr: Option<SocketAddr>,
     /// The state, for in-process tests and benchmarks.
     pub control_plane: Arc<ControlPlane>,
     trigger: Trigger,
@@ -118,13 +121,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         &config,
         store.clone(),
         settings,
-        metrics,
+        (metrics, &guard),
         coordinator,
         &shutdown,
         &tasks,
     )
     .await;
-    let (cp, listener, metrics_addr) = match started {
+    let (cp, listener, metrics_addr, kube_api_addr) = match started {
         Ok(started) => started,
         Err(e) => {
             // What was started stops before the store it uses closes.
@@ -146,10 +149,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         tasks,
     }));
-    info!(%addr, metrics = ?metrics_addr, "fedjob-scheduler serving");
+    info!(%addr, metrics = ?metrics_addr, kube_api = ?kube_api_addr, "fedjob-scheduler serving");
     Ok(Running {
         addr,
         metrics_addr,
+        kube_api_addr,
         control_plane: cp,
         trigger,
         served,
@@ -161,13 +165,18 @@ async fn open_and_spawn(
     config: &Config,
     store: Arc<dyn Store>,
     settings: Settings,
-    metrics: Arc<Metrics>,
+    (metrics, guard): (Arc<Metrics>, &Guard),
     coordinator: Option<Arc<Coordinator>>,
     shutdown: &Shutdown,
     tasks: &TaskTracker,
-) -> anyhow::Result<(Arc<ControlPlane>, TcpListener, Option<SocketAddr>)> {
+) -> anyhow::Result<(
+    Arc<ControlPlane>,
+    TcpListener,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+)> {
     let shared = coordinator.is_some();
-    let cp = ControlPlane::open(store, settings, metrics, coordinator).await?;
+    let cp = ControlPlane::open(store, settings, metrics.clone(), coordinator).await?;
     if shared {
         replication::spawn(cp.clone(), shutdown.clone(), tasks);
     }
@@ -178,8 +187,23 @@ async fn open_and_spawn(
         Some(a) => Some(crate::metrics_http::serve(a, cp.clone(), shutdown.clone(), tasks).await?),
         None => None,
     };
+    let kube_api_addr = match config.kube_api_listen {
+        Some(a) => Some(
+            crate::kube_api::serve::start(
+                a,
+                config.tls.as_ref(),
+                guard.clone(),
+                metrics,
+                cp.clone(),
+                shutdown.clone(),
+                tasks,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     spawn_background(cp.clone(), shutdown.clone(), tasks);
-    Ok((cp, listener, metrics_addr))
+    Ok((cp, listener, metrics_addr, kube_api_addr))
 }
 
 /// What the gRPC server runs with.

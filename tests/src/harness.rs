@@ -4,6 +4,7 @@
 //! Every process is killed when its handle drops, so a failing test leaves nothing behind.
 
 pub mod federation;
+pub mod kubectl;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

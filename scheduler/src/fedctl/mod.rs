@@ -2,6 +2,7 @@
 //! `-n`, `-o json|yaml|wide`, errors as `Error from server (Reason): message` on stderr with a
 //! non-zero exit. `fedctl plan` works offline, from the same split code the scheduler runs.
 
+pub mod kubeconfig;
 mod output;
 mod wait;
 
@@ -86,6 +87,9 @@ pub enum Command {
     Uncordon(ClusterArgs),
     /// Show the split a Job would get, without a server.
     Plan(PlanArgs),
+    /// Print a kubeconfig for the scheduler's Kubernetes API (context `federation-cluster`),
+    /// with `--token` and `--ca` when given.
+    Kubeconfig(kubeconfig::KubeconfigArgs),
 }
 
 /// `-f FILE`.
@@ -273,6 +277,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     if let Command::Plan(args) = &cli.command {
         return plan(args, cli.namespace.as_deref().unwrap_or("default"), out);
     }
+    if let Command::Kubeconfig(args) = &cli.command {
+        let ns = cli.namespace.as_deref().unwrap_or("default");
+        return kubeconfig::print(args, cli.token.as_deref(), cli.ca.as_deref(), ns, out);
+    }
     let mut client = connect(&cli.server, cli.token.as_deref(), cli.ca.as_deref()).await?;
     match cli.command {
         Command::Create(a) => {
@@ -429,7 +437,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(out, "cluster/{} uncordoned", a.cluster)?;
             Ok(())
         }
-        Command::Plan(_) => unreachable!("handled above"),
+        Command::Plan(_) | Command::Kubeconfig(_) => unreachable!("handled above"),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct JobChange {
     pub job: Option<Arc<StoredJob>>,
     /// The Job before the change.
     pub previous: Option<Arc<StoredJob>>,
+    /// The store revision of the change (of a deletion too, which leaves no record to carry
+    /// it); a change that wrote nothing has the Job's current revision.
+    pub revision: u64,
 }
 
 /// An agent session's mailbox: which Jobs changed since the session last looked.
@@ -172,10 +175,12 @@ impl Jobs {
     /// cluster went NotReady, which is not stored).
     pub fn announce(&self, key: &str) {
         if let Some(job) = self.get(key) {
+            let revision = job.mod_revision;
             let _ = self.changes.send(Arc::new(JobChange {
                 key: key.to_owned(),
                 job: Some(job),
                 previous: None,
+                revision,
             }));
         }
     }
@@ -300,6 +305,7 @@ impl Jobs {
             key: key.to_owned(),
             job,
             previous,
+            revision,
         }));
     }
 }

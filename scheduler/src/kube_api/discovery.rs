@@ -25,11 +25,17 @@ pub fn version(major: &str, minor: &str, git_version: &str) -> Value {
     })
 }
 
-/// `/api`: the core group's versions.
+/// `/api`: the core group's version `v1`.
 pub fn core_versions(server_address: &str) -> Value {
+    api_versions(&["v1"], server_address)
+}
+
+/// `/api` listing `versions` of the core group (none when no core resource is served: kubectl
+/// takes an empty `/api/v1` for a failed discovery).
+pub fn api_versions(versions: &[&str], server_address: &str) -> Value {
     json!({
         "kind": "APIVersions",
-        "versions": ["v1"],
+        "versions": versions,
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]
     })
 }

@@ -9,12 +9,22 @@
 //! - the answer: [`status`] (`Status` errors), [`respond`], [`table`] (server-side printing),
 //!   [`watch`] (event framing), [`pages`] (`limit`/`continue`), [`discovery`];
 //! - names and times: [`resource`], [`clock`]; and [`kubeconfig`] files for clients.
+//!
+//! On them, the scheduler's edge (`fedjob-scheduler --kube-api-listen`): [`serve`] (listener,
+//! TLS), [`edge`] (the request layer every resource shares: authentication, routing, body limit,
+//! content negotiation, metrics), [`documents`] and [`openapi`] (discovery), and one module per
+//! resource served: [`jobs`].
 
+pub mod apply;
 pub mod clock;
 pub mod discovery;
+pub mod documents;
+pub mod edge;
 pub mod fieldset;
+pub mod jobs;
 pub mod kubeconfig;
 pub mod managed;
+pub mod openapi;
 pub mod pages;
 pub mod params;
 pub mod patch;
@@ -23,6 +33,7 @@ pub mod resource;
 pub mod respond;
 pub mod schema;
 pub mod selector;
+pub mod serve;
 pub mod status;
 pub mod table;
 pub mod watch;

@@ -77,6 +77,10 @@ fn resource<'a>(group: &'a str, version: &'a str, rest: &[&'a str]) -> Option<Re
         ["watch", rest @ ..] => (true, rest),
         _ => (false, rest),
     };
+    if rest.iter().any(|s| s.is_empty()) {
+        // `namespaces//jobs`: no namespace is named, as the API server reads it.
+        return None;
+    }
     let mut namespace = None;
     if let ["namespaces", ns, more @ ..] = rest
         && let [next, ..] = more
@@ -193,5 +197,6 @@ mod tests {
         );
         assert_eq!(parse("/apis/batch/v1/namespaces/d/jobs/a/b/c"), None);
         assert_eq!(parse("/metrics"), None);
+        assert_eq!(parse("/apis/batch/v1/namespaces//jobs"), None);
     }
 }

@@ -63,8 +63,8 @@ pub enum ApiError {
         /// Why (the stale-version sentence, or a failed precondition).
         detail: String,
     },
-    /// The request is refused for this object (403).
-    #[error("{} \"{name}\" is forbidden: {detail}", resource.qualified_resource())]
+    /// The request is refused for this object, or for the collection when `name` is empty (403).
+    #[error("{}", forbidden(resource, name, detail))]
     Forbidden {
         /// The resource.
         resource: &'static ResourceType,
@@ -103,6 +103,12 @@ pub enum ApiError {
     /// A request body in a format the endpoint does not take (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// No representation the client accepts can be served (406).
+    #[error("only the following media types are accepted: {0}")]
+    NotAcceptable(String),
+    /// The server cannot do it now (503): it is shutting down, or its store is unreachable.
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// A verb the path does not support (405).
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
@@ -124,6 +130,19 @@ pub enum ApiError {
     /// A failure of the server itself (500).
     #[error("{0}")]
     Internal(String),
+}
+
+/// `jobs.batch "NAME" is forbidden: DETAIL`, or `jobs.batch is forbidden: DETAIL` for a
+/// collection.
+fn forbidden(resource: &ResourceType, name: &str, detail: &str) -> String {
+    if name.is_empty() {
+        format!("{} is forbidden: {detail}", resource.qualified_resource())
+    } else {
+        format!(
+            "{} \"{name}\" is forbidden: {detail}",
+            resource.qualified_resource()
+        )
+    }
 }
 
 /// Go's `utilerrors.NewAggregate(...).Error()`: one message alone, several in brackets, without
@@ -207,6 +226,8 @@ impl ApiError {
             ApiError::RequestEntityTooLarge(_) => 413,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::MethodNotAllowed => 405,
+            ApiError::NotAcceptable(_) => 406,
+            ApiError::ServiceUnavailable(_) => 503,
             ApiError::Unauthorized => 401,
             ApiError::Forbidden { .. } => 403,
             ApiError::TooLargeResourceVersion { .. } => 504,
@@ -226,6 +247,8 @@ impl ApiError {
             ApiError::RequestEntityTooLarge(_) => "RequestEntityTooLarge",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
+            ApiError::NotAcceptable(_) => "NotAcceptable",
+            ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::TooLargeResourceVersion { .. } => "Timeout",

@@ -226,7 +226,8 @@ pub fn default_new(job: &mut Job, uid: String, now: Timestamp) {
     meta.generation = Some(1);
     meta.creation_timestamp = Some(Time(now));
     meta.resource_version = None;
-    meta.managed_fields = None;
+    // `managedFields` stay as the caller set them: the Kubernetes API edge records there who
+    // owns which field (server-side apply), as the API server does.
     meta.deletion_timestamp = None;
     let spec = job.spec.get_or_insert_with(Default::default);
     if spec.parallelism.is_none() && spec.completions.is_none() {
@@ -251,7 +252,11 @@ pub fn carry_over(old: &Job, new: &mut Job) {
     n.creation_timestamp.clone_from(&o.creation_timestamp);
     n.deletion_timestamp.clone_from(&o.deletion_timestamp);
     n.resource_version = None;
-    n.managed_fields = None;
+    // The Kubernetes API edge sets them on every write it makes; a write that does not
+    // (gRPC, fedctl) keeps the current owners.
+    if n.managed_fields.is_none() {
+        n.managed_fields.clone_from(&o.managed_fields);
+    }
     if let (Some(spec), Some(old_spec)) = (new.spec.as_mut(), old.spec.as_ref()) {
         // An omitted count keeps its current value: a Job with completions does not silently
         // turn into a work queue because a manifest left the field out.
