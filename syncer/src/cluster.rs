@@ -1,5 +1,5 @@
-//! The member cluster's API server, as the syncer uses it: read, server-side apply and delete
-//! one shard, create a namespace, and watch every shard.
+//! The member cluster's API server, as the syncer uses it: read, create, server-side apply and
+//! delete one shard, create a namespace, and watch every shard.
 //!
 //! Every answer of a real API server (k8s-facts/) is turned into a [`ClusterError`] the
 //! reconciler can act on: a missing namespace is not a missing Job (both are 404), a conflict
@@ -202,6 +202,22 @@ impl Cluster {
                 other => Err(other),
             },
         }
+    }
+
+    /// Creates a new shard from `manifest` (the JSON text of its Job) with a plain create as
+    /// field manager `fedjob-syncer` (k8s-facts/01): one request, and a Job of the same name
+    /// that exists by then, whoever made it, is refused with `AlreadyExists` (k8s-facts/02)
+    /// instead of being taken over.
+    pub async fn create(&self, key: &ShardKey, manifest: &str) -> Result<Job, ClusterError> {
+        let params = PostParams {
+            field_manager: Some(names::FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        let url = <Job as kube::Resource>::url_path(&(), Some(&key.namespace));
+        let request = kube::core::Request::new(url)
+            .create(&params, manifest.as_bytes().to_vec())
+            .map_err(|e| ClusterError::Config(e.to_string()))?;
+        Ok(self.client.request::<Job>(request).await?)
     }
 
     /// Server-side applies `manifest` as field manager `fedjob-syncer`, forcing ownership of

@@ -81,8 +81,8 @@ async fn run_creates_the_shard_as_the_manifest_says() {
         })
         .collect();
     assert!(
-        managers.contains(&("fedjob-syncer".to_owned(), "Apply".to_owned())),
-        "server-side applied by fedjob-syncer: {managers:?}"
+        managers.contains(&("fedjob-syncer".to_owned(), "Update".to_owned())),
+        "created by fedjob-syncer (a plain create; updates are server-side applies): {managers:?}"
     );
 
     assert_eq!(status.job_uid, "uid-myjob");
@@ -695,7 +695,7 @@ async fn metrics_and_probes_follow_the_session_and_the_writes() {
     assert_eq!(code, 200);
     for (series, want) in [
         (
-            r#"fedjob_syncer_cluster_writes_total{verb="apply",outcome="ok"}"#,
+            r#"fedjob_syncer_cluster_writes_total{verb="create",outcome="ok"}"#,
             1.0,
         ),
         (r#"fedjob_syncer_shards{action="RUN"}"#, 1.0),

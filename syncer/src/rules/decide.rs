@@ -8,6 +8,10 @@
 //! - RUN and SUSPEND apply the manifest when the live Job drifted from it (or is of an older
 //!   revision); a missing shard is created only when the assignment allows it **and** this
 //!   process never saw it exist: a shard that disappears is reported, not re-created;
+//! - a new shard is created in one request, a plain create: a Job of the same name that exists
+//!   by then makes it fail (`AlreadyExists`), and that Job is read and decided on like any live
+//!   Job (someone else's: CONFLICT; this federated Job's own: applied). A shard whose name was
+//!   last found taken is read first instead;
 //! - DELETE deletes with `propagationPolicy: Background`, guarded by the Job's uid;
 //! - RETAIN never writes; FORGET was handled on arrival;
 //! - while the syncer is self-fenced ([`fence`]), no shard that its assignment runs is created
@@ -34,6 +38,10 @@ pub struct Plan {
     pub seen: bool,
     /// The Job was read by name just now (not only looked for in the watch cache).
     pub looked_up: bool,
+    /// The shard's name was found taken by a Job that the watch cache does not show as this
+    /// shard (a create refused with `AlreadyExists`, or a CONFLICT last time): read it before
+    /// any create.
+    pub name_taken: bool,
     /// Where the syncer stands with the schedulers.
     pub standing: Standing,
 }
@@ -46,9 +54,9 @@ pub enum Step {
     /// No Job of the shard is in the watch cache: read it by name before deciding (it may be
     /// a Job fedjob did not create, invisible to the labelled watch).
     Lookup,
-    /// Create the shard (server-side apply of the manifest).
+    /// Create the shard (a plain create of the manifest, which fails if the name is taken).
     Create,
-    /// Re-apply the manifest to the existing shard.
+    /// Re-apply the manifest to the existing shard (server-side apply).
     Apply {
         /// What drifted.
         reason: String,
@@ -114,15 +122,19 @@ pub fn decide(plan: &Plan) -> Step {
                     None => Step::Nothing,
                 },
                 (None, _) if plan.seen => Step::Nothing,
-                (None, _) if !plan.looked_up => Step::Lookup,
-                (None, _)
-                    if held.action == AssignmentAction::Run
-                        && plan.standing == Standing::Fenced =>
-                {
-                    Step::Nothing
+                (None, _) => {
+                    // While fenced, no work starts: a RUN shard is not created.
+                    let creatable = held.create
+                        && !(held.action == AssignmentAction::Run
+                            && plan.standing == Standing::Fenced);
+                    if !plan.looked_up && (plan.name_taken || !creatable) {
+                        Step::Lookup
+                    } else if creatable {
+                        Step::Create
+                    } else {
+                        Step::Nothing
+                    }
                 }
-                (None, _) if held.create => Step::Create,
-                (None, _) => Step::Nothing,
             }
         }
     }
@@ -173,6 +185,7 @@ mod tests {
             live,
             seen,
             looked_up,
+            name_taken: false,
             standing: Standing::InSync,
         }
     }
@@ -180,7 +193,11 @@ mod tests {
     #[test]
     fn run_creates_only_when_missing_allowed_and_never_seen() {
         let run = held(AssignmentAction::Run, true);
-        assert_eq!(decide(&plan(run.clone(), None, false, false)), Step::Lookup);
+        assert_eq!(
+            decide(&plan(run.clone(), None, false, false)),
+            Step::Create,
+            "one request: a plain create, no read first"
+        );
         assert_eq!(decide(&plan(run.clone(), None, false, true)), Step::Create);
         assert_eq!(decide(&plan(run.clone(), None, true, true)), Step::Nothing);
         assert_eq!(decide(&plan(run, None, true, false)), Step::Nothing);
@@ -336,6 +353,29 @@ mod tests {
             decide(&fenced(plan(suspend, None, false, true))),
             Step::Create,
             "a suspended shard may be created while fenced"
+        );
+    }
+
+    #[test]
+    fn a_name_last_found_taken_is_read_before_creating() {
+        let mut taken = plan(held(AssignmentAction::Run, true), None, false, false);
+        taken.name_taken = true;
+        assert_eq!(
+            decide(&taken),
+            Step::Lookup,
+            "no create against a taken name"
+        );
+        taken.looked_up = true;
+        assert_eq!(
+            decide(&taken),
+            Step::Create,
+            "read just now and gone: created"
+        );
+        let not_creatable = plan(held(AssignmentAction::Run, false), None, false, false);
+        assert_eq!(
+            decide(&not_creatable),
+            Step::Lookup,
+            "a shard that may not be created is read, to report it as missing or in conflict"
         );
     }
 }

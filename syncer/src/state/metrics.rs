@@ -33,7 +33,8 @@ pub struct Gauges {
 /// Labels of one write to the member cluster.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
-    /// `apply` (create or update), `delete`, or `fence` (the self-fence's own applies).
+    /// `create` (a new shard), `apply` (an update), `delete`, or `fence` (the self-fence's own
+    /// applies).
     pub verb: String,
     /// `ok`, or the reason it failed (`Conflict`, `Invalid`, `NamespaceNotFound`, …).
     pub outcome: String,
@@ -92,7 +93,7 @@ impl Metrics {
         };
         registry.register(
             "cluster_writes",
-            "Writes (server-side applies and deletes) to the member cluster, by verb and outcome",
+            "Writes (creates, server-side applies and deletes) to the member cluster, by verb and outcome",
             metrics.cluster_writes.clone(),
         );
         registry.register(

@@ -112,9 +112,12 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
             }
             Step::Create | Step::Apply { .. } => {
                 let manifest = held.manifest.clone().expect("decide checked the manifest");
-                let applied = ctx.cluster.apply(key, &manifest.value()).await;
-                ctx.metrics.write("apply", outcome(&applied));
-                match applied {
+                let (verb, written) = match &step {
+                    Step::Create => ("create", ctx.cluster.create(key, &manifest.text).await),
+                    _ => ("apply", ctx.cluster.apply(key, &manifest.value()).await),
+                };
+                ctx.metrics.write(verb, outcome(&written));
+                match written {
                     Ok(job) => {
                         let verb = if step == Step::Create {
                             "created"
@@ -134,6 +137,16 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
                         ctx.shards.record_live(job);
                         ctx.shards.succeed(key);
                         return Next::Done;
+                    }
+                    Err(ClusterError::AlreadyExists(message))
+                        if step == Step::Create && conflicts < CONFLICT_RETRIES =>
+                    {
+                        // Made meanwhile, by someone else or by an earlier attempt of ours:
+                        // read it and decide on it; someone else's is never written.
+                        conflicts += 1;
+                        debug!(shard = %key, "{message}; reading the Job that holds the name");
+                        plan.name_taken = true;
+                        continue;
                     }
                     Err(ClusterError::NamespaceNotFound(message))
                         if ctx.create_namespaces && !namespace_created =>
@@ -230,7 +243,9 @@ fn failed(ctx: &Context, key: &ShardKey, held: &Held, step: &Step, e: ClusterErr
 /// A worker: takes shards off the queue until it is closed.
 pub async fn worker(ctx: Arc<Context>) {
     while let Some(key) = ctx.queue.next().await {
+        ctx.shards.begin(&key);
         let next = reconcile(&ctx, &key).await;
+        ctx.shards.end(&key);
         ctx.queue.done(&key);
         if let Next::RetryAfter(delay) = next {
             ctx.queue.push_after(key, delay);

@@ -12,6 +12,8 @@ use crate::rules::job;
 use crate::rules::key::ShardKey;
 use crate::rules::status::{self, Ids};
 
+use super::order::Order;
+
 /// What the table knows of one shard.
 #[derive(Debug, Default)]
 pub(super) struct Entry {
@@ -31,6 +33,8 @@ pub(super) struct Entry {
     pub(super) forgotten: bool,
     /// What the current session was last told.
     pub(super) reported: Option<ShardStatus>,
+    /// Where the watch stands on this name, to order a worker's answers with its events.
+    pub(super) order: Order,
 }
 
 impl Entry {
@@ -63,6 +67,7 @@ impl Entry {
             live: self.live.clone(),
             seen,
             looked_up: false,
+            name_taken: matches!(self.problem, Some(Problem::Conflict(_))),
             standing,
         })
     }

@@ -3,9 +3,14 @@
 //! was last told. Nothing here is persisted: after a restart the table is rebuilt from the
 //! labelled Jobs in the cluster, and the scheduler sends every assignment again.
 //!
+//! A Job is seen through the watch and through the answers to the workers' own requests; the
+//! two are put in one order, the watch's (`order.rs`), never by comparing `resourceVersion`s,
+//! which Kubernetes defines as opaque strings.
+//!
 //! All methods are synchronous and short; the lock is never held across an `await`.
 
 mod entry;
+mod order;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,23 +36,6 @@ pub type WatchEvent = watcher::Event<Job>;
 /// Most statuses in one report message.
 pub const REPORT_CHUNK: usize = 500;
 
-/// The resourceVersion of a Job as a number, when it is one (real servers and the simulator
-/// use etcd revisions), to drop observations older than what is already known.
-fn resource_version(job: &Job) -> Option<u64> {
-    job.metadata.resource_version.as_deref()?.parse().ok()
-}
-
-/// Whether `new` is not older than `old` (same incarnation, lower resourceVersion).
-fn not_older(new: &Job, old: &Job) -> bool {
-    if new.metadata.uid != old.metadata.uid {
-        return true;
-    }
-    match (resource_version(new), resource_version(old)) {
-        (Some(n), Some(o)) => n >= o,
-        _ => true,
-    }
-}
-
 #[derive(Debug, Default)]
 struct Table {
     entries: HashMap<ShardKey, Entry>,
@@ -66,8 +54,38 @@ impl Table {
         }
     }
 
-    /// A labelled Job observed (watch, read or write answer). Returns whether the shard needs
-    /// a reconcile.
+    /// A labelled Job delivered by the watch. Returns whether the shard needs a reconcile.
+    fn watched(&mut self, job: Job) -> bool {
+        let entry = self.entries.entry(ShardKey::of(&job)).or_default();
+        if !entry
+            .order
+            .delivered(job.metadata.resource_version.as_deref())
+        {
+            // From before a write whose answer the table holds already.
+            return false;
+        }
+        self.live(job)
+    }
+
+    /// A labelled Job a worker read or wrote. Returns whether it was taken (newer than what
+    /// the watch delivered).
+    fn answered(&mut self, job: Job) -> bool {
+        let Some(entry) = self.entries.get_mut(&ShardKey::of(&job)) else {
+            // Forgotten meanwhile: the watch will tell if it matters.
+            return false;
+        };
+        if !entry
+            .order
+            .answered(job.metadata.resource_version.as_deref())
+        {
+            // The watch delivered this version already, or newer ones.
+            return false;
+        }
+        self.live(job);
+        true
+    }
+
+    /// A labelled Job observed, current. Returns whether the shard needs a reconcile.
     fn live(&mut self, mut job: Job) -> bool {
         let standing = self.standing;
         // Nothing here reads who manages which field, nor the pod template (fixed at creation,
@@ -78,18 +96,6 @@ impl Table {
         }
         let key = ShardKey::of(&job);
         let entry = self.entries.entry(key.clone()).or_default();
-        if let Some(current) = &entry.live
-            && !not_older(&job, current)
-        {
-            return false;
-        }
-        if let Some(gone) = &entry.last
-            && gone.metadata.uid == job.metadata.uid
-            && !not_older(&job, gone)
-        {
-            // An answer from before the watch saw this incarnation deleted.
-            return false;
-        }
         entry.mark_seen(&job);
         entry.live = Some(Arc::new(job));
         if entry.live_is_ours().is_some() && matches!(entry.problem, Some(Problem::Conflict(_))) {
@@ -178,13 +184,16 @@ impl Shards {
         match event {
             WatchEvent::Init => {
                 t.relist = Some(HashSet::new());
+                for entry in t.entries.values_mut() {
+                    entry.order.relisted();
+                }
             }
             WatchEvent::InitApply(job) => {
                 let key = ShardKey::of(&job);
                 if let Some(r) = t.relist.as_mut() {
                     r.insert(key.clone());
                 }
-                if t.live(job) {
+                if t.watched(job) {
                     out.push(key);
                 }
             }
@@ -211,13 +220,19 @@ impl Shards {
             }
             WatchEvent::Apply(job) => {
                 let key = ShardKey::of(&job);
-                if t.live(job) {
+                if t.watched(job) {
                     out.push(key);
                 }
             }
             WatchEvent::Delete(job) => {
                 let key = ShardKey::of(&job);
                 debug!(shard = %key, "local Job deleted");
+                if let Some(entry) = t.entries.get_mut(&key) {
+                    // A deletion is final for its incarnation; its version still counts.
+                    entry
+                        .order
+                        .delivered(job.metadata.resource_version.as_deref());
+                }
                 if t.gone(&key, Some(job)) {
                     out.push(key);
                 }
@@ -322,17 +337,28 @@ impl Shards {
         (before, keys)
     }
 
-    /// Records a Job read or written by a worker.
-    pub fn record_live(&self, job: Job) {
-        let mut t = self.table.lock();
-        let key = ShardKey::of(&job);
-        if !t.entries.contains_key(&key) {
-            // Forgotten meanwhile: the watch will tell if it matters.
-            return;
+    /// A worker begins on `key`: until [`end`](Self::end), the versions the watch delivers for
+    /// it are kept, so that the answers to the worker's requests are placed in the watch's order.
+    pub fn begin(&self, key: &ShardKey) {
+        if let Some(entry) = self.table.lock().entries.get_mut(key) {
+            entry.order.begin();
         }
-        t.live(job);
-        drop(t);
-        self.notify();
+    }
+
+    /// The worker is done with `key`.
+    pub fn end(&self, key: &ShardKey) {
+        if let Some(entry) = self.table.lock().entries.get_mut(key) {
+            entry.order.end();
+        }
+    }
+
+    /// Records a Job read or written by a worker (dropped when the watch delivered it already,
+    /// or newer versions).
+    pub fn record_live(&self, job: Job) {
+        let taken = self.table.lock().answered(job);
+        if taken {
+            self.notify();
+        }
     }
 
     /// Records that a worker deleted the shard (or found it gone).

@@ -141,6 +141,55 @@ fn older_observations_are_dropped() {
     assert_eq!(shards.status(&key()).unwrap().parallelism, 3);
 }
 
+/// `live` at an opaque resourceVersion `rv`, with `parallelism`.
+fn at_version(rv: &str, parallelism: i32) -> Job {
+    let mut job = live(1, 0, "local-1");
+    job.metadata.resource_version = Some(rv.to_owned());
+    job.spec.as_mut().unwrap().parallelism = Some(parallelism);
+    job
+}
+
+#[test]
+fn resource_versions_are_ordered_by_the_watch_not_as_numbers() {
+    // Kubernetes defines resourceVersions as opaque strings: "9" delivered after "20" is newer.
+    let shards = Shards::new();
+    listed(&shards, vec![at_version("20", 3)]);
+    shards.assign(&assignment(AssignmentAction::Run, 1, true), None);
+    assert_eq!(
+        shards.observe(WatchEvent::Apply(at_version("9", 7))),
+        vec![key()],
+        "a later event is drift to correct, whatever its version looks like"
+    );
+    assert_eq!(shards.status(&key()).unwrap().parallelism, 7);
+}
+
+#[test]
+fn a_write_answer_is_newer_than_the_watch_until_the_watch_delivers_it() {
+    let shards = Shards::new();
+    listed(&shards, vec![at_version("b4", 1)]);
+    shards.assign(&assignment(AssignmentAction::Run, 1, true), None);
+    // The worker scaled it to 3; the answer came back before the watch caught up.
+    shards.record_live(at_version("c1", 3));
+    assert!(
+        shards
+            .observe(WatchEvent::Apply(at_version("b9", 1)))
+            .is_empty(),
+        "an event from before the write is not drift"
+    );
+    assert_eq!(shards.status(&key()).unwrap().parallelism, 3);
+    assert!(
+        shards
+            .observe(WatchEvent::Apply(at_version("c1", 3)))
+            .is_empty()
+    );
+    assert_eq!(
+        shards.observe(WatchEvent::Apply(at_version("a2", 5))),
+        vec![key()],
+        "after the write's own event, the watch is current again"
+    );
+    assert_eq!(shards.status(&key()).unwrap().parallelism, 5);
+}
+
 #[test]
 fn a_labelled_job_of_another_federated_job_is_a_conflict() {
     let shards = Shards::new();
@@ -165,7 +214,11 @@ fn a_labelled_job_of_another_federated_job_is_a_conflict() {
     assert_eq!(gone, vec![key()], "a reconcile follows");
     let plan = shards.plan(&key()).unwrap();
     assert!(!plan.seen);
-    assert_eq!(decide(&plan), Step::Lookup);
+    assert_eq!(
+        decide(&plan),
+        Step::Create,
+        "one plain create, no read first"
+    );
 }
 
 #[test]
@@ -364,7 +417,13 @@ fn the_fence_suspends_running_shards_and_lifting_it_resumes_them() {
     let mine = hello.iter().find(|s| s.shard == "myjob").unwrap();
     assert!(mine.suspended && mine.reason == "SelfFenced", "{mine:?}");
 
-    // Someone resumes it by hand while fenced: suspended again.
+    // The watch delivers the fence's write (its answer was taken above), then someone resumes
+    // it by hand while fenced: suspended again.
+    assert!(
+        shards
+            .observe(WatchEvent::Apply(fenced_mark(live(1, 12, "local-1"))))
+            .is_empty()
+    );
     assert_eq!(
         shards.observe(WatchEvent::Apply(live(1, 13, "local-1"))),
         vec![key()]
