@@ -13,13 +13,14 @@
 //! On them, the scheduler's edge (`fedjob-scheduler --kube-api-listen`): [`serve`] (listener,
 //! TLS), [`edge`] (the request layer every resource shares: authentication, routing, body limit,
 //! content negotiation, metrics), [`documents`] and [`openapi`] (discovery), and one module per
-//! resource served: [`jobs`].
+//! resource served: [`jobs`], [`events`].
 
 pub mod apply;
 pub mod clock;
 pub mod discovery;
 pub mod documents;
 pub mod edge;
+pub mod events;
 pub mod fieldset;
 pub mod jobs;
 pub mod kubeconfig;
