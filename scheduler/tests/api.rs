@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fedjob_proto::v1::{self, AssignmentAction, ShardPhase};
 use serde_json::json;
-use support::{TestAgent, client, create, eventually, get_json, manifest, start};
+use support::{TestAgent, client, create, eventually, get_json, manifest, start, wait_complete};
 use tonic::Code;
 
 const GRACE: Duration = Duration::from_secs(30);
@@ -15,10 +15,7 @@ const GRACE: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn seed_example_splits_three_by_six_and_completes() {
     let s = start(GRACE).await;
-    let mut agents = Vec::new();
-    for c in ["c1", "c2", "c3"] {
-        agents.push(TestAgent::connect(&s.url, c).await);
-    }
+    let mut agents = TestAgent::connect_all(&s.url, &["c1", "c2", "c3"]).await;
     let mut api = client(&s.url).await;
     create(&mut api, manifest("myjob", 9, Some(18), None))
         .await
@@ -43,17 +40,7 @@ async fn seed_example_splits_three_by_six_and_completes() {
     for agent in &agents {
         agent.complete_all("myjob").await;
     }
-    eventually("the Job is Complete", || {
-        let mut api = api.clone();
-        async move {
-            let job = get_json(&mut api, "myjob").await;
-            job["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete"))
-        }
-    })
-    .await;
-    let job = get_json(&mut api, "myjob").await;
+    let job = wait_complete(&api, "myjob").await;
     assert_eq!(job["status"]["succeeded"], 18);
     assert!(job["status"]["completionTime"].is_string());
     let placements = job["placements"].as_array().unwrap();
@@ -73,10 +60,7 @@ async fn seed_example_splits_three_by_six_and_completes() {
 #[tokio::test]
 async fn preferences_weights_min_and_max_reach_the_agents() {
     let s = start(GRACE).await;
-    let mut agents = Vec::new();
-    for c in ["c1", "c2", "c3"] {
-        agents.push(TestAgent::connect(&s.url, c).await);
-    }
+    let mut agents = TestAgent::connect_all(&s.url, &["c1", "c2", "c3"]).await;
     let mut api = client(&s.url).await;
     let prefs = r#"{"clusters": {"c1": {"weight": 3, "maxReplicas": 3}, "c2": {"weight": 1, "minReplicas": 4}, "*": {"weight": 2}}}"#;
     let created = create(&mut api, manifest("weighted", 12, Some(24), Some(prefs)))
@@ -124,10 +108,7 @@ async fn preferences_weights_min_and_max_reach_the_agents() {
 #[tokio::test]
 async fn parallelism_changes_in_place_and_more_completions_become_new_shards() {
     let s = start(GRACE).await;
-    let mut agents = Vec::new();
-    for c in ["c1", "c2", "c3"] {
-        agents.push(TestAgent::connect(&s.url, c).await);
-    }
+    let mut agents = TestAgent::connect_all(&s.url, &["c1", "c2", "c3"]).await;
     let mut api = client(&s.url).await;
     create(&mut api, manifest("myjob", 9, Some(18), None))
         .await
@@ -651,11 +632,7 @@ async fn reports_from_many_agents_at_once_all_count() {
     create(&mut api, manifest("wide", n, Some(2 * n), None))
         .await
         .unwrap();
-    for agent in &mut agents {
-        agent
-            .until("the shard arrives", |a| !a.shards_of("wide").is_empty())
-            .await;
-    }
+    TestAgent::until_each_has(&mut agents, "wide").await;
     // Running everywhere at the same moment, then Complete everywhere at the same moment.
     let running = agents.iter().map(|agent| {
         let statuses = agent
@@ -675,17 +652,7 @@ async fn reports_from_many_agents_at_once_all_count() {
     })
     .await;
     futures::future::join_all(agents.iter().map(|a| a.complete_all("wide"))).await;
-    eventually("the Job is Complete", || {
-        let mut api = api.clone();
-        async move {
-            let job = get_json(&mut api, "wide").await;
-            job["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete"))
-        }
-    })
-    .await;
-    let job = get_json(&mut api, "wide").await;
+    let job = wait_complete(&api, "wide").await;
     assert_eq!(job["status"]["succeeded"], 2 * n);
     assert_eq!(job["status"]["active"].as_i64().unwrap_or(0), 0, "{job}");
     let placements = job["placements"].as_array().unwrap();
@@ -729,19 +696,12 @@ fn seconds_at(job: &serde_json::Value, pointer: &str) -> Option<i64> {
 #[tokio::test]
 async fn start_time_is_the_earliest_and_completion_time_the_latest_of_the_shards() {
     let s = start(GRACE).await;
-    let mut agents = Vec::new();
-    for c in ["c1", "c2", "c3"] {
-        agents.push(TestAgent::connect(&s.url, c).await);
-    }
+    let mut agents = TestAgent::connect_all(&s.url, &["c1", "c2", "c3"]).await;
     let mut api = client(&s.url).await;
     create(&mut api, manifest("timed", 3, Some(3), None))
         .await
         .unwrap();
-    for agent in &mut agents {
-        agent
-            .until("the shard arrives", |a| !a.shards_of("timed").is_empty())
-            .await;
-    }
+    TestAgent::until_each_has(&mut agents, "timed").await;
     let now = jiff::Timestamp::now().as_second();
     let shard = |i: usize| agents[i].shards_of("timed")["timed"].clone();
     // c1 started first, five minutes ago; the others later.
@@ -811,17 +771,7 @@ async fn start_time_is_the_earliest_and_completion_time_the_latest_of_the_shards
             );
         }
     }
-    eventually("the Job is Complete", || {
-        let mut api = api.clone();
-        async move {
-            let job = get_json(&mut api, "timed").await;
-            job["status"]["conditions"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete"))
-        }
-    })
-    .await;
-    let job = get_json(&mut api, "timed").await;
+    let job = wait_complete(&api, "timed").await;
     assert_eq!(job["status"]["succeeded"], 3, "{job}");
     assert_eq!(
         seconds_at(&job, "/status/startTime"),

@@ -73,10 +73,7 @@ async fn any_replica_serves_and_changes_reach_agents_on_another() {
     let cluster = etcd::EtcdCluster::three().await;
     let (_a, a) = replica(&cluster, "/any/", "2s").await;
     let (_b, b) = replica(&cluster, "/any/", "2s").await;
-    let mut agents = Vec::new();
-    for c in ["c1", "c2", "c3"] {
-        agents.push(TestAgent::connect(&a, c).await);
-    }
+    let mut agents = TestAgent::connect_all(&a, &["c1", "c2", "c3"]).await;
     eventually("clusters are Ready on the other replica too", || async {
         let mut ready = true;
         for c in ["c1", "c2", "c3"] {

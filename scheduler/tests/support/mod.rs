@@ -76,6 +76,21 @@ where
     panic!("timed out waiting for: {what}");
 }
 
+/// Waits until Job `name` is Complete; returns it (SPEC §5 shape).
+pub async fn wait_complete(api: &FederationClient<Channel>, name: &str) -> serde_json::Value {
+    eventually("the Job is Complete", || {
+        let mut api = api.clone();
+        async move {
+            let job = get_json(&mut api, name).await;
+            job["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Complete"))
+        }
+    })
+    .await;
+    get_json(&mut api.clone(), name).await
+}
+
 /// A Job manifest as YAML.
 pub fn manifest(
     name: &str,
@@ -213,6 +228,24 @@ impl TestAgent {
         };
         agent.until_synced().await;
         agent
+    }
+
+    /// Connects an agent for each of `clusters`.
+    pub async fn connect_all(url: &str, clusters: &[&str]) -> Vec<Self> {
+        let mut agents = Vec::new();
+        for c in clusters {
+            agents.push(Self::connect(url, c).await);
+        }
+        agents
+    }
+
+    /// Receives assignments until one for Job `name` arrived at each of `agents`.
+    pub async fn until_each_has(agents: &mut [Self], name: &str) {
+        for agent in agents {
+            agent
+                .until("the shard arrives", |a| !a.shards_of(name).is_empty())
+                .await;
+        }
     }
 
     /// Stops (or resumes) heartbeats, keeping the stream open.
