@@ -173,10 +173,18 @@ impl Proc {
 
 /// Picks a free loopback port (bound and released at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    free_ports(1)[0]
+}
+
+/// Picks `n` distinct free loopback ports: all are held until every one is chosen, so the
+/// kernel cannot hand the same port out twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 /// A scheduler process.
@@ -447,7 +455,10 @@ impl EtcdProcs {
                 anyhow!("etcd not found: install Debian's etcd-server (scripts/test does)")
             })?;
         let dir = tempfile::tempdir()?;
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16)> = free_ports(2 * n)
+            .chunks(2)
+            .map(|pair| (pair[0], pair[1]))
+            .collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
@@ -485,7 +496,8 @@ impl EtcdProcs {
         }
         for url in &client_urls {
             let addr = url.trim_start_matches("http://").to_owned();
-            eventually("etcd healthy", Duration::from_secs(30), || {
+            // An election on a loaded two-core machine may take a while.
+            let healthy = eventually("etcd healthy", Duration::from_secs(60), || {
                 let addr = addr.clone();
                 async move {
                     http_get(&addr, "/health")
@@ -494,7 +506,11 @@ impl EtcdProcs {
                         .map(|_| ())
                 }
             })
-            .await?;
+            .await;
+            if let Err(e) = healthy {
+                let logs = log_tails(members.iter().map(|m| (m.name.clone(), m, 15)));
+                bail!("{url}: {e}\n{logs}");
+            }
         }
         Ok(Self {
             members,

@@ -16,6 +16,10 @@ use serde_json::{Value, json};
 const CLUSTERS: [&str; 3] = ["c1", "c2", "c3"];
 const WAIT: Duration = Duration::from_secs(90);
 
+/// One federation at a time: two etcd clusters, six schedulers' worth of processes and their
+/// elections at once on two cores would only measure a busy machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Replica {
     proc: SchedulerProc,
     metrics: u16,
@@ -174,6 +178,7 @@ fn spec(job: &Job) -> (i32, Option<i32>) {
 
 #[tokio::test]
 async fn the_walkthrough_through_different_replicas_survives_the_leader_s_death() {
+    let _serial = SERIAL.lock().await;
     let mut fed = Federation::start().await;
 
     // The syncers try the replicas in the order given: they are on replica 0, and only there.
@@ -304,6 +309,7 @@ async fn the_walkthrough_through_different_replicas_survives_the_leader_s_death(
 #[tokio::test]
 async fn a_job_written_through_one_replica_is_read_through_the_others_at_once() {
     use fedjob_proto::v1::{self, federation_client::FederationClient};
+    let _serial = SERIAL.lock().await;
     let fed = Federation::start().await;
     let mut clients = Vec::new();
     for r in 0..3 {
