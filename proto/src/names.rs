@@ -18,6 +18,9 @@ pub const MANAGED_SELECTOR: &str = "fedjob.io/managed-by=fedjob";
 pub const ASSIGNMENT_REVISION_ANNOTATION: &str = "fedjob.io/assignment-revision";
 /// Annotation recording the fencing epoch a shard was planned in.
 pub const EPOCH_ANNOTATION: &str = "fedjob.io/epoch";
+/// Annotation on a shard the federation stopped by suspending it because the federated Job no
+/// longer needs it (it finished); the value says why. The shard is kept with its counts.
+pub const STOPPED_ANNOTATION: &str = "fedjob.io/stopped";
 /// Annotation holding a federated Job's placement preferences (SPEC §3).
 pub const PREFERENCES_ANNOTATION: &str = "federation.kubernetes.io/job-preferences";
 /// Field manager of the syncer's server-side applies.

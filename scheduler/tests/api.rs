@@ -413,7 +413,9 @@ async fn a_reconnecting_agent_gets_only_the_difference() {
     create(&mut api, manifest("a", 1, Some(1), None))
         .await
         .unwrap();
-    create(&mut api, manifest("b", 1, Some(1), None))
+    // Two completions, so that a second pod has work: a shard runs no more pods at once
+    // than it has completions left.
+    create(&mut api, manifest("b", 1, Some(2), None))
         .await
         .unwrap();
     agent

@@ -98,10 +98,7 @@ impl JobIndex {
     pub fn needing_room(&self) -> Vec<String> {
         self.by_key
             .iter()
-            .filter(|(_, j)| {
-                let r = &j.record;
-                (r.unplaced.parallelism > 0 || r.unplaced.completions > 0) && !r.is_finished()
-            })
+            .filter(|(_, j)| j.record.needs_room() && !j.record.is_finished())
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -113,7 +110,10 @@ impl JobIndex {
             for s in &j.record.shards {
                 if matches!(
                     s.state,
-                    ShardState::Active | ShardState::Finished | ShardState::Stopping
+                    ShardState::Active
+                        | ShardState::Finished
+                        | ShardState::Stopping
+                        | ShardState::Retired
                 ) {
                     *counts.entry(s.cluster.clone()).or_insert(0) += 1;
                 }

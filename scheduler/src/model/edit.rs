@@ -83,10 +83,13 @@ pub fn create(
 /// what `change` makes of the current Job; `None` when nothing changes.
 ///
 /// `revision` is the current record's store revision; with `expected`, the update applies only
-/// to that revision. A change of the spec bumps the generation; a change of the spec or of the
-/// preferences annotation lets the planner take in clusters again (see
-/// [`FederatedJob::grow_members`]). `change` runs after the refusals, so a stale or terminating
-/// Job is refused before the request is looked at.
+/// to that revision. A change of the spec bumps the generation. A change that adds work (more
+/// completions, or more parallelism for a work queue) or of the preferences annotation lets
+/// the planner take in clusters again (see [`FederatedJob::grow_members`]): a cluster that
+/// joined after the Job was created takes part only in work added later (SPEC §6); new
+/// preferences also divide the running parallelism afresh ([`planner::replan`]). `change`
+/// runs after the refusals, so a stale or terminating Job is refused before the request is
+/// looked at.
 pub fn update<E: From<Refused>>(
     current: &FederatedJob,
     revision: u64,
@@ -108,15 +111,36 @@ pub fn update<E: From<Refused>>(
     manifest::validate_update(old, &new).map_err(Refused::from)?;
     let mut record = current.clone();
     let spec_changed = new.spec != old.spec;
-    let replan = spec_changed
-        || annotation(&new, PREFERENCES_ANNOTATION) != annotation(old, PREFERENCES_ANNOTATION);
+    let new_preferences =
+        annotation(&new, PREFERENCES_ANNOTATION) != annotation(old, PREFERENCES_ANNOTATION);
     if spec_changed {
         new.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + 1);
     }
+    record.grow_members |= adds_work(old, &new) || new_preferences;
     record.job = new;
-    record.grow_members |= replan;
-    planner::reconcile(&mut record, clusters, now);
+    if new_preferences {
+        planner::replan(&mut record, clusters, now);
+    } else {
+        planner::reconcile(&mut record, clusters, now);
+    }
     Ok((record != *current).then_some(record))
+}
+
+/// Whether `new` asks for more work than `old`: more completions, or more parallelism of a
+/// work queue (whose parallelism is its work).
+fn adds_work(old: &Job, new: &Job) -> bool {
+    let counts = |job: &Job| {
+        let spec = job.spec.as_ref();
+        (
+            spec.and_then(|s| s.completions),
+            spec.and_then(|s| s.parallelism).unwrap_or(1),
+        )
+    };
+    match (counts(old), counts(new)) {
+        ((Some(before), _), (Some(after), _)) => after > before,
+        ((None, before), (None, after)) => after > before,
+        _ => false,
+    }
 }
 
 /// What deleting `current` writes. Without `cascade` the record goes at once (its shards stay
@@ -274,5 +298,7 @@ pub fn carry_over(old: &Job, new: &mut Job) {
     new.status.clone_from(&old.status);
 }
 
+#[cfg(test)]
+mod histories;
 #[cfg(test)]
 mod tests;

@@ -94,6 +94,9 @@ pub enum ShardState {
     Lost,
     /// The agent must delete it; waiting for the confirmation.
     Stopping,
+    /// Stopped by suspending it, once the federated Job finished while it still ran: it did
+    /// work, so it stays in its cluster with its counts (and an annotation saying why).
+    Retired,
     /// Deleted on the federation's request and confirmed gone.
     Stopped,
 }
@@ -101,7 +104,8 @@ pub enum ShardState {
 /// Why the federation stopped a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StopReason {
-    /// The federated Job reached its total (or failed) and this shard was still running.
+    /// The federated Job reached its total (or failed) and this shard was still running:
+    /// suspended when it did work ([`ShardState::Retired`]), deleted when it never did.
     Surplus,
     /// Completions were lowered before the shard had started.
     Unstarted,
@@ -228,6 +232,12 @@ impl FederatedJob {
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
     }
 
+    /// Whether some of the Job's work found no room at the last reconcile, so that a cluster
+    /// becoming available must plan it again.
+    pub fn needs_room(&self) -> bool {
+        self.unplaced.parallelism > 0 || self.unplaced.completions > 0
+    }
+
     /// Shards in `cluster`, in creation order.
     pub fn shards_in<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a Shard> + 'a {
         self.shards.iter().filter(move |s| s.cluster == cluster)
@@ -285,11 +295,25 @@ impl Shard {
         }
     }
 
+    /// Completions this shard still lacks; `i32::MAX` for a work queue's, which has no count.
+    pub fn remaining(&self) -> i32 {
+        self.completions
+            .map_or(i32::MAX, |c| (c - self.succeeded()).max(0))
+    }
+
     /// Whether the shard has visibly started running in its cluster.
     pub fn started(&self) -> bool {
         self.observed.as_ref().is_some_and(|o| {
             o.start_time.is_some() || o.active > 0 || o.succeeded > 0 || o.failed > 0
         })
+    }
+
+    /// Whether pods of this shard ran in its cluster (any active, succeeded or failed): a
+    /// shard that did work keeps its record there when the federation stops it.
+    pub fn did_work(&self) -> bool {
+        self.observed
+            .as_ref()
+            .is_some_and(|o| o.active > 0 || o.succeeded > 0 || o.failed > 0)
     }
 
     /// The phase last reported, if any.

@@ -4,8 +4,15 @@
 //! completions are fixed when it is created. [`reconcile`] therefore never edits completions:
 //! parallelism is changed in place, more completions become new shards, fewer completions
 //! remove shards that have not started, and surplus shards are stopped once the federated total
-//! is reached. It is a pure function of the record, the clusters and the time, called after every
-//! change (spec update, agent report, cluster state), and it is idempotent.
+//! is reached: suspended and kept where they did work, deleted where they never did. It is a
+//! pure function of the record, the clusters and the time, called after every change (spec
+//! update, agent report, cluster state), and it is idempotent.
+//!
+//! Parallelism goes where the work is: the clusters holding unfinished shards divide
+//! `spec.parallelism` among them, each taking no more than the completions its shards still
+//! lack and keeping what it runs already, so that running + unplaced parallelism is always
+//! `spec.parallelism`, bounded by the completions still to run. A cluster with no work of the
+//! Job (one that joined after it was created, or whose shards finished) takes none.
 
 use std::collections::BTreeMap;
 
@@ -14,29 +21,52 @@ use jiff::Timestamp;
 use super::clusters::{ClusterView, Clusters};
 use super::job::{FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason};
 use super::preferences::Preferences;
-use super::split::{split_in_proportion, split_parallelism};
+use super::split::{Holding, split_in_proportion, split_parallelism, split_running};
 use super::status;
 use fedjob_proto::names::shard_name;
 
 /// Brings `fj`'s shards in line with its spec, preferences and the clusters, and refreshes
 /// its aggregated status.
 pub fn reconcile(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp) {
+    plan(fj, clusters, now, Running::Kept);
+}
+
+/// Like [`reconcile`], but divides the parallelism afresh, as a change of the preferences asks:
+/// a cluster the new preferences favour gets its share even where that stops pods running
+/// elsewhere.
+pub fn replan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp) {
+    plan(fj, clusters, now, Running::Replanned);
+}
+
+/// What happens to the parallelism that runs when it is divided again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Running {
+    /// Each cluster keeps what it runs (within the work it holds) before the rest is divided:
+    /// work added elsewhere stops no running pod.
+    Kept,
+    /// Divided afresh.
+    Replanned,
+}
+
+fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Running) {
     let prefs =
         Preferences::from_annotations(fj.job.metadata.annotations.as_ref()).unwrap_or_default();
     status::refresh_terminal(fj, now);
     if fj.deletion.is_some() {
         stop_shards(fj, StopReason::Cascade, |s| s.state != ShardState::Stopped);
+        fj.unplaced = Default::default();
     } else if fj.is_finished() {
-        stop_shards(fj, StopReason::Surplus, |s| s.state == ShardState::Active);
+        retire_surplus(fj);
+        fj.unplaced = Default::default();
     } else {
         update_members(fj, clusters, &prefs);
-        let shares = plan_parallelism(fj, &prefs);
+        let shares = split_members(fj, &prefs);
         if fj.spec().completions.is_some() {
             plan_completions(fj, clusters, &prefs, &shares);
         } else {
             plan_work_queue(fj, clusters, &shares);
         }
-        distribute_parallelism(fj, &shares);
+        plan_running(fj, &prefs, running);
     }
     bump_revisions(fj);
     // One canonical order (by cluster, creation order within), the order records load in.
@@ -133,6 +163,21 @@ fn stop_shards(fj: &mut FederatedJob, reason: StopReason, which: impl Fn(&Shard)
     }
 }
 
+/// Stops the shards still running once the federated Job has finished: a shard that did work
+/// is suspended and stays in its cluster with its counts (the record of that work); one that
+/// never did is deleted.
+fn retire_surplus(fj: &mut FederatedJob) {
+    for s in fj
+        .shards
+        .iter_mut()
+        .filter(|s| s.state == ShardState::Active && s.did_work())
+    {
+        s.state = ShardState::Retired;
+        s.stop_reason = Some(StopReason::Surplus);
+    }
+    stop_shards(fj, StopReason::Surplus, |s| s.state == ShardState::Active);
+}
+
 /// Drops clusters that can no longer run the Job and, when allowed, takes in new ones.
 fn update_members(fj: &mut FederatedJob, clusters: &Clusters, prefs: &Preferences) {
     let excluded = |c: &str| prefs.for_cluster(c).is_none() || !clusters.contains_key(c);
@@ -164,15 +209,16 @@ fn update_members(fj: &mut FederatedJob, clusters: &Clusters, prefs: &Preference
     }
 }
 
-/// The parallelism share of every member, in rank order.
-fn plan_parallelism(fj: &mut FederatedJob, prefs: &Preferences) -> Vec<(String, i32)> {
+/// The parallelism share of every member as SPEC §3 divides it, in rank order: where new work
+/// goes, in proportion.
+fn split_members(fj: &FederatedJob, prefs: &Preferences) -> Vec<(String, i32)> {
     let members: Vec<String> = fj.members.iter().cloned().collect();
-    let parallelism = fj.spec().parallelism.unwrap_or(1);
-    let (shares, unplaced) = split_parallelism(&fj.key(), parallelism, &members, prefs);
-    let shares: Vec<(String, i32)> = shares.into_iter().map(|(c, s)| (c.to_owned(), s)).collect();
-    fj.unplaced.parallelism = unplaced;
-    fj.planned = shares.iter().cloned().collect();
-    shares
+    let (shares, _) = split_parallelism(&fj.key(), parallelism(fj), &members, prefs);
+    shares.into_iter().map(|(c, s)| (c.to_owned(), s)).collect()
+}
+
+fn parallelism(fj: &FederatedJob) -> i32 {
+    fj.spec().parallelism.unwrap_or(1).max(0)
 }
 
 /// Keeps the completions planned over all shards equal to `spec.completions`.
@@ -253,11 +299,70 @@ fn add_shard(fj: &mut FederatedJob, cluster: &str, completions: Option<i32>, clu
     });
 }
 
-/// Divides each cluster's parallelism over its active shards, oldest first, each taking no
-/// more than the completions it still lacks; a single shard takes the whole share so that a
-/// running shard is not patched at every completion.
-fn distribute_parallelism(fj: &mut FederatedJob, shares: &[(String, i32)]) {
-    let shares: BTreeMap<&str, i32> = shares.iter().map(|(c, p)| (c.as_str(), *p)).collect();
+/// Divides `spec.parallelism` over the clusters holding the Job's unfinished shards and, in
+/// each, over those shards; records the shares shown per cluster and what found no room.
+///
+/// A cluster takes no more than the completions its shards still lack (a shard never runs
+/// more pods than it has completions left) and keeps first what it runs already, so the
+/// parallelism a cluster cannot use (its work is nearly done, it joined after the Job was
+/// created) goes to the others instead of being lost, and adding work elsewhere stops no
+/// running pod. What is left over is unplaced: work that found no cluster, or clusters at
+/// their `maxReplicas`.
+fn plan_running(fj: &mut FederatedJob, prefs: &Preferences, running: Running) {
+    let mut holdings: BTreeMap<String, Holding> = BTreeMap::new();
+    let mut to_run: i64 = 0;
+    for s in fj.shards.iter().filter(|s| s.state == ShardState::Active) {
+        let room = s.remaining();
+        to_run += i64::from(room);
+        let h = holdings.entry(s.cluster.clone()).or_default();
+        h.running = h.running.saturating_add(s.parallelism.clamp(0, room));
+        h.room = h.room.saturating_add(room);
+    }
+    let needed = match fj.spec().completions {
+        Some(_) => {
+            let waiting = to_run + i64::from(fj.unplaced.completions);
+            i64::from(parallelism(fj)).min(waiting) as i32
+        }
+        None => parallelism(fj),
+    };
+    let kept: i64 = holdings.values().map(|h| i64::from(h.running)).sum();
+    if running == Running::Replanned || kept > i64::from(needed) {
+        // Asked for, or parallelism was lowered so that what runs cannot all stay.
+        holdings.values_mut().for_each(|h| h.running = 0);
+    }
+    let members: Vec<String> = fj.members.iter().cloned().collect();
+    let holding = |c: &str| holdings.get(c).copied().unwrap_or_default();
+    let (shares, unplaced) = split_running(&fj.key(), needed, &members, prefs, holding);
+    let shares: BTreeMap<String, i32> =
+        shares.into_iter().map(|(c, p)| (c.to_owned(), p)).collect();
+    fj.unplaced.parallelism = unplaced;
+    fj.planned = planned_shares(fj, prefs);
+    distribute_parallelism(fj, &shares);
+}
+
+/// The share of `spec.parallelism` shown for each member: SPEC §3's division over the members
+/// that have work of the Job (an unfinished or finished shard), which stays put while the
+/// last completions run out.
+fn planned_shares(fj: &FederatedJob, prefs: &Preferences) -> BTreeMap<String, i32> {
+    let working: Vec<String> = fj
+        .members
+        .iter()
+        .filter(|c| {
+            fj.shards_in(c)
+                .any(|s| matches!(s.state, ShardState::Active | ShardState::Finished))
+        })
+        .cloned()
+        .collect();
+    let (shares, _) = split_parallelism(&fj.key(), parallelism(fj), &working, prefs);
+    let mut planned: BTreeMap<String, i32> = fj.members.iter().map(|c| (c.clone(), 0)).collect();
+    planned.extend(shares.into_iter().map(|(c, p)| (c.to_owned(), p)));
+    planned
+}
+
+/// Divides each cluster's share over its active shards: what each runs now stays, oldest
+/// first, within the completions it still lacks; the rest of the share goes to the newest
+/// first, as they hold the work that waited (moved from a lost cluster, or added).
+fn distribute_parallelism(fj: &mut FederatedJob, shares: &BTreeMap<String, i32>) {
     let mut active: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, s) in fj.shards.iter().enumerate() {
         if s.state == ShardState::Active {
@@ -265,16 +370,20 @@ fn distribute_parallelism(fj: &mut FederatedJob, shares: &[(String, i32)]) {
         }
     }
     for (cluster, indexes) in active {
-        let mut left = shares.get(cluster.as_str()).copied().unwrap_or(0);
-        if let [only] = indexes[..] {
-            fj.shards[only].parallelism = left;
-            continue;
+        let mut left = shares.get(&cluster).copied().unwrap_or(0);
+        let mut given = vec![0; indexes.len()];
+        for (g, &i) in given.iter_mut().zip(&indexes) {
+            let s = &fj.shards[i];
+            *g = s.parallelism.clamp(0, s.remaining()).min(left);
+            left -= *g;
         }
-        for i in indexes {
-            let s = &mut fj.shards[i];
-            let wanted = s.completions.map_or(left, |c| (c - s.succeeded()).max(0));
-            s.parallelism = wanted.min(left);
-            left -= s.parallelism;
+        for (g, &i) in given.iter_mut().zip(&indexes).rev() {
+            let more = (fj.shards[i].remaining() - *g).min(left);
+            *g += more;
+            left -= more;
+        }
+        for (g, i) in given.into_iter().zip(indexes) {
+            fj.shards[i].parallelism = g;
         }
     }
 }

@@ -19,6 +19,9 @@ pub fn action(shard: &Shard, suspended: bool) -> AssignmentAction {
     match shard.state {
         ShardState::Active if suspended => AssignmentAction::Suspend,
         ShardState::Active => AssignmentAction::Run,
+        // Kept with its counts: the manifest says suspended, and `create` is false as it was
+        // seen, so the agent suspends it and never makes it again.
+        ShardState::Retired => AssignmentAction::Suspend,
         ShardState::Finished | ShardState::Lost => AssignmentAction::Retain,
         ShardState::Stopping | ShardState::Stopped => AssignmentAction::Delete,
     }
@@ -56,6 +59,10 @@ pub fn manifest_text(fj: &FederatedJob, shard: &Shard) -> String {
         .collect();
     annotations.insert(names::ASSIGNMENT_REVISION_ANNOTATION, &revision);
     annotations.insert(names::EPOCH_ANNOTATION, &epoch);
+    let retired = shard.state == ShardState::Retired;
+    if retired {
+        annotations.insert(names::STOPPED_ANNOTATION, stopped_because(fj));
+    }
 
     let mut spec = fj.spec().clone();
     if spec.manual_selector != Some(true) {
@@ -64,7 +71,7 @@ pub fn manifest_text(fj: &FederatedJob, shard: &Shard) -> String {
     }
     spec.parallelism = Some(shard.parallelism);
     spec.completions = shard.completions;
-    spec.suspend = Some(spec.suspend.unwrap_or(false));
+    spec.suspend = Some(retired || spec.suspend.unwrap_or(false));
 
     let local = LocalJob {
         api_version: "batch/v1",
@@ -79,6 +86,15 @@ pub fn manifest_text(fj: &FederatedJob, shard: &Shard) -> String {
     };
     // Plain structs, string-keyed maps and k8s-openapi types: serializing cannot fail.
     serde_json::to_string(&local).unwrap_or_default()
+}
+
+/// The value of [`names::STOPPED_ANNOTATION`]: how the federated Job ended.
+fn stopped_because(fj: &FederatedJob) -> &'static str {
+    if fj.condition("Failed") {
+        "the federated Job failed"
+    } else {
+        "the federated Job reached its completions"
+    }
 }
 
 /// The shape of a local Job's manifest.
@@ -120,7 +136,14 @@ pub fn shard_fingerprint(job_fingerprint: u64, shard: &Shard, suspended: bool) -
         i64::from(shard.parallelism).to_le_bytes(),
         shard.epoch.to_le_bytes(),
     ];
-    fields.iter().fold(FNV_OFFSET, |h, bytes| fnv1a(bytes, h))
+    let h = fields.iter().fold(FNV_OFFSET, |h, bytes| fnv1a(bytes, h));
+    // Only a retired shard mixes in more, so every other shard's fingerprint (and revision)
+    // stays what it was before retiring existed.
+    if shard.state == ShardState::Retired {
+        fnv1a(b"retired", h)
+    } else {
+        h
+    }
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

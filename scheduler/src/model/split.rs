@@ -111,6 +111,43 @@ pub fn split_parallelism<'a>(
     (shares, unplaced)
 }
 
+/// What one cluster holds of a Job that runs already, for [`split_running`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holding {
+    /// Parallelism its shards run now (and still have work for): kept before the rest is
+    /// divided, so that no running pod is stopped to give its place to another cluster.
+    pub running: i32,
+    /// The most parallelism it has work for (the completions its shards still lack).
+    pub room: i32,
+}
+
+/// [`split_parallelism`] for a Job that runs already: every cluster takes no more than the
+/// room `holding` gives it (besides its `maxReplicas`) and first keeps what it runs (besides its
+/// `minReplicas`); the rest is divided by weight as usual. Returns every cluster the preferences
+/// allow, in rank order, with its share, and what found no room.
+pub fn split_running<'a>(
+    job_key: &str,
+    parallelism: i32,
+    clusters: &'a [String],
+    prefs: &Preferences,
+    holding: impl Fn(&str) -> Holding,
+) -> (Vec<(&'a str, i32)>, i32) {
+    let (mut ranked, _) = rank(job_key, clusters, prefs);
+    for c in &mut ranked {
+        let h = holding(c.name);
+        let room = h.room.max(0);
+        c.max = Some(c.max.map_or(room, |m| m.min(room)));
+        c.min = c.min.max(h.running);
+    }
+    let (shares, unplaced) = divide_parallelism(parallelism, &ranked);
+    let shares = ranked
+        .iter()
+        .zip(shares)
+        .map(|(c, s)| (c.name, s))
+        .collect();
+    (shares, unplaced)
+}
+
 /// Webster split of `total` in proportion to `weights` (rank order = tie order); returns one
 /// count per weight. Weights of 0 or less get 0; when every weight is, everything is 0 and the
 /// caller decides where `total` goes. Also used to split an increase of completions over the

@@ -221,6 +221,7 @@ pub fn shard_state(s: &Shard, cluster_ready: bool) -> &'static str {
         ShardState::Finished if phase == Some(ObservedPhase::Failed) => "Failed",
         ShardState::Finished => "Complete",
         ShardState::Lost => "Lost",
+        ShardState::Retired => "Stopped",
         ShardState::Stopping => "Deleting",
         ShardState::Stopped => "Stopped",
     }
@@ -273,6 +274,11 @@ pub fn placements(fj: &FederatedJob, clusters: &Clusters) -> Vec<PlacementView> 
 
 fn shard_view(s: &Shard, cluster_ready: bool) -> ShardView {
     let o = s.observed.clone().unwrap_or_default();
+    let message = if s.state == ShardState::Retired {
+        "suspended by the federation, which no longer needs it; kept with its counts".to_owned()
+    } else {
+        o.message
+    };
     ShardView {
         name: s.name.clone(),
         parallelism: s.parallelism,
@@ -286,7 +292,7 @@ fn shard_view(s: &Shard, cluster_ready: bool) -> ShardView {
         failed: o.failed,
         state: shard_state(s, cluster_ready),
         epoch: s.epoch,
-        message: o.message,
+        message,
     }
 }
 

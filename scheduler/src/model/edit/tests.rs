@@ -240,6 +240,29 @@ fn a_preferences_change_replans_over_the_clusters_now_eligible() {
 }
 
 #[test]
+fn new_preferences_divide_the_running_parallelism_afresh() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let current = created(6, Some(12), &clusters);
+    let mut new = current.job.clone();
+    new.metadata.annotations = Some(BTreeMap::from([(
+        PREFERENCES_ANNOTATION.to_owned(),
+        r#"{"clusters": {"c1": {"weight": 4}, "*": {"weight": 1}}}"#.to_owned(),
+    )]));
+    let record = update_to(&current, new, &clusters).unwrap().unwrap();
+    // Webster over weight / (2·s + 1): c1 4, c1 4/3, c2 1, c3 1, c1 4/5, c1 4/7.
+    let running: Vec<(&str, i32, Option<i32>)> = record
+        .shards
+        .iter()
+        .map(|s| (s.cluster.as_str(), s.parallelism, s.completions))
+        .collect();
+    assert_eq!(
+        running,
+        vec![("c1", 4, Some(4)), ("c2", 1, Some(4)), ("c3", 1, Some(4))],
+        "in place, on the same shards"
+    );
+}
+
+#[test]
 fn the_same_job_again_is_no_change() {
     let clusters = ready(&["c1", "c2"]);
     let current = created(2, Some(4), &clusters);

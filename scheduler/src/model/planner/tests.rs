@@ -165,14 +165,112 @@ fn reaching_the_total_completes_and_stops_surplus_shards() {
     set_completions(&mut fj, 9);
     reconcile(&mut fj, &clusters, now());
     assert!(fj.is_finished() && fj.condition("Complete"));
+    // They did work: suspended and kept with their counts, not deleted.
     assert!(
         fj.shards
             .iter()
-            .all(|s| s.state == ShardState::Stopping && s.stop_reason == Some(StopReason::Surplus))
+            .all(|s| s.state == ShardState::Retired && s.stop_reason == Some(StopReason::Surplus))
     );
     let status = fj.job.status.as_ref().unwrap();
     assert_eq!(status.succeeded, Some(9));
     assert!(status.completion_time.is_some());
+}
+
+#[test]
+fn surplus_shards_that_did_work_are_suspended_and_kept_others_deleted() {
+    let clusters = ready(&["c1", "c2", "c3"]);
+    let mut fj = job(9, Some(18), None);
+    reconcile(&mut fj, &clusters, now());
+    // More completions: each cluster gets a second shard that waits behind the first.
+    set_completions(&mut fj, 21);
+    reconcile(&mut fj, &clusters, now());
+    for c in ["c1", "c2", "c3"] {
+        observe(
+            &mut fj,
+            c,
+            "myjob",
+            0,
+            report(ObservedPhase::Running, 1, 3, 0),
+        );
+        let mut idle = report(ObservedPhase::Running, 0, 0, 0);
+        idle.start_time = None;
+        observe(&mut fj, c, "myjob-2", 0, idle);
+    }
+    set_completions(&mut fj, 10);
+    reconcile(&mut fj, &clusters, now());
+    assert!(!fj.is_finished(), "9 of 10");
+    observe(
+        &mut fj,
+        "c1",
+        "myjob",
+        0,
+        report(ObservedPhase::Running, 0, 4, 0),
+    );
+    reconcile(&mut fj, &clusters, now());
+    assert!(fj.condition("Complete"));
+    let states: Vec<(&str, &str, ShardState)> = fj
+        .shards
+        .iter()
+        .map(|s| (s.cluster.as_str(), s.name.as_str(), s.state))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("c1", "myjob", ShardState::Retired),
+            ("c1", "myjob-2", ShardState::Stopping),
+            ("c2", "myjob", ShardState::Retired),
+            ("c2", "myjob-2", ShardState::Stopping),
+            ("c3", "myjob", ShardState::Retired),
+            ("c3", "myjob-2", ShardState::Stopping),
+        ]
+    );
+    let retired = &fj.shards[0];
+    assert_eq!(render::action(retired, false), AssignmentAction::Suspend);
+    let manifest = render::manifest(&fj, retired);
+    assert_eq!(manifest["spec"]["suspend"], json!(true));
+    assert_eq!(
+        manifest["metadata"]["annotations"]["fedjob.io/stopped"],
+        json!("the federated Job reached its completions")
+    );
+    assert_eq!(
+        render::action(&fj.shards[1], false),
+        AssignmentAction::Delete
+    );
+    // Its agent reports it suspended, then a late pod: counted once, still Complete.
+    observe(
+        &mut fj,
+        "c2",
+        "myjob",
+        0,
+        report(ObservedPhase::Suspended, 0, 4, 0),
+    );
+    observe(
+        &mut fj,
+        "c3",
+        "myjob",
+        0,
+        report(ObservedPhase::Suspended, 0, 4, 0),
+    );
+    reconcile(&mut fj, &clusters, now());
+    let status = fj.job.status.as_ref().unwrap();
+    assert_eq!((status.succeeded, status.active), (Some(12), None));
+    assert!(fj.condition("Complete"));
+    assert_eq!(fj.shards[2].state, ShardState::Retired);
+    observe(
+        &mut fj,
+        "c1",
+        "myjob-2",
+        0,
+        report(ObservedPhase::Deleted, 0, 0, 0),
+    );
+    let places = status::placements(&fj, &clusters);
+    assert_eq!(
+        places
+            .iter()
+            .map(|p| (p.succeeded, p.state))
+            .collect::<Vec<_>>(),
+        vec![(4, "Stopped"), (4, "Deleting"), (4, "Deleting")]
+    );
 }
 
 #[test]
