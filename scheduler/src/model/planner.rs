@@ -14,7 +14,7 @@
 //! `spec.parallelism`, bounded by the completions still to run. A cluster with no work of the
 //! Job (one that joined after it was created, or whose shards finished) takes none.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 
@@ -67,6 +67,7 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
             plan_work_queue(fj, clusters, &shares);
         }
         plan_running(fj, &prefs, running);
+        fj.planned = planned_shares(fj, &prefs, &shares);
     }
     bump_revisions(fj);
     // One canonical order (by cluster, creation order within), the order records load in.
@@ -336,25 +337,36 @@ fn plan_running(fj: &mut FederatedJob, prefs: &Preferences, running: Running) {
     let shares: BTreeMap<String, i32> =
         shares.into_iter().map(|(c, p)| (c.to_owned(), p)).collect();
     fj.unplaced.parallelism = unplaced;
-    fj.planned = planned_shares(fj, prefs);
     distribute_parallelism(fj, &shares);
 }
 
 /// The share of `spec.parallelism` shown for each member: SPEC §3's division over the members
 /// that have work of the Job (an unfinished or finished shard), which stays put while the
-/// last completions run out.
-fn planned_shares(fj: &FederatedJob, prefs: &Preferences) -> BTreeMap<String, i32> {
+/// last completions run out. `members_split` is that division over every member, the same
+/// when every member has work (the usual case).
+fn planned_shares(
+    fj: &FederatedJob,
+    prefs: &Preferences,
+    members_split: &[(String, i32)],
+) -> BTreeMap<String, i32> {
+    let with_work: BTreeSet<&str> = fj
+        .shards
+        .iter()
+        .filter(|s| matches!(s.state, ShardState::Active | ShardState::Finished))
+        .map(|s| s.cluster.as_str())
+        .collect();
+    let mut planned: BTreeMap<String, i32> = fj.members.iter().map(|c| (c.clone(), 0)).collect();
+    if fj.members.iter().all(|c| with_work.contains(c.as_str())) {
+        planned.extend(members_split.iter().cloned());
+        return planned;
+    }
     let working: Vec<String> = fj
         .members
         .iter()
-        .filter(|c| {
-            fj.shards_in(c)
-                .any(|s| matches!(s.state, ShardState::Active | ShardState::Finished))
-        })
+        .filter(|c| with_work.contains(c.as_str()))
         .cloned()
         .collect();
     let (shares, _) = split_parallelism(&fj.key(), parallelism(fj), &working, prefs);
-    let mut planned: BTreeMap<String, i32> = fj.members.iter().map(|c| (c.clone(), 0)).collect();
     planned.extend(shares.into_iter().map(|(c, p)| (c.to_owned(), p)));
     planned
 }
