@@ -142,6 +142,7 @@ fn any_state() -> impl Strategy<Value = ShardState> {
         Just(ShardState::Lost),
         Just(ShardState::Stopping),
         Just(ShardState::Stopped),
+        Just(ShardState::Retired),
     ]
 }
 
