@@ -12,6 +12,7 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::rules::fence::Standing;
 use crate::rules::key::ShardKey;
+use crate::state::capacity::Capacity;
 use crate::state::lease::Lease;
 use crate::state::metrics::{Gauges, Metrics};
 use crate::state::queue::WorkQueue;
@@ -35,6 +36,8 @@ pub struct Context {
     pub lease: Lease,
     /// Counters and the state `/readyz` reads.
     pub metrics: Metrics,
+    /// The cluster's free capacity, with `--report-capacity`.
+    pub capacity: Option<Arc<Capacity>>,
 }
 
 impl Context {
@@ -49,6 +52,7 @@ impl Context {
             namespace: config.namespace.clone(),
             lease: Lease::new(config.self_fence_after),
             metrics: Metrics::new(),
+            capacity: config.report_capacity.then(Default::default),
         }
     }
 

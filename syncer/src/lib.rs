@@ -45,7 +45,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::context::Context;
 use crate::state::shards::Shards;
-use crate::workers::{connection, fence, probes, reconcile, watch};
+use crate::workers::{capacity, connection, fence, probes, reconcile, watch};
 
 /// The syncer's version, sent at registration.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -84,11 +84,19 @@ impl Syncer {
     /// Starts watching the cluster behind `client`, the workers, and the connection to the
     /// scheduler (opened once the first list of local shards is complete).
     pub fn start(config: &Config, client: Client) -> Self {
-        let ctx = Arc::new(Context::new(config, client));
+        let ctx = Arc::new(Context::new(config, client.clone()));
         let mut watches = JoinSet::new();
         watches.spawn(watch::watch_shards(ctx.clone()));
         if let Some(lease) = config.self_fence_after {
             watches.spawn(fence::watch_lease(ctx.clone(), lease));
+        }
+        if let Some(c) = &ctx.capacity {
+            watches.spawn(capacity::watch_nodes(
+                ctx.clone(),
+                client.clone(),
+                c.clone(),
+            ));
+            watches.spawn(capacity::watch_pods(ctx.clone(), client.clone(), c.clone()));
         }
         let mut workers = JoinSet::new();
         for _ in 0..config.workers {

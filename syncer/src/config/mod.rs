@@ -85,6 +85,12 @@ pub struct Args {
     /// (`0.0.0.0:9090`). Off by default.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Report the cluster's free capacity (schedulable Ready nodes' allocatable minus their
+    /// pods' requests) to the scheduler, at most once per heartbeat (needs the
+    /// `fedjob-syncer-capacity` ClusterRole: nodes and pods, read-only).
+    #[arg(long)]
+    pub report_capacity: bool,
 }
 
 /// TLS material for `https://` schedulers, read once at start.
@@ -148,6 +154,8 @@ pub struct Config {
     pub self_fence_after: Option<Duration>,
     /// Where to serve metrics and probes, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Watch nodes and pods and report the cluster's free capacity.
+    pub report_capacity: bool,
 }
 
 /// A flag that cannot be used.
@@ -285,6 +293,7 @@ impl TryFrom<Args> for Config {
             tls,
             self_fence_after,
             metrics_listen: args.metrics_listen,
+            report_capacity: args.report_capacity,
         })
     }
 }

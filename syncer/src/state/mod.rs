@@ -1,7 +1,8 @@
 //! The syncer's state, in memory only, above the rules and below the I/O: the shard table
-//! ([`shards`]), the work queue ([`queue`]), the self-fence's lease ([`lease`]) and the metrics
-//! ([`metrics`]). Everything here is synchronous and short; no lock is held across an `await`.
+//! ([`shards`]), the work queue ([`queue`]), the self-fence's lease ([`lease`]), the metrics
+//! ([`metrics`]) and, with `--report-capacity`, the cluster's free [`capacity`]. Everything here is synchronous and short; no lock is held across an `await`.
 
+pub mod capacity;
 pub mod lease;
 pub mod metrics;
 pub mod queue;

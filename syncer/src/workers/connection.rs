@@ -259,6 +259,9 @@ async fn session(
     *interval_out = Some(interval);
 
     let held = ctx.shards.begin_session();
+    if let Some(capacity) = &ctx.capacity {
+        capacity.begin_stream();
+    }
     let held_count = held.len();
     let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     let hello = AgentMessage {
@@ -332,6 +335,13 @@ async fn session(
                 let beat = AgentMessage { msg: Some(Msg::Heartbeat(Heartbeat { seq })) };
                 if tx.send(beat).await.is_err() {
                     return Ok(lost("the outbound stream closed".into()));
+                }
+                // Capacity goes at most once per heartbeat, and only when it changed.
+                if let Some(report) = ctx.capacity.as_ref().and_then(|c| c.report()) {
+                    debug!(cluster = %settings.cluster, full = report.full, groups = report.groups.len(), "reporting capacity");
+                    if tx.send(AgentMessage { msg: Some(Msg::Capacity(report)) }).await.is_err() {
+                        return Ok(lost("the outbound stream closed".into()));
+                    }
                 }
             }
             _ = ctx.shards.changed() => {

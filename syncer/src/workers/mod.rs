@@ -2,6 +2,7 @@
 //! [`connection`] to the scheduler, the [`reconcile`] workers, the [`watch`] of the cluster's
 //! shards, the self-[`fence`] task, and the [`probes`] endpoint.
 
+pub mod capacity;
 pub mod connection;
 pub mod fence;
 pub mod probes;

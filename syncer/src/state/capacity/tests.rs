@@ -1,0 +1,129 @@
+use fedjob_proto::capacity::ClusterCapacity;
+use serde_json::json;
+
+use super::*;
+
+fn node(cpu: &str, ready: bool, cordoned: bool) -> Option<NodeCapacity> {
+    NodeCapacity::of(&json!({
+        "metadata": {"labels": {"zone": "a"}},
+        "spec": {"unschedulable": cordoned},
+        "status": {"allocatable": {"cpu": cpu, "memory": "4Gi", "pods": "10"},
+                   "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+    }))
+}
+
+fn pod(node: &str, phase: &str, cpu: &str) -> Value {
+    json!({"spec": {"nodeName": node, "containers": [{"name": "w", "resources": {"requests": {"cpu": cpu, "memory": "1Gi"}}}]},
+           "status": {"phase": phase}})
+}
+
+/// Lists both watches as given and returns the capacity.
+fn listed(nodes: Vec<(&str, Option<NodeCapacity>)>, pods: Vec<(&str, Value)>) -> Capacity {
+    let c = Capacity::default();
+    c.nodes(Change::ListStart);
+    for (name, n) in nodes {
+        c.nodes(Change::Listed(name.to_owned(), n));
+    }
+    c.nodes(Change::ListDone);
+    c.pods(Change::ListStart);
+    for (name, p) in pods {
+        c.pods(Change::Listed(name.to_owned(), bound_pod(&p)));
+    }
+    c.pods(Change::ListDone);
+    c
+}
+
+/// What the scheduler holds after applying every report `c` produced so far.
+fn received(c: &Capacity, at: &mut ClusterCapacity) -> bool {
+    match c.report() {
+        Some(r) => {
+            at.apply(&r).unwrap();
+            true
+        }
+        None => false,
+    }
+}
+
+#[test]
+fn pods_take_room_on_their_node_until_they_finish() {
+    assert_eq!(
+        bound_pod(&pod("n1", "Running", "1")).unwrap().1["cpu"],
+        1000
+    );
+    assert_eq!(bound_pod(&pod("n1", "Pending", "1")).unwrap().0, "n1");
+    assert_eq!(bound_pod(&pod("", "Pending", "1")), None, "not bound");
+    assert_eq!(bound_pod(&pod("n1", "Succeeded", "1")), None);
+    assert_eq!(bound_pod(&pod("n1", "Failed", "1")), None);
+}
+
+#[test]
+fn only_schedulable_ready_nodes_count_and_reports_follow_changes() {
+    let c = listed(
+        vec![
+            ("n1", node("2", true, false)),
+            ("n2", node("2", true, false)),
+            ("cordoned", node("2", true, true)),
+            ("not-ready", node("2", false, false)),
+        ],
+        vec![("default/a", pod("n1", "Running", "500m"))],
+    );
+    let mut scheduler = ClusterCapacity::default();
+    assert!(received(&c, &mut scheduler));
+    let (free, nodes) = scheduler.totals();
+    assert_eq!(nodes, 2);
+    assert_eq!(free["cpu"], 3500);
+    assert_eq!(free["memory"], 7 << 30);
+    assert_eq!(free["pods"], 19);
+    assert!(
+        !received(&c, &mut scheduler),
+        "nothing changed: nothing sent"
+    );
+
+    // The pod finishes: its node is free again, and the two nodes now travel as one group.
+    c.pods(Change::Set(
+        "default/a".into(),
+        bound_pod(&pod("n1", "Succeeded", "500m")),
+    ));
+    assert!(received(&c, &mut scheduler));
+    assert_eq!(scheduler.totals().0["cpu"], 4000);
+    assert_eq!(scheduler.groups().count(), 1);
+
+    // A node is cordoned: it no longer counts.
+    c.nodes(Change::Set("n2".into(), node("2", true, true)));
+    assert!(received(&c, &mut scheduler));
+    assert_eq!(scheduler.totals().1, 1);
+
+    // A new stream gets everything again, in full.
+    c.begin_stream();
+    let full = c.report().unwrap();
+    assert!(full.full);
+    let mut fresh = ClusterCapacity::default();
+    fresh.apply(&full).unwrap();
+    assert_eq!(fresh.to_groups(), scheduler.to_groups());
+}
+
+#[test]
+fn nothing_is_reported_before_both_lists_and_a_relist_replaces_what_was_known() {
+    let c = Capacity::default();
+    c.nodes(Change::ListStart);
+    c.nodes(Change::Listed("n1".into(), node("2", true, false)));
+    c.nodes(Change::ListDone);
+    assert_eq!(c.report(), None, "pods not listed yet");
+    c.pods(Change::ListStart);
+    c.pods(Change::ListDone);
+    let mut scheduler = ClusterCapacity::default();
+    assert!(received(&c, &mut scheduler));
+    // A re-list (after 410 Expired) that no longer has n1 but has n3.
+    c.nodes(Change::ListStart);
+    c.nodes(Change::Listed("n3".into(), node("4", true, false)));
+    assert!(
+        !received(&c, &mut scheduler),
+        "nothing changes until the list is complete"
+    );
+    c.nodes(Change::ListDone);
+    assert!(received(&c, &mut scheduler));
+    assert_eq!(scheduler.totals().0["cpu"], 4000);
+    c.nodes(Change::Deleted("n3".into()));
+    assert!(received(&c, &mut scheduler));
+    assert_eq!(scheduler.totals().1, 0);
+}
