@@ -375,6 +375,19 @@ fn shard_changes(
                 format!("Deleting shard {name} in cluster {cluster}: {why}"),
             ));
         }
+        ShardState::Retired => {
+            let why = if job.condition("Failed") {
+                "the Job failed"
+            } else {
+                "the Job has completed"
+            };
+            told.push(Occurrence::normal(
+                "ShardStopped",
+                format!(
+                    "Suspending shard {name} in cluster {cluster}: {why}; it is kept there with its counts"
+                ),
+            ));
+        }
         // Only a shard the cluster was asked to delete is told as deleted; one stopped before
         // it was ever created has nothing to delete.
         ShardState::Stopped if state_before == Some(ShardState::Stopping) => {
