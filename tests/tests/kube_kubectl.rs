@@ -92,6 +92,12 @@ fn rows(out: &KubectlOutput) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Exit 0 and nothing on stderr: no warning about discovery, OpenAPI or validation.
+fn quiet(out: KubectlOutput) -> KubectlOutput {
+    assert_eq!((out.code, out.stderr.as_str()), (Some(0), ""), "{out}");
+    out
+}
+
 fn assert_output(out: &KubectlOutput, code: i32, stdout: &str, stderr: &str) {
     assert_eq!(
         (out.code, out.stdout.as_str(), out.stderr.as_str()),
@@ -126,7 +132,7 @@ async fn kubectl_creates_gets_watches_waits_and_deletes_leaving_the_shards() {
         local_uids.insert(c, uid(local));
     }
 
-    let out = kubectl.run(&["get", "job", "myjob"]).await.ok();
+    let out = quiet(kubectl.run(&["get", "job", "myjob"]).await);
     let table = rows(&out);
     assert_eq!(
         table[0],
@@ -137,7 +143,7 @@ async fn kubectl_creates_gets_watches_waits_and_deletes_leaving_the_shards() {
     assert_eq!(table[1][0], "myjob", "{out}");
     assert!(table[1][1].ends_with("/18"), "{out}");
 
-    let out = kubectl.run(&["get", "jobs", "-o", "wide"]).await.ok();
+    let out = quiet(kubectl.run(&["get", "jobs", "-o", "wide"]).await);
     let table = rows(&out);
     assert_eq!(
         table[0],
@@ -224,6 +230,18 @@ async fn kubectl_creates_gets_watches_waits_and_deletes_leaving_the_shards() {
         assert_eq!(s.len(), 1, "{c}: the orphaned shard stays");
         assert_eq!(uid(&s["myjob"]), local_uids[c], "{c}: the same local Job");
         assert_eq!(succeeded(&s["myjob"]), 6, "{c}");
+    }
+
+    // The seed's command verbatim: kubectl v1.32 sends `propagationPolicy: Background` by
+    // default (k8s-facts/kubectl/09-delete.txt), which SPEC §9 makes a cascade: the shards of
+    // `later` go, the orphaned shards of `myjob` stay.
+    let out = kubectl.run(&["delete", "job", "later"]).await;
+    assert_output(&out, 0, "job.batch \"later\" deleted\n", "");
+    for c in CLUSTERS {
+        let s = fed.shards_named(c, "later").await;
+        assert!(s.is_empty(), "{c}: shards left: {:?}", s.keys());
+        let s = fed.shards_named(c, "myjob").await;
+        assert_eq!(uid(&s["myjob"]), local_uids[c], "{c}: the orphan stays");
     }
 }
 
@@ -489,7 +507,7 @@ async fn kubectl_needs_a_token_or_certificate_and_a_viewer_may_only_read() {
         before.insert(c, (uid(&s["guarded"]), spec_parallelism(&s["guarded"])));
     }
 
-    let out = viewer.run(&["get", "job", "guarded"]).await.ok();
+    let out = quiet(viewer.run(&["get", "job", "guarded"]).await);
     assert_eq!(rows(&out)[1][0], "guarded", "{out}");
     let refusal = |verb: &str| {
         format!(

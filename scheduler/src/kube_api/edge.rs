@@ -195,15 +195,15 @@ impl Edge {
         let start = Instant::now();
         let method = request.method().clone();
         let uri = request.uri().clone();
-        let mut labels = ("", "");
+        let mut labels = ("", String::new());
         let response = match self.route(peer, request, &mut labels).await {
             Ok(response) => response,
             Err(err) => respond::error(&err),
         };
         let status = response.status().as_u16();
         self.metrics
-            .observe_kube_request(labels.0, labels.1, status, start.elapsed());
-        tracing::debug!(%method, %uri, status, user_agent = "", "kube api request");
+            .observe_kube_request(labels.0, &labels.1, status, start.elapsed());
+        tracing::debug!(%method, %uri, status, verb = labels.0, "kube api request");
         response
     }
 
@@ -211,7 +211,7 @@ impl Edge {
         &self,
         peer: &Peer,
         request: Request<B>,
-        labels: &mut (&'static str, &'static str),
+        labels: &mut (&'static str, String),
     ) -> Result<Response, ApiError>
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
@@ -227,7 +227,7 @@ impl Edge {
             return Err(ApiError::PathNotFound);
         };
         let ApiPath::Resource(target) = api_path else {
-            *labels = ("discovery", "");
+            *labels = ("discovery", String::new());
             // Health and version are public, as the API server's `system:public-info-viewer`.
             if !matches!(api_path, ApiPath::Version | ApiPath::Health) {
                 self.authenticate(authorization, peer)?;
@@ -259,10 +259,10 @@ impl Edge {
             self.authenticate(authorization, peer)?;
             return Err(ApiError::MethodNotAllowed);
         };
-        *labels = (verb.as_str(), names.plural);
-        if target.subresource.is_some() {
-            *labels = (verb.as_str(), "subresource");
-        }
+        *labels = match target.subresource {
+            Some(sub) => (verb.as_str(), format!("{}/{sub}", names.plural)),
+            None => (verb.as_str(), names.plural.to_owned()),
+        };
         let user = self
             .guard
             .check_user(authorization, &peer.certificate_names, verb.access())

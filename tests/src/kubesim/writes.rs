@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
-use fedjob_scheduler::kube_api::clock;
 use fedjob_scheduler::kube_api::fieldset::{self, FieldSet};
-use fedjob_scheduler::kube_api::managed::{Author, Conflict, ManagedFields};
+use fedjob_scheduler::kube_api::managed::{Author, ManagedFields};
 use fedjob_scheduler::kube_api::params::{DeleteOptions, Propagation, parse_rv};
 use fedjob_scheduler::kube_api::patch::{self, PatchError, PatchType};
 use fedjob_scheduler::kube_api::schema;
 use fedjob_scheduler::kube_api::status::{ApiError, stale_conflict};
+use fedjob_scheduler::kube_api::{apply, clock};
 use serde_json::{Value, json};
 
 use super::resource::Resource;
@@ -145,39 +145,6 @@ pub fn random_suffix() -> String {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
-}
-
-fn apply_conflict(conflicts: Vec<Conflict>) -> ApiError {
-    let message = if let [one] = conflicts.as_slice() {
-        format!(
-            "Apply failed with 1 conflict: conflict with {}: {}",
-            one.manager, one.path
-        )
-    } else {
-        let mut managers: Vec<&str> = conflicts.iter().map(|c| c.manager.as_str()).collect();
-        managers.sort();
-        managers.dedup();
-        let mut lines = Vec::new();
-        for m in managers {
-            lines.push(format!("conflicts with {m}:"));
-            lines.extend(
-                conflicts
-                    .iter()
-                    .filter(|c| c.manager == m)
-                    .map(|c| format!("- {}", c.path)),
-            );
-        }
-        format!(
-            "Apply failed with {} conflicts: {}",
-            conflicts.len(),
-            lines.join("\n")
-        )
-    };
-    let causes = conflicts
-        .into_iter()
-        .map(|c| (c.path, format!("conflict with {}", c.manager)))
-        .collect();
-    ApiError::ApplyConflict { message, causes }
 }
 
 impl<'a> Writer<'a> {
@@ -546,24 +513,6 @@ impl<'a> Writer<'a> {
                     other => return other.map(|o| (o, true)),
                 };
             };
-            let managed = ManagedFields::of(&live.value);
-            let mut merged = live.value.clone();
-            meta_mut(&mut merged).remove("managedFields");
-            patch::apply_merge(&mut merged, &config);
-            // Fields this manager applied before and omits now go, unless someone else owns them.
-            let previous = managed.applied_by(&self.manager);
-            for path in previous.difference(&applied).paths() {
-                if !managed.owned_by_others(&self.manager, &path) {
-                    fieldset::remove(&mut merged, &path);
-                }
-            }
-            default(key.resource, &mut merged);
-            let conflicts = managed.conflicts(&self.manager, &live.value, &merged);
-            if !force && !conflicts.is_empty() {
-                return Err(apply_conflict(conflicts));
-            }
-            self.prepare(key, &live, &mut merged, "")?;
-            let mut managed = managed;
             let now = clock::now();
             let author = Author {
                 api_version: key.resource.api_version(),
@@ -571,8 +520,10 @@ impl<'a> Writer<'a> {
                 subresource: "",
                 now: &now,
             };
-            managed.apply(author, applied.clone(), &live.value, &merged, force);
-            managed.write_to(&mut merged);
+            let mut merged = apply::apply(&live.value, &config, author, force, |v| {
+                default(key.resource, v)
+            })?;
+            self.prepare(key, &live, &mut merged, "")?;
             match self.commit(key, &live, merged) {
                 Err(StoreError::Conflict { .. }) => continue,
                 other => {
