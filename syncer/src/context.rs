@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use fedjob_proto::v1::AssignmentBatch;
-use kube::Client;
 use tracing::info;
 
 use crate::cluster::Cluster;
@@ -41,10 +40,10 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context for `config`, reaching the member cluster through `client`; nothing known yet.
-    pub fn new(config: &Config, client: Client) -> Self {
+    /// A context for `config`, reaching the member cluster through `cluster`; nothing known yet.
+    pub fn new(config: &Config, cluster: Cluster) -> Self {
         Context {
-            cluster: Cluster::new(client, config.namespace.clone()),
+            cluster,
             shards: Shards::new(),
             queue: Arc::new(WorkQueue::new()),
             cluster_name: config.cluster_name.clone(),

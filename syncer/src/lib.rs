@@ -37,7 +37,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fedjob_proto::shutdown;
-use kube::Client;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -81,22 +80,23 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    /// Starts watching the cluster behind `client`, the workers, and the connection to the
-    /// scheduler (opened once the first list of local shards is complete).
-    pub fn start(config: &Config, client: Client) -> Self {
-        let ctx = Arc::new(Context::new(config, client.clone()));
+    /// Starts watching `cluster` (from [`Cluster::connect`]), the workers, and the connection
+    /// to the scheduler (opened once the first list of local shards is complete).
+    pub fn start(config: &Config, cluster: Cluster) -> Self {
+        let ctx = Arc::new(Context::new(config, cluster));
         let mut watches = JoinSet::new();
         watches.spawn(watch::watch_shards(ctx.clone()));
         if let Some(lease) = config.self_fence_after {
             watches.spawn(fence::watch_lease(ctx.clone(), lease));
         }
         if let Some(c) = &ctx.capacity {
+            let client = ctx.cluster.client();
             watches.spawn(capacity::watch_nodes(
                 ctx.clone(),
                 client.clone(),
                 c.clone(),
             ));
-            watches.spawn(capacity::watch_pods(ctx.clone(), client.clone(), c.clone()));
+            watches.spawn(capacity::watch_pods(ctx.clone(), client, c.clone()));
         }
         let mut workers = JoinSet::new();
         for _ in 0..config.workers {
@@ -171,8 +171,8 @@ impl Syncer {
 
 /// Runs the syncer until SIGTERM or SIGINT, then drains it.
 pub async fn run(config: Config) -> Result<(), Error> {
-    let client = Cluster::client(&config).await?;
-    let mut syncer = Syncer::start(&config, client);
+    let cluster = Cluster::connect(&config).await?;
+    let mut syncer = Syncer::start(&config, cluster);
     if let Some(addr) = config.metrics_listen {
         syncer.serve_probes(addr).await?;
     }

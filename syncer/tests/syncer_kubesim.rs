@@ -12,7 +12,9 @@ use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
-use support::{MockScheduler, Pki, Shard, Sim, WAIT, eventually, init_logging, phase};
+use support::{
+    MockScheduler, Pki, Shard, Sim, WAIT, eventually, http_get, init_logging, phase, sample,
+};
 
 fn parallelism(job: &Job) -> i32 {
     job.spec.as_ref().and_then(|s| s.parallelism).unwrap_or(1)
@@ -647,29 +649,6 @@ async fn tls_with_a_client_certificate() {
     mock.wait_report("default", "secure", "running over TLS", |s| s.active == 2)
         .await;
     syncer.stop().await;
-}
-
-/// `GET path` on `addr` over plain HTTP/1.0: the status code and the body.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, body.to_owned())
-}
-
-/// The value of one sample line (`name{labels} value`) of a Prometheus text page.
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

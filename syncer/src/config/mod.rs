@@ -91,6 +91,10 @@ pub struct Args {
     /// `fedjob-syncer-capacity` ClusterRole: nodes and pods, read-only).
     #[arg(long)]
     pub report_capacity: bool,
+    /// Give up on a request to the member cluster's API server (a watch excepted) that has
+    /// no answer after this long, and try again later; what it wrote is found by reading.
+    #[arg(long, default_value = "60s")]
+    pub cluster_request_timeout: String,
 }
 
 /// TLS material for `https://` schedulers, read once at start.
@@ -156,6 +160,8 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Watch nodes and pods and report the cluster's free capacity.
     pub report_capacity: bool,
+    /// How long a request to the member cluster may go unanswered (a watch excepted).
+    pub cluster_request_timeout: Duration,
 }
 
 /// A flag that cannot be used.
@@ -273,6 +279,14 @@ impl TryFrom<Args> for Config {
                 Ok(lease)
             })
             .transpose()?;
+        let cluster_request_timeout = duration::parse(&args.cluster_request_timeout)
+            .map_err(|e| ConfigError::invalid("cluster-request-timeout", e.to_string()))?;
+        if cluster_request_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                "cluster-request-timeout",
+                "must be more than 0s",
+            ));
+        }
         if args.workers == 0 {
             return Err(ConfigError::invalid("workers", "must be at least 1"));
         }
@@ -294,6 +308,7 @@ impl TryFrom<Args> for Config {
             self_fence_after,
             metrics_listen: args.metrics_listen,
             report_capacity: args.report_capacity,
+            cluster_request_timeout,
         })
     }
 }

@@ -24,6 +24,22 @@ fn defaults() {
     assert_eq!(c.workers, 16);
     assert_eq!(c.tls, None);
     assert_eq!(c.self_fence_after, None, "self-fencing is off by default");
+    assert_eq!(c.cluster_request_timeout, Duration::from_secs(60));
+}
+
+#[test]
+fn cluster_request_timeout() {
+    let c = parse(&["--cluster-request-timeout", "1500ms"]).unwrap();
+    assert_eq!(c.cluster_request_timeout, Duration::from_millis(1500));
+    for bad in ["0s", "soon"] {
+        let e = parse(&["--cluster-request-timeout", bad]).unwrap_err();
+        assert_eq!(e.exit_code(), 64);
+        assert!(
+            e.to_string()
+                .starts_with("invalid value for --cluster-request-timeout"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! From the bottom: [`key`] and [`job`] (reading a live Job) → [`manifest`] (the Job an
 //! assignment asks for, and drift), [`fence`] (the self-fence's rules) → [`status`] (what is
 //! reported of a Job), [`assignment`] (the held assignment and what can be wrong) →
-//! [`decide`] (the next step for a shard).
+//! [`decide`] (the next step for a shard); [`request`] names the requests the syncer makes.
 
 pub mod assignment;
 pub mod decide;
@@ -12,4 +12,5 @@ pub mod fence;
 pub mod job;
 pub mod key;
 pub mod manifest;
+pub mod request;
 pub mod status;

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::cluster::ClusterError;
@@ -80,16 +81,14 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
     let Some(mut plan) = ctx.shards.plan(key) else {
         return Next::Done;
     };
+    let started = Instant::now();
     let mut conflicts = 0;
     let mut namespace_created = false;
     loop {
         let step = decide(&plan);
         let held = &plan.held;
         let outcome: Result<(), ClusterError> = match &step {
-            Step::Nothing => {
-                ctx.shards.succeed(key);
-                return Next::Done;
-            }
+            Step::Nothing => return done(ctx, key, started),
             Step::Lookup => match ctx.cluster.get(key).await {
                 Ok(found) => {
                     plan.looked_up = true;
@@ -135,8 +134,7 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
                             "shard {verb}"
                         );
                         ctx.shards.record_live(job);
-                        ctx.shards.succeed(key);
-                        return Next::Done;
+                        return done(ctx, key, started);
                     }
                     Err(ClusterError::AlreadyExists(message))
                         if step == Step::Create && conflicts < CONFLICT_RETRIES =>
@@ -183,8 +181,7 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
                             revision = held.revision, action = "DELETE", "shard deleted (propagationPolicy Background)"
                         );
                         ctx.shards.record_deleted(key);
-                        ctx.shards.succeed(key);
-                        return Next::Done;
+                        return done(ctx, key, started);
                     }
                     Err(e @ ClusterError::Conflict(_)) if conflicts < CONFLICT_RETRIES => {
                         // The uid precondition failed: another incarnation holds the name now.
@@ -204,6 +201,14 @@ pub async fn reconcile(ctx: &Context, key: &ShardKey) -> Next {
         };
         return failed(ctx, key, held, &step, e);
     }
+}
+
+/// Records a shard brought to what its assignment asks by a reconcile begun at `started`: the
+/// API server's struggles seen before then no longer stand in the syncer's way.
+fn done(ctx: &Context, key: &ShardKey, started: Instant) -> Next {
+    ctx.shards.succeed(key);
+    ctx.cluster.health().settled(started);
+    Next::Done
 }
 
 /// Records a failed step and says when to try again.

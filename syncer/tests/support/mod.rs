@@ -83,18 +83,30 @@ pub struct Sim {
 impl Sim {
     /// Starts a cluster named `name` whose pods run for `pod_duration` unless told otherwise.
     pub async fn start(name: &str, pod_duration: Duration) -> Sim {
-        let cluster = SimCluster::start(SimOptions {
+        Sim::start_with(SimOptions {
             name: name.to_owned(),
             pod_duration,
             ..SimOptions::default()
         })
         .await
-        .expect("simulated cluster starts");
+    }
+
+    /// Starts a cluster with `options` (faults, TLS, …).
+    pub async fn start_with(options: SimOptions) -> Sim {
+        let cluster = SimCluster::start(options)
+            .await
+            .expect("simulated cluster starts");
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("kubeconfig");
         let yaml = kubeconfig::render(&[cluster.kubeconfig_context(None)]);
-        std::fs::write(&path, yaml).expect("kubeconfig written");
-        let config = kube::Config::new(cluster.url().parse().expect("sim URL"));
+        std::fs::write(&path, &yaml).expect("kubeconfig written");
+        // The test's own client reads the same kubeconfig (a TLS cluster's CA included).
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::from_yaml(&yaml).expect("the kubeconfig parses"),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("a kube config");
         let client = kube::Client::try_from(config).expect("kube client");
         Sim {
             cluster,
@@ -139,10 +151,10 @@ impl Sim {
     /// the binary does).
     pub async fn syncer(&self, scheduler: &str, extra: &[&str]) -> Syncer {
         let config = self.config(scheduler, extra);
-        let client = fedjob_syncer::cluster::Cluster::client(&config)
+        let cluster = fedjob_syncer::cluster::Cluster::connect(&config)
             .await
             .expect("kube client from the kubeconfig");
-        Syncer::start(&config, client)
+        Syncer::start(&config, cluster)
     }
 }
 
@@ -198,6 +210,31 @@ impl Pki {
             write("client-key.pem", &self.client.1),
         ]
     }
+}
+
+// ------------------------------------------------------------------ probes
+
+/// `GET path` on `addr` over plain HTTP/1.0: the status code and the body.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_owned())
+}
+
+/// The value of one sample line (`name{labels} value`) of a Prometheus text page.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 // ------------------------------------------------------------------ assignments

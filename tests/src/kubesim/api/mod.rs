@@ -134,10 +134,8 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
     authorize(app, request.headers())?;
     let info = RequestInfo::of(request.method(), request.uri());
     let decision = app.faults.decide(&info);
-    if !decision.delay.is_zero() {
-        tokio::time::sleep(decision.delay).await;
-    }
     if let Some(answer) = decision.fail.and_then(|f| answer::respond(&f, &info)) {
+        tokio::time::sleep(decision.delay).await;
         tracing::debug!(cluster = %app.cluster, request = %info.describe(), status = answer.status().as_u16(), "fault answered");
         return Ok(answer);
     }
@@ -160,6 +158,21 @@ async fn serve(app: &Arc<App>, request: Request) -> Result<Response, ApiError> {
         request: info,
         expire_watch: decision.expire_watch,
     };
+    if decision.delay.is_zero() {
+        return dispatch(app, route, call).await;
+    }
+    // A slow API server still does the work at once (a write is committed even if the client
+    // gives up waiting); only its answer is late.
+    let app = app.clone();
+    let served = tokio::spawn(async move { dispatch(&app, route, call).await });
+    tokio::time::sleep(decision.delay).await;
+    served
+        .await
+        .map_err(|e| ApiError::Internal(format!("serving failed: {e}")))?
+}
+
+/// Serves a request that passed authentication and the faults.
+async fn dispatch(app: &Arc<App>, route: Route, call: Call) -> Result<Response, ApiError> {
     let get_only = |value: Value| -> Result<Response, ApiError> {
         if call.method != Method::GET {
             return Err(ApiError::MethodNotAllowed);

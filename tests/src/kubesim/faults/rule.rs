@@ -42,7 +42,9 @@ pub enum Fault {
         /// The user the message names.
         user: String,
     },
-    /// The answer comes only after this long.
+    /// The answer comes only after this long; the request itself is served at once (a write
+    /// is committed even if the client gives up waiting), as by an API server whose answers
+    /// are slow to leave.
     Slow {
         /// The added latency.
         delay: Duration,

@@ -3,9 +3,13 @@
 //!
 //! Every answer of a real API server (k8s-facts/) is turned into a [`ClusterError`] the
 //! reconciler can act on: a missing namespace is not a missing Job (both are 404), a conflict
-//! is retried, an invalid Job is reported with the server's causes.
+//! is retried, an invalid Job is reported with the server's causes. Every request is observed
+//! on its way ([`observe`]) into the [`ClusterHealth`] that `/readyz` reads.
+
+pub mod observe;
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use fedjob_proto::names;
 use futures::{Stream, StreamExt};
@@ -14,12 +18,21 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{
     Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions, PropagationPolicy,
 };
+use kube::client::ClientBuilder;
+use kube::client::retry::RetryPolicy;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, core::Status};
 use serde_json::{Value, json};
+use tower::buffer::BufferLayer;
+use tower::retry::RetryLayer;
 
 use crate::config::{Config, KubeSource};
 use crate::rules::key::ShardKey;
+use crate::state::cluster_health::ClusterHealth;
+use observe::ObserveLayer;
+
+/// Requests the client's inner service queues while busy (as `kube::Client` does).
+const QUEUED_REQUESTS: usize = 1024;
 
 /// What went wrong talking to the member cluster.
 #[derive(Debug, thiserror::Error)]
@@ -155,38 +168,43 @@ pub type WatchStream =
 pub struct Cluster {
     client: Client,
     namespace: Option<String>,
+    health: Arc<ClusterHealth>,
 }
 
 impl Cluster {
-    /// The cluster behind `client`; with `namespace`, only that namespace is watched.
-    pub fn new(client: Client, namespace: Option<String>) -> Self {
-        Self { client, namespace }
+    /// Reaches the member cluster as the configuration says (kubeconfig or in-cluster), with
+    /// every request observed into [`Cluster::health`]; with `--namespace`, only that
+    /// namespace is watched.
+    pub async fn connect(config: &Config) -> Result<Self, ClusterError> {
+        let mut kube_config = kube_config(config).await?;
+        // The client's own retries would sit below the observing layer and hide each 429 it
+        // waits out: the same policy goes above it instead.
+        kube_config.default_retry = false;
+        let health = Arc::new(ClusterHealth::default());
+        let client = ClientBuilder::try_from(kube_config)
+            .map_err(|e| ClusterError::Config(e.to_string()))?
+            .with_layer(&BufferLayer::new(QUEUED_REQUESTS))
+            .with_layer(&ObserveLayer::new(
+                health.clone(),
+                config.cluster_request_timeout,
+            ))
+            .with_layer(&RetryLayer::new(RetryPolicy::server_retry()))
+            .build();
+        Ok(Self {
+            client,
+            namespace: config.namespace.clone(),
+            health,
+        })
     }
 
-    /// Builds the kube client the configuration asks for.
-    pub async fn client(config: &Config) -> Result<Client, ClusterError> {
-        let kube_config = match &config.kube {
-            KubeSource::InCluster => {
-                kube::Config::incluster().map_err(|e| ClusterError::Config(e.to_string()))?
-            }
-            KubeSource::Kubeconfig { path, context } => {
-                let options = kube::config::KubeConfigOptions {
-                    context: context.clone(),
-                    ..Default::default()
-                };
-                match path {
-                    Some(path) => {
-                        let file = kube::config::Kubeconfig::read_from(path).map_err(|e| {
-                            ClusterError::Config(format!("{}: {e}", path.display()))
-                        })?;
-                        kube::Config::from_custom_kubeconfig(file, &options).await
-                    }
-                    None => kube::Config::from_kubeconfig(&options).await,
-                }
-                .map_err(|e| ClusterError::Config(e.to_string()))?
-            }
-        };
-        Client::try_from(kube_config).map_err(|e| ClusterError::Config(e.to_string()))
+    /// How the API server has been answering.
+    pub fn health(&self) -> &ClusterHealth {
+        &self.health
+    }
+
+    /// The client, observed like every request of the syncer's (for the capacity watches).
+    pub fn client(&self) -> Client {
+        self.client.clone()
     }
 
     fn jobs(&self, namespace: &str) -> Api<Job> {
@@ -295,6 +313,31 @@ impl Cluster {
         let config = watcher::Config::default().labels(names::MANAGED_SELECTOR);
         watcher(api, config).default_backoff().boxed()
     }
+}
+
+/// The kube client configuration `config` names: a kubeconfig (file and context) or the pod's
+/// service account.
+async fn kube_config(config: &Config) -> Result<kube::Config, ClusterError> {
+    Ok(match &config.kube {
+        KubeSource::InCluster => {
+            kube::Config::incluster().map_err(|e| ClusterError::Config(e.to_string()))?
+        }
+        KubeSource::Kubeconfig { path, context } => {
+            let options = kube::config::KubeConfigOptions {
+                context: context.clone(),
+                ..Default::default()
+            };
+            match path {
+                Some(path) => {
+                    let file = kube::config::Kubeconfig::read_from(path)
+                        .map_err(|e| ClusterError::Config(format!("{}: {e}", path.display())))?;
+                    kube::Config::from_custom_kubeconfig(file, &options).await
+                }
+                None => kube::Config::from_kubeconfig(&options).await,
+            }
+            .map_err(|e| ClusterError::Config(e.to_string()))?
+        }
+    })
 }
 
 #[cfg(test)]
