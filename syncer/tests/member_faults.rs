@@ -218,9 +218,9 @@ async fn server_errors_500_and_503() {
     let faults = rig.sim.cluster.faults();
     let unavailable = faults.inject(
         FaultSpec::new(Fault::service_unavailable())
-            .verbs(&["get"])
+            .verbs(&["create"])
             .resource("jobs")
-            .lasting(Duration::from_secs(2)),
+            .count(1),
     );
     let internal = faults.inject(
         FaultSpec::new(Fault::internal_error())
@@ -231,7 +231,7 @@ async fn server_errors_500_and_503() {
     let shard = Shard::new("erratic").counts(2, Some(4)).pods_run("200ms");
     rig.mock.assign(shard.run(1)).await;
     rig.not_ready(&[
-        "the member cluster's API server answers 503 Service Unavailable to get jobs",
+        "the member cluster's API server answers 503 Service Unavailable to create jobs",
         "the server is currently unable to handle the request",
     ])
     .await;
@@ -242,7 +242,7 @@ async fn server_errors_500_and_503() {
     .await;
     rig.complete(&shard).await;
     rig.ready().await;
-    assert!(!faults.hits(unavailable).is_empty());
+    assert_eq!(faults.hits(unavailable).len(), 1);
     assert_eq!(faults.hits(internal).len(), 2);
     assert_eq!(rig.shard_names().await, ["erratic"]);
     rig.stop().await;
