@@ -18,6 +18,8 @@ use std::collections::BTreeMap;
 use fedjob_proto::capacity::{Amounts, ClusterCapacity, Shape, Taint, pod_requests};
 use serde_json::Value;
 
+use crate::model::labels;
+
 /// One requirement of a node selector term.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Requirement {
@@ -28,23 +30,7 @@ struct Requirement {
 
 impl Requirement {
     fn holds(&self, labels: &BTreeMap<String, String>) -> bool {
-        let value = labels.get(&self.key);
-        let int = |s: &str| s.parse::<i64>().ok();
-        match self.operator.as_str() {
-            "In" => value.is_some_and(|v| self.values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !self.values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            "Gt" | "Lt" => match (
-                value.and_then(|v| int(v)),
-                self.values.first().and_then(|b| int(b)),
-            ) {
-                (Some(v), Some(bound)) if self.operator == "Gt" => v > bound,
-                (Some(v), Some(bound)) => v < bound,
-                _ => false,
-            },
-            _ => false,
-        }
+        labels::holds(&self.operator, labels.get(&self.key), &self.values)
     }
 }
 

@@ -158,6 +158,9 @@ impl ClusterTable {
                     cordoned: e.record.cordoned,
                     lost: e.lost,
                     epoch: e.record.epoch,
+                    labels: e.record.labels.clone(),
+                    // Filled from the capacity book where planning needs it.
+                    capacity: None,
                 };
                 (name.clone(), view)
             })

@@ -2,6 +2,9 @@
 //! cluster. The bottom layer that the planner and the status both read.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fedjob_proto::capacity::ClusterCapacity;
 
 /// What the planner needs to know of a member cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -15,6 +18,12 @@ pub struct ClusterView {
     pub lost: bool,
     /// Current fencing epoch.
     pub epoch: u64,
+    /// The labels its syncer registered with (`--labels`), which a Job's `clusterSelector`
+    /// matches.
+    pub labels: BTreeMap<String, String>,
+    /// The free capacity its agent last reported (`--report-capacity`), which
+    /// `dynamicWeight: AvailableReplicas` weighs by; `None` when it reports none.
+    pub capacity: Option<Arc<ClusterCapacity>>,
 }
 
 impl ClusterView {

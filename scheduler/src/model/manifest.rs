@@ -857,14 +857,7 @@ fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>)
         .all(|(k, v)| labels.get(k) == Some(v));
     let by_expression = selector.match_expressions.iter().flatten().all(|e| {
         let values = e.values.as_deref().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            _ => false,
-        }
+        super::labels::holds(&e.operator, labels.get(&e.key), values)
     });
     by_label && by_expression
 }
@@ -931,96 +924,12 @@ fn validate_containers<'a>(
 
 // ------------------------------------------------------------------ name rules
 
-const QUALIFIED_NAME_MSG: &str = "must consist of alphanumeric characters, '-', '_' or '.', and \
-     must start and end with an alphanumeric character";
-const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric \
-     characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
-
-/// apimachinery's `RegexError`: the rule, examples, and the regular expression.
-fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
-    let examples: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!(
-        "{msg} (e.g. {}regex used for validation is '{fmt}')",
-        examples.join(" or ")
-    )
-}
-
-fn max_len_error(n: usize) -> String {
-    format!("must be no more than {n} characters")
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
-fn is_qualified_shaped(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-}
-
 /// The rules a DNS-1123 label (namespace, container name) or subdomain (object name) breaks,
 /// in the API server's words; empty when valid. One implementation, shared with every binary.
 pub use fedjob_proto::names::{dns1123_label, dns1123_subdomain};
 
-/// The rules a qualified name (label or annotation key) breaks: an optional DNS subdomain
-/// prefix and `/`, then a name of at most 63 characters. Empty when valid.
-pub fn qualified_name(s: &str) -> Vec<String> {
-    let examples = ["MyName", "my.name", "123-abc"];
-    let parts: Vec<&str> = s.split('/').collect();
-    let mut rules = Vec::new();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                rules.push("prefix part must be non-empty".to_owned());
-            } else {
-                rules.extend(
-                    dns1123_subdomain(prefix)
-                        .into_iter()
-                        .map(|r| format!("prefix part {r}")),
-                );
-            }
-            *name
-        }
-        _ => {
-            let rule = regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &examples);
-            return vec![format!(
-                "a qualified name {rule} with an optional DNS subdomain prefix and '/' (e.g. \
-                 'example.com/MyName')"
-            )];
-        }
-    };
-    if name.is_empty() {
-        rules.push("name part must be non-empty".to_owned());
-    } else if name.len() > 63 {
-        rules.push(format!("name part {}", max_len_error(63)));
-    }
-    if !is_qualified_shaped(name) {
-        let rule = regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &examples);
-        rules.push(format!("name part {rule}"));
-    }
-    rules
-}
-
-/// The rules a label value breaks: empty, or at most 63 of `[A-Za-z0-9._-]` starting and ending
-/// alphanumeric. Empty when valid.
-pub fn label_value(s: &str) -> Vec<String> {
-    let mut rules = Vec::new();
-    if s.len() > 63 {
-        rules.push(max_len_error(63));
-    }
-    if !s.is_empty() && !is_qualified_shaped(s) {
-        rules.push(regex_error(
-            LABEL_VALUE_MSG,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
-    }
-    rules
-}
+/// The rules a label key or value breaks (one implementation, in [`super::labels`]).
+pub use super::labels::{label_value, qualified_name};
 
 // ------------------------------------------------------------------ printing values
 

@@ -1,6 +1,7 @@
 //! Pure domain logic: no I/O, no clocks read, no randomness. Tested by examples and properties.
 //!
 //! Layers, bottom first (a module imports only from those above it in this list):
+//! - [`labels`]: label rules and label selectors;
 //! - [`preferences`]: the placement preferences annotation;
 //! - [`manifest`]: reading and validating a Job as the API server would;
 //! - [`split`]: dividing parallelism and completions over clusters;
@@ -16,6 +17,7 @@ pub mod edit;
 #[cfg(test)]
 mod fixtures;
 pub mod job;
+pub mod labels;
 pub mod manifest;
 pub mod planner;
 pub mod preferences;

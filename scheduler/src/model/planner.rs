@@ -181,7 +181,7 @@ fn retire_surplus(fj: &mut FederatedJob) {
 
 /// Drops clusters that can no longer run the Job and, when allowed, takes in new ones.
 fn update_members(fj: &mut FederatedJob, clusters: &Clusters, prefs: &Preferences) {
-    let excluded = |c: &str| prefs.for_cluster(c).is_none() || !clusters.contains_key(c);
+    let excluded = |c: &str| !clusters.get(c).is_some_and(|v| prefs.allows(c, &v.labels));
     let lost = |c: &str| prefs.rebalance && clusters.get(c).is_some_and(|v| v.lost);
     for s in fj
         .shards
@@ -203,7 +203,7 @@ fn update_members(fj: &mut FederatedJob, clusters: &Clusters, prefs: &Preference
         fj.members.extend(
             clusters
                 .iter()
-                .filter(|(name, view)| view.schedulable() && prefs.for_cluster(name).is_some())
+                .filter(|(name, view)| view.schedulable() && prefs.allows(name, &view.labels))
                 .map(|(name, _)| name.clone()),
         );
         fj.grow_members = false;

@@ -5,13 +5,21 @@
 //! `encoding/json` did and existing annotations rely on it; cluster names (map keys) are exact.
 //! Unlike the original, a value that cannot be used is refused rather than silently replaced by
 //! the default: a typo in a weight should not quietly spread a Job evenly.
+//!
+//! SPEC §10 adds `clusterSelector` (a label selector over the labels each syncer registers
+//! with), `dynamicWeight` (`"AvailableReplicas"`: weigh clusters by how many of the Job's pods
+//! fit there) and `pendingTimeoutSeconds` (how long a shard's pods may stay unschedulable before
+//! a rebalancing Job moves their work). Preferences with a selector or a dynamic weight but no
+//! `clusters` map mean `"clusters": {"*": {"weight": 1}}`.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use jiff::SignedDuration;
 use serde::Serialize;
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::labels::{self, Operator, Requirement, Selector};
 use fedjob_proto::names::PREFERENCES_ANNOTATION;
 
 /// Largest annotation value accepted (the API server's limit for all annotations together).
@@ -23,6 +31,11 @@ pub const MAX_CLUSTERS: usize = 1000;
 pub const MAX_WEIGHT: i64 = 1_000_000_000;
 /// The key of `"*"`, the entry for every cluster without one of its own.
 pub const WILDCARD: &str = "*";
+/// How long a shard's pods may stay unschedulable before a rebalancing Job moves their work,
+/// when `pendingTimeoutSeconds` is not given.
+pub const DEFAULT_PENDING_TIMEOUT_SECONDS: i64 = 300;
+/// Largest `pendingTimeoutSeconds` accepted (a year).
+pub const MAX_PENDING_TIMEOUT_SECONDS: i64 = 366 * 24 * 3600;
 
 /// The preferences of one cluster. "Replicas" means parallelism: pods running at once.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -39,11 +52,30 @@ pub struct ClusterPreference {
 
 /// A Job's placement preferences.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Preferences {
-    /// Move the unfinished work of a lost cluster elsewhere (SPEC §6).
+    /// Move the unfinished work of a lost cluster elsewhere (SPEC §6), and the unstarted work
+    /// of a shard whose pods stay unschedulable (SPEC §10).
     pub rebalance: bool,
     /// Per cluster name; [`WILDCARD`] applies to every cluster without an entry of its own.
     pub clusters: BTreeMap<String, ClusterPreference>,
+    /// Only clusters whose labels match are eligible; every cluster when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_selector: Option<Selector>,
+    /// Where the weights come from instead of `clusters[…].weight`; static when `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_weight: Option<DynamicWeight>,
+    /// `pendingTimeoutSeconds` as given; see [`Preferences::pending_timeout`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_timeout_seconds: Option<i64>,
+}
+
+/// A source of weights computed at planning time (Karmada's `dynamicWeight`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DynamicWeight {
+    /// How many pods of the Job's template fit in each cluster, node by node, by the capacity
+    /// its agent reports.
+    AvailableReplicas,
 }
 
 /// Why a preferences value was refused. [`PreferencesError::field`] is the path inside the value;
@@ -105,6 +137,24 @@ pub enum PreferencesError {
     /// More cluster entries than [`MAX_CLUSTERS`].
     #[error("clusters: must have at most {MAX_CLUSTERS} entries, got {0}")]
     TooManyClusters(usize),
+    /// A value outside the set accepted there.
+    #[error("{field}: must be one of {supported}, got {found}")]
+    Unsupported {
+        /// Path inside the value.
+        field: String,
+        /// The accepted values, quoted.
+        supported: &'static str,
+        /// What was found, quoted.
+        found: String,
+    },
+    /// A rule of the field broken (a label key or value, a selector requirement).
+    #[error("{field}: {rule}")]
+    Rule {
+        /// Path inside the value.
+        field: String,
+        /// The rule, in the API server's words.
+        rule: String,
+    },
 }
 
 impl PreferencesError {
@@ -118,7 +168,9 @@ impl PreferencesError {
             | Self::NotInteger { field, .. }
             | Self::Negative { field, .. }
             | Self::TooLarge { field, .. }
-            | Self::MinAboveMax { field, .. } => field,
+            | Self::MinAboveMax { field, .. }
+            | Self::Unsupported { field, .. }
+            | Self::Rule { field, .. } => field,
         }
     }
 }
@@ -134,6 +186,9 @@ impl Default for Preferences {
         Self {
             rebalance: false,
             clusters: [(WILDCARD.to_owned(), even)].into(),
+            cluster_selector: None,
+            dynamic_weight: None,
+            pending_timeout_seconds: None,
         }
     }
 }
@@ -149,9 +204,10 @@ impl Preferences {
             return Err(wrong_type(String::new(), "a JSON object", &node));
         };
         let mut prefs = Self {
-            rebalance: false,
             clusters: BTreeMap::new(),
+            ..Self::default()
         };
+        let mut has_clusters = false;
         // Entries in document order, so a later spelling of a field wins as it did in Go.
         for (key, value) in &top {
             if field_is(key, "rebalance") {
@@ -162,15 +218,32 @@ impl Preferences {
                 }
             } else if field_is(key, "clusters") {
                 match value {
-                    Node::Object(entries) => prefs.clusters = clusters(entries)?,
+                    Node::Object(entries) => {
+                        prefs.clusters = clusters(entries)?;
+                        has_clusters = true;
+                    }
                     // Go leaves a nil map alone: no cluster has an entry.
-                    Node::Null => prefs.clusters.clear(),
+                    Node::Null => {
+                        prefs.clusters.clear();
+                        has_clusters = false;
+                    }
                     other => {
                         let expected = "an object of cluster name to preferences";
                         return Err(wrong_type("clusters".into(), expected, other));
                     }
                 }
+            } else if field_is(key, "clusterselector") {
+                prefs.cluster_selector = selector("clusterSelector", value)?;
+            } else if field_is(key, "dynamicweight") {
+                prefs.dynamic_weight = dynamic_weight("dynamicWeight", value)?;
+            } else if field_is(key, "pendingtimeoutseconds") {
+                let field = "pendingTimeoutSeconds";
+                prefs.pending_timeout_seconds = integer(field, value, MAX_PENDING_TIMEOUT_SECONDS)?;
             }
+        }
+        if !has_clusters && (prefs.cluster_selector.is_some() || prefs.dynamic_weight.is_some()) {
+            // The selector chooses, capacity weighs (SPEC §10).
+            prefs.clusters = Self::default().clusters;
         }
         Ok(prefs)
     }
@@ -190,6 +263,29 @@ impl Preferences {
         self.clusters
             .get(cluster)
             .or_else(|| self.clusters.get(WILDCARD))
+    }
+
+    /// Whether a cluster named `cluster` with `labels` may run the Job: it has an entry (its
+    /// own or `"*"`) and its labels match the `clusterSelector`.
+    pub fn allows(&self, cluster: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.for_cluster(cluster).is_some() && self.selects(labels)
+    }
+
+    /// Whether `labels` match the `clusterSelector` (always true without one).
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.cluster_selector
+            .as_ref()
+            .is_none_or(|s| s.matches(labels))
+    }
+
+    /// How long a shard's pods may stay unschedulable before a rebalancing Job moves their
+    /// unstarted work: `pendingTimeoutSeconds`, by default
+    /// [`DEFAULT_PENDING_TIMEOUT_SECONDS`].
+    pub fn pending_timeout(&self) -> SignedDuration {
+        SignedDuration::from_secs(
+            self.pending_timeout_seconds
+                .unwrap_or(DEFAULT_PENDING_TIMEOUT_SECONDS),
+        )
     }
 
     /// The annotation value for these preferences; [`Preferences::parse`] reads it back.
@@ -248,6 +344,169 @@ fn cluster(path: &str, value: &Node) -> Result<ClusterPreference, PreferencesErr
         });
     }
     Ok(pref)
+}
+
+/// A label selector (`metav1.LabelSelector`: field names case-insensitive as Go read them,
+/// operators exact), validated as the API server validates one; `None` for JSON null.
+fn selector(path: &str, value: &Node) -> Result<Option<Selector>, PreferencesError> {
+    let fields = match value {
+        Node::Object(fields) => fields,
+        Node::Null => return Ok(None),
+        other => {
+            return Err(wrong_type(
+                path.to_owned(),
+                "a label selector object",
+                other,
+            ));
+        }
+    };
+    let mut selector = Selector::default();
+    for (key, value) in fields {
+        if field_is(key, "matchlabels") {
+            let field = format!("{path}.matchLabels");
+            selector.match_labels.clear();
+            match value {
+                Node::Object(entries) => {
+                    for (k, v) in entries {
+                        let at = format!("{field}[{}]", quote(k));
+                        let v = label(&at, k, v)?;
+                        selector.match_labels.insert(k.clone(), v);
+                    }
+                }
+                Node::Null => {}
+                other => return Err(wrong_type(field, "an object of label to value", other)),
+            }
+        } else if field_is(key, "matchexpressions") {
+            let field = format!("{path}.matchExpressions");
+            selector.match_expressions = match value {
+                Node::Array(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| requirement(&format!("{field}[{i}]"), item))
+                    .collect::<Result<_, _>>()?,
+                Node::Null => Vec::new(),
+                other => return Err(wrong_type(field, "a list of requirements", other)),
+            };
+        }
+    }
+    Ok(Some(selector))
+}
+
+/// The value of label `key` at `field`, both checked by the label rules.
+fn label(field: &str, key: &str, value: &Node) -> Result<String, PreferencesError> {
+    if let Some(rule) = labels::qualified_name(key).into_iter().next() {
+        let rule = format!("invalid label key {}: {rule}", quote(key));
+        return Err(PreferencesError::Rule {
+            field: field.to_owned(),
+            rule,
+        });
+    }
+    let Node::String(v) = value else {
+        return Err(wrong_type(field.to_owned(), "a string", value));
+    };
+    label_value(field, v)?;
+    Ok(v.clone())
+}
+
+fn label_value(field: &str, v: &str) -> Result<(), PreferencesError> {
+    match labels::label_value(v).into_iter().next() {
+        Some(rule) => Err(PreferencesError::Rule {
+            field: field.to_owned(),
+            rule: format!("invalid label value {}: {rule}", quote(v)),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// One `matchExpressions` entry: `In` and `NotIn` need values, `Exists` and `DoesNotExist`
+/// take none (the API server's rules and words).
+fn requirement(path: &str, value: &Node) -> Result<Requirement, PreferencesError> {
+    let Node::Object(fields) = value else {
+        return Err(wrong_type(path.to_owned(), "an object", value));
+    };
+    let (mut key, mut operator, mut values) = (None, None, None);
+    for (k, v) in fields {
+        if field_is(k, "key") {
+            key = Some(v);
+        } else if field_is(k, "operator") {
+            operator = Some(v);
+        } else if field_is(k, "values") {
+            values = Some(v);
+        }
+    }
+    let rule = |field: String, rule: &str| PreferencesError::Rule {
+        field,
+        rule: rule.to_owned(),
+    };
+    let key = match key {
+        Some(Node::String(k)) => k.clone(),
+        None | Some(Node::Null) => return Err(rule(format!("{path}.key"), "must be specified")),
+        Some(other) => return Err(wrong_type(format!("{path}.key"), "a string", other)),
+    };
+    if let Some(broken) = labels::qualified_name(&key).into_iter().next() {
+        let rule = format!("invalid label key {}: {broken}", quote(&key));
+        let field = format!("{path}.key");
+        return Err(PreferencesError::Rule { field, rule });
+    }
+    let operator = match operator {
+        Some(Node::String(o)) => {
+            Operator::parse(o).ok_or_else(|| PreferencesError::Unsupported {
+                field: format!("{path}.operator"),
+                supported: Operator::SUPPORTED,
+                found: quote(o),
+            })?
+        }
+        None | Some(Node::Null) => {
+            return Err(rule(format!("{path}.operator"), "must be specified"));
+        }
+        Some(other) => return Err(wrong_type(format!("{path}.operator"), "a string", other)),
+    };
+    let field = format!("{path}.values");
+    let values: Vec<String> = match values {
+        None | Some(Node::Null) => Vec::new(),
+        Some(Node::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let at = format!("{field}[{j}]");
+                match v {
+                    Node::String(s) => label_value(&at, s).map(|()| s.clone()),
+                    other => Err(wrong_type(at, "a string", other)),
+                }
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(wrong_type(field, "a list of strings", other)),
+    };
+    match (operator.takes_values(), values.is_empty()) {
+        (true, true) => Err(rule(
+            field,
+            "must be specified when `operator` is 'In' or 'NotIn'",
+        )),
+        (false, false) => Err(rule(
+            field,
+            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        )),
+        _ => Ok(Requirement {
+            key,
+            operator,
+            values,
+        }),
+    }
+}
+
+/// `dynamicWeight`: `"AvailableReplicas"`, or nothing (null or `""`, static weights).
+fn dynamic_weight(field: &str, value: &Node) -> Result<Option<DynamicWeight>, PreferencesError> {
+    match value {
+        Node::Null => Ok(None),
+        Node::String(s) if s.is_empty() => Ok(None),
+        Node::String(s) if s == "AvailableReplicas" => Ok(Some(DynamicWeight::AvailableReplicas)),
+        Node::String(s) => Err(PreferencesError::Unsupported {
+            field: field.to_owned(),
+            supported: "\"AvailableReplicas\"",
+            found: quote(s),
+        }),
+        other => Err(wrong_type(field.to_owned(), "a string", other)),
+    }
 }
 
 /// A non-negative integer no larger than `max`; `None` for JSON null, which Go left unset.
@@ -318,14 +577,14 @@ fn quote(s: &str) -> String {
 }
 
 /// A parsed JSON value that keeps object entries in document order (with duplicates), which
-/// `serde_json::Value` does not, and does not keep array elements (no field here is an array).
+/// `serde_json::Value` does not.
 #[derive(Debug)]
 enum Node {
     Null,
     Bool(bool),
     Number(serde_json::Number),
     String(String),
-    Array,
+    Array(Vec<Node>),
     Object(Vec<(String, Node)>),
 }
 
@@ -336,7 +595,7 @@ impl Node {
             Node::Bool(b) => b.to_string(),
             Node::Number(n) => format!("number {n}"),
             Node::String(s) => format!("string {}", quote(s)),
-            Node::Array => "an array".into(),
+            Node::Array(_) => "an array".into(),
             Node::Object(_) => "an object".into(),
         }
     }
@@ -388,8 +647,11 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Node::Array)
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Node::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {

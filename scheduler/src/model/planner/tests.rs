@@ -712,3 +712,44 @@ proptest! {
         }
     }
 }
+
+/// `ready(names)` with `labels` on each cluster, in the same order.
+fn labelled(names: &[&str], labels: &[&[(&str, &str)]]) -> Clusters {
+    let mut clusters = ready(names);
+    for (name, labels) in names.iter().zip(labels) {
+        clusters.get_mut(*name).unwrap().labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    }
+    clusters
+}
+
+#[test]
+fn only_clusters_the_selector_matches_get_work() {
+    // SPEC §10: no clusters map with a selector means every cluster at weight 1.
+    let prefs = r#"{"clusterSelector": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["eu", "us"]}]}}"#;
+    let clusters = labelled(
+        &["c1", "c2", "c3", "c4"],
+        &[
+            &[("zone", "eu")],
+            &[("zone", "asia")],
+            &[],
+            &[("zone", "us")],
+        ],
+    );
+    let mut fj = job(6, Some(12), Some(prefs));
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(
+        counts(&fj),
+        vec![("c1", "myjob", 3, Some(6)), ("c4", "myjob", 3, Some(6))]
+    );
+    assert_eq!(fj.members, ["c1", "c4"].map(String::from).into());
+    // Nothing matches: all of it waits, shown as unplaced.
+    let none = labelled(&["c2", "c3"], &[&[("zone", "asia")], &[]]);
+    let mut fj = job(6, Some(12), Some(prefs));
+    reconcile(&mut fj, &none, now());
+    assert!(counts(&fj).is_empty());
+    assert_eq!((fj.unplaced.parallelism, fj.unplaced.completions), (6, 12));
+    assert!(fj.condition("Unschedulable"));
+}

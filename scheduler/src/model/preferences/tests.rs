@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::model::labels::{Operator, Requirement, Selector};
 
 fn pref(min_replicas: i32, max_replicas: Option<i32>, weight: i64) -> ClusterPreference {
     ClusterPreference {
@@ -206,6 +207,66 @@ fn unusable_values_are_refused_naming_the_field() {
             "clusters: must be an object of cluster name to preferences",
         ),
         (r#"{"clusters": ["a"]}"#, "clusters", "got an array"),
+        (
+            r#"{"clusterSelector": {"matchExpressions": [{"key": "zone", "operator": "Within", "values": ["a"]}]}}"#,
+            "clusterSelector.matchExpressions[0].operator",
+            r#"must be one of "In", "NotIn", "Exists", "DoesNotExist", got "Within""#,
+        ),
+        (
+            r#"{"clusterSelector": {"matchExpressions": [{"key": "zone", "operator": "In"}]}}"#,
+            "clusterSelector.matchExpressions[0].values",
+            "must be specified when `operator` is 'In' or 'NotIn'",
+        ),
+        (
+            r#"{"clusterSelector": {"matchExpressions": [{"key": "zone", "operator": "Exists"}, {"key": "gpu", "operator": "DoesNotExist", "values": ["x"]}]}}"#,
+            "clusterSelector.matchExpressions[1].values",
+            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        ),
+        (
+            r#"{"clusterSelector": {"matchExpressions": [{"operator": "Exists"}]}}"#,
+            "clusterSelector.matchExpressions[0].key",
+            "must be specified",
+        ),
+        (
+            r#"{"clusterSelector": {"matchExpressions": [{"key": "-zone", "operator": "Exists"}]}}"#,
+            "clusterSelector.matchExpressions[0].key",
+            r#"invalid label key "-zone": name part must consist of alphanumeric characters"#,
+        ),
+        (
+            r#"{"clusterSelector": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a b"]}]}}"#,
+            "clusterSelector.matchExpressions[0].values[0]",
+            r#"invalid label value "a b": a valid label must be an empty string"#,
+        ),
+        (
+            r#"{"clusterSelector": {"matchLabels": {"zone": 3}}}"#,
+            r#"clusterSelector.matchLabels["zone"]"#,
+            "must be a string, got number 3",
+        ),
+        (
+            r#"{"clusterSelector": {"matchExpressions": {"key": "zone"}}}"#,
+            "clusterSelector.matchExpressions",
+            "must be a list of requirements, got an object",
+        ),
+        (
+            r#"{"clusterSelector": "zone=a"}"#,
+            "clusterSelector",
+            "must be a label selector object",
+        ),
+        (
+            r#"{"dynamicWeight": "FreeCPU"}"#,
+            "dynamicWeight",
+            r#"dynamicWeight: must be one of "AvailableReplicas", got "FreeCPU""#,
+        ),
+        (
+            r#"{"pendingTimeoutSeconds": -5}"#,
+            "pendingTimeoutSeconds",
+            "must be greater than or equal to 0, got -5",
+        ),
+        (
+            r#"{"pendingTimeoutSeconds": "300"}"#,
+            "pendingTimeoutSeconds",
+            "must be an integer",
+        ),
     ];
     for (json, field, message) in cases {
         let err = Preferences::parse(json).unwrap_err();
@@ -241,9 +302,15 @@ fn size_and_entry_limits() {
 
 #[test]
 fn deep_nesting_neither_overflows_the_stack_nor_is_accepted_blindly() {
-    // Arrays under an unknown key are skipped without recursion.
+    // Arrays are kept (`matchExpressions` is one), and the depth limit refuses them too.
     let arrays = format!(r#"{{"x": {}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
-    assert_eq!(Preferences::parse(&arrays).unwrap().clusters.len(), 0);
+    let result = Preferences::parse(&arrays);
+    assert!(
+        matches!(result, Err(PreferencesError::Syntax(_))),
+        "{result:?}"
+    );
+    let shallow = format!(r#"{{"x": {}{}}}"#, "[".repeat(100), "]".repeat(100));
+    assert_eq!(Preferences::parse(&shallow).unwrap().clusters.len(), 0);
     // Objects are kept, and serde_json's depth limit refuses them.
     let objects = format!("{}1{}", r#"{"a":"#.repeat(40_000), "}".repeat(40_000));
     let result = Preferences::parse(&objects);
@@ -263,15 +330,58 @@ fn arbitrary_preference() -> impl Strategy<Value = ClusterPreference> {
     })
 }
 
+fn arbitrary_requirement() -> impl Strategy<Value = Requirement> {
+    let operator = prop_oneof![
+        Just(Operator::In),
+        Just(Operator::NotIn),
+        Just(Operator::Exists),
+        Just(Operator::DoesNotExist),
+    ];
+    let values = proptest::collection::vec("[a-z0-9]{1,5}", 1..3);
+    ("([a-z]{1,4}/)?[a-z][a-z0-9]{0,6}", operator, values).prop_map(|(key, operator, values)| {
+        let values = if operator.takes_values() {
+            values
+        } else {
+            Vec::new()
+        };
+        Requirement {
+            key,
+            operator,
+            values,
+        }
+    })
+}
+
+fn arbitrary_selector() -> impl Strategy<Value = Selector> {
+    (
+        proptest::collection::btree_map("[a-z][a-z0-9.-]{0,6}[a-z]", "[a-z0-9]{0,5}", 0..3),
+        proptest::collection::vec(arbitrary_requirement(), 0..3),
+    )
+        .prop_map(|(match_labels, match_expressions)| Selector {
+            match_labels,
+            match_expressions,
+        })
+}
+
 fn arbitrary_preferences() -> impl Strategy<Value = Preferences> {
     (
         any::<bool>(),
         proptest::collection::btree_map("[*a-z0-9-]{1,12}", arbitrary_preference(), 0..8),
+        proptest::option::of(arbitrary_selector()),
+        any::<bool>(),
+        proptest::option::of(0..=MAX_PENDING_TIMEOUT_SECONDS),
     )
-        .prop_map(|(rebalance, clusters)| Preferences {
-            rebalance,
-            clusters,
-        })
+        .prop_map(
+            |(rebalance, clusters, cluster_selector, dynamic, pending_timeout_seconds)| {
+                Preferences {
+                    rebalance,
+                    clusters,
+                    cluster_selector,
+                    dynamic_weight: dynamic.then_some(DynamicWeight::AvailableReplicas),
+                    pending_timeout_seconds,
+                }
+            },
+        )
 }
 
 /// Changes the case of every ASCII letter where `mask` has a bit set.
@@ -327,4 +437,71 @@ proptest! {
             prop_assert!(!e.to_string().is_empty());
         }
     }
+}
+
+#[test]
+fn a_cluster_selector_chooses_and_capacity_weighs_with_every_cluster_at_weight_1() {
+    let p = Preferences::parse(
+        r#"{"clusterselector": {"MatchLabels": {"gpu": "true"},
+                                "matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]},
+                                                     {"key": "example.com/spot", "operator": "DoesNotExist"}]},
+            "dynamicWeight": "AvailableReplicas", "pendingTimeoutSeconds": 60, "rebalance": true}"#,
+    )
+    .unwrap();
+    assert_eq!(p.clusters, Preferences::default().clusters, "SPEC §10");
+    assert_eq!(p.dynamic_weight, Some(DynamicWeight::AvailableReplicas));
+    assert_eq!(p.pending_timeout(), SignedDuration::from_secs(60));
+    let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert!(p.allows("c1", &labels(&[("gpu", "true"), ("zone", "a")])));
+    assert!(
+        !p.allows("c1", &labels(&[("gpu", "true"), ("zone", "c")])),
+        "zone not In"
+    );
+    assert!(!p.allows("c1", &labels(&[("zone", "a")])), "matchLabels");
+    assert!(
+        !p.allows(
+            "c1",
+            &labels(&[("gpu", "true"), ("zone", "b"), ("example.com/spot", "")])
+        ),
+        "DoesNotExist"
+    );
+    let not_in = Preferences::parse(
+        r#"{"clusterSelector": {"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]},
+                                                      {"key": "gpu", "operator": "Exists"}]}}"#,
+    )
+    .unwrap();
+    assert!(not_in.allows("c", &labels(&[("gpu", ""), ("zone", "b")])));
+    assert!(
+        not_in.allows("c", &labels(&[("gpu", "")])),
+        "NotIn holds when absent"
+    );
+    assert!(!not_in.allows("c", &labels(&[("gpu", ""), ("zone", "a")])));
+    assert!(!not_in.allows("c", &labels(&[("zone", "b")])), "Exists");
+    // With a clusters map of its own, §3 stands: no entry, no work, whatever the labels.
+    let own = Preferences::parse(
+        r#"{"clusters": {"c1": {"weight": 1}}, "clusterSelector": {"matchLabels": {"gpu": "true"}}}"#,
+    )
+    .unwrap();
+    assert!(own.allows("c1", &labels(&[("gpu", "true")])));
+    assert!(!own.allows("c2", &labels(&[("gpu", "true")])));
+    // Without any of the new fields, nothing changes: no map, no cluster.
+    let plain = Preferences::parse(r#"{"rebalance": true}"#).unwrap();
+    assert!(plain.clusters.is_empty());
+    assert_eq!(
+        plain.pending_timeout(),
+        SignedDuration::from_secs(DEFAULT_PENDING_TIMEOUT_SECONDS)
+    );
+}
+
+#[test]
+fn an_empty_dynamic_weight_is_none() {
+    let p = Preferences::parse(r#"{"dynamicWeight": "", "clusterSelector": null}"#).unwrap();
+    assert_eq!(p.dynamic_weight, None);
+    assert_eq!(p.cluster_selector, None);
+    assert!(p.clusters.is_empty(), "neither field is used");
 }

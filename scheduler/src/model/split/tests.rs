@@ -439,6 +439,7 @@ fn weights_beyond_32_bits_rank_like_small_ones() {
         ]
         .map(|(c, p)| (c.to_owned(), p))
         .into(),
+        ..Preferences::default()
     };
     for p in [0, 1, 2, 3, 50, 1000] {
         assert_eq!(
@@ -572,6 +573,7 @@ fn arbitrary_prefs() -> impl Strategy<Value = Preferences> {
             Preferences {
                 rebalance: false,
                 clusters,
+                ..Preferences::default()
             }
         })
 }
@@ -594,6 +596,7 @@ fn weights_only(weights: &[i64]) -> Preferences {
     Preferences {
         rebalance: false,
         clusters,
+        ..Preferences::default()
     }
 }
 
@@ -617,6 +620,7 @@ proptest! {
         let prefs = Preferences {
             rebalance: false,
             clusters: clusters.iter().cloned().zip(prefs).collect(),
+            ..Preferences::default()
         };
         prop_assert_eq!(split_parallelism(JOB, p, clusters, &prefs), reference_split(JOB, p, clusters, &prefs));
     }
