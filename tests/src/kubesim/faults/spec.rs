@@ -170,7 +170,7 @@ pub fn render(cluster: Option<&str>, spec: &FaultSpec) -> String {
             key("message", message)
         }
         Fault::Forbidden { user } => key("user", user),
-        Fault::Slow { delay } => key("delay", &render_duration(*delay)),
+        Fault::Slow { delay } => key("delay", &duration::format(*delay)),
         Fault::Unreachable | Fault::Expire => {}
     }
     if !spec.select.verbs.is_empty() {
@@ -189,22 +189,12 @@ pub fn render(cluster: Option<&str>, spec: &FaultSpec) -> String {
         key("count", &n.to_string());
     }
     if !spec.after.is_zero() {
-        key("after", &render_duration(spec.after));
+        key("after", &duration::format(spec.after));
     }
     if let Some(d) = spec.lasts {
-        key("for", &render_duration(d));
+        key("for", &duration::format(d));
     }
     out
-}
-
-fn render_duration(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}ns", d.as_nanos())
-    }
 }
 
 #[cfg(test)]
