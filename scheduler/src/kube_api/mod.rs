@@ -13,10 +13,12 @@
 //! On them, the scheduler's edge (`fedjob-scheduler --kube-api-listen`): [`serve`] (listener,
 //! TLS), [`edge`] (the request layer every resource shares: authentication, routing, body limit,
 //! content negotiation, metrics), [`documents`] and [`openapi`] (discovery), and one module per
-//! resource served: [`jobs`], [`events`].
+//! resource served: [`jobs`], [`events`], [`clusters`] (the last two read-only
+//! [`objects`] collections).
 
 pub mod apply;
 pub mod clock;
+pub mod clusters;
 pub mod discovery;
 pub mod documents;
 pub mod edge;
@@ -25,6 +27,7 @@ pub mod fieldset;
 pub mod jobs;
 pub mod kubeconfig;
 pub mod managed;
+pub mod objects;
 pub mod openapi;
 pub mod pages;
 pub mod params;

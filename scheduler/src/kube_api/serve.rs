@@ -24,6 +24,7 @@ use tracing::{debug, info};
 use super::edge::{Edge, Peer, ServedResource};
 use super::jobs::Jobs;
 use super::jobs::cache::{HISTORY, JobCache};
+use super::objects::Collection;
 use crate::auth::{Guard, certificate_names};
 use crate::config::ServerTls;
 use crate::control_plane::ControlPlane;
@@ -50,12 +51,18 @@ pub async fn start(
         .with_context(|| format!("binding --kube-api-listen {addr}"))?;
     let local = listener.local_addr()?;
     let cache = JobCache::start(cp.clone(), HISTORY, shutdown.clone(), tasks);
-    let resources: Vec<Arc<dyn ServedResource>> = vec![Arc::new(Jobs::new(
-        cp,
-        cache,
-        shutdown.clone(),
-        BOOKMARK_INTERVAL,
-    ))];
+    let events = super::events::log();
+    super::events::record::start(cp.clone(), events.clone(), shutdown.clone(), tasks);
+    let clusters = super::clusters::log();
+    super::clusters::start(cp.clone(), clusters.clone(), shutdown.clone(), tasks);
+    let refresh = super::clusters::refresher(cp.clone(), clusters.clone());
+    let collection =
+        |log, refresh| Collection::new(log, refresh, shutdown.clone(), BOOKMARK_INTERVAL);
+    let resources: Vec<Arc<dyn ServedResource>> = vec![
+        Arc::new(Jobs::new(cp, cache, shutdown.clone(), BOOKMARK_INTERVAL)),
+        Arc::new(collection(events, None)),
+        Arc::new(collection(clusters, Some(refresh))),
+    ];
     let edge = Arc::new(Edge::new(guard, metrics, resources, &local.to_string()));
     tasks.spawn(serve(listener, acceptor, edge, shutdown, tasks.clone()));
     info!(addr = %local, tls = tls.is_some(), "kube api serving");
