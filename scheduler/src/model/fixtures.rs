@@ -50,6 +50,33 @@ pub fn ready(names: &[&str]) -> Clusters {
         .collect()
 }
 
+/// Gives `cluster` the capacity of one node with room for `pods` pods (and plenty of cpu and
+/// memory), as its agent would report it.
+pub fn with_room(clusters: &mut Clusters, cluster: &str, pods: i64) {
+    use fedjob_proto::capacity::ClusterCapacity;
+    use fedjob_proto::v1;
+    let free = [
+        ("cpu".to_owned(), 1_000_000),
+        ("memory".to_owned(), 1 << 40),
+        ("pods".to_owned(), pods),
+    ];
+    let report = v1::CapacityReport {
+        full: true,
+        shapes: vec![v1::NodeShape {
+            id: 1,
+            ..Default::default()
+        }],
+        groups: vec![v1::NodeGroup {
+            shape: 1,
+            free: free.into(),
+            nodes: 1,
+        }],
+    };
+    let mut capacity = ClusterCapacity::default();
+    capacity.apply(&report).unwrap();
+    clusters.get_mut(cluster).unwrap().capacity = Some(std::sync::Arc::new(capacity));
+}
+
 /// What an agent reports of a shard that started at [`now`].
 pub fn report(phase: ObservedPhase, active: i32, succeeded: i32, failed: i32) -> Observed {
     Observed {

@@ -11,6 +11,21 @@
 //! - [`render`]: what an agent must apply for a shard;
 //! - [`planner`]: which shards each cluster must run;
 //! - [`edit`]: what each change of a federated Job writes (create, update, delete, reports).
+//!
+//! # Placement that follows the clusters (SPEC §10): what the I/O side provides
+//! - [`clusters::ClusterView::labels`]: the labels the cluster's syncer registered with; the
+//!   planner keeps a Job to the clusters its `clusterSelector` selects
+//!   ([`preferences::Preferences::allows`]). `fedctl plan` leaves out of its cluster list those
+//!   [`preferences::Preferences::selects`] refuses.
+//! - [`clusters::ClusterView::capacity`]: the capacity the cluster's agent last reported (the
+//!   control plane fills it from `clusters::capacity::CapacityBook` when it builds the views);
+//!   with `dynamicWeight: AvailableReplicas` the planner weighs the clusters by how many pods
+//!   of the Job's template fit there ([`crate::fit::pods_that_fit`]; split:
+//!   [`split::split_parallelism_fitting`], offline: [`split::plan_fitting`]). With no capacity
+//!   anywhere it uses the static weights and sets the condition `StaticWeights` (reason
+//!   `NoCapacityReported`; `CapacityExceeded` when more parallelism is asked than fits).
+//!   Planning by capacity happens wherever the planner divides work (create, counts changed,
+//!   new preferences, work waiting for room); running shards keep what they run.
 
 pub mod clusters;
 pub mod edit;

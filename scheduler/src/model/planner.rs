@@ -21,8 +21,11 @@ use jiff::Timestamp;
 use super::clusters::{ClusterView, Clusters};
 use super::job::{FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason};
 use super::preferences::Preferences;
-use super::split::{Holding, split_in_proportion, split_parallelism, split_running};
+use super::split::{
+    Fits, Holding, split_in_proportion, split_parallelism, split_parallelism_fitting, split_running,
+};
 use super::status;
+use crate::fit::{PodDemand, pods_that_fit};
 use fedjob_proto::names::shard_name;
 
 /// Brings `fj`'s shards in line with its spec, preferences and the clusters, and refreshes
@@ -60,14 +63,16 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
         fj.unplaced = Default::default();
     } else {
         update_members(fj, clusters, &prefs);
-        let shares = split_members(fj, &prefs);
+        let fits = fits(fj, clusters, &prefs);
+        let (shares, beyond_fit) = split_members(fj, &prefs, fits.as_ref());
+        status::note_static_weights(fj, static_weights_note(fj, &prefs, &fits, beyond_fit), now);
         if fj.spec().completions.is_some() {
-            plan_completions(fj, clusters, &prefs, &shares);
+            plan_completions(fj, clusters, &prefs, &shares, fits.as_ref());
         } else {
             plan_work_queue(fj, clusters, &shares);
         }
-        plan_running(fj, &prefs, running);
-        fj.planned = planned_shares(fj, &prefs, &shares);
+        plan_running(fj, &prefs, running, fits.as_ref());
+        fj.planned = planned_shares(fj, &prefs, &shares, fits.as_ref());
     }
     bump_revisions(fj);
     // One canonical order (by cluster, creation order within), the order records load in.
@@ -210,12 +215,83 @@ fn update_members(fj: &mut FederatedJob, clusters: &Clusters, prefs: &Preference
     }
 }
 
-/// The parallelism share of every member as SPEC §3 divides it, in rank order: where new work
-/// goes, in proportion.
-fn split_members(fj: &FederatedJob, prefs: &Preferences) -> Vec<(String, i32)> {
+/// How many pods of `fj`'s template fit in each cluster that reports its capacity, when the
+/// preferences weigh by it (`dynamicWeight: AvailableReplicas`); `None` when they do not, or
+/// when no cluster reports any (the static weights of SPEC §3 then apply).
+fn fits(fj: &FederatedJob, clusters: &Clusters, prefs: &Preferences) -> Option<Fits> {
+    prefs.dynamic_weight?;
+    let template = serde_json::to_value(&fj.spec().template).ok()?;
+    let demand = PodDemand::of_template(&template);
+    let fits: Fits = clusters
+        .iter()
+        .filter_map(|(name, view)| {
+            let capacity = view.capacity.as_deref()?;
+            Some((name.clone(), pods_that_fit(&demand, capacity)))
+        })
+        .collect();
+    (!fits.is_empty()).then_some(fits)
+}
+
+/// What the status says when a Job that weighs by capacity was split by the static weights,
+/// wholly (no capacity known) or in part (more parallelism than fits anywhere).
+fn static_weights_note(
+    fj: &FederatedJob,
+    prefs: &Preferences,
+    fits: &Option<Fits>,
+    beyond_fit: i32,
+) -> Option<(&'static str, String)> {
+    prefs.dynamic_weight?;
+    match fits {
+        None => Some((
+            "NoCapacityReported",
+            "dynamicWeight AvailableReplicas: no cluster reports its free capacity \
+             (fedjob-syncer --report-capacity), so the split follows the static weights"
+                .to_owned(),
+        )),
+        Some(_) if beyond_fit > 0 => Some((
+            "CapacityExceeded",
+            format!(
+                "dynamicWeight AvailableReplicas: {beyond_fit} of parallelism {} fit nowhere by \
+                 the reported capacity and were split by the static weights",
+                parallelism(fj)
+            ),
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The parallelism share of every member as SPEC §3 divides it (by what fits, with `fits`),
+/// in rank order: where new work goes, in proportion. Also how much of it was placed beyond
+/// what fits.
+fn split_members(
+    fj: &FederatedJob,
+    prefs: &Preferences,
+    fits: Option<&Fits>,
+) -> (Vec<(String, i32)>, i32) {
     let members: Vec<String> = fj.members.iter().cloned().collect();
-    let (shares, _) = split_parallelism(&fj.key(), parallelism(fj), &members, prefs);
-    shares.into_iter().map(|(c, s)| (c.to_owned(), s)).collect()
+    let (shares, beyond) = split(fj, parallelism(fj), &members, prefs, fits);
+    let shares = shares.into_iter().map(|(c, s)| (c.to_owned(), s)).collect();
+    (shares, beyond)
+}
+
+/// [`split_parallelism`], or [`split_parallelism_fitting`] with `fits`; with what was placed
+/// beyond what fits.
+fn split<'a>(
+    fj: &FederatedJob,
+    parallelism: i32,
+    clusters: &'a [String],
+    prefs: &Preferences,
+    fits: Option<&Fits>,
+) -> (Vec<(&'a str, i32)>, i32) {
+    let key = fj.key();
+    match fits {
+        Some(fits) => {
+            let (shares, _, beyond) =
+                split_parallelism_fitting(&key, parallelism, clusters, prefs, fits);
+            (shares, beyond)
+        }
+        None => (split_parallelism(&key, parallelism, clusters, prefs).0, 0),
+    }
 }
 
 fn parallelism(fj: &FederatedJob) -> i32 {
@@ -228,6 +304,7 @@ fn plan_completions(
     clusters: &Clusters,
     prefs: &Preferences,
     shares: &[(String, i32)],
+    fits: Option<&Fits>,
 ) {
     let total = fj.spec().completions.unwrap_or(0);
     let planned = |fj: &FederatedJob| -> i64 {
@@ -252,10 +329,16 @@ fn plan_completions(
         .collect();
     let mut weights: Vec<i64> = targets.iter().map(|(_, p)| i64::from(*p)).collect();
     if weights.iter().all(|w| *w == 0) {
-        // Nothing runs anywhere (parallelism 0): keep the work where the preferences point.
+        // Nothing runs anywhere (parallelism 0): keep the work where the preferences point
+        // (where it fits, when they weigh by capacity).
         weights = targets
             .iter()
-            .map(|(c, _)| prefs.for_cluster(c).map_or(0, |p| p.weight))
+            .map(|(c, _)| match fits {
+                Some(fits) => fits
+                    .get(c)
+                    .map_or(0, |f| i64::try_from(*f).unwrap_or(i64::MAX)),
+                None => prefs.for_cluster(c).map_or(0, |p| p.weight),
+            })
             .collect();
     }
     if weights.iter().all(|w| *w == 0) {
@@ -309,7 +392,7 @@ fn add_shard(fj: &mut FederatedJob, cluster: &str, completions: Option<i32>, clu
 /// created) goes to the others instead of being lost, and adding work elsewhere stops no
 /// running pod. What is left over is unplaced: work that found no cluster, or clusters at
 /// their `maxReplicas`.
-fn plan_running(fj: &mut FederatedJob, prefs: &Preferences, running: Running) {
+fn plan_running(fj: &mut FederatedJob, prefs: &Preferences, running: Running, fits: Option<&Fits>) {
     let mut holdings: BTreeMap<String, Holding> = BTreeMap::new();
     let mut to_run: i64 = 0;
     for s in fj.shards.iter().filter(|s| s.state == ShardState::Active) {
@@ -333,7 +416,7 @@ fn plan_running(fj: &mut FederatedJob, prefs: &Preferences, running: Running) {
     }
     let members: Vec<String> = fj.members.iter().cloned().collect();
     let holding = |c: &str| holdings.get(c).copied().unwrap_or_default();
-    let (shares, unplaced) = split_running(&fj.key(), needed, &members, prefs, holding);
+    let (shares, unplaced) = split_running(&fj.key(), needed, &members, prefs, holding, fits);
     let shares: BTreeMap<String, i32> =
         shares.into_iter().map(|(c, p)| (c.to_owned(), p)).collect();
     fj.unplaced.parallelism = unplaced;
@@ -348,6 +431,7 @@ fn planned_shares(
     fj: &FederatedJob,
     prefs: &Preferences,
     members_split: &[(String, i32)],
+    fits: Option<&Fits>,
 ) -> BTreeMap<String, i32> {
     let with_work: BTreeSet<&str> = fj
         .shards
@@ -366,7 +450,7 @@ fn planned_shares(
         .filter(|c| with_work.contains(c.as_str()))
         .cloned()
         .collect();
-    let (shares, _) = split_parallelism(&fj.key(), parallelism(fj), &working, prefs);
+    let (shares, _) = split(fj, parallelism(fj), &working, prefs, fits);
     planned.extend(shares.into_iter().map(|(c, p)| (c.to_owned(), p)));
     planned
 }

@@ -10,11 +10,15 @@
 //! computes the same result without a step per unit; see its comment for why it is exact.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::preferences::{Preferences, WILDCARD};
+use super::preferences::{ClusterPreference, Preferences, WILDCARD};
+
+mod by_capacity;
+pub use by_capacity::{Fits, split_parallelism_fitting};
 
 /// Parallelism and completions together: what a cluster runs, or what found no cluster.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +60,36 @@ pub fn plan<'a>(
     clusters: &'a [String],
     prefs: &Preferences,
 ) -> Plan<'a> {
-    let (ranked, mut excluded) = rank(job_key, clusters, prefs);
-    let (shares, unplaced_parallelism) = divide_parallelism(parallelism, &ranked);
+    plan_fitting(job_key, parallelism, completions, clusters, prefs, None)
+}
+
+/// [`plan`] by capacity: with `fits` (how many of the Job's pods fit in each cluster, for
+/// `dynamicWeight: AvailableReplicas`), the parallelism is divided as
+/// [`split_parallelism_fitting`] does; the completions follow it. The caller leaves out of
+/// `clusters` those the `clusterSelector` does not select ([`Preferences::selects`]).
+pub fn plan_fitting<'a>(
+    job_key: &str,
+    parallelism: i32,
+    completions: Option<i32>,
+    clusters: &'a [String],
+    prefs: &Preferences,
+    fits: Option<&Fits>,
+) -> Plan<'a> {
+    let (mut ranked, mut excluded) = rank(job_key, clusters, prefs);
+    let (shares, unplaced_parallelism) = match fits {
+        Some(fits) => {
+            let (by_fit, unplaced, _) =
+                by_capacity::divide(job_key, parallelism, clusters, prefs, fits, &ranked);
+            let order: BTreeMap<&str, usize> = by_fit
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| (*c, i))
+                .collect();
+            ranked.sort_by_key(|c| order[c.name]);
+            (by_fit.into_iter().map(|(_, s)| s).collect(), unplaced)
+        }
+        None => divide_parallelism(parallelism, &ranked),
+    };
     let mut unplaced = Share {
         parallelism: unplaced_parallelism,
         completions: 0,
@@ -125,19 +157,29 @@ pub struct Holding {
 /// room `holding` gives it (besides its `maxReplicas`) and first keeps what it runs (besides its
 /// `minReplicas`); the rest is divided by weight as usual. Returns every cluster the preferences
 /// allow, in rank order, with its share, and what found no room.
+///
+/// With `fits` (`dynamicWeight: AvailableReplicas`), what is divided by weight is divided as
+/// [`split_parallelism_fitting`] does.
 pub fn split_running<'a>(
     job_key: &str,
     parallelism: i32,
     clusters: &'a [String],
     prefs: &Preferences,
     holding: impl Fn(&str) -> Holding,
+    fits: Option<&Fits>,
 ) -> (Vec<(&'a str, i32)>, i32) {
     let (mut ranked, _) = rank(job_key, clusters, prefs);
-    for c in &mut ranked {
+    let bound = |c: &mut Ranked<'_>| {
         let h = holding(c.name);
         let room = h.room.max(0);
         c.max = Some(c.max.map_or(room, |m| m.min(room)));
         c.min = c.min.max(h.running);
+    };
+    ranked.iter_mut().for_each(bound);
+    if let Some(fits) = fits {
+        let (shares, unplaced, _) =
+            by_capacity::divide(job_key, parallelism, clusters, prefs, fits, &ranked);
+        return (shares, unplaced);
     }
     let (shares, unplaced) = divide_parallelism(parallelism, &ranked);
     let shares = ranked
@@ -181,6 +223,16 @@ fn rank<'a>(
     clusters: &'a [String],
     prefs: &Preferences,
 ) -> (Vec<Ranked<'a>>, Vec<&'a str>) {
+    rank_by(job_key, clusters, prefs, |_, p| p.weight)
+}
+
+/// [`rank`] with the weight of each cluster given by `weight` (its name and preference).
+fn rank_by<'a>(
+    job_key: &str,
+    clusters: &'a [String],
+    prefs: &Preferences,
+    weight: impl Fn(&str, &ClusterPreference) -> i64,
+) -> (Vec<Ranked<'a>>, Vec<&'a str>) {
     let seed = fnv1a(fnv1a(FNV_OFFSET, job_key.as_bytes()), &[SEPARATOR]);
     let wildcard = prefs.clusters.get(WILDCARD);
     // With only a wildcard (the default), no cluster needs looking up.
@@ -201,7 +253,7 @@ fn rank<'a>(
         hashes.push(fnv1a(seed, name.as_bytes()));
         eligible.push(Ranked {
             name,
-            weight: p.weight.max(0),
+            weight: weight(name, p).max(0),
             min: p.min_replicas.max(0),
             max: p.max_replicas.map(|m| m.max(0)),
         });

@@ -115,6 +115,14 @@ pub fn refresh(fj: &mut FederatedJob, now: Timestamp) {
     replace_condition(fj, "Suspended", suspended);
 }
 
+/// Sets or clears the `StaticWeights` condition: a Job that weighs clusters by capacity
+/// (`dynamicWeight`) was split, wholly or in part, by the static weights; `note` is the
+/// reason and message.
+pub fn note_static_weights(fj: &mut FederatedJob, note: Option<(&str, String)>, now: Timestamp) {
+    let c = note.map(|(reason, message)| condition("StaticWeights", reason, &message, now));
+    replace_condition(fj, "StaticWeights", c);
+}
+
 /// Sum of `succeeded` over every shard, ended ones included.
 pub fn total_succeeded(fj: &FederatedJob) -> i64 {
     fj.shards.iter().map(|s| i64::from(s.succeeded())).sum()

@@ -753,3 +753,93 @@ fn only_clusters_the_selector_matches_get_work() {
     assert_eq!((fj.unplaced.parallelism, fj.unplaced.completions), (6, 12));
     assert!(fj.condition("Unschedulable"));
 }
+
+#[test]
+fn dynamic_weight_splits_by_what_fits_and_never_reshuffles_what_runs() {
+    let prefs = r#"{"dynamicWeight": "AvailableReplicas"}"#;
+    let mut clusters = ready(&["c1", "c2", "c3"]);
+    crate::model::fixtures::with_room(&mut clusters, "c1", 10);
+    crate::model::fixtures::with_room(&mut clusters, "c2", 5);
+    crate::model::fixtures::with_room(&mut clusters, "c3", 0);
+    let mut fj = job(9, Some(18), Some(prefs));
+    reconcile(&mut fj, &clusters, now());
+    // Parallelism 6/3 (Webster over 10 and 5, see split::by_capacity); completions follow:
+    // 18 over 6 and 3 is 12 and 6. c3 has no room: no shard.
+    assert_eq!(
+        counts(&fj),
+        vec![("c1", "myjob", 6, Some(12)), ("c2", "myjob", 3, Some(6))]
+    );
+    assert!(!fj.condition("StaticWeights"));
+    // Capacity moves; what runs stays where it is.
+    crate::model::fixtures::with_room(&mut clusters, "c2", 50);
+    fj.shards[0].observed = Some(report(ObservedPhase::Running, 6, 0, 0));
+    fj.shards[1].observed = Some(report(ObservedPhase::Running, 3, 0, 0));
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(
+        counts(&fj),
+        vec![("c1", "myjob", 6, Some(12)), ("c2", "myjob", 3, Some(6))]
+    );
+    // More completions are planned by what fits now: parallelism 9 over fits 10 and 50 is
+    // c1 1, c2 8 (Webster, ties to c2, which ranks first: 50, 50/3, 50/5 = 10 before c1's
+    // 10, 50/7, 50/9, 50/11, 50/13, 50/15 = 10/3 before c1's 10/3), so the 9 more
+    // completions go 1 and 8.
+    set_completions(&mut fj, 27);
+    reconcile(&mut fj, &clusters, now());
+    let new: Vec<_> = counts(&fj)
+        .into_iter()
+        .filter(|s| s.1 == "myjob-2")
+        .map(|s| (s.0, s.3))
+        .collect();
+    assert_eq!(new, vec![("c1", Some(1)), ("c2", Some(8))]);
+}
+
+#[test]
+fn dynamic_weight_without_any_capacity_falls_back_to_the_static_weights_and_says_so() {
+    let prefs = r#"{"dynamicWeight": "AvailableReplicas"}"#;
+    let mut fj = job(9, Some(18), Some(prefs));
+    reconcile(&mut fj, &ready(&["c1", "c2", "c3"]), now());
+    assert_eq!(
+        counts(&fj),
+        vec![
+            ("c1", "myjob", 3, Some(6)),
+            ("c2", "myjob", 3, Some(6)),
+            ("c3", "myjob", 3, Some(6))
+        ]
+    );
+    let conditions = fj.job.status.as_ref().unwrap().conditions.clone().unwrap();
+    let c = conditions
+        .iter()
+        .find(|c| c.type_ == "StaticWeights")
+        .expect("a condition says so");
+    assert_eq!(c.reason.as_deref(), Some("NoCapacityReported"));
+    assert!(
+        c.message
+            .as_deref()
+            .unwrap()
+            .contains("no cluster reports its free capacity"),
+        "{c:?}"
+    );
+    // Beyond what fits anywhere: the rest by the static weights, said so.
+    let mut clusters = ready(&["c1", "c2"]);
+    crate::model::fixtures::with_room(&mut clusters, "c1", 2);
+    crate::model::fixtures::with_room(&mut clusters, "c2", 2);
+    let mut fj = job(10, Some(10), Some(prefs));
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(
+        counts(&fj),
+        vec![("c1", "myjob", 5, Some(5)), ("c2", "myjob", 5, Some(5))]
+    );
+    let conditions = fj.job.status.as_ref().unwrap().conditions.clone().unwrap();
+    let c = conditions
+        .iter()
+        .find(|c| c.type_ == "StaticWeights")
+        .unwrap();
+    assert_eq!(c.reason.as_deref(), Some("CapacityExceeded"));
+    assert!(
+        c.message
+            .as_deref()
+            .unwrap()
+            .contains("6 of parallelism 10"),
+        "{c:?}"
+    );
+}
