@@ -206,6 +206,19 @@ fn story_of(name: &str) -> Vec<(String, String, String, String)> {
 async fn kubectl_tells_each_jobs_story_follows_it_and_lists_the_clusters() {
     let (fed, kubectl, env) = federation().await;
 
+    // Discovery lists exactly what is served, and kubectl reads it without a warning.
+    let out = kubectl.run(&["api-resources"]).await.clean();
+    assert_eq!(
+        rows(&out),
+        [
+            vec!["NAME", "SHORTNAMES", "APIVERSION", "NAMESPACED", "KIND"],
+            vec!["events", "ev", "v1", "true", "Event"],
+            vec!["jobs", "batch/v1", "true", "Job"],
+            vec!["clusters", "fedjob.io/v1", "false", "Cluster"],
+        ],
+        "{out}"
+    );
+
     // The clusters, as registered: Ready, no shards yet, their labels.
     let out = kubectl.run(&["get", "clusters"]).await.clean();
     let table = rows(&out);
