@@ -13,6 +13,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 
 use super::agent::{AgentContext, AgentCounters, SimAgent};
+use super::api::{self, ApiComparison, ApiKind};
 use super::clusters::{ReadyReport, monitor, wait_ready};
 use super::load::{CreateReport, JobShape, connect, create_jobs};
 use super::metrics::{SchedulerMetrics, scrape};
@@ -63,6 +64,9 @@ pub struct AgentParams {
     pub scheduler_wrapper: Vec<String>,
     /// The scheduler's store.
     pub store: StoreKind,
+    /// `kube`: after the run, as many creates through the Kubernetes API as through gRPC,
+    /// in turns, to compare their cost.
+    pub api: ApiKind,
 }
 
 /// The scheduler's resource use over a run.
@@ -184,6 +188,8 @@ pub struct AgentResults {
     pub bench_process: ProcSample,
     /// Wall-clock phases.
     pub phases: Phases,
+    /// With `--api kube`: creates through gRPC next to the Kubernetes API.
+    pub api_comparison: Option<ApiComparison>,
 }
 
 /// Runs agent mode once, on a fresh scheduler.
@@ -209,6 +215,10 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
         extra.extend(["--store".to_owned(), "etcd".to_owned()]);
         extra.extend(["--etcd-endpoints".to_owned(), etcd.endpoints()]);
     }
+    let kube_api = (params.api == ApiKind::Kube).then(|| format!("127.0.0.1:{}", free_port()));
+    if let Some(addr) = &kube_api {
+        extra.extend(["--kube-api-listen".to_owned(), addr.clone()]);
+    }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut scheduler = SchedulerProc::start_wrapped(
         free_port(),
@@ -231,7 +241,17 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
             dir: etcd.data_dir().to_owned(),
         },
     };
-    let result = drive(params, &url, pid, metrics_addr, clock, &store).await;
+    let kube_url = kube_api.map(|addr| format!("http://{addr}"));
+    let result = drive(
+        params,
+        &url,
+        kube_url.as_deref(),
+        pid,
+        metrics_addr,
+        clock,
+        &store,
+    )
+    .await;
     // A profiler wrapping the scheduler writes its output on the way out.
     let patience = if params.scheduler_wrapper.is_empty() {
         30
@@ -279,6 +299,7 @@ impl StoreFiles {
 async fn drive(
     params: &AgentParams,
     url: &str,
+    kube_url: Option<&str>,
     pid: u32,
     metrics_addr: SocketAddr,
     clock: Clock,
@@ -363,6 +384,26 @@ async fn drive(
         eprintln!("fedjob-bench: metrics not read: {e:#}");
         SchedulerMetrics::default()
     });
+    let api_comparison = match kube_url {
+        Some(kube_url) => {
+            eprintln!(
+                "fedjob-bench: {} more Jobs through gRPC and {} through the Kubernetes API, in turns",
+                params.jobs, params.jobs
+            );
+            let rounds = 4;
+            let comparison = api::compare(
+                url,
+                kube_url,
+                pid,
+                &shape,
+                params.jobs,
+                params.clients,
+                rounds,
+            );
+            Some(comparison.await?)
+        }
+        None => None,
+    };
 
     stop_tx.fire();
     let watches = watchers.finish().await;
@@ -401,6 +442,7 @@ async fn drive(
             load_s: round3(load_end.saturating_sub(load_start) as f64 / 1e6),
             settle_s: round3(settle_end.saturating_sub(load_end) as f64 / 1e6),
         },
+        api_comparison,
     })
 }
 

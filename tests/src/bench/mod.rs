@@ -5,6 +5,7 @@
 //!   memory and CPU, cluster readiness.
 //! - [`full_mode`]: real `fedjob-syncer`s against `fedjob-kubesim` clusters; create → shard in
 //!   the member cluster, shard complete → federated Job Complete.
+//! - [`api`]: with `--api kube`, the same creates through the Kubernetes API next to gRPC.
 //! - [`sweep`]: agent mode at several sizes, each on a fresh scheduler, and how the figures
 //!   grow; [`plot`] draws them.
 //!
@@ -12,6 +13,7 @@
 
 pub mod agent;
 pub mod agent_mode;
+pub mod api;
 pub mod clusters;
 pub mod full_mode;
 pub mod load;

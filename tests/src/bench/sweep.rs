@@ -183,6 +183,7 @@ mod tests {
             ready_poll_s: 1.0,
             scheduler_wrapper: vec![],
             store: StoreKind::Embedded,
+            api: crate::bench::api::ApiKind::Grpc,
         };
         let params = SweepParams {
             base,

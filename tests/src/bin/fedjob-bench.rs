@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, ValueEnum};
 use fedjob_proto::duration;
 use fedjob_tests::bench::agent_mode::{self, AgentParams, StoreKind};
+use fedjob_tests::bench::api::ApiKind;
 use fedjob_tests::bench::full_mode::{self, FullParams};
 use fedjob_tests::bench::sweep::{self, SweepParams};
 use fedjob_tests::bench::{Machine, Report, plot};
@@ -74,6 +75,10 @@ struct Args {
     /// binary, Debian's etcd-server) with its data on the same disk as the embedded store's.
     #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
     store: StoreKind,
+    /// Agent mode: `kube` also creates as many Jobs through the scheduler's Kubernetes API
+    /// (`--kube-api-listen`) as through gRPC, in turns, and reports both side by side.
+    #[arg(long, value_enum, default_value_t = ApiKind::Grpc)]
+    api: ApiKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +118,9 @@ impl Args {
         if self.scheduler_wrapper.is_some() && self.mode == Mode::Full {
             return Err("--scheduler-wrapper is for agent mode".into());
         }
+        if self.api == ApiKind::Kube && (self.mode == Mode::Full || sweeping) {
+            return Err("--api kube is for one agent-mode run".into());
+        }
         if self.store == StoreKind::Etcd && self.mode == Mode::Full {
             return Err("--store etcd is for agent mode".into());
         }
@@ -139,6 +147,7 @@ impl Args {
                 .flat_map(|w| w.split_whitespace().map(str::to_owned))
                 .collect(),
             store: self.store,
+            api: self.api,
         }
     }
 
