@@ -83,8 +83,14 @@ pub struct Metrics {
     pub agent_sessions: Gauge,
     /// Shard status reports received.
     pub shard_reports: Counter,
+    /// Writes of shard reports applied to their Job's counters alone.
+    pub reports_counted: Counter,
+    /// Writes of shard reports that planned their Job again.
+    pub reports_replanned: Counter,
     /// Assignments sent to agents.
     pub assignments_sent: Counter,
+    /// Messages carrying them.
+    pub assignment_messages: Counter,
     /// Requests refused by access control or for breaking the agent protocol, by reason.
     pub refused: Family<ReasonLabels, Counter>,
     /// Federated Jobs by state (set at scrape time).
@@ -117,7 +123,10 @@ impl Metrics {
         let store_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let agent_sessions = Gauge::default();
         let shard_reports = Counter::default();
+        let reports_counted = Counter::default();
+        let reports_replanned = Counter::default();
         let assignments_sent = Counter::default();
+        let assignment_messages = Counter::default();
         let refused = Family::<ReasonLabels, Counter>::default();
         let jobs = Family::<StateLabels, Gauge>::default();
         let clusters = Family::<StateLabels, Gauge>::default();
@@ -163,9 +172,24 @@ impl Metrics {
             shard_reports.clone(),
         );
         registry.register(
+            "shard_report_writes_counted",
+            "Writes of shard reports applied to their Job's counters without planning it again",
+            reports_counted.clone(),
+        );
+        registry.register(
+            "shard_report_writes_replanned",
+            "Writes of shard reports that planned their Job again (a shard ended, succeeded moved)",
+            reports_replanned.clone(),
+        );
+        registry.register(
             "assignments_sent",
             "Assignments sent to agents",
             assignments_sent.clone(),
+        );
+        registry.register(
+            "assignment_messages_sent",
+            "Messages of assignments sent to agents (each carries one or more)",
+            assignment_messages.clone(),
         );
         registry.register(
             "requests_refused",
@@ -189,7 +213,10 @@ impl Metrics {
             store_batch,
             agent_sessions,
             shard_reports,
+            reports_counted,
+            reports_replanned,
             assignments_sent,
+            assignment_messages,
             refused,
             jobs,
             clusters,

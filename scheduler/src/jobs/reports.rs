@@ -3,7 +3,8 @@
 //! Every agent reports its own shards, so a Job over N clusters gets N reports at about the same
 //! time; written one by one, each would copy, re-plan and store the whole Job (quadratic in N).
 //! Reports queue per Job instead, and whoever holds the Job's lock next takes every queued
-//! report and hands each caller its outcome.
+//! report and hands each caller its outcome. Reports that only move counters are applied to
+//! them without planning the Job again ([`crate::model::reports`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use tracing::warn;
 use super::Jobs;
 use crate::model::clusters::Clusters;
 use crate::model::edit::{self, Next, ShardReport};
+use crate::model::reports;
 
 /// What became of one agent's reports: those about no known shard, or why none was recorded.
 type Outcome = Result<Vec<ShardReport>, String>;
@@ -104,10 +106,17 @@ impl Jobs {
                     .iter()
                     .map(|q| (q.cluster.as_str(), q.reports.as_slice()))
                     .collect();
-                let (next, refused) =
-                    edit::apply_reports(&current.record, &batches, clusters, Timestamp::now());
-                rejected = refused;
-                Ok(next)
+                let applied = reports::apply(&current.record, &batches, clusters, Timestamp::now());
+                rejected = applied.rejected;
+                let Some(record) = applied.record else {
+                    return Ok(Next::Unchanged);
+                };
+                if applied.replanned {
+                    self.metrics.reports_replanned.inc();
+                } else {
+                    self.metrics.reports_counted.inc();
+                }
+                Ok(edit::finish(record))
             })
             .await;
         let error = result.err().map(|e| e.to_string());

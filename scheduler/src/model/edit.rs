@@ -11,9 +11,11 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::clusters::Clusters;
-use super::job::{Deletion, FederatedJob, Observed, ShardState};
+use super::job::{Deletion, FederatedJob, ShardState};
 use super::manifest::{self, Invalid};
 use super::planner;
+use super::reports;
+pub use super::reports::ShardReport;
 use fedjob_proto::names::PREFERENCES_ANNOTATION;
 
 /// What a change wants written.
@@ -47,21 +49,6 @@ pub enum Refused {
     /// The new Job is not a valid Job, or not a valid change of the current one.
     #[error(transparent)]
     Invalid(#[from] Invalid),
-}
-
-/// One shard status from an agent, decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ShardReport {
-    /// `fedjob.io/job-uid`.
-    pub job_uid: String,
-    /// Namespace of the shard.
-    pub namespace: String,
-    /// Local Job name.
-    pub shard: String,
-    /// Epoch of the assignment it was applied from.
-    pub epoch: u64,
-    /// What was observed.
-    pub observed: Observed,
 }
 
 /// The record of a new Job from a decoded, not yet validated manifest: validated, defaulted
@@ -161,32 +148,20 @@ pub fn delete(current: &FederatedJob, cascade: bool, clusters: &Clusters, now: T
 }
 
 /// What a batch of agents' reports writes: each batch is `(cluster, reports)`, observed in
-/// order, then the Job is planned again once. Also returns, per batch, the reports about no
-/// shard of `current` (another Job's uid, a shard never planned there), for the agent to forget.
+/// order; the Job is planned again only when they can change the plan ([`reports::apply`]).
+/// Also returns, per batch, the reports about no shard of `current` (another Job's uid, a
+/// shard never planned there), for the agent to forget.
 pub fn apply_reports(
     current: &FederatedJob,
     batches: &[(&str, &[ShardReport])],
     clusters: &Clusters,
     now: Timestamp,
 ) -> (Next, Vec<Vec<ShardReport>>) {
-    let mut record = current.clone();
-    let mut rejected = Vec::with_capacity(batches.len());
-    for (cluster, reports) in batches {
-        let mut out = Vec::new();
-        for r in *reports {
-            if r.job_uid != record.uid()
-                || !planner::observe(&mut record, cluster, &r.shard, r.epoch, r.observed.clone())
-            {
-                out.push(r.clone());
-            }
-        }
-        rejected.push(out);
-    }
-    planner::reconcile(&mut record, clusters, now);
-    if record == *current {
-        return (Next::Unchanged, rejected);
-    }
-    (finish(record), rejected)
+    let applied = reports::apply(current, batches, clusters, now);
+    (
+        applied.record.map_or(Next::Unchanged, finish),
+        applied.rejected,
+    )
 }
 
 /// What planning `current` again writes (a cluster changed state, room appeared).

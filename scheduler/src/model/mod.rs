@@ -10,6 +10,7 @@
 //! - [`status`]: the aggregated status and per-cluster breakdown;
 //! - [`render`]: what an agent must apply for a shard;
 //! - [`planner`]: which shards each cluster must run;
+//! - [`reports`]: agents' shard reports applied to a Job, planning it again only when needed;
 //! - [`edit`]: what each change of a federated Job writes (create, update, delete, reports).
 //!
 //! # Placement that follows the clusters (SPEC §10): what the I/O side provides
@@ -37,5 +38,6 @@ pub mod manifest;
 pub mod planner;
 pub mod preferences;
 pub mod render;
+pub mod reports;
 pub mod split;
 pub mod status;

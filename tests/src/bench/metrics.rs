@@ -19,8 +19,14 @@ pub struct SchedulerMetrics {
     pub store_batch_mean: f64,
     /// Assignments the scheduler sent to agents.
     pub assignments_sent: f64,
+    /// Messages that carried them.
+    pub assignment_messages: f64,
     /// Shard status reports it received.
     pub shard_reports: f64,
+    /// Writes of reports applied to their Job's counters without planning it again.
+    pub report_writes_counted: f64,
+    /// Writes of reports that planned their Job again.
+    pub report_writes_replanned: f64,
 }
 
 /// GETs `http://ADDR/metrics` (plain HTTP/1.0 on loopback; no client library needed).
@@ -75,7 +81,10 @@ pub fn parse(text: &str) -> SchedulerMetrics {
             value("fedjob_store_commit_batch_size_count"),
         )),
         assignments_sent: value("fedjob_assignments_sent_total"),
+        assignment_messages: value("fedjob_assignment_messages_sent_total"),
         shard_reports: value("fedjob_shard_reports_total"),
+        report_writes_counted: value("fedjob_shard_report_writes_counted_total"),
+        report_writes_replanned: value("fedjob_shard_report_writes_replanned_total"),
     }
 }
 
@@ -92,11 +101,19 @@ mod tests {
             fedjob_store_commit_batch_size_sum 400\n\
             fedjob_store_commit_batch_size_count 100\n\
             fedjob_assignments_sent_total 30\n\
-            fedjob_shard_reports_total 7\n";
+            fedjob_assignment_messages_sent_total 3\n\
+            fedjob_shard_reports_total 7\n\
+            fedjob_shard_report_writes_counted_total 5\n\
+            fedjob_shard_report_writes_replanned_total 2\n";
         let m = parse(text);
         assert_eq!(m.store_commits, 100.0);
         assert_eq!(m.store_commit_mean_ms, 5.0);
         assert_eq!(m.store_batch_mean, 4.0);
         assert_eq!((m.assignments_sent, m.shard_reports), (30.0, 7.0));
+        assert_eq!(m.assignment_messages, 3.0);
+        assert_eq!(
+            (m.report_writes_counted, m.report_writes_replanned),
+            (5.0, 2.0)
+        );
     }
 }

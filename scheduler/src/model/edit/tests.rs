@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::model::fixtures::{manifest, now, ready, report};
-use crate::model::job::{ObservedPhase, ShardState, StopReason};
+use crate::model::job::{Observed, ObservedPhase, ShardState, StopReason};
 
 const UID: &str = "uid-1";
 
