@@ -33,6 +33,11 @@ use fedjob_proto::shutdown::Shutdown;
 
 /// Assignments per message.
 const BATCH: usize = 256;
+/// Least time between two sends of changed assignments to one agent: changes that arrive
+/// meanwhile go in one message. Under load a cluster gets an assignment for nearly every Job
+/// created; sent one message each, the messages (encoding, HTTP/2 frames, the agent waking)
+/// cost more than the assignments. Idle, a change is sent at once.
+const COALESCE: Duration = Duration::from_millis(5);
 /// How long an agent has to say hello after opening the stream.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -261,9 +266,12 @@ impl Session {
         ));
         let mut check = tokio::time::interval(Duration::from_secs(1));
         let mut reader_ended = false;
+        let mut last_dispatch = tokio::time::Instant::now();
         let end = loop {
             tokio::select! {
                 _ = self.inbox.notify.notified() => {
+                    tokio::time::sleep_until(last_dispatch + COALESCE).await;
+                    last_dispatch = tokio::time::Instant::now();
                     let dirty = std::mem::take(&mut *self.inbox.dirty.lock());
                     if self.dispatch(dirty, false).await.is_err() {
                         break End::AgentClosed;
@@ -373,6 +381,7 @@ impl Session {
         };
         self.tx.send(Ok(message)).await.map_err(|_| ())?;
         self.cp.metrics().assignments_sent.inc_by(count);
+        self.cp.metrics().assignment_messages.inc();
         debug!(cluster = %self.cluster, count, synced, "assignments sent");
         Ok(())
     }

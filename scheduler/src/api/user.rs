@@ -365,7 +365,8 @@ impl Federation for UserApi {
     ) -> Result<Response<WatchStream>, Status> {
         self.call("Federation/WatchJob", Access::Read, req, |r| async move {
             let key = key_of(&r.namespace, &r.name)?;
-            let mut changes = self.cp.subscribe();
+            // Subscribed before the first read, so no change falls between the two.
+            let mut watch = self.cp.job_state().watch(&key);
             let first = self
                 .cp
                 .read_job(&key)
@@ -382,11 +383,11 @@ impl Federation for UserApi {
                 yield event("ADDED", &first);
                 loop {
                     let change = tokio::select! {
-                        change = changes.recv() => change,
+                        change = watch.receiver.recv() => change,
                         _ = shutdown.fired() => break,
                     };
                     match change {
-                        Ok(c) if c.key == key => match &c.job {
+                        Ok(c) => match &c.job {
                             Some(job) => yield event("MODIFIED", job),
                             None => {
                                 if let Some(previous) = &c.previous {
@@ -395,7 +396,6 @@ impl Federation for UserApi {
                                 break;
                             }
                         },
-                        Ok(_) => {}
                         Err(RecvError::Lagged(_)) => {
                             // Missed changes: the current state says all a watcher needs.
                             match cp.job(&key) {

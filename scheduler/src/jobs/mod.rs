@@ -10,7 +10,7 @@
 mod index;
 mod reports;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -22,6 +22,7 @@ use self::reports::ReportQueue;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::model::edit::Next;
+use crate::model::job::{Shard, ShardState};
 use crate::records::{self, JOBS_PREFIX, StoredJob};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
@@ -55,6 +56,30 @@ pub struct SessionInbox {
 /// behind is sent the Job's current state instead (see `watch_job`).
 const CHANGE_BUFFER: usize = 256;
 
+/// Changes buffered per watched Job; a watcher further behind is sent the Job's current state.
+const WATCH_BUFFER: usize = 32;
+
+/// A subscription to the changes of one Job ([`Jobs::watch`]).
+pub struct JobWatch {
+    jobs: Arc<Jobs>,
+    key: String,
+    /// The Job's changes.
+    pub receiver: broadcast::Receiver<Arc<JobChange>>,
+}
+
+impl Drop for JobWatch {
+    fn drop(&mut self) {
+        let mut watchers = self.jobs.watchers.lock();
+        // This receiver still counts: it is the last one when the count is 1.
+        if watchers
+            .get(&self.key)
+            .is_some_and(|w| w.receiver_count() <= 1)
+        {
+            watchers.remove(&self.key);
+        }
+    }
+}
+
 /// Every federated Job, their locks, their watchers and the reports waiting to be written.
 pub struct Jobs {
     store: Arc<dyn Store>,
@@ -66,6 +91,8 @@ pub struct Jobs {
     /// Agent sessions by cluster: told which of their Jobs changed.
     inboxes: Mutex<HashMap<String, Arc<SessionInbox>>>,
     changes: broadcast::Sender<Arc<JobChange>>,
+    /// Watchers of one Job, by key.
+    watchers: Mutex<HashMap<String, broadcast::Sender<Arc<JobChange>>>>,
     reports: ReportQueue,
 }
 
@@ -95,6 +122,7 @@ impl Jobs {
             locks: Mutex::new(HashMap::new()),
             inboxes: Mutex::new(HashMap::new()),
             changes,
+            watchers: Mutex::new(HashMap::new()),
             reports: ReportQueue::default(),
         });
         Ok((jobs, loaded_at))
@@ -151,6 +179,22 @@ impl Jobs {
         self.changes.subscribe()
     }
 
+    /// Subscribes to the changes of the Job `key` alone: a watcher of one Job is not woken by
+    /// every change of every other. The channel goes when its last receiver does.
+    pub fn watch(self: &Arc<Self>, key: &str) -> JobWatch {
+        let receiver = self
+            .watchers
+            .lock()
+            .entry(key.to_owned())
+            .or_insert_with(|| broadcast::channel(WATCH_BUFFER).0)
+            .subscribe();
+        JobWatch {
+            jobs: self.clone(),
+            key: key.to_owned(),
+            receiver,
+        }
+    }
+
     /// Subscribes `cluster`'s agent session to changes of the Jobs in that cluster, replacing
     /// an older session's subscription.
     pub fn subscribe_cluster(&self, cluster: &str) -> Arc<SessionInbox> {
@@ -176,12 +220,12 @@ impl Jobs {
     pub fn announce(&self, key: &str) {
         if let Some(job) = self.get(key) {
             let revision = job.mod_revision;
-            let _ = self.changes.send(Arc::new(JobChange {
+            self.notify_watchers(JobChange {
                 key: key.to_owned(),
                 job: Some(job),
                 previous: None,
                 revision,
-            }));
+            });
         }
     }
 
@@ -287,25 +331,66 @@ impl Jobs {
             }
             index.insert(key, job.clone())
         };
-        let mut affected: HashSet<&str> = HashSet::new();
-        for j in previous.iter().chain(job.iter()) {
-            affected.extend(j.record.clusters());
-        }
         {
             let inboxes = self.inboxes.lock();
-            for cluster in affected {
-                if let Some(inbox) = inboxes.get(cluster) {
-                    inbox.dirty.lock().insert(key.to_owned());
-                    inbox.notify.notify_one();
+            if !inboxes.is_empty() {
+                for cluster in changed_assignments(previous.as_deref(), job.as_deref()) {
+                    if let Some(inbox) = inboxes.get(cluster) {
+                        inbox.dirty.lock().insert(key.to_owned());
+                        inbox.notify.notify_one();
+                    }
                 }
             }
         }
         debug!(job = %key, revision, "published");
-        let _ = self.changes.send(Arc::new(JobChange {
+        self.notify_watchers(JobChange {
             key: key.to_owned(),
             job,
             previous,
             revision,
-        }));
+        });
+    }
+
+    /// Sends `change` to the watchers of every Job and to those of its own.
+    fn notify_watchers(&self, change: JobChange) {
+        let change = Arc::new(change);
+        if let Some(watchers) = self.watchers.lock().get(&change.key) {
+            let _ = watchers.send(change.clone());
+        }
+        let _ = self.changes.send(change);
     }
 }
+
+/// The clusters whose agent must be told something after a Job went from `before` to `after`:
+/// those where a shard appeared, went, stopped or got a new revision, or every one of either
+/// version when the Job was replaced (another uid). A change of status alone tells no agent
+/// anything, and wakes no agent session.
+fn changed_assignments<'a>(
+    before: Option<&'a StoredJob>,
+    after: Option<&'a StoredJob>,
+) -> BTreeSet<&'a str> {
+    let clusters = |j: Option<&'a StoredJob>| j.map(|j| j.record.clusters()).unwrap_or_default();
+    let same_job = match (before, after) {
+        (Some(b), Some(a)) => b.record.uid() == a.record.uid(),
+        _ => false,
+    };
+    let mut all = clusters(before);
+    all.extend(clusters(after));
+    if !same_job {
+        return all;
+    }
+    let (before, after) = (&before.unwrap().record, &after.unwrap().record);
+    all.retain(|c| {
+        let (b, a) = (before.shards_of(c), after.shards_of(c));
+        b.len() != a.len() || b.iter().zip(a).any(|(b, a)| told(b) != told(a))
+    });
+    all
+}
+
+/// What an agent session compares of a shard to decide what to send.
+fn told(s: &Shard) -> (&str, u64, bool) {
+    (s.name.as_str(), s.revision, s.state == ShardState::Stopped)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,122 @@
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+
+use super::*;
+use crate::model::clusters::{ClusterView, Clusters};
+use crate::model::edit::{self, ShardReport};
+use crate::model::job::{FederatedJob, Observed, ObservedPhase};
+
+fn clusters(names: &[&str]) -> Clusters {
+    names
+        .iter()
+        .map(|n| {
+            let view = ClusterView {
+                ready: true,
+                ..Default::default()
+            };
+            (n.to_string(), view)
+        })
+        .collect()
+}
+
+fn now() -> Timestamp {
+    "2026-12-06T10:00:00Z".parse().unwrap()
+}
+
+/// `default/myjob` over `clusters`, one shard per cluster: parallelism 1 and completions 2 each.
+fn created(clusters: &Clusters, uid: &str) -> FederatedJob {
+    let n = clusters.len() as i32;
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "myjob", "namespace": "default"},
+        "spec": {"parallelism": n, "completions": 2 * n,
+                 "template": {"spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "w", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    edit::create(job, uid.into(), clusters, now()).unwrap()
+}
+
+fn reported(
+    fj: &FederatedJob,
+    cluster: &str,
+    clusters: &Clusters,
+    active: i32,
+    succeeded: i32,
+) -> FederatedJob {
+    let report = ShardReport {
+        job_uid: fj.uid().into(),
+        namespace: "default".into(),
+        shard: "myjob".into(),
+        epoch: 0,
+        observed: Observed {
+            phase: ObservedPhase::Running,
+            active,
+            succeeded,
+            start_time: Some(now()),
+            ..Default::default()
+        },
+    };
+    match edit::apply_reports(fj, &[(cluster, &[report])], clusters, now()).0 {
+        edit::Next::Put(r) => *r,
+        other => panic!("the report changed nothing: {other:?}"),
+    }
+}
+
+fn stored(record: &FederatedJob) -> StoredJob {
+    StoredJob::unwritten(record.clone())
+}
+
+#[test]
+fn a_change_of_status_alone_tells_no_agent_anything() {
+    let all = clusters(&["c1", "c2"]);
+    let before = created(&all, "uid-1");
+    let after = reported(&before, "c1", &all, 1, 0);
+    assert_ne!(before.job.status, after.job.status);
+    let (before, after) = (stored(&before), stored(&after));
+    let told = changed_assignments(Some(&before), Some(&after));
+    assert!(told.is_empty(), "{told:?}");
+}
+
+#[test]
+fn a_plan_that_changes_no_assignment_tells_no_agent_anything() {
+    let all = clusters(&["c1", "c2"]);
+    let before = created(&all, "uid-1");
+    // A succeeded count plans the Job again; each shard keeps its parallelism of 1.
+    let after = reported(&before, "c1", &all, 1, 1);
+    let (before, after) = (stored(&before), stored(&after));
+    assert!(changed_assignments(Some(&before), Some(&after)).is_empty());
+}
+
+#[test]
+fn new_revisions_tell_the_clusters_of_those_shards_alone() {
+    let all = clusters(&["c1", "c2", "c3", "c4"]);
+    let before = created(&all, "uid-1");
+    // c4 is gone from the clusters: planning again stops its shard, and may give its
+    // parallelism to another cluster.
+    let after = reported(&before, "c1", &clusters(&["c1", "c2", "c3"]), 0, 1);
+    let revisions = |fj: &FederatedJob, c: &str| -> Vec<u64> {
+        fj.shards_of(c).iter().map(|s| s.revision).collect()
+    };
+    let (b, a) = (stored(&before), stored(&after));
+    let told = changed_assignments(Some(&b), Some(&a));
+    assert!(told.contains("c4"), "{told:?}");
+    for c in ["c1", "c2", "c3"] {
+        let changed = revisions(&before, c) != revisions(&after, c);
+        assert_eq!(told.contains(c), changed, "{c}: {told:?}");
+    }
+}
+
+#[test]
+fn a_new_job_a_deleted_one_and_a_replaced_one_tell_every_cluster() {
+    let all = clusters(&["c1", "c2"]);
+    let job = stored(&created(&all, "uid-1"));
+    let other = stored(&created(&all, "uid-2"));
+    let every = vec!["c1", "c2"];
+    fn list(s: BTreeSet<&str>) -> Vec<&str> {
+        s.into_iter().collect()
+    }
+    assert_eq!(list(changed_assignments(None, Some(&job))), every);
+    assert_eq!(list(changed_assignments(Some(&job), None)), every);
+    assert_eq!(list(changed_assignments(Some(&job), Some(&other))), every);
+}
