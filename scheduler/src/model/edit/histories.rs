@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::model::clusters::ClusterView;
 use crate::model::fixtures::{manifest, now};
-use crate::model::job::{ObservedPhase, Shard, ShardState, StopReason};
+use crate::model::job::{Observed, ObservedPhase, Shard, ShardState, StopReason};
 use crate::model::status;
 
 const UID: &str = "uid-1";
