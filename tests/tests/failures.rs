@@ -405,8 +405,12 @@ async fn without_rebalance_a_lost_cluster_is_waited_for() {
     setup.scheduler.extend(strings(&["--failover-after", "1s"]));
     let mut fed = Federation::start(setup).await;
     let uid = fed.create("patient", 3, 6, "1s", None).await;
+    // A Job with rebalance beside it, whose work moving shows that the failover happened.
+    let eager = fed.create("eager", 3, 6, "4s", Some(REBALANCE)).await;
     fed.wait_running(&uid).await;
+    fed.wait_running(&eager).await;
     let before = fed.snapshot(&uid).await;
+    let eager_before = fed.snapshot(&eager).await;
 
     fed.kill_syncer("c3").await;
     eventually("c3 NotReady", WAIT, || async {
@@ -428,8 +432,18 @@ async fn without_rebalance_a_lost_cluster_is_waited_for() {
         describe.contains("cluster c3 is NotReady; its shards wait for it to come back"),
         "{describe}"
     );
-    // Past the grace and failover delay twice over: nothing moved, the Job waits.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The failover, seen happen: c3 lost (its epoch raised) and the rebalancing Job's work
+    // in c3 planned in c1 and c2. The same pass looked at `patient`: nothing of it moved.
+    eventually("c3 lost and eager's work moved", WAIT, || async {
+        let epoch = fed.clusters().await.get("c3").map(|c| c["epoch"].clone());
+        let mut moved = 0;
+        for c in ["c1", "c2"] {
+            moved += added_completions(&fed, c, &eager, &eager_before[c]).await;
+        }
+        (epoch == Some(json!(1)) && moved > 0).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
     assert_eq!(fed.snapshot(&uid).await, before, "nothing moved");
     let job = fed.job("patient").await;
     assert!(!condition(&job, "Complete"), "{job}");
@@ -439,6 +453,8 @@ async fn without_rebalance_a_lost_cluster_is_waited_for() {
     let job = fed.wait_complete("patient").await;
     assert_eq!(job["status"]["succeeded"], 6);
     assert_exact(&fed, &uid, 6).await;
+    let job = fed.wait_complete("eager").await;
+    assert_eq!(job["status"]["succeeded"], 6, "{job}");
     eprintln!(
         "lost cluster waited for: {:.1} s",
         started_at.elapsed().as_secs_f64()
