@@ -7,7 +7,7 @@
 //! what it needs from them, runs the pure decision from [`crate::model::edit`] inside
 //! [`Jobs::mutate`], and turns a cluster's change of state into the Jobs it affects.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,12 +20,15 @@ use crate::clusters::{ClusterRecord, ClusterRegistry, ClusterTable, Liveness, Tr
 use crate::coordination::Coordinator;
 pub use crate::error::ControlPlaneError;
 use crate::error::Result;
+use crate::fit::{PodDemand, pods_that_fit};
 pub use crate::jobs::{JobChange, Jobs, SessionInbox};
 use crate::metrics::Metrics;
 use crate::model::clusters::Clusters;
 use crate::model::edit;
 pub use crate::model::edit::{Next, ShardReport};
+use crate::model::job::FederatedJob;
 use crate::model::job::job_key;
+use crate::model::spill::{self, Stuck};
 pub use crate::records::StoredJob;
 use crate::store::{Revision, Store};
 
@@ -168,6 +171,11 @@ impl ControlPlane {
     /// The free capacity agents report.
     pub fn capacity(&self) -> &crate::clusters::capacity::CapacityBook {
         self.clusters.capacity()
+    }
+
+    /// The shards agents report unschedulable.
+    pub fn pending(&self) -> &crate::clusters::pending::PendingBook {
+        self.clusters.pending()
     }
 
     /// Runs `f` over the cluster table.
@@ -327,6 +335,70 @@ impl ControlPlane {
                 warn!(job = %key, error = %e, "reconcile failed");
             }
         }
+    }
+
+    /// Spill-over (SPEC §10): acts on the shards agents report unschedulable, moving the work
+    /// of those stuck past their Job's `pendingTimeoutSeconds` (`rebalance: true`) and saying
+    /// in a condition why the others wait. `previous` holds the Jobs that had stuck shards at
+    /// the last call, so that a Job whose pods were placed meanwhile loses its condition; it is
+    /// updated.
+    pub async fn spill_over(&self, previous: &mut HashSet<String>, now: Timestamp) {
+        let mut stuck: BTreeMap<String, Vec<(String, Stuck)>> = BTreeMap::new();
+        for (cluster, shards) in self.pending().all() {
+            for key in self.jobs_in_cluster(&cluster) {
+                let Some(job) = self.job(&key) else { continue };
+                let about_job = shards.iter().filter(|st| {
+                    st.namespace == job.record.namespace()
+                        && job
+                            .record
+                            .shards_in(&cluster)
+                            .any(|s| spill::is_about(s, &cluster, st))
+                });
+                let found: Vec<(String, Stuck)> =
+                    about_job.map(|st| (cluster.clone(), st.clone())).collect();
+                if !found.is_empty() {
+                    stuck.entry(key).or_default().extend(found);
+                }
+            }
+        }
+        let keys: BTreeSet<String> = stuck.keys().chain(previous.iter()).cloned().collect();
+        let clusters = self.clusters.views_with_capacity();
+        for key in keys {
+            let none = Vec::new();
+            let stuck = stuck.get(&key).unwrap_or(&none);
+            let result = self
+                .jobs
+                .mutate(&key, |current| {
+                    let Some(current) = current else {
+                        return Ok(Next::Unchanged);
+                    };
+                    let room = Self::room_for(&current.record, &clusters);
+                    Ok(
+                        match spill::spill_over(&current.record, stuck, &room, &clusters, now) {
+                            Some(next) => edit::finish(next),
+                            None => Next::Unchanged,
+                        },
+                    )
+                })
+                .await;
+            if let Err(e) = result {
+                warn!(job = %key, error = %e, "spill-over failed");
+            }
+        }
+        *previous = stuck.into_keys().collect();
+    }
+
+    /// How many pods of `fj`'s template fit in each cluster whose agent reports capacity.
+    fn room_for(fj: &FederatedJob, clusters: &Clusters) -> BTreeMap<String, u64> {
+        let template = fj.spec().template.clone();
+        let demand = PodDemand::of_template(&serde_json::to_value(template).unwrap_or_default());
+        clusters
+            .iter()
+            .filter_map(|(name, view)| {
+                let capacity = view.capacity.as_ref()?;
+                Some((name.clone(), pods_that_fit(&demand, capacity)))
+            })
+            .collect()
     }
 
     /// Deletes finished Jobs whose `ttlSecondsAfterFinished` ran out (their shards stay, under

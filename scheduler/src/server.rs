@@ -7,6 +7,7 @@
 //! clean-up, replication, the metrics endpoint, the coordinator) and agent session ends, and
 //! only then is the store closed, so nothing writes to a closed store.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,19 +311,22 @@ async fn serve(serving: Serving) -> anyhow::Result<()> {
     result
 }
 
-/// Periodic work, as one of `tasks`: cluster liveness and TTL clean-up.
+/// Periodic work, as one of `tasks`: cluster liveness, spill-over and TTL clean-up.
 fn spawn_background(cp: Arc<ControlPlane>, shutdown: Shutdown, tasks: &TaskTracker) {
     let period =
         (cp.settings().cluster_grace / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stuck_jobs = HashSet::new();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.fired() => return,
             }
             cp.check_clusters().await;
+            // On every replica: each acts on the reports of the agents streaming to it.
+            cp.spill_over(&mut stuck_jobs, jiff::Timestamp::now()).await;
             if cp.is_leader() {
                 cp.collect_finished(jiff::Timestamp::now()).await;
             }

@@ -14,6 +14,7 @@ use crate::rules::key::ShardKey;
 use crate::state::capacity::Capacity;
 use crate::state::lease::Lease;
 use crate::state::metrics::{Gauges, Metrics};
+use crate::state::pending::Pending;
 use crate::state::queue::WorkQueue;
 use crate::state::shards::Shards;
 
@@ -37,6 +38,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// The cluster's free capacity, with `--report-capacity`.
     pub capacity: Option<Arc<Capacity>>,
+    /// The shards with unschedulable pods, with `--report-capacity`.
+    pub pending: Option<Arc<Pending>>,
 }
 
 impl Context {
@@ -52,6 +55,7 @@ impl Context {
             lease: Lease::new(config.self_fence_after),
             metrics: Metrics::new(),
             capacity: config.report_capacity.then(Default::default),
+            pending: config.report_capacity.then(Default::default),
         }
     }
 

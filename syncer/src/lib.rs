@@ -98,6 +98,13 @@ impl Syncer {
             ));
             watches.spawn(capacity::watch_pods(ctx.clone(), client, c.clone()));
         }
+        if let Some(p) = &ctx.pending {
+            watches.spawn(capacity::watch_unschedulable(
+                ctx.clone(),
+                ctx.cluster.client(),
+                p.clone(),
+            ));
+        }
         let mut workers = JoinSet::new();
         for _ in 0..config.workers {
             workers.spawn(reconcile::worker(ctx.clone()));

@@ -210,6 +210,7 @@ impl Session {
             .detach_session(&self.cluster, &self.token, &self.inbox)
             .await;
         self.cp.capacity().forget(&self.cluster, &self.token);
+        self.cp.pending().forget(&self.cluster, &self.token);
         info!(cluster = %self.cluster, reason, "agent session closed");
     }
 
@@ -433,6 +434,10 @@ async fn read(
                     return Some(Status::invalid_argument(e.to_string()));
                 }
                 debug!(cluster = %cluster, full = report.full, groups = report.groups.len(), "capacity reported");
+            }
+            Some(Msg::Pending(report)) => {
+                cp.pending().apply(&cluster, &session, &report);
+                debug!(cluster = %cluster, shards = report.shards.len(), "unschedulable shards reported");
             }
             Some(Msg::Hello(_)) | None => {
                 cp.metrics()

@@ -3,6 +3,7 @@
 //! agent sessions and heartbeats.
 
 pub mod capacity;
+pub mod pending;
 mod table;
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +46,8 @@ pub struct ClusterRegistry {
     views: RwLock<Arc<Clusters>>,
     /// The free capacity agents report.
     capacity: capacity::CapacityBook,
+    /// The shards agents report unschedulable.
+    pending: pending::PendingBook,
 }
 
 impl ClusterRegistry {
@@ -82,6 +85,7 @@ impl ClusterRegistry {
             table: Mutex::new(table),
             views,
             capacity: capacity::CapacityBook::default(),
+            pending: pending::PendingBook::default(),
         };
         Ok((registry, loaded_at))
     }
@@ -96,9 +100,24 @@ impl ClusterRegistry {
         &self.capacity
     }
 
+    /// The shards agents report unschedulable.
+    pub fn pending(&self) -> &pending::PendingBook {
+        &self.pending
+    }
+
     /// What the planner sees of the clusters now.
     pub fn views(&self) -> Arc<Clusters> {
         self.views.read().clone()
+    }
+
+    /// What the planner sees, with the capacity each agent last reported (what
+    /// `dynamicWeight` and spill-over weigh by).
+    pub fn views_with_capacity(&self) -> Arc<Clusters> {
+        let mut views = (*self.views()).clone();
+        for (name, view) in views.iter_mut() {
+            view.capacity = self.capacity.get(name).map(|r| Arc::new(r.capacity));
+        }
+        Arc::new(views)
     }
 
     /// Runs `f` over the cluster table.

@@ -11,6 +11,7 @@
 //! - [`render`]: what an agent must apply for a shard;
 //! - [`planner`]: which shards each cluster must run;
 //! - [`reports`]: agents' shard reports applied to a Job, planning it again only when needed;
+//! - [`spill`]: moving the work of shards whose pods their cluster cannot place;
 //! - [`edit`]: what each change of a federated Job writes (create, update, delete, reports).
 //!
 //! # Placement that follows the clusters (SPEC §10): what the I/O side provides
@@ -39,5 +40,6 @@ pub mod planner;
 pub mod preferences;
 pub mod render;
 pub mod reports;
+pub mod spill;
 pub mod split;
 pub mod status;

@@ -21,11 +21,11 @@ struct Bound {
 /// One kind of object (nodes or pods) from a watch: the live set, and the set a re-list is
 /// building (kube-runtime's `Init` … `InitDone`).
 #[derive(Debug)]
-struct Listed<T> {
-    live: HashMap<String, T>,
+pub(crate) struct Listed<T> {
+    pub(crate) live: HashMap<String, T>,
     relisting: Option<HashMap<String, T>>,
     /// A first list has completed.
-    ready: bool,
+    pub(crate) ready: bool,
 }
 
 impl<T> Default for Listed<T> {
@@ -81,7 +81,7 @@ pub enum Change<T> {
 
 impl<T: PartialEq> Listed<T> {
     /// Applies a change; returns whether the live set changed.
-    fn apply(&mut self, change: Change<T>) -> bool {
+    pub(crate) fn apply(&mut self, change: Change<T>) -> bool {
         match change {
             Change::Set(key, Some(value)) => {
                 let same = self.live.get(&key) == Some(&value);

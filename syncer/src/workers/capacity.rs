@@ -1,6 +1,8 @@
 //! `--report-capacity`: watches the member cluster's nodes, and its pods bound to a node and
 //! not finished (`fieldSelector=spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed`,
-//! as the kube-scheduler's own informer), feeding the [`Capacity`] the connection reports from.
+//! as the kube-scheduler's own informer), feeding the [`Capacity`] the connection reports from;
+//! and its pods bound to no node (`spec.nodeName=,status.phase=Pending`), feeding the
+//! [`Pending`] shards.
 //! Read-only: it needs `nodes` and `pods` get, list and watch (ClusterRole
 //! `fedjob-syncer-capacity` in `deploy/`).
 
@@ -17,9 +19,12 @@ use tracing::{debug, warn};
 
 use crate::context::Context;
 use crate::state::capacity::{Capacity, Change, bound_pod};
+use crate::state::pending::{Pending, unschedulable_pod};
 
 /// The pods that take room on a node.
 const BOUND_AND_UNFINISHED: &str = "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed";
+/// The pods waiting for a node.
+const UNBOUND: &str = "spec.nodeName=,status.phase=Pending";
 
 fn json<K: Serialize>(object: &K) -> Value {
     serde_json::to_value(object).unwrap_or(Value::Null)
@@ -63,21 +68,42 @@ pub async fn watch_nodes(ctx: Arc<Context>, client: Client, capacity: Arc<Capaci
 
 /// Feeds the watch of the pods bound to a node and not finished into `capacity`.
 pub async fn watch_pods(ctx: Arc<Context>, client: Client, capacity: Arc<Capacity>) {
+    watch_pods_with(&ctx, client, BOUND_AND_UNFINISHED, |event| {
+        capacity.pods(change(event, pod_key, |p| bound_pod(&json(p))))
+    })
+    .await;
+}
+
+/// Feeds the watch of the pods bound to no node into `pending`.
+pub async fn watch_unschedulable(ctx: Arc<Context>, client: Client, pending: Arc<Pending>) {
+    watch_pods_with(&ctx, client, UNBOUND, |event| {
+        pending.pods(change(event, pod_key, |p| unschedulable_pod(&json(p))))
+    })
+    .await;
+}
+
+fn pod_key(p: &Pod) -> String {
+    format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())
+}
+
+/// Watches the pods matching `fields`, handing every event to `apply`.
+async fn watch_pods_with(
+    ctx: &Context,
+    client: Client,
+    fields: &str,
+    mut apply: impl FnMut(watcher::Event<Pod>),
+) {
     let api: Api<Pod> = Api::all(client);
-    let config = watcher::Config::default().fields(BOUND_AND_UNFINISHED);
+    let config = watcher::Config::default().fields(fields);
     let mut events = watcher(api, config).default_backoff().boxed();
     while let Some(event) = events.next().await {
         match event {
-            Ok(event) => {
-                let key =
-                    |p: &Pod| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
-                capacity.pods(change(event, key, |p| bound_pod(&json(p))));
-            }
+            Ok(event) => apply(event),
             Err(e) => {
                 ctx.metrics.watch_errors.inc();
-                warn!(cluster = %ctx.cluster_name, error = %e, "watching the pods failed; retrying with backoff");
+                warn!(cluster = %ctx.cluster_name, fields, error = %e, "watching the pods failed; retrying with backoff");
             }
         }
     }
-    debug!(cluster = %ctx.cluster_name, "pod watch ended");
+    debug!(cluster = %ctx.cluster_name, fields, "pod watch ended");
 }

@@ -262,6 +262,9 @@ async fn session(
     if let Some(capacity) = &ctx.capacity {
         capacity.begin_stream();
     }
+    if let Some(pending) = &ctx.pending {
+        pending.begin_stream();
+    }
     let held_count = held.len();
     let (tx, rx) = mpsc::channel::<AgentMessage>(64);
     let hello = AgentMessage {
@@ -340,6 +343,12 @@ async fn session(
                 if let Some(report) = ctx.capacity.as_ref().and_then(|c| c.report()) {
                     debug!(cluster = %settings.cluster, full = report.full, groups = report.groups.len(), "reporting capacity");
                     if tx.send(AgentMessage { msg: Some(Msg::Capacity(report)) }).await.is_err() {
+                        return Ok(lost("the outbound stream closed".into()));
+                    }
+                }
+                if let Some(report) = ctx.pending.as_ref().and_then(|p| p.report()) {
+                    debug!(cluster = %settings.cluster, shards = report.shards.len(), "reporting unschedulable shards");
+                    if tx.send(AgentMessage { msg: Some(Msg::Pending(report)) }).await.is_err() {
                         return Ok(lost("the outbound stream closed".into()));
                     }
                 }
