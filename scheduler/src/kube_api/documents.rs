@@ -12,8 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+use super::call::ServedResource;
 use super::discovery;
-use super::edge::ServedResource;
 use super::openapi;
 use super::path::ApiPath;
 use super::respond;

@@ -17,6 +17,7 @@
 //! [`objects`] collections).
 
 pub mod apply;
+pub mod call;
 pub mod clock;
 pub mod clusters;
 pub mod discovery;

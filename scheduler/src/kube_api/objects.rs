@@ -26,8 +26,8 @@ use tokio::time::Instant;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::call::{Call, Representation, ServedResource, Verb};
 use super::discovery::api_resource;
-use super::edge::{Call, Representation, ServedResource, Verb};
 use super::openapi;
 use super::pages::{self, Page, Snapshots};
 use super::params::Params;

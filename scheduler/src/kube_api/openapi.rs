@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use super::edge::Verb;
+use super::call::Verb;
 use super::resource::ResourceType;
 
 fn param(name: &str, location: &str, description: &str) -> Value {

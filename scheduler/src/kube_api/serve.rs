@@ -21,7 +21,8 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-use super::edge::{Edge, Peer, ServedResource};
+use super::call::ServedResource;
+use super::edge::{Edge, Peer};
 use super::jobs::Jobs;
 use super::jobs::cache::{HISTORY, JobCache};
 use super::objects::Collection;

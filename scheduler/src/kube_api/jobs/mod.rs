@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use self::cache::JobCache;
 use self::view::JobView;
+use super::call::{Call, ServedResource, Verb};
 use super::discovery::api_resource;
-use super::edge::{Call, ServedResource, Verb};
 use super::openapi;
 use super::pages::Snapshots;
 use super::resource::{JOBS, ResourceType};

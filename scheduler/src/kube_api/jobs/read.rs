@@ -19,7 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::cache::{Event, JobCache, TooOld};
 use super::view::{self, JobView};
 use super::{Jobs, api_error};
-use crate::kube_api::edge::{Call, Representation};
+use crate::kube_api::call::{Call, Representation};
 use crate::kube_api::pages::{self, Page};
 use crate::kube_api::params::{JOB_FIELDS, Params};
 use crate::kube_api::resource::JOBS;
