@@ -10,21 +10,17 @@
 //! again, as after an etcd compaction, instead of a history that is not the one it saw.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::call::{Call, Representation, ServedResource, Verb};
 use super::discovery::api_resource;
@@ -37,7 +33,7 @@ use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::table::{self, IncludeObject};
 use super::watch::{
-    self as framing, DEFAULT_TIMEOUT, EventType, bookmark_line, error_line, event_line,
+    self as framing, DEFAULT_TIMEOUT, EventType, bookmark_line, error_line, event_line, send,
 };
 use fedjob_proto::shutdown::Shutdown;
 
@@ -463,14 +459,7 @@ impl Collection {
         };
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(run(spec, first, self.shutdown.clone(), tx));
-        Ok(Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::CACHE_CONTROL, "no-cache, private")
-            .body(Body::from_stream(
-                ReceiverStream::new(rx).map(Ok::<_, Infallible>),
-            ))
-            .expect("a valid response"))
+        Ok(framing::stream_response(rx))
     }
 }
 
@@ -592,20 +581,6 @@ impl WatchSpec {
             .iter()
             .filter_map(|c| self.sees(c).map(|ty| self.line(ty, &c.object)))
             .collect()
-    }
-}
-
-/// Sends one line unless the watch must end first; false when it must end.
-async fn send(
-    tx: &mpsc::Sender<Bytes>,
-    line: Bytes,
-    shutdown: &mut Shutdown,
-    deadline: Instant,
-) -> bool {
-    tokio::select! {
-        sent = tx.send(line) => sent.is_ok(),
-        _ = shutdown.fired() => false,
-        _ = tokio::time::sleep_until(deadline) => false,
     }
 }
 

@@ -8,8 +8,18 @@
 
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
 use bytes::Bytes;
+use fedjob_proto::shutdown::Shutdown;
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
 use super::resource::ResourceType;
 use super::schema;
@@ -39,6 +49,33 @@ impl EventType {
             EventType::Deleted => "DELETED",
         }
     }
+}
+
+/// Sends one line of a watch unless the watch must end first (the scheduler shuts down or the
+/// watch's `timeoutSeconds` passes); false when it must end.
+pub async fn send(
+    tx: &mpsc::Sender<Bytes>,
+    line: Bytes,
+    shutdown: &mut Shutdown,
+    deadline: Instant,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(line) => sent.is_ok(),
+        _ = shutdown.fired() => false,
+        _ = tokio::time::sleep_until(deadline) => false,
+    }
+}
+
+/// The `200` answer of a watch, whose body is the lines a task sends on `rx`.
+pub fn stream_response(rx: mpsc::Receiver<Bytes>) -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-cache, private")
+        .body(Body::from_stream(
+            ReceiverStream::new(rx).map(Ok::<_, Infallible>),
+        ))
+        .expect("a valid response")
 }
 
 /// One event line carrying `object` (serialized JSON).

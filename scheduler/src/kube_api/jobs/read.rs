@@ -2,19 +2,15 @@
 //! `resourceVersion` and `resourceVersionMatch`) and watch (from a version, with bookmarks and
 //! `timeoutSeconds`), as JSON or as a Table.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::cache::{Event, JobCache, TooOld};
 use super::view::{self, JobView};
@@ -28,7 +24,7 @@ use crate::kube_api::selector::{FieldSelector, LabelSelector};
 use crate::kube_api::status::ApiError;
 use crate::kube_api::table::{self, IncludeObject};
 use crate::kube_api::watch::{
-    self as framing, DEFAULT_TIMEOUT, EventType, bookmark_line, error_line, event_line,
+    self as framing, DEFAULT_TIMEOUT, EventType, bookmark_line, error_line, event_line, send,
 };
 use crate::model::job::job_key;
 use fedjob_proto::shutdown::Shutdown;
@@ -286,14 +282,7 @@ impl Jobs {
             self.shutdown.clone(),
             tx,
         ));
-        Ok(Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::CACHE_CONTROL, "no-cache, private")
-            .body(Body::from_stream(
-                ReceiverStream::new(rx).map(Ok::<_, Infallible>),
-            ))
-            .expect("a valid response"))
+        Ok(framing::stream_response(rx))
     }
 }
 
@@ -381,20 +370,6 @@ impl WatchSpec {
             .iter()
             .filter_map(|e| self.sees(e).map(|ty| self.line(ty, &e.view)))
             .collect()
-    }
-}
-
-/// Sends one line unless the watch must end first; false when it must end.
-async fn send(
-    tx: &mpsc::Sender<Bytes>,
-    line: Bytes,
-    shutdown: &mut Shutdown,
-    deadline: Instant,
-) -> bool {
-    tokio::select! {
-        sent = tx.send(line) => sent.is_ok(),
-        _ = shutdown.fired() => false,
-        _ = tokio::time::sleep_until(deadline) => false,
     }
 }
 
