@@ -98,6 +98,25 @@ impl Placement {
         })
         .await
         .unwrap();
+        // Jobs are created only once both clusters are Ready, connected and their capacity known:
+        // a Job created before the agents register finds no eligible cluster.
+        eventually("c1 and c2 Ready with capacity", PATIENCE, || async {
+            let out = fedctl(&placement.scheduler.url, &["get", "clusters", "-o", "json"])
+                .await
+                .ok()?;
+            let clusters: Value = serde_json::from_str(&out.stdout).ok()?;
+            let ready = |name: &str| {
+                clusters["items"].as_array().into_iter().flatten().any(|c| {
+                    c["name"] == name
+                        && c["state"] == "Ready"
+                        && c["connected"] == true
+                        && c["capacity"].is_object()
+                })
+            };
+            (ready("c1") && ready("c2")).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", placement.logs()));
         placement
     }
 
