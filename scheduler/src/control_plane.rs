@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fedjob_proto::shutdown::Shutdown;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 use tokio::sync::broadcast;
@@ -28,9 +29,13 @@ use crate::model::edit;
 pub use crate::model::edit::{Next, ShardReport};
 use crate::model::job::FederatedJob;
 use crate::model::job::job_key;
+use crate::model::planner;
 use crate::model::spill::{self, Stuck};
 pub use crate::records::StoredJob;
 use crate::store::{Revision, Store};
+
+/// How often at most capacity reports are taken into the planner's views.
+pub const CLUSTER_CHANGES_EVERY: Duration = Duration::from_millis(100);
 
 /// Settings of the control plane.
 #[derive(Debug, Clone)]
@@ -193,7 +198,8 @@ impl ControlPlane {
     /// Creates a Job from a decoded, not yet validated manifest.
     pub async fn create_job(&self, job: Job, dry_run: bool) -> Result<Arc<StoredJob>> {
         let uid = uuid::Uuid::new_v4().to_string();
-        let record = edit::create(job, uid, &self.cluster_views(), Timestamp::now())?;
+        let planned_with = self.cluster_views();
+        let record = edit::create(job, uid, &planned_with, Timestamp::now())?;
         let key = record.key();
         let name = record.name().to_owned();
         if dry_run {
@@ -208,7 +214,16 @@ impl ControlPlane {
             })
             .await?;
         info!(job = %key, "created");
-        stored.ok_or_else(|| ControlPlaneError::job_not_found(&name))
+        let stored = stored.ok_or_else(|| ControlPlaneError::job_not_found(&name))?;
+        // A cluster that became eligible while the Job was planned and written was not seen
+        // by it, nor the Job by whoever follows the clusters.
+        if planner::room_appeared(&stored.record, &planned_with, &self.cluster_views()) {
+            self.reconcile_jobs(vec![key]).await;
+            return self
+                .job(&stored.record.key())
+                .ok_or_else(|| ControlPlaneError::job_not_found(&name));
+        }
+        Ok(stored)
     }
 
     /// Replaces the user's part of a Job (labels, annotations, spec) with `job`'s.
@@ -362,7 +377,7 @@ impl ControlPlane {
             }
         }
         let keys: BTreeSet<String> = stuck.keys().chain(previous.iter()).cloned().collect();
-        let clusters = self.clusters.views_with_capacity();
+        let clusters = self.cluster_views();
         for key in keys {
             let none = Vec::new();
             let stuck = stuck.get(&key).unwrap_or(&none);
@@ -439,11 +454,8 @@ impl ControlPlane {
 
     /// Cordons or uncordons a cluster.
     pub async fn set_cordoned(&self, name: &str, cordoned: bool) -> Result<ClusterRecord> {
-        let (record, changed) = self.clusters.set_cordoned(name, cordoned).await?;
-        if changed && !cordoned {
-            self.reconcile_jobs(self.jobs.with_index(|i| i.needing_room()))
-                .await;
-        }
+        // Uncordoned, it takes the work waiting for room (see `follow_clusters`).
+        let (record, _) = self.clusters.set_cordoned(name, cordoned).await?;
         Ok(record)
     }
 
@@ -482,6 +494,51 @@ impl ControlPlane {
         }
     }
 
+    /// Follows the clusters until `shutdown`: each change of the cluster table, and the
+    /// capacity reports that arrived meanwhile (taken into the planner's views here, at most
+    /// once per [`CLUSTER_CHANGES_EVERY`], so that a thousand clusters reporting cost one
+    /// rebuild), lets the leader place the work that waited for a cluster to become eligible.
+    pub async fn follow_clusters(self: Arc<Self>, shutdown: Shutdown) {
+        let mut before = self.cluster_views();
+        loop {
+            tokio::select! {
+                _ = self.clusters.changed() => {}
+                _ = shutdown.fired() => return,
+            }
+            self.clusters.take_in_capacity();
+            let after = self.cluster_views();
+            if self.is_leader() {
+                self.place_waiting(&before, &after).await;
+            }
+            before = after;
+            tokio::select! {
+                _ = tokio::time::sleep(CLUSTER_CHANGES_EVERY) => {}
+                _ = shutdown.fired() => return,
+            }
+        }
+    }
+
+    /// Plans again the Jobs with work waiting for room that the change from `before` to
+    /// `after` may place ([`planner::room_appeared`]).
+    async fn place_waiting(&self, before: &Clusters, after: &Clusters) {
+        let keys: Vec<String> = self
+            .jobs
+            .with_index(|i| i.needing_room())
+            .into_iter()
+            .filter(|key| {
+                self.job(key)
+                    .is_some_and(|j| planner::room_appeared(&j.record, before, after))
+            })
+            .collect();
+        if !keys.is_empty() {
+            info!(
+                jobs = keys.len(),
+                "clusters became eligible: placing waiting work"
+            );
+            self.reconcile_jobs(keys).await;
+        }
+    }
+
     /// Acts on clusters that changed state: watchers see it, and the Jobs it affects are
     /// planned again (by the leader alone, so a failover is planned once).
     pub async fn on_transitions(&self, transitions: Vec<Transition>) {
@@ -490,8 +547,8 @@ impl ControlPlane {
         for t in &transitions {
             match t {
                 Transition::Ready(c) => {
+                    // Work waiting for room follows in `follow_clusters`.
                     info!(cluster = %c, "cluster Ready");
-                    keys.extend(self.jobs.with_index(|i| i.needing_room()));
                     keys.extend(self.jobs_in_cluster(c));
                 }
                 Transition::NotReady(c) => {

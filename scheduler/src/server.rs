@@ -311,8 +311,10 @@ async fn serve(serving: Serving) -> anyhow::Result<()> {
     result
 }
 
-/// Periodic work, as one of `tasks`: cluster liveness, spill-over and TTL clean-up.
+/// Periodic work, as one of `tasks`: cluster liveness, spill-over and TTL clean-up; and, as
+/// another, following the clusters (work waiting for room, capacity reports).
 fn spawn_background(cp: Arc<ControlPlane>, shutdown: Shutdown, tasks: &TaskTracker) {
+    tasks.spawn(cp.clone().follow_clusters(shutdown.clone()));
     let period =
         (cp.settings().cluster_grace / 10).clamp(Duration::from_millis(50), Duration::from_secs(1));
     tasks.spawn(async move {

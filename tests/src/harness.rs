@@ -274,7 +274,17 @@ impl SimProc {
         kubeconfig: &Path,
         pod_duration: &str,
     ) -> anyhow::Result<Self> {
-        let args = vec![
+        Self::start_with(clusters, kubeconfig, pod_duration, &[]).await
+    }
+
+    /// Like [`SimProc::start`], with more flags of `fedjob-kubesim` (`--cluster-nodes`, …).
+    pub async fn start_with(
+        clusters: &[&str],
+        kubeconfig: &Path,
+        pod_duration: &str,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
+        let mut args = vec![
             "--clusters".to_owned(),
             clusters.join(","),
             "--kubeconfig-out".to_owned(),
@@ -282,6 +292,7 @@ impl SimProc {
             "--pod-duration".to_owned(),
             pod_duration.to_owned(),
         ];
+        args.extend_from_slice(extra);
         let mut proc = Proc::spawn("fedjob-kubesim", &bin("fedjob-kubesim")?, &args)?;
         let line = proc
             .wait_for_line("\"ready\":true", Duration::from_secs(30))

@@ -99,7 +99,8 @@ impl Placement {
         .await
         .unwrap();
         // Jobs are created only once both clusters are Ready, connected and their capacity known:
-        // a Job created before the agents register finds no eligible cluster.
+        // this test is about full clusters, not about work waiting for its clusters to join
+        // (placement_clusters.rs).
         eventually("c1 and c2 Ready with capacity", PATIENCE, || async {
             let out = fedctl(&placement.scheduler.url, &["get", "clusters", "-o", "json"])
                 .await

@@ -3,20 +3,26 @@
 //! with ([`crate::fit`]) and `fedctl get clusters -o wide` shows.
 //!
 //! It lives in memory on the replica the agent streams to: a new stream starts with a full
-//! report, so nothing here needs to survive a restart.
+//! report, so nothing here needs to survive a restart. Each change is signalled
+//! ([`CapacityBook::changed`]) rather than pushed into the planner's views at once: the
+//! registry folds the changes of many clusters into one rebuild of the views.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use fedjob_proto::capacity::{CapacityError, ClusterCapacity};
 use fedjob_proto::v1;
 use jiff::Timestamp;
 use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::model::clusters::Clusters;
 
 /// A cluster's capacity and when it last changed.
 #[derive(Debug, Clone)]
 pub struct Reported {
-    /// The capacity.
-    pub capacity: ClusterCapacity,
+    /// The capacity (shared with the planner's views, which take it by reference).
+    pub capacity: Arc<ClusterCapacity>,
     /// When the agent last reported a change.
     pub at: Timestamp,
     /// The agent session that reported it.
@@ -27,6 +33,8 @@ pub struct Reported {
 #[derive(Debug, Default)]
 pub struct CapacityBook {
     clusters: Mutex<HashMap<String, Reported>>,
+    /// Told of every change; a change made while nobody waits is kept for the next wait.
+    changed: Notify,
 }
 
 impl CapacityBook {
@@ -43,17 +51,18 @@ impl CapacityBook {
         let mut next = clusters
             .get(cluster)
             .filter(|r| r.session == session)
-            .map(|r| r.capacity.clone())
+            .map(|r| ClusterCapacity::clone(&r.capacity))
             .unwrap_or_default();
         next.apply(report)?;
         clusters.insert(
             cluster.to_owned(),
             Reported {
-                capacity: next,
+                capacity: Arc::new(next),
                 at: now,
                 session: session.to_owned(),
             },
         );
+        self.changed.notify_one();
         Ok(())
     }
 
@@ -63,12 +72,27 @@ impl CapacityBook {
         let mut clusters = self.clusters.lock();
         if clusters.get(cluster).is_some_and(|r| r.session == session) {
             clusters.remove(cluster);
+            self.changed.notify_one();
         }
     }
 
     /// `cluster`'s latest capacity, if its agent reports any.
     pub fn get(&self, cluster: &str) -> Option<Reported> {
         self.clusters.lock().get(cluster).cloned()
+    }
+
+    /// Gives each of `views` its cluster's latest capacity (by reference), or none.
+    pub fn fill(&self, views: &mut Clusters) {
+        let clusters = self.clusters.lock();
+        for (name, view) in views.iter_mut() {
+            view.capacity = clusters.get(name).map(|r| r.capacity.clone());
+        }
+    }
+
+    /// Returns when a report changed something since the last call returned (at once if one
+    /// did meanwhile). One waiter.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// `cluster`'s capacity summed up, for the user API.

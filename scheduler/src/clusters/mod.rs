@@ -1,6 +1,12 @@
 //! Member clusters: what is stored of them ([`ClusterRecord`]), their liveness
 //! ([`ClusterTable`]), and the one owner of both, [`ClusterRegistry`]: registration, cordon,
 //! agent sessions and heartbeats.
+//!
+//! The planner reads the clusters as one shared snapshot ([`ClusterRegistry::views`], the
+//! price of an `Arc` clone) that carries each cluster's latest reported capacity by reference.
+//! A change of the table rebuilds it at once; capacity reports only signal
+//! ([`ClusterRegistry::changed`]), and whoever follows the clusters folds the reports that
+//! arrived meanwhile into one rebuild ([`ClusterRegistry::take_in_capacity`]).
 
 pub mod capacity;
 pub mod pending;
@@ -12,6 +18,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -42,8 +49,11 @@ pub struct ClusterRegistry {
     /// Present when several replicas share the store (etcd): shared liveness and sessions.
     coordinator: Option<Arc<Coordinator>>,
     table: Mutex<ClusterTable>,
-    /// What the planner sees, rebuilt on every change of the table.
+    /// What the planner sees, rebuilt on every change of the table and when capacity reports
+    /// are taken in.
     views: RwLock<Arc<Clusters>>,
+    /// Told of every change of the table; a change made while nobody waits is kept.
+    changed: Notify,
     /// The free capacity agents report.
     capacity: capacity::CapacityBook,
     /// The shards agents report unschedulable.
@@ -84,6 +94,7 @@ impl ClusterRegistry {
             coordinator,
             table: Mutex::new(table),
             views,
+            changed: Notify::new(),
             capacity: capacity::CapacityBook::default(),
             pending: pending::PendingBook::default(),
         };
@@ -105,19 +116,10 @@ impl ClusterRegistry {
         &self.pending
     }
 
-    /// What the planner sees of the clusters now.
+    /// What the planner sees of the clusters now, with the capacity each agent reported
+    /// (what `dynamicWeight` and spill-over weigh by) as of the last rebuild.
     pub fn views(&self) -> Arc<Clusters> {
         self.views.read().clone()
-    }
-
-    /// What the planner sees, with the capacity each agent last reported (what
-    /// `dynamicWeight` and spill-over weigh by).
-    pub fn views_with_capacity(&self) -> Arc<Clusters> {
-        let mut views = (*self.views()).clone();
-        for (name, view) in views.iter_mut() {
-            view.capacity = self.capacity.get(name).map(|r| Arc::new(r.capacity));
-        }
-        Arc::new(views)
     }
 
     /// Runs `f` over the cluster table.
@@ -125,9 +127,32 @@ impl ClusterRegistry {
         f(&self.table.lock())
     }
 
+    /// Returns when the table changed or a capacity report arrived since the last call
+    /// returned (at once if one did meanwhile). One waiter.
+    pub async fn changed(&self) {
+        tokio::select! {
+            _ = self.changed.notified() => {}
+            _ = self.capacity.changed() => {}
+        }
+    }
+
+    /// Rebuilds the views with the capacity reported up to now.
+    pub fn take_in_capacity(&self) {
+        self.rebuild_views();
+    }
+
+    /// Rebuilds the views after a change of the table, and says so.
     fn refresh_views(&self) {
-        let views = Arc::new(self.table.lock().views());
-        *self.views.write() = views;
+        self.rebuild_views();
+        self.changed.notify_one();
+    }
+
+    fn rebuild_views(&self) {
+        // Built under the write lock, so that a slower rebuild never replaces a newer one.
+        let mut views = self.views.write();
+        let mut next = self.table.lock().views();
+        self.capacity.fill(&mut next);
+        *views = Arc::new(next);
     }
 
     /// The stored record of `name` and its revision.

@@ -159,7 +159,7 @@ impl ClusterTable {
                     lost: e.lost,
                     epoch: e.record.epoch,
                     labels: e.record.labels.clone(),
-                    // Filled from the capacity book where planning needs it.
+                    // Filled from the capacity book by the registry.
                     capacity: None,
                 };
                 (name.clone(), view)

@@ -20,14 +20,18 @@
 //!   ([`preferences::Preferences::allows`]). `fedctl plan` leaves out of its cluster list those
 //!   [`preferences::Preferences::selects`] refuses.
 //! - [`clusters::ClusterView::capacity`]: the capacity the cluster's agent last reported (the
-//!   control plane fills it from `clusters::capacity::CapacityBook` when it builds the views);
+//!   cluster registry puts it into the shared views, folding reports together);
 //!   with `dynamicWeight: AvailableReplicas` the planner weighs the clusters by how many pods
 //!   of the Job's template fit there ([`crate::fit::pods_that_fit`]; split:
 //!   [`split::split_parallelism_fitting`], offline: [`split::plan_fitting`]). With no capacity
 //!   anywhere it uses the static weights and sets the condition `StaticWeights` (reason
 //!   `NoCapacityReported`; `CapacityExceeded` when more parallelism is asked than fits).
-//!   Planning by capacity happens wherever the planner divides work (create, counts changed,
-//!   new preferences, work waiting for room); running shards keep what they run.
+//!   Planning by capacity happens wherever the planner divides work afresh (create, counts
+//!   changed, new preferences, a member gone, work waiting for room); in between, the shares
+//!   planned last stand for what fits, so capacity that moves (the Job's own pods filling the
+//!   clusters) changes no share and no note, and running shards keep what they run.
+//! - Work waiting for room is placed as soon as a cluster may take it: the control plane asks
+//!   [`planner::room_appeared`] of each waiting Job whenever the clusters change.
 
 pub mod clusters;
 pub mod edit;

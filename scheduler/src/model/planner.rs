@@ -62,10 +62,22 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
         retire_surplus(fj);
         fj.unplaced = Default::default();
     } else {
+        let divide_afresh = running == Running::Replanned
+            || fj.grow_members
+            || fj.needs_room()
+            || fj.members.is_empty();
         update_members(fj, clusters, &prefs);
-        let fits = fits(fj, clusters, &prefs);
+        let afresh = divide_afresh || !follows_plan(fj);
+        let fits = if afresh {
+            fits(fj, clusters, &prefs)
+        } else {
+            planned_fits(fj, &prefs)
+        };
         let (shares, beyond_fit) = split_members(fj, &prefs, fits.as_ref());
-        status::note_static_weights(fj, static_weights_note(fj, &prefs, &fits, beyond_fit), now);
+        if afresh {
+            let note = static_weights_note(fj, &prefs, &fits, beyond_fit);
+            status::note_static_weights(fj, note, now);
+        }
         if fj.spec().completions.is_some() {
             plan_completions(fj, clusters, &prefs, &shares, fits.as_ref());
         } else {
@@ -212,6 +224,81 @@ fn update_members(fj: &mut FederatedJob, clusters: &Clusters, prefs: &Preference
                 .map(|(name, _)| name.clone()),
         );
         fj.grow_members = false;
+    }
+}
+
+/// Whether the shares planned last still divide the Job's parallelism over its members: true
+/// unless the parallelism changed or a member left since.
+fn follows_plan(fj: &FederatedJob) -> bool {
+    let planned: i64 = fj
+        .members
+        .iter()
+        .map(|c| i64::from(fj.planned.get(c).copied().unwrap_or(0)))
+        .sum();
+    planned == i64::from(parallelism(fj))
+}
+
+/// For a Job that weighs by capacity, between the moments it is planned (SPEC §10: at create,
+/// when its counts or preferences change, while work waits for room): the shares planned last
+/// stand for what fits, so capacity that its own pods (or anything else) took meanwhile moves
+/// no share and no note. Dividing the parallelism by these weights, each capped at itself,
+/// gives back exactly those shares.
+fn planned_fits(fj: &FederatedJob, prefs: &Preferences) -> Option<Fits> {
+    prefs.dynamic_weight?;
+    Some(
+        fj.planned
+            .iter()
+            .map(|(c, p)| (c.clone(), u64::try_from(*p).unwrap_or(0)))
+            .collect(),
+    )
+}
+
+/// Whether `after` may place work of `fj` that `before` could not (pure; the control plane
+/// asks it of the Jobs with work waiting for room whenever the clusters change): a cluster the
+/// preferences allow became eligible (registered, Ready again, uncordoned, labels that now
+/// match) or, for a Job that weighs by capacity, reports room for more of its pods than before.
+pub fn room_appeared(fj: &FederatedJob, before: &Clusters, after: &Clusters) -> bool {
+    if !fj.needs_room() || fj.is_finished() || fj.deletion.is_some() {
+        return false;
+    }
+    let Ok(prefs) = Preferences::from_annotations(fj.job.metadata.annotations.as_ref()) else {
+        return false;
+    };
+    let eligible = |view: Option<&ClusterView>, name: &str| {
+        view.is_some_and(|v| v.schedulable() && prefs.allows(name, &v.labels))
+    };
+    let demand = prefs
+        .dynamic_weight
+        .and_then(|_| serde_json::to_value(&fj.spec().template).ok())
+        .map(|t| PodDemand::of_template(&t));
+    let fit = |view: &ClusterView| -> u64 {
+        match (&demand, view.capacity.as_deref()) {
+            (Some(demand), Some(capacity)) => pods_that_fit(demand, capacity),
+            _ => 0,
+        }
+    };
+    after.iter().any(|(name, now)| {
+        let then = before.get(name);
+        if !eligible(Some(now), name) {
+            return false;
+        }
+        match then.filter(|then| eligible(Some(then), name)) {
+            None => true,
+            // Capacity that is no longer reported brings the static weights back.
+            Some(then) => {
+                demand.is_some()
+                    && !same_capacity(then, now)
+                    && (fit(now) > fit(then) || now.capacity.is_none())
+            }
+        }
+    })
+}
+
+fn same_capacity(a: &ClusterView, b: &ClusterView) -> bool {
+    match (&a.capacity, &b.capacity) {
+        (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Setup {
     pub syncer: Vec<String>,
     /// How long a simulated pod runs when its template does not say.
     pub pod_duration: String,
+    /// Extra flags of `fedjob-kubesim` (nodes of each cluster: `--cluster-nodes`).
+    pub sim: Vec<String>,
 }
 
 impl Setup {
@@ -43,6 +45,7 @@ impl Setup {
             scheduler: strings(&["--cluster-grace", grace]),
             syncer: Vec::new(),
             pod_duration: "1s".to_owned(),
+            sim: Vec::new(),
         }
     }
 }
@@ -111,7 +114,7 @@ impl Federation {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let clusters: Vec<&str> = setup.clusters.iter().map(String::as_str).collect();
-        let sim = SimProc::start(&clusters, &kubeconfig, &setup.pod_duration)
+        let sim = SimProc::start_with(&clusters, &kubeconfig, &setup.pod_duration, &setup.sim)
             .await
             .unwrap();
         let port = free_port();
@@ -146,7 +149,19 @@ impl Federation {
 
     /// Starts (or starts again) the syncer of `cluster` with the setup's flags.
     pub fn start_syncer(&mut self, cluster: &str) {
-        let extra: Vec<&str> = self.setup.syncer.iter().map(String::as_str).collect();
+        self.start_syncer_with(cluster, &[]);
+    }
+
+    /// Starts (or starts again) the syncer of `cluster` with the setup's flags and `more`
+    /// (its `--labels`, say).
+    pub fn start_syncer_with(&mut self, cluster: &str, more: &[&str]) {
+        let extra: Vec<&str> = self
+            .setup
+            .syncer
+            .iter()
+            .map(String::as_str)
+            .chain(more.iter().copied())
+            .collect();
         let syncer = SyncerProc::start(
             &self.scheduler.url,
             cluster,
@@ -205,6 +220,24 @@ impl Federation {
                 .all(|c| {
                     all.get(*c)
                         .is_some_and(|c| c["state"] == "Ready" && c["connected"] == true)
+                })
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Waits until each of `clusters` is Ready, connected and has reported its capacity
+    /// (syncers with `--report-capacity`).
+    pub async fn wait_capacity(&self, clusters: &[&str]) {
+        eventually("Ready, connected clusters with capacity", WAIT, || async {
+            let all = self.clusters().await;
+            clusters
+                .iter()
+                .all(|c| {
+                    all.get(*c).is_some_and(|c| {
+                        c["state"] == "Ready" && c["connected"] == true && c["capacity"].is_object()
+                    })
                 })
                 .then_some(())
         })

@@ -843,3 +843,182 @@ fn dynamic_weight_without_any_capacity_falls_back_to_the_static_weights_and_says
         "{c:?}"
     );
 }
+
+#[test]
+fn dynamic_weight_keeps_its_shares_and_note_while_capacity_moves_until_counts_change() {
+    let prefs = r#"{"dynamicWeight": "AvailableReplicas"}"#;
+    let mut clusters = ready(&["c1", "c2"]);
+    crate::model::fixtures::with_room(&mut clusters, "c1", 10);
+    crate::model::fixtures::with_room(&mut clusters, "c2", 5);
+    let mut fj = job(9, Some(18), Some(prefs));
+    reconcile(&mut fj, &clusters, now());
+    let planned = |fj: &FederatedJob| fj.planned.clone().into_iter().collect::<Vec<_>>();
+    assert_eq!(planned(&fj), [("c1".into(), 6), ("c2".into(), 3)]);
+    // The Job's own pods fill both clusters; reports come and the Job is planned again: the
+    // shares shown and the (absent) note are those of the plan made at create.
+    crate::model::fixtures::with_room(&mut clusters, "c1", 0);
+    crate::model::fixtures::with_room(&mut clusters, "c2", 0);
+    fj.shards[0].observed = Some(report(ObservedPhase::Running, 6, 1, 0));
+    fj.shards[1].observed = Some(report(ObservedPhase::Running, 3, 0, 0));
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(planned(&fj), [("c1".into(), 6), ("c2".into(), 3)]);
+    assert!(!fj.condition("StaticWeights"), "{:?}", fj.job.status);
+    assert_eq!(
+        counts(&fj),
+        vec![("c1", "myjob", 6, Some(12)), ("c2", "myjob", 3, Some(6))]
+    );
+    // Parallelism raised to 12: planned again by what fits now (nothing), so by the static
+    // weights (12 over two equal weights: 6 and 6), and the note says so. What runs stays.
+    set_parallelism(&mut fj, 12);
+    reconcile(&mut fj, &clusters, now());
+    assert_eq!(planned(&fj), [("c1".into(), 6), ("c2".into(), 6)]);
+    let conditions = fj.job.status.as_ref().unwrap().conditions.clone().unwrap();
+    let note = conditions.iter().find(|c| c.type_ == "StaticWeights");
+    assert_eq!(
+        note.and_then(|c| c.reason.as_deref()),
+        Some("CapacityExceeded")
+    );
+}
+
+/// A Job of parallelism 2 and completions 4 planned over `clusters`, which leave some of it
+/// waiting for room.
+fn waiting(prefs: Option<&str>, clusters: &Clusters) -> FederatedJob {
+    let mut fj = job(2, Some(4), prefs);
+    reconcile(&mut fj, clusters, now());
+    assert!(fj.needs_room(), "{:?}", fj.unplaced);
+    fj
+}
+
+#[test]
+fn room_appears_when_a_cluster_the_job_allows_becomes_eligible() {
+    let nothing = Clusters::new();
+    let fj = waiting(None, &nothing);
+    let c1 = ready(&["c1"]);
+    assert!(room_appeared(&fj, &nothing, &c1), "registered");
+    assert!(!room_appeared(&fj, &c1, &c1), "nothing changed");
+    let mut cordoned = c1.clone();
+    cordoned.get_mut("c1").unwrap().cordoned = true;
+    assert!(!room_appeared(&fj, &nothing, &cordoned), "cordoned");
+    assert!(room_appeared(&fj, &cordoned, &c1), "uncordoned");
+    let mut not_ready = c1.clone();
+    not_ready.get_mut("c1").unwrap().ready = false;
+    assert!(room_appeared(&fj, &not_ready, &c1), "Ready again");
+    assert!(!room_appeared(&fj, &c1, &not_ready), "NotReady");
+
+    // Labels: only a cluster the selector now selects.
+    let prefs = r#"{"clusterSelector": {"matchLabels": {"env": "prod"}}}"#;
+    let dev = labelled(&["c1"], &[&[("env", "dev")]]);
+    let prod = labelled(&["c1"], &[&[("env", "prod")]]);
+    let fj = waiting(Some(prefs), &dev);
+    assert!(room_appeared(&fj, &dev, &prod), "relabelled to match");
+    assert!(
+        !room_appeared(&fj, &nothing, &dev),
+        "registered, not selected"
+    );
+    assert!(!room_appeared(&fj, &prod, &dev), "no longer selected");
+
+    // A Job with nothing waiting, or finished, has nothing to place.
+    let mut placed = job(2, Some(4), None);
+    reconcile(&mut placed, &c1, now());
+    assert!(!placed.needs_room());
+    assert!(!room_appeared(&placed, &nothing, &ready(&["c1", "c2"])));
+}
+
+#[test]
+fn room_appears_by_capacity_only_for_a_job_that_weighs_by_it() {
+    // Parallelism 0: the completions go where pods fit; nowhere yet.
+    let prefs = r#"{"dynamicWeight": "AvailableReplicas"}"#;
+    let mut full = ready(&["c1"]);
+    crate::model::fixtures::with_room(&mut full, "c1", 0);
+    let mut fj = job(0, Some(4), Some(prefs));
+    reconcile(&mut fj, &full, now());
+    assert_eq!((fj.unplaced.parallelism, fj.unplaced.completions), (0, 4));
+    let mut room = full.clone();
+    crate::model::fixtures::with_room(&mut room, "c1", 3);
+    assert!(room_appeared(&fj, &full, &room), "room for 3 pods");
+    let mut still_full = full.clone();
+    crate::model::fixtures::with_room(&mut still_full, "c1", 0);
+    assert!(
+        !room_appeared(&fj, &full, &still_full),
+        "a new report, no room"
+    );
+    assert!(!room_appeared(&fj, &room, &full), "less room");
+    let mut unreported = full.clone();
+    unreported.get_mut("c1").unwrap().capacity = None;
+    assert!(
+        room_appeared(&fj, &full, &unreported),
+        "no capacity known: the static weights"
+    );
+    // Placed where it fits once there is room.
+    reconcile(&mut fj, &room, now());
+    assert_eq!(fj.unplaced, Default::default());
+    assert_eq!(counts(&fj), vec![("c1", "myjob", 0, Some(4))]);
+
+    // The static rule does not look at capacity: at maxReplicas, more room changes nothing.
+    let prefs = r#"{"clusters": {"*": {"weight": 1, "maxReplicas": 1}}}"#;
+    let fj = waiting(Some(prefs), &full);
+    assert!(!room_appeared(&fj, &full, &room));
+}
+
+/// A cluster of the property below, when registered: (ready, cordoned, labelled env=prod,
+/// room for pods as its agent reports it).
+type ClusterState = Option<(bool, bool, bool, Option<i64>)>;
+
+fn cluster_state() -> impl Strategy<Value = ClusterState> {
+    prop::option::of((
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::option::of(0..4i64),
+    ))
+}
+
+fn clusters_of(states: &[ClusterState]) -> Clusters {
+    let mut clusters = Clusters::new();
+    for (i, state) in states.iter().enumerate() {
+        let Some((ready, cordoned, prod, room)) = state else {
+            continue;
+        };
+        let name = format!("c{}", i + 1);
+        let env = if *prod { "prod" } else { "dev" };
+        let mut one = labelled(&[name.as_str()], &[&[("env", env)]]);
+        let view = one.get_mut(&name).unwrap();
+        view.ready = *ready;
+        view.cordoned = *cordoned;
+        if let Some(room) = room {
+            crate::model::fixtures::with_room(&mut one, &name, *room);
+        }
+        clusters.extend(one);
+    }
+    clusters
+}
+
+proptest! {
+    /// The control plane plans a waiting Job again only when `room_appeared` says so: it must
+    /// never hide a change that would place more of it.
+    #[test]
+    fn no_room_appeared_means_planning_again_places_no_more(
+        parallelism in 0..6i32,
+        completions in 1..10i32,
+        prefs in prop::sample::select(vec![
+            None,
+            Some(r#"{"clusterSelector": {"matchLabels": {"env": "prod"}}}"#),
+            Some(r#"{"dynamicWeight": "AvailableReplicas"}"#),
+            Some(r#"{"dynamicWeight": "AvailableReplicas", "clusterSelector": {"matchLabels": {"env": "prod"}}}"#),
+            Some(r#"{"clusters": {"*": {"weight": 1, "maxReplicas": 1}}}"#),
+        ]),
+        before in prop::collection::vec(cluster_state(), 3),
+        after in prop::collection::vec(cluster_state(), 3),
+    ) {
+        let (before, after) = (clusters_of(&before), clusters_of(&after));
+        let mut fj = job(parallelism, Some(completions), prefs);
+        reconcile(&mut fj, &before, now());
+        prop_assume!(fj.needs_room());
+        let mut again = fj.clone();
+        reconcile(&mut again, &after, now());
+        if !room_appeared(&fj, &before, &after) {
+            prop_assert!(again.unplaced.parallelism >= fj.unplaced.parallelism, "{:?} -> {:?}", fj.unplaced, again.unplaced);
+            prop_assert!(again.unplaced.completions >= fj.unplaced.completions, "{:?} -> {:?}", fj.unplaced, again.unplaced);
+        }
+    }
+}
