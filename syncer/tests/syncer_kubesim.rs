@@ -670,13 +670,17 @@ async fn metrics_and_probes_follow_the_session_and_the_writes() {
         phase(s) == ShardPhase::Running
     })
     .await;
-    let (code, page) = http_get(addr, "/metrics").await;
-    assert_eq!(code, 200);
+    // The watch can deliver the created Job (and so the RUNNING report) before the create's own
+    // answer is counted: wait for the count, then check every series exactly.
+    let create_ok = r#"fedjob_syncer_cluster_writes_total{verb="create",outcome="ok"}"#;
+    let page = eventually("the create counted", WAIT, || async {
+        let (code, page) = http_get(addr, "/metrics").await;
+        assert_eq!(code, 200);
+        sample(&page, create_ok).is_some().then_some(page)
+    })
+    .await;
     for (series, want) in [
-        (
-            r#"fedjob_syncer_cluster_writes_total{verb="create",outcome="ok"}"#,
-            1.0,
-        ),
+        (create_ok, 1.0),
         (r#"fedjob_syncer_shards{action="RUN"}"#, 1.0),
         ("fedjob_syncer_scheduler_in_sync", 1.0),
         ("fedjob_syncer_scheduler_sessions_total", 1.0),
