@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 
 use fedjob_tests::harness::eventually;
 use fedjob_tests::harness::federation::{
-    Federation, PREFERENCES, Setup, WAIT, condition, placements, spec_completions,
-    spec_parallelism, strings,
+    Federation, PREFERENCES, Setup, WAIT, active, condition, job_manifest, placements,
+    spec_completions, spec_parallelism, strings,
 };
 use fedjob_tests::harness::free_port;
 use fedjob_tests::harness::kubectl::Kubectl;
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::PostParams;
 use serde_json::{Value, json};
 
 /// The Job's shards in each cluster: local name → (parallelism, completions), the
@@ -304,4 +307,114 @@ async fn a_selector_job_lands_only_on_matching_clusters() {
     let eu = fed.job("eu").await;
     let shown: Vec<String> = placements(&eu).into_keys().collect();
     assert_eq!(shown, ["c1", "c3"], "{eu:#}");
+}
+
+/// `pendingTimeoutSeconds` of the Job that spills over.
+const PENDING_TIMEOUT: u64 = 3;
+
+/// A cluster that fills up after the Job was planned has its pending work moved within
+/// `pendingTimeoutSeconds` (`rebalance: true`), and the Job completes with exactly
+/// `completions`.
+///
+/// c1 has one node of 2 cpu, c2 one of 4. The Job (pods of 1 cpu running 3 s, parallelism 2,
+/// completions 6, equal weights) is planned as 1 and 3 in each. While c1's first pod runs, a
+/// local Job outside the federation asks for 2 cpu there: it waits, then takes the node when
+/// that pod ends (the kube-scheduler tries the oldest pending pod first), and c1's next pod
+/// of the Job cannot be placed. After pendingTimeoutSeconds c1's 2 unstarted completions go to
+/// c2: c1 did 1, c2 does 3 + 2.
+#[tokio::test]
+async fn a_cluster_that_fills_up_after_planning_has_its_pending_work_moved() {
+    let mut setup = Setup::new("30s");
+    setup.clusters = strings(&["c1", "c2"]);
+    setup.pod_duration = "1h".to_owned();
+    setup.sim = strings(&[
+        "--cluster-nodes",
+        "c1=1:cpu=2,memory=8Gi,pods=20",
+        "--cluster-nodes",
+        "c2=1:cpu=4,memory=8Gi,pods=20",
+    ]);
+    setup.syncer = strings(&["--report-capacity", "--heartbeat-interval", "200ms"]);
+    let fed = Federation::start(setup).await;
+    fed.wait_capacity(&["c1", "c2"]).await;
+
+    let prefs = format!(
+        r#"{{"rebalance": true, "pendingTimeoutSeconds": {PENDING_TIMEOUT}, "clusters": {{"*": {{"weight": 1}}}}}}"#
+    );
+    let pod = json!({"requests": {"cpu": "1"}});
+    let mut job = job_manifest("fills", 2, Some(6), "3s", Some(&prefs));
+    job["spec"]["template"]["spec"]["containers"][0]["resources"] = pod;
+    fed.create_job(&job).await;
+    let c1_jobs: Api<Job> = Api::namespaced(fed.client("c1"), "default");
+    eventually("c1's first pod of fills running", WAIT, || async {
+        let shard = c1_jobs.get_opt("fills").await.ok()??;
+        (active(&shard) == 1).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
+    let hog = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "w", "image": "busybox",
+                            "resources": {"requests": {"cpu": "2"}}}]}}}
+    });
+    c1_jobs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(hog).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let done = fed.wait_complete("fills").await;
+    assert_eq!(done["status"]["succeeded"], 6, "{done:#}");
+    let by_cluster = placements(&done);
+    assert_eq!(by_cluster["c1"]["succeeded"], 1, "{done:#}");
+    assert_eq!(by_cluster["c2"]["succeeded"], 5, "{done:#}");
+    let moved = done["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "SpilledOver")
+        .unwrap_or_else(|| panic!("a condition says what moved: {done:#}"));
+    let message = moved["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("moved 2 completions of c1: 1 pods of fills unschedulable since "),
+        "{message}"
+    );
+    assert!(message.ends_with(" to c2 (2 completions)"), "{message}");
+    // Moved within pendingTimeoutSeconds of the pod becoming unschedulable (plus the
+    // scheduler's tick and a report's heartbeat).
+    let since: jiff::Timestamp = message
+        .split(" unschedulable since ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let at: jiff::Timestamp = moved["lastTransitionTime"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let waited = at.duration_since(since).as_secs();
+    assert!(
+        (PENDING_TIMEOUT as i64..=PENDING_TIMEOUT as i64 + 5).contains(&waited),
+        "moved after {waited} s"
+    );
+    // In c2: its own 3 and the moved 2; c1's shard is gone once stopped.
+    assert_eq!(
+        shards_of(&fed, "fills", false).await.get("c2"),
+        Some(
+            &[
+                ("fills".to_owned(), (None, Some(3))),
+                ("fills-2".to_owned(), (None, Some(2)))
+            ]
+            .into()
+        )
+    );
+    eventually("fills gone from c1", WAIT, || async {
+        c1_jobs.get_opt("fills").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
 }
