@@ -44,8 +44,23 @@ fn container_requests(container: &Value) -> Amounts {
     out
 }
 
-/// What a pod with this `spec` requests (`pods` not included: every pod takes one).
+/// What a pod with this `spec` requests (`pods` not included: every pod takes one), as the
+/// kube-scheduler adds it up (Kubernetes 1.29+, `PodRequests`): the containers' sum plus every
+/// sidecar (an init container with `restartPolicy: Always`, which keeps running), or, when
+/// larger, what the init phase needs at its peak: each init container with the sidecars
+/// started before it, each sidecar with those before it and itself.
 pub fn pod_requests(spec: &Value) -> Amounts {
+    fn add(to: &mut Amounts, amounts: &Amounts) {
+        for (name, amount) in amounts {
+            *to.entry(name.clone()).or_default() += amount;
+        }
+    }
+    fn raise(to: &mut Amounts, amounts: &Amounts) {
+        for (name, amount) in amounts {
+            let entry = to.entry(name.clone()).or_default();
+            *entry = (*entry).max(*amount);
+        }
+    }
     let containers = |key: &str| {
         spec.get(key)
             .and_then(Value::as_array)
@@ -54,16 +69,23 @@ pub fn pod_requests(spec: &Value) -> Amounts {
     };
     let mut total = Amounts::new();
     for c in containers("containers") {
-        for (name, amount) in container_requests(c) {
-            *total.entry(name).or_default() += amount;
-        }
+        add(&mut total, &container_requests(c));
     }
+    let mut sidecars = Amounts::new();
+    let mut init_peak = Amounts::new();
     for c in containers("initContainers") {
-        for (name, amount) in container_requests(c) {
-            let entry = total.entry(name).or_default();
-            *entry = (*entry).max(amount);
+        let requests = container_requests(c);
+        if c.get("restartPolicy").and_then(Value::as_str) == Some("Always") {
+            add(&mut total, &requests);
+            add(&mut sidecars, &requests);
+            raise(&mut init_peak, &sidecars);
+        } else {
+            let mut with_sidecars = requests;
+            add(&mut with_sidecars, &sidecars);
+            raise(&mut init_peak, &with_sidecars);
         }
     }
+    raise(&mut total, &init_peak);
     for (name, amount) in list_amounts(spec.get("overhead")) {
         *total.entry(name).or_default() += amount;
     }

@@ -107,6 +107,43 @@ fn init_containers_count_as_the_largest_of_them_or_the_sum_of_the_rest() {
 }
 
 #[test]
+fn sidecars_run_beside_the_containers_and_under_later_init_containers() {
+    let cluster = capacity(&[(plain("4", "16Gi", "110"), vec![])]);
+    // Kubernetes 1.29+ PodRequests: the sidecar (an init container with restartPolicy Always)
+    // keeps running, so it adds to the containers: 1 + 1 = 2 cpu, and the init container
+    // after it needs 1.5 + 1 = 2.5 cpu while it runs. max(2, 2.5) = 2.5 cpu a pod: 1 fits
+    // (2 if the sidecar were counted as a plain init container: max(1, 1, 1.5) = 1.5).
+    let spec = json!({
+        "initContainers": [
+            {"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"cpu": "1"}}},
+            {"name": "setup", "resources": {"requests": {"cpu": "1500m"}}}],
+        "containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]
+    });
+    assert_eq!(fit(spec, &cluster), 1);
+    // An init container before the sidecar runs without it: max(1 + 1, 3) = 3 cpu: 1 fits;
+    // with a small one, the running phase decides: max(1 + 1, 500m) = 2 cpu: 2 fit.
+    let before = |cpu: &str| {
+        json!({
+            "initContainers": [
+                {"name": "setup", "resources": {"requests": {"cpu": cpu}}},
+                {"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"cpu": "1"}}}],
+            "containers": [{"name": "a", "resources": {"requests": {"cpu": "1"}}}]
+        })
+    };
+    assert_eq!(fit(before("3"), &cluster), 1);
+    assert_eq!(fit(before("500m"), &cluster), 2);
+    // Memory of a sidecar counts in every phase after it starts: 1Gi + 2Gi running, 1Gi +
+    // 6Gi for the init container after it: 7Gi a pod, 2 fit in 16Gi (5 by running alone).
+    let spec = json!({
+        "initContainers": [
+            {"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"memory": "1Gi"}}},
+            {"name": "load", "resources": {"requests": {"memory": "6Gi"}}}],
+        "containers": [{"name": "a", "resources": {"requests": {"memory": "2Gi"}}}]
+    });
+    assert_eq!(fit(spec, &cluster), 2);
+}
+
+#[test]
 fn extended_resources_from_limits() {
     let gpu_node = node(
         json!({"cpu": "8", "memory": "32Gi", "pods": "110", "nvidia.com/gpu": "2"}),
