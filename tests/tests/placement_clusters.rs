@@ -59,38 +59,31 @@ fn expected(shards: &[(&str, &str, Option<i32>, i32)]) -> Shards {
 /// Waits until the shards of `name` (with their parallelism) are `want`.
 async fn wait_shards(fed: &Federation, name: &str, want: &Shards) {
     let why = format!("{name}'s shards {want:?}");
-    eventually(&why, WAIT, || async {
+    let found = eventually(&why, WAIT, || async {
         (shards_of(fed, name, true).await == *want).then_some(())
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", last(fed, name), fed.logs()));
+    .await;
+    if let Err(e) = found {
+        let seen = shards_of(fed, name, true).await;
+        panic!(
+            "{e}\nshards: {seen:?}\n{:#}\n{}",
+            fed.job(name).await,
+            fed.logs()
+        );
+    }
 }
 
 /// Waits until the federated Job `name` satisfies `what`; the Job.
 async fn wait_job(fed: &Federation, name: &str, why: &str, what: impl Fn(&Value) -> bool) -> Value {
-    eventually(why, WAIT, || async {
+    let found = eventually(why, WAIT, || async {
         let job = fed.job(name).await;
         what(&job).then_some(job)
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{:#}\n{}", last(fed, name), fed.logs()))
-}
-
-/// The Job as `fedctl get job -o json` prints it now, for a failure message.
-fn last(fed: &Federation, name: &str) -> Value {
-    let out = std::process::Command::new(fedjob_tests::harness::bin("fedctl").unwrap())
-        .args([
-            "--server",
-            &fed.scheduler.url,
-            "get",
-            "job",
-            name,
-            "-o",
-            "json",
-        ])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    .await;
+    match found {
+        Ok(job) => job,
+        Err(e) => panic!("{e}\n{:#}\n{}", fed.job(name).await, fed.logs()),
+    }
 }
 
 /// Work that found no eligible cluster is placed as soon as one becomes eligible: a cluster

@@ -213,31 +213,28 @@ impl Federation {
 
     /// Waits until each of `clusters` is Ready with its syncer connected.
     pub async fn wait_ready(&self, clusters: &[&str]) {
-        eventually("Ready, connected clusters", WAIT, || async {
-            let all = self.clusters().await;
-            clusters
-                .iter()
-                .all(|c| {
-                    all.get(*c)
-                        .is_some_and(|c| c["state"] == "Ready" && c["connected"] == true)
-                })
-                .then_some(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        self.wait_clusters(clusters, "Ready, connected clusters", |_| true)
+            .await;
     }
 
     /// Waits until each of `clusters` is Ready, connected and has reported its capacity
     /// (syncers with `--report-capacity`).
     pub async fn wait_capacity(&self, clusters: &[&str]) {
-        eventually("Ready, connected clusters with capacity", WAIT, || async {
+        let what = "Ready, connected clusters with capacity";
+        self.wait_clusters(clusters, what, |c| c["capacity"].is_object())
+            .await;
+    }
+
+    /// Waits until each of `clusters` is Ready, connected and `also` holds of it (as
+    /// `fedctl get clusters -o json` shows it).
+    async fn wait_clusters(&self, clusters: &[&str], what: &str, also: impl Fn(&Value) -> bool) {
+        eventually(what, WAIT, || async {
             let all = self.clusters().await;
             clusters
                 .iter()
                 .all(|c| {
-                    all.get(*c).is_some_and(|c| {
-                        c["state"] == "Ready" && c["connected"] == true && c["capacity"].is_object()
-                    })
+                    all.get(*c)
+                        .is_some_and(|c| c["state"] == "Ready" && c["connected"] == true && also(c))
                 })
                 .then_some(())
         })
