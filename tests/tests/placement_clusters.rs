@@ -411,3 +411,35 @@ async fn a_cluster_that_fills_up_after_planning_has_its_pending_work_moved() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
 }
+
+/// `dynamicWeight` with no capacity reported anywhere (syncers without `--report-capacity`):
+/// the static rule (parallelism 3 over three equal weights: 1 each; completions 6: 2 each),
+/// and the condition `StaticWeights` says why.
+#[tokio::test]
+async fn without_capacity_reports_dynamic_weight_falls_back_and_says_so() {
+    let fed = Federation::start(Setup::new("30s")).await;
+    let prefs = r#"{"dynamicWeight": "AvailableReplicas"}"#;
+    fed.create("guess", 3, 6, "1s", Some(prefs)).await;
+    let done = fed.wait_complete("guess").await;
+    assert_eq!(done["status"]["succeeded"], 6, "{done:#}");
+    assert_eq!(
+        shards_of(&fed, "guess", false).await,
+        expected(&[
+            ("c1", "guess", None, 2),
+            ("c2", "guess", None, 2),
+            ("c3", "guess", None, 2)
+        ])
+    );
+    let note = done["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "StaticWeights")
+        .unwrap_or_else(|| panic!("a condition says so: {done:#}"));
+    assert_eq!(note["reason"], "NoCapacityReported", "{note:#}");
+    assert_eq!(
+        note["message"],
+        "dynamicWeight AvailableReplicas: no cluster reports its free capacity \
+         (fedjob-syncer --report-capacity), so the split follows the static weights"
+    );
+}
