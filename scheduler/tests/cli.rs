@@ -35,6 +35,11 @@ fn free_port() -> u16 {
 }
 
 async fn scheduler(data_dir: &std::path::Path, port: u16) -> Proc {
+    scheduler_with(data_dir, port, &[]).await
+}
+
+/// [`scheduler`] with more flags.
+async fn scheduler_with(data_dir: &std::path::Path, port: u16, flags: &[&str]) -> Proc {
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(SCHEDULER)
         .args([
@@ -43,6 +48,7 @@ async fn scheduler(data_dir: &std::path::Path, port: u16) -> Proc {
             "--data-dir",
             &data_dir.display().to_string(),
         ])
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -361,7 +367,7 @@ async fn unknown_fields_are_refused_unless_dropped_and_get_output_applies_again(
     );
 
     let (code, _, err) = fedctl(&s.url, &["apply", "--validate=warn", "-f", &typo]);
-    assert_eq!(code, 2, "a usage error: {err}");
+    assert_eq!(code, 64, "a usage error (EX_USAGE): {err}");
     let request =
         json!({"field_validation": "Warn", "job": {"apiVersion": "batch/v1", "kind": "Job"}});
     let (code, _, err) = grpcurl(&[
@@ -415,11 +421,263 @@ fn fedctl_plan_works_without_a_server() {
             "{bad",
         ],
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 64, "a usage error (EX_USAGE)");
     assert!(err.contains("--preferences"), "{err}");
     let (code, _, err) = fedctl("http://127.0.0.1:1", &["get", "jobs"]);
     assert_eq!(code, 1);
     assert!(err.contains("Unable to connect to the server"), "{err}");
+}
+
+/// `fedctl plan` with cluster labels: SPEC §10's `clusterSelector` keeps the Job to the
+/// clusters labelled `region=eu`, which share it as §3 divides it (4 over 2 equal weights is
+/// 2/2, completions 8 follow as 4/4); the other gets nothing.
+#[test]
+fn fedctl_plan_takes_cluster_labels_for_the_cluster_selector() {
+    let (code, out, err) = fedctl(
+        "http://127.0.0.1:1",
+        &[
+            "plan",
+            "--parallelism",
+            "4",
+            "--completions",
+            "8",
+            "--clusters",
+            "a,b,c",
+            "--labels",
+            "a:region=eu,tier=gpu",
+            "--labels",
+            "b:region=eu",
+            "--labels",
+            "c:region=us",
+            "--preferences",
+            r#"{"clusterSelector": {"matchLabels": {"region": "eu"}}}"#,
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        plan,
+        json!({"clusters": {"a": {"parallelism": 2, "completions": 4}, "b": {"parallelism": 2, "completions": 4},
+                            "c": {"parallelism": 0, "completions": 0}},
+               "unplaced": {"parallelism": 0, "completions": 0}})
+    );
+    let (code, out, err) = fedctl(
+        "http://127.0.0.1:1",
+        &[
+            "plan",
+            "--parallelism",
+            "4",
+            "--completions",
+            "8",
+            "--clusters",
+            "a,b,c",
+            "--labels",
+            "a:region=eu,tier=gpu",
+            "--labels",
+            "b:region=eu",
+            "--labels",
+            "c:region=us",
+            "--preferences",
+            r#"{"clusterSelector": {"matchExpressions": [{"key": "region", "operator": "In", "values": ["eu"]}]}}"#,
+            "-o",
+            "wide",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let a_or_b = |first: &str, second: &str| {
+        format!(
+            "CLUSTER   PARALLELISM   COMPLETIONS   PODS-FIT    REASON\n\
+             {first}         2             4             <unknown>   <none>\n\
+             {second}         2             4             <unknown>   <none>\n\
+             c         0             0             <unknown>   does not match clusterSelector region In (eu): it has region=us\n"
+        )
+    };
+    assert_eq!(out, a_or_b("a", "b"));
+    assert_eq!(err, "");
+}
+
+/// `fedctl plan` with each cluster's free nodes and one pod's requests: `dynamicWeight:
+/// AvailableReplicas` weighs by how many pods fit node by node (SPEC §10). A pod of 1 cpu and
+/// 2Gi: a's two nodes of 4 cpu and 16Gi take 4 each (cpu bounds), 8 in all; b's one node of
+/// 2 cpu and 4Gi takes 2; c's node of 500m takes none. Parallelism 5 by 8:2 is 4/1, and the
+/// completions 10 follow it as 8/2; c is told why it got nothing.
+#[test]
+fn fedctl_plan_takes_free_nodes_for_dynamic_weight() {
+    let args = |parallelism: &'static str, completions: &'static str| {
+        vec![
+            "plan",
+            "--parallelism",
+            parallelism,
+            "--completions",
+            completions,
+            "--clusters",
+            "a,b,c",
+            "--node",
+            "a:cpu=4,memory=16Gi",
+            "--node",
+            "a:cpu=4,memory=16Gi,pods=110",
+            "--node",
+            "b:cpu=2,memory=4Gi",
+            "--node",
+            "c:cpu=500m,memory=64Gi",
+            "--requests",
+            "cpu=1,memory=2Gi",
+            "--preferences",
+            r#"{"dynamicWeight": "AvailableReplicas"}"#,
+            "-o",
+            "wide",
+        ]
+    };
+    let (code, out, err) = fedctl("http://127.0.0.1:1", &args("5", "10"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "CLUSTER   PARALLELISM   COMPLETIONS   PODS-FIT   REASON\n\
+         a         4             8             8          <none>\n\
+         b         1             2             2          <none>\n\
+         c         0             0             0          dynamicWeight AvailableReplicas: no node where one pod (cpu 1, memory 2Gi) fits\n"
+    );
+    assert_eq!(err, "");
+    // 12 is more than fits anywhere (10): the 2 beyond go by the static weights, and a
+    // warning says so.
+    let (code, _, err) = fedctl("http://127.0.0.1:1", &args("12", "24"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err,
+        "Warning: dynamicWeight AvailableReplicas: 2 of parallelism 12 fit nowhere by the \
+         reported capacity and were split by the static weights\n"
+    );
+}
+
+/// Bad `fedctl plan` values name the flag and the rule, and exit with 64 (`EX_USAGE`).
+#[test]
+fn fedctl_plan_refuses_bad_labels_nodes_and_requests() {
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--labels", "x:region=eu"],
+            "error: --labels x:region=eu: cluster \"x\" is not one of --clusters\n",
+        ),
+        (
+            &["--labels", "a"],
+            "error: --labels a: must be CLUSTER:KEY=VALUE[,KEY=VALUE…]\n",
+        ),
+        (
+            &["--labels", "a:region"],
+            "error: --labels a:region: \"region\" is not KEY=VALUE\n",
+        ),
+        (
+            &["--node", "a:cpu=lots"],
+            "error: --node a:cpu=lots: cpu: quantities must match the regular expression \
+             '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'\n",
+        ),
+        (
+            &["--requests", "memory=-1Gi"],
+            "error: --requests memory=-1Gi: memory: must be greater than or equal to 0\n",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec!["plan", "--parallelism", "2", "--clusters", "a,b"];
+        args.extend(extra);
+        let (code, out, err) = fedctl("http://127.0.0.1:1", &args);
+        assert_eq!(
+            (code, out.as_str(), err.as_str()),
+            (64, "", expected),
+            "{extra:?}"
+        );
+    }
+    let (code, _, err) = fedctl(
+        "http://127.0.0.1:1",
+        &["plan", "--parallelism", "two", "--clusters", "a"],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("'--parallelism <PARALLELISM>'"), "{err}");
+}
+
+/// `fedctl describe job` says, for each registered cluster without a shard, why (SPEC §10):
+/// NotReady, cordoned, `maxReplicas: 0`, the `clusterSelector` requirement it fails, and a
+/// cluster that registered after the Job was planned; `fedctl create` warns in SPEC §10's
+/// words when the preferences give no cluster a weight.
+#[tokio::test]
+async fn fedctl_describe_says_why_a_cluster_got_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scheduler_with(dir.path(), free_port(), &["--cluster-grace", "500ms"]).await;
+    let url = s.url.clone();
+    let _a = TestAgent::connect(&url, "a").await;
+    let _b = TestAgent::connect(&url, "b").await;
+    let _c = TestAgent::connect(&url, "c").await;
+    let _d = TestAgent::connect_labelled(&url, "d", &[("region", "eu")], vec![]).await;
+    // e registers but its agent never opens a session: NotReady once the grace has passed.
+    fedjob_proto::v1::agent_client::AgentClient::connect(url.clone())
+        .await
+        .unwrap()
+        .register(fedjob_proto::v1::RegisterRequest {
+            cluster: "e".into(),
+            labels: [("region".to_owned(), "test".to_owned())].into(),
+            agent_version: "test".into(),
+        })
+        .await
+        .unwrap();
+    let (code, out, err) = fedctl(&url, &["cordon", "c"]);
+    assert_eq!((code, out.as_str()), (0, "cluster/c cordoned\n"), "{err}");
+    eventually("e is NotReady", || {
+        let url = url.clone();
+        async move {
+            let (_, out, _) = fedctl(&url, &["get", "clusters", "e", "-o", "json"]);
+            out.contains("\"NotReady\"")
+        }
+    })
+    .await;
+    let prefs = r#"{"clusterSelector": {"matchLabels": {"region": "test"}},
+        "clusters": {"*": {"weight": 1}, "b": {"weight": 1, "maxReplicas": 0}}}"#;
+    let file = dir.path().join("explained.yaml");
+    std::fs::write(
+        &file,
+        support::manifest("explained", 2, Some(4), Some(prefs)),
+    )
+    .unwrap();
+    let (code, out, err) = fedctl(&url, &["create", "-f", &file.display().to_string()]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "job.batch/explained created\n", "")
+    );
+    // f registers after the Job was planned.
+    let _f = TestAgent::connect(&url, "f").await;
+
+    let (code, out, err) = fedctl(&url, &["describe", "job", "explained"]);
+    assert_eq!(code, 0, "{err}");
+    let section = out
+        .split_once("Clusters Without a Shard:\n")
+        .map(|(_, rest)| rest.split_once("Pod Template:").map_or(rest, |(s, _)| s))
+        .unwrap_or_else(|| panic!("no section of the clusters without a shard:\n{out}"));
+    assert_eq!(
+        section,
+        "  CLUSTER   REASON            MESSAGE\n\
+         \x20 b         MaxReplicasZero   its preference has maxReplicas 0\n\
+         \x20 c         Cordoned          cordoned: no new work goes there\n\
+         \x20 d         ClusterSelector   does not match clusterSelector region=test: it has region=eu\n\
+         \x20 e         NotReady          NotReady: its agent is not connected or missed its heartbeats\n\
+         \x20 f         JoinedLater       it was not eligible when the Job was planned: it takes part in work added later\n"
+    );
+    assert!(
+        out.contains("  a         Pending"),
+        "a runs the whole Job:\n{out}"
+    );
+
+    let file = dir.path().join("nowhere.yaml");
+    let prefs = r#"{"clusters": {"elsewhere": {"weight": 1}}}"#;
+    std::fs::write(&file, support::manifest("nowhere", 2, Some(4), Some(prefs))).unwrap();
+    let (code, out, err) = fedctl(&url, &["create", "-f", &file.display().to_string()]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (
+            0,
+            "job.batch/nowhere created\n",
+            "Warning: parallelism 2 and completions 4 could not be placed: the preferences give \
+             no cluster a weight: add \"*\" or an entry per cluster\n"
+        )
+    );
 }
 
 fn grpcurl(args: &[&str]) -> (i32, String, String) {

@@ -40,7 +40,24 @@ pub fn federated_job(stored: &StoredJob, clusters: &Clusters) -> v1::FederatedJo
             parallelism: stored.record.unplaced.parallelism,
             completions: stored.record.unplaced.completions,
         }),
+        left_out: Vec::new(),
     }
+}
+
+/// [`federated_job`] with every registered cluster that has no shard and why
+/// ([`left_out`](crate::model::left_out::left_out)), for one Job read on its own (`fedctl
+/// describe`); `clusters` carry their capacity, which `dynamicWeight` weighs by.
+pub fn described_job(stored: &StoredJob, clusters: &Clusters) -> v1::FederatedJob {
+    let mut job = federated_job(stored, clusters);
+    job.left_out = crate::model::left_out::left_out(&stored.record, clusters)
+        .into_iter()
+        .map(|(cluster, reason)| v1::LeftOut {
+            cluster,
+            reason: reason.code().to_owned(),
+            message: reason.to_string(),
+        })
+        .collect();
+    job
 }
 
 fn placement(p: PlacementView) -> v1::Placement {

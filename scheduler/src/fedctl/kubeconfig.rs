@@ -34,7 +34,9 @@ pub fn print(
 ) -> anyhow::Result<()> {
     let url = args.kube_api.trim_end_matches('/');
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        anyhow::bail!("--kube-api {url}: give a URL, https://host:port or http://host:port");
+        anyhow::bail!(super::UsageError::new(format!(
+            "error: --kube-api {url}: give a URL, https://host:port or http://host:port"
+        )));
     }
     let ca_pem = ca
         .map(|path| std::fs::read(path).with_context(|| format!("--ca {}", path.display())))

@@ -4,7 +4,10 @@
 
 pub mod kubeconfig;
 mod output;
+pub mod plan;
 mod wait;
+
+pub use plan::PlanArgs;
 
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -18,8 +21,6 @@ use tonic::service::{Interceptor, interceptor::InterceptedService};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::model::manifest::FieldValidation;
-use crate::model::preferences::Preferences;
-use crate::model::split;
 
 /// The federation's command-line client.
 #[derive(Debug, Parser)]
@@ -246,36 +247,13 @@ pub struct ClusterArgs {
     pub cluster: String,
 }
 
-/// `plan`.
-#[derive(Debug, Args)]
-pub struct PlanArgs {
-    /// Total parallelism.
-    #[arg(long)]
-    pub parallelism: i32,
-    /// Total completions (omit for a work queue).
-    #[arg(long)]
-    pub completions: Option<i32>,
-    /// Clusters to divide over, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub clusters: Vec<String>,
-    /// The `federation.kubernetes.io/job-preferences` JSON.
-    #[arg(long)]
-    pub preferences: Option<String>,
-    /// Job name (feeds the tie-break hash).
-    #[arg(long, default_value = "plan")]
-    pub name: String,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum)]
-    pub output: Option<Output>,
-}
-
 /// Runs one command; output goes to `out`.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     // Unset, the server takes a manifest's own namespace, else `default` (as kubectl does:
     // only an explicit -n that differs from the manifest's is refused).
     let ns = cli.namespace.clone().unwrap_or_default();
     if let Command::Plan(args) = &cli.command {
-        return plan(args, cli.namespace.as_deref().unwrap_or("default"), out);
+        return plan::run(args, cli.namespace.as_deref().unwrap_or("default"), out);
     }
     if let Command::Kubeconfig(args) = &cli.command {
         let ns = cli.namespace.as_deref().unwrap_or("default");
@@ -293,6 +271,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let job = client.create_job(req).await?.into_inner();
+            warn_unschedulable(&job);
             print_changed(out, &job, "created", a.output, a.dry_run)
         }
         Command::Apply(a) => {
@@ -305,6 +284,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
                 ..Default::default()
             };
             let job = client.apply_job(req).await?.into_inner();
+            warn_unschedulable(&job);
             print_changed(out, &job, "configured", a.output, a.dry_run)
         }
         Command::Get(a) => {
@@ -374,7 +354,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Scale(a) => {
             let name = job_name(&a.resource, a.name.as_deref())?;
             if a.parallelism.is_none() && a.completions.is_none() {
-                bail!("error: give --parallelism, --completions or both");
+                bail!(UsageError::new(
+                    "error: give --parallelism, --completions or both"
+                ));
             }
             let req = v1::ScaleJobRequest {
                 namespace: ns,
@@ -441,30 +423,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<()> {
     }
 }
 
-fn plan(args: &PlanArgs, ns: &str, out: &mut dyn Write) -> anyhow::Result<()> {
-    if args.parallelism < 0 || args.completions.is_some_and(|c| c < 0) {
-        bail!("error: --parallelism and --completions must be greater than or equal to 0");
-    }
-    let prefs = match &args.preferences {
-        Some(p) => {
-            Preferences::parse(p).map_err(|e| anyhow::anyhow!("error: --preferences: {e}"))?
+/// Prints the Job's `Unschedulable` message on stderr as a warning, as kubectl prints the API
+/// server's warnings (SPEC §10: a Job the preferences leave with no eligible cluster says so).
+fn warn_unschedulable(job: &v1::FederatedJob) {
+    let value = output::job_value(job);
+    let conditions = value["status"]["conditions"].as_array().cloned();
+    for c in conditions.unwrap_or_default() {
+        if c["type"] == "Unschedulable"
+            && let Some(message) = c["message"].as_str()
+        {
+            eprintln!("Warning: {message}");
         }
-        None => Preferences::default(),
-    };
-    let key = crate::model::job::job_key(ns, &args.name);
-    let plan = split::plan(
-        &key,
-        args.parallelism,
-        args.completions,
-        &args.clusters,
-        &prefs,
-    );
-    match args.output {
-        Some(Output::Json) => writeln!(out, "{}", serde_json::to_string_pretty(&plan.to_json())?)?,
-        Some(Output::Yaml) => write!(out, "{}", serde_yaml::to_string(&plan.to_json())?)?,
-        _ => write!(out, "{}", plan.to_table())?,
     }
-    Ok(())
 }
 
 fn print_changed(
@@ -571,14 +541,14 @@ fn resource_and_name(
     let resource = match kind {
         "job" | "jobs" | "job.batch" | "jobs.batch" => Resource::Job,
         "cluster" | "clusters" => Resource::Cluster,
-        other => bail!(
+        other => bail!(UsageError::new(format!(
             "error: the server doesn't have a resource type \"{other}\" (fedctl knows jobs and clusters)"
-        ),
+        ))),
     };
     if inline.is_some() && name.is_some() {
-        bail!(
+        bail!(UsageError::new(
             "error: there is no need to specify a resource type as a separate argument when passing arguments in resource/name form"
-        );
+        ));
     }
     Ok((resource, inline.or(name.map(str::to_owned))))
 }
@@ -586,8 +556,40 @@ fn resource_and_name(
 fn job_name(resource: &str, name: Option<&str>) -> anyhow::Result<String> {
     match resource_and_name(resource, name)? {
         (Resource::Job, Some(name)) => Ok(name),
-        (Resource::Job, None) => bail!("error: a Job name is required"),
-        (Resource::Cluster, _) => bail!("error: only jobs can be used here"),
+        (Resource::Job, None) => bail!(UsageError::new("error: a Job name is required")),
+        (Resource::Cluster, _) => bail!(UsageError::new("error: only jobs can be used here")),
+    }
+}
+
+/// A command line fedctl cannot act on: the message names the flag and the rule. Exits with
+/// code 64 (`EX_USAGE`), as clap's own usage errors do.
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl UsageError {
+    /// A usage error saying `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The exit code of a command line error (`EX_USAGE`).
+pub const EX_USAGE: u8 = 64;
+
+/// The exit code for `e`: 64 for a usage error, else 1.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<UsageError>().is_some() {
+        EX_USAGE
+    } else {
+        1
     }
 }
 

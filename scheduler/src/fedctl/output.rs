@@ -361,6 +361,16 @@ pub fn describe(out: &mut dyn Write, job: &v1::FederatedJob) -> anyhow::Result<(
             writeln!(out, "  {}: {}", p.cluster, p.message)?;
         }
     }
+    if !job.left_out.is_empty() {
+        // Each registered cluster that got nothing, and why (SPEC §10).
+        writeln!(out, "Clusters Without a Shard:")?;
+        let rows = job
+            .left_out
+            .iter()
+            .map(|l| vec![l.cluster.clone(), l.reason.clone(), l.message.clone()])
+            .collect();
+        indented_table(out, &["CLUSTER", "REASON", "MESSAGE"], rows)?;
+    }
     writeln!(out, "Pod Template:")?;
     for c in v
         .pointer("/spec/template/spec/containers")

@@ -28,13 +28,15 @@ fn parse_target(text: &str) -> anyhow::Result<Target> {
         Some(rest) => {
             let (name, value) = rest.split_once('=').unwrap_or((rest, "true"));
             if !value.eq_ignore_ascii_case("true") {
-                bail!("error: fedctl waits for conditions to become true, not {value}");
+                bail!(super::UsageError::new(format!(
+                    "error: --for: fedctl waits for conditions to become true, not {value}"
+                )));
             }
             Ok(Target::Condition(name.to_owned()))
         }
-        None => bail!(
-            "error: unrecognized condition: \"{text}\" (use condition=Complete, condition=Failed or delete)"
-        ),
+        None => bail!(super::UsageError::new(format!(
+            "error: --for: unrecognized condition: \"{text}\" (use condition=Complete, condition=Failed or delete)"
+        ))),
     }
 }
 

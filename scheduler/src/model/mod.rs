@@ -7,6 +7,7 @@
 //! - [`split`]: dividing parallelism and completions over clusters;
 //! - [`job`]: the federated Job record and its shards;
 //! - [`clusters`]: what the model knows of the member clusters;
+//! - [`left_out`]: why a cluster has no shard of a Job;
 //! - [`status`]: the aggregated status and per-cluster breakdown;
 //! - [`render`]: what an agent must apply for a shard;
 //! - [`planner`]: which shards each cluster must run;
@@ -39,6 +40,7 @@ pub mod edit;
 mod fixtures;
 pub mod job;
 pub mod labels;
+pub mod left_out;
 pub mod manifest;
 pub mod planner;
 pub mod preferences;

@@ -89,7 +89,7 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
     bump_revisions(fj);
     // One canonical order (by cluster, creation order within), the order records load in.
     fj.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
-    status::refresh(fj, now);
+    status::refresh_planned(fj, clusters, now);
 }
 
 /// Records what an agent reported of one of `fj`'s shards in `cluster`. Returns false when the

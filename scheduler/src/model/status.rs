@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::clusters::Clusters;
 use super::job::{FederatedJob, ObservedPhase, Shard, ShardState, StopReason};
+use super::left_out;
 
 /// Sets `Complete` or `Failed` when the shards' reports reach either.
 pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {
@@ -74,7 +75,22 @@ pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {
 }
 
 /// Recomputes the aggregated counts, `startTime` and the `Unschedulable`/`Suspended` conditions.
+/// An `Unschedulable` condition about the same unplaced counts keeps the reason the planner
+/// gave it ([`refresh_planned`]): only planning changes what is unplaced.
 pub fn refresh(fj: &mut FederatedJob, now: Timestamp) {
+    refresh_with(fj, None, now);
+}
+
+/// [`refresh`] after planning over `clusters`: the `Unschedulable` message says why no cluster
+/// took the work ([`left_out::unplaced_because`]), in SPEC §10's words when the preferences
+/// give no cluster a weight.
+pub fn refresh_planned(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp) {
+    let unplaced = fj.unplaced.parallelism > 0 || fj.unplaced.completions > 0;
+    let why = unplaced.then(|| left_out::unplaced_because(fj, clusters));
+    refresh_with(fj, why, now);
+}
+
+fn refresh_with(fj: &mut FederatedJob, why: Option<String>, now: Timestamp) {
     let active: i32 = fj
         .shards
         .iter()
@@ -95,11 +111,31 @@ pub fn refresh(fj: &mut FederatedJob, now: Timestamp) {
         .filter_map(|s| s.observed.as_ref()?.start_time)
         .min();
     let unschedulable = (fj.unplaced.parallelism > 0 || fj.unplaced.completions > 0).then(|| {
-        let message = format!(
-            "parallelism {} and completions {} could not be placed: no eligible cluster has room",
+        let counts = format!(
+            "parallelism {} and completions {} could not be placed: ",
             fj.unplaced.parallelism, fj.unplaced.completions
         );
-        condition("Unschedulable", "NoEligibleCluster", &message, now)
+        let kept = fj
+            .job
+            .status
+            .as_ref()
+            .and_then(|s| {
+                s.conditions
+                    .as_ref()?
+                    .iter()
+                    .find(|c| c.type_ == "Unschedulable")
+            })
+            .and_then(|c| c.message.as_deref()?.strip_prefix(counts.as_str()))
+            .map(str::to_owned);
+        let why = why
+            .or(kept)
+            .unwrap_or_else(|| "no eligible cluster has room".to_owned());
+        condition(
+            "Unschedulable",
+            "NoEligibleCluster",
+            &format!("{counts}{why}"),
+            now,
+        )
     });
     let suspended = (fj.spec().suspend == Some(true) && !fj.is_finished())
         .then(|| condition("Suspended", "JobSuspended", "Job suspended", now));

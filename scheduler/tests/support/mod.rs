@@ -173,11 +173,25 @@ impl TestAgent {
 
     /// Registers `cluster` and opens its session, reporting `held` in hello.
     pub async fn connect_holding(url: &str, cluster: &str, held: Vec<v1::ShardStatus>) -> Self {
+        Self::connect_labelled(url, cluster, &[("region", "test")], held).await
+    }
+
+    /// Registers `cluster` with `labels` and opens its session, reporting `held` in hello.
+    pub async fn connect_labelled(
+        url: &str,
+        cluster: &str,
+        labels: &[(&str, &str)],
+        held: Vec<v1::ShardStatus>,
+    ) -> Self {
         let mut client = AgentClient::connect(url.to_owned()).await.unwrap();
+        let labels = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let reg = client
             .register(v1::RegisterRequest {
                 cluster: cluster.into(),
-                labels: [("region".to_owned(), "test".to_owned())].into(),
+                labels,
                 agent_version: "test".into(),
             })
             .await

@@ -407,7 +407,7 @@ fn work_that_finds_no_cluster_is_unschedulable() {
             (
                 "Warning",
                 "Unschedulable",
-                "parallelism 9 and completions 18 could not be placed: no eligible cluster has room"
+                "parallelism 9 and completions 18 could not be placed: no cluster is registered"
             ),
         ]
     );
