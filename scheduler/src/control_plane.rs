@@ -173,11 +173,6 @@ impl ControlPlane {
         self.clusters.views()
     }
 
-    /// [`Self::cluster_views`] with the capacity each cluster's agent last reported.
-    pub fn cluster_views_with_capacity(&self) -> Arc<Clusters> {
-        self.clusters.views_with_capacity()
-    }
-
     /// The free capacity agents report.
     pub fn capacity(&self) -> &crate::clusters::capacity::CapacityBook {
         self.clusters.capacity()

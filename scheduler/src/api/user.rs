@@ -305,7 +305,7 @@ impl Federation for UserApi {
                 .await
                 .map_err(status)?
                 .ok_or_else(|| Status::not_found(format!("jobs.batch \"{}\" not found", r.name)))?;
-            let clusters = self.cp.cluster_views_with_capacity();
+            let clusters = self.cp.cluster_views();
             Ok(Response::new(convert::described_job(&stored, &clusters)))
         })
         .await
