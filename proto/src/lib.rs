@@ -5,9 +5,11 @@
 //! annotations that mark a shard in a member cluster and the DNS-1123 name rules. Every binary
 //! depends on this crate, so it also holds the helpers they share: [`duration`] (the one
 //! duration grammar, Go's), [`shutdown`] (the one shutdown type), [`quantity`] (Kubernetes
-//! resource quantities) and [`capacity`] (what a cluster's capacity report means).
+//! resource quantities) and [`capacity`] (what a cluster's capacity report means) and [`config_error`] (how a bad
+//! flag ends a binary).
 
 pub mod capacity;
+pub mod config_error;
 pub mod duration;
 pub mod json;
 pub mod names;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+pub use fedjob_proto::config_error::ConfigError;
 use fedjob_proto::duration;
 use tonic::transport::Uri;
 
@@ -277,39 +278,6 @@ impl std::fmt::Debug for Config {
             // Never print tokens.
             .field("tokens", &self.tokens.as_ref().map(|_| "…"))
             .finish()
-    }
-}
-
-/// A flag that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Parsing the command line failed (or help/version was asked for).
-    #[error(transparent)]
-    Cli(#[from] clap::Error),
-    /// A flag's value is not acceptable, or a file it names cannot be read.
-    #[error("invalid value for --{flag}: {message}")]
-    Invalid {
-        /// The flag, without dashes.
-        flag: &'static str,
-        /// What is wrong with it.
-        message: String,
-    },
-}
-
-impl ConfigError {
-    fn invalid(flag: &'static str, message: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            flag,
-            message: message.into(),
-        }
-    }
-
-    /// The exit code for this error: 0 for `--help`/`--version`, 64 (`EX_USAGE`) otherwise.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            ConfigError::Cli(e) if !e.use_stderr() => 0,
-            _ => 64,
-        }
     }
 }
 

@@ -1,23 +1,14 @@
 //! `fedjob-scheduler`: the federation control plane. Parses flags, then runs the library.
 
 use fedjob_proto::shutdown;
-use fedjob_scheduler::config::{Config, ConfigError};
+use fedjob_scheduler::config::Config;
 use fedjob_scheduler::{server, telemetry};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = match Config::try_parse_from(std::env::args_os()) {
         Ok(c) => c,
-        Err(e) => {
-            let code = e.exit_code();
-            match e {
-                ConfigError::Cli(clap) => {
-                    let _ = clap.print();
-                }
-                other => eprintln!("error: {other}"),
-            }
-            return std::process::ExitCode::from(code);
-        }
+        Err(e) => return e.report("fedjob-scheduler"),
     };
     telemetry::init();
     let running = match server::start(config).await {

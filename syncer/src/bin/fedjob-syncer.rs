@@ -9,16 +9,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let config = match Config::from_args(std::env::args_os()) {
         Ok(config) => config,
-        Err(e) => {
-            let code = e.exit_code();
-            match e {
-                fedjob_syncer::config::ConfigError::Cli(clap) => {
-                    let _ = clap.print();
-                }
-                other => eprintln!("fedjob-syncer: {other}"),
-            }
-            return ExitCode::from(code as u8);
-        }
+        Err(e) => return e.report("fedjob-syncer"),
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

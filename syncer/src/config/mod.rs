@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+pub use fedjob_proto::config_error::ConfigError;
 use fedjob_proto::{duration, names};
 
 /// Flags as typed on the command line (see [`Config`] for the checked form).
@@ -162,39 +163,6 @@ pub struct Config {
     pub report_capacity: bool,
     /// How long a request to the member cluster may go unanswered (a watch excepted).
     pub cluster_request_timeout: Duration,
-}
-
-/// A flag that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// Parsing the command line failed (or help/version was asked for).
-    #[error(transparent)]
-    Cli(#[from] clap::Error),
-    /// A flag's value is not acceptable.
-    #[error("invalid value for --{flag}: {message}")]
-    Invalid {
-        /// The flag, without dashes.
-        flag: &'static str,
-        /// What is wrong with it.
-        message: String,
-    },
-}
-
-impl ConfigError {
-    fn invalid(flag: &'static str, message: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            flag,
-            message: message.into(),
-        }
-    }
-
-    /// The exit code for this error: 0 for `--help`/`--version`, 64 (`EX_USAGE`) otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            ConfigError::Cli(e) if !e.use_stderr() => 0,
-            _ => 64,
-        }
-    }
 }
 
 impl Config {
