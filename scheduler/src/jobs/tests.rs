@@ -120,3 +120,92 @@ fn a_new_job_a_deleted_one_and_a_replaced_one_tell_every_cluster() {
     assert_eq!(list(changed_assignments(Some(&job), None)), every);
     assert_eq!(list(changed_assignments(Some(&job), Some(&other))), every);
 }
+
+/// Live shards per cluster counted from scratch, as `shard_counts` did before the index kept
+/// the counts: the oracle for the incremental counts.
+fn live_from_scratch(index: &JobIndex) -> HashMap<String, i32> {
+    let mut counts = HashMap::new();
+    for j in index.values() {
+        for s in &j.record.shards {
+            if matches!(
+                s.state,
+                ShardState::Active
+                    | ShardState::Finished
+                    | ShardState::Stopping
+                    | ShardState::Retired
+            ) {
+                *counts.entry(s.cluster.clone()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+const STATES: [ShardState; 6] = [
+    ShardState::Active,
+    ShardState::Finished,
+    ShardState::Lost,
+    ShardState::Stopping,
+    ShardState::Retired,
+    ShardState::Stopped,
+];
+
+/// `base` with one shard per `(cluster, state)` of `shards`, in cluster order.
+fn with_shards(base: &FederatedJob, shards: &[(usize, usize)]) -> FederatedJob {
+    let mut job = base.clone();
+    let template = base.shards[0].clone();
+    job.shards = shards
+        .iter()
+        .enumerate()
+        .map(|(i, &(cluster, state))| Shard {
+            cluster: format!("c{cluster}"),
+            name: format!("myjob-{i}"),
+            state: STATES[state],
+            ..template.clone()
+        })
+        .collect();
+    job.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    job
+}
+
+#[test]
+fn shard_counts_follow_creates_state_changes_and_deletes() {
+    let all = clusters(&["c1", "c2"]);
+    let base = created(&all, "uid-1");
+    let mut index = JobIndex::default();
+    let job = |shards: &[(usize, usize)]| Some(Arc::new(stored(&with_shards(&base, shards))));
+    index.insert("default/a", job(&[(1, 0), (2, 0)]));
+    index.insert("default/b", job(&[(1, 0)]));
+    let expected = |pairs: &[(&str, i32)]| -> HashMap<String, i32> {
+        pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect()
+    };
+    assert_eq!(index.shard_counts(), expected(&[("c1", 2), ("c2", 1)]));
+    // c2's shard of `a` is stopped (no longer held), `b`'s finished (still held).
+    index.insert("default/a", job(&[(1, 0), (2, 5)]));
+    index.insert("default/b", job(&[(1, 1)]));
+    assert_eq!(index.shard_counts(), expected(&[("c1", 2)]));
+    index.insert("default/a", None);
+    index.insert("default/b", None);
+    assert_eq!(index.shard_counts(), HashMap::new());
+}
+
+proptest::proptest! {
+    /// For any sequence of creates, changes and deletes of a few Jobs, the counts the index
+    /// keeps are those counted from scratch over the Jobs it holds.
+    #[test]
+    fn shard_counts_kept_equal_counts_from_scratch(
+        steps in proptest::collection::vec(
+            (0..3usize, proptest::option::of(proptest::collection::vec((0..4usize, 0..6usize), 0..6))),
+            1..40,
+        )
+    ) {
+        let all = clusters(&["c1", "c2"]);
+        let base = created(&all, "uid-1");
+        let mut index = JobIndex::default();
+        for (key, shards) in &steps {
+            let job = shards.as_ref().map(|s| Arc::new(stored(&with_shards(&base, s))));
+            index.insert(&format!("default/j{key}"), job);
+            proptest::prop_assert_eq!(index.shard_counts(), live_from_scratch(&index));
+        }
+    }
+}
