@@ -7,7 +7,7 @@
 //! the *dispatcher* sends the cluster what changed, comparing each shard's desired revision with
 //! the one it last sent.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
+use super::agent_sent::{Sent, split_key};
 use super::{convert, measured, status};
 use crate::auth::Guard;
 use crate::control_plane::{ControlPlane, SessionInbox, ShardReport};
@@ -148,20 +149,12 @@ impl Agent for AgentApi {
             token: hello.session,
             inbox,
             tx,
-            sent: HashMap::new(),
+            sent: Sent::default(),
         };
         self.tasks
             .spawn(session.run(hello.held, inbound, self.shutdown.clone()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
-}
-
-/// The shards of one Job that a session last told its agent about.
-struct SentJob {
-    uid: String,
-    namespace: String,
-    /// Shard name → revision sent.
-    shards: HashMap<String, u64>,
 }
 
 struct Session {
@@ -170,7 +163,7 @@ struct Session {
     token: String,
     inbox: Arc<SessionInbox>,
     tx: mpsc::Sender<Result<SchedulerMessage, Status>>,
-    sent: HashMap<String, SentJob>,
+    sent: Sent,
 }
 
 /// Why a session ended.
@@ -235,16 +228,13 @@ impl Session {
         }
         for h in &held {
             if let Some(key) = self.cp.job_key_by_uid(&h.job_uid) {
-                let entry = self.sent.entry(key).or_insert_with(|| SentJob {
-                    uid: h.job_uid.clone(),
-                    namespace: h.namespace.clone(),
-                    shards: HashMap::new(),
-                });
-                entry.shards.insert(h.shard.clone(), h.revision);
+                self.sent
+                    .entry(&key, &h.job_uid)
+                    .set(&key, &h.shard, h.revision);
             }
         }
         let mut all: HashSet<String> = self.cp.jobs_in_cluster(&self.cluster).into_iter().collect();
-        all.extend(self.sent.keys().cloned());
+        all.extend(self.sent.keys().map(str::to_owned));
         if self.dispatch(all, true).await.is_err() {
             return End::AgentClosed;
         }
@@ -328,46 +318,42 @@ impl Session {
         let job = self.cp.job(key);
         let same_job = job
             .as_ref()
-            .is_some_and(|j| self.sent.get(key).is_none_or(|s| s.uid == j.record.uid()));
+            .is_some_and(|j| self.sent.get(key).is_none_or(|s| *s.uid == *j.record.uid()));
         if !same_job && let Some(gone) = self.sent.remove(key) {
             // Deleted without cascade (or replaced by a new Job of the same name): the
             // federation no longer manages these shards; the agent leaves them be.
+            let namespace = split_key(key).0;
             out.extend(
-                gone.shards
-                    .keys()
-                    .map(|s| convert::forget(&gone.uid, &gone.namespace, s)),
+                gone.names(key)
+                    .map(|s| convert::forget(&gone.uid, namespace, s)),
             );
         }
         let Some(job) = job else { return };
         let record = &job.record;
-        let entry = self.sent.entry(key.to_owned()).or_insert_with(|| SentJob {
-            uid: record.uid().to_owned(),
-            namespace: record.namespace().to_owned(),
-            shards: HashMap::new(),
-        });
+        let entry = self.sent.entry(key, record.uid());
         let mut current = HashSet::new();
         for shard in record.shards_of(&self.cluster) {
             if shard.state == ShardState::Stopped {
-                entry.shards.remove(&shard.name);
+                entry.remove(key, &shard.name);
                 continue;
             }
             current.insert(shard.name.as_str());
-            if entry.shards.get(&shard.name) != Some(&shard.revision) {
+            if entry.revision(key, &shard.name) != Some(shard.revision) {
                 out.push(convert::assignment(record, shard));
-                entry.shards.insert(shard.name.clone(), shard.revision);
+                entry.set(key, &shard.name, shard.revision);
             }
         }
         let stale: Vec<String> = entry
-            .shards
-            .keys()
-            .filter(|s| !current.contains(s.as_str()))
-            .cloned()
+            .names(key)
+            .filter(|s| !current.contains(s))
+            .map(str::to_owned)
             .collect();
+        let namespace = split_key(key).0;
         for name in stale {
-            entry.shards.remove(&name);
-            out.push(convert::forget(&entry.uid, &entry.namespace, &name));
+            entry.remove(key, &name);
+            out.push(convert::forget(&entry.uid, namespace, &name));
         }
-        if entry.shards.is_empty() {
+        if entry.is_empty() {
             self.sent.remove(key);
         }
     }

@@ -3,6 +3,7 @@
 //! answers. This module holds what both share: error mapping, conversions, metrics.
 
 pub mod agent;
+mod agent_sent;
 pub mod convert;
 pub mod user;
 
