@@ -176,7 +176,8 @@ fn empty(cluster: &str) -> Value {
 ///
 /// Fits are 4, 1 and 2 (see [`NODES`]), 7 in all, and the Job asks for parallelism 7: the
 /// Webster division by what fits, none beyond it, gives exactly 4 / 1 / 2 (the static rule
-/// would give 3 / 2 / 2). Completions 14 follow the parallelism shares: 8 / 2 / 4.
+/// would give 3 / 2 / 2). Completions 14 follow the parallelism shares: 8 / 2 / 4. A Job
+/// created with parallelism 0 and patched to 7 through kubectl ends the same.
 #[tokio::test]
 async fn dynamic_weight_splits_by_what_fits_through_both_apis() {
     let kube_port = free_port();
@@ -205,14 +206,16 @@ async fn dynamic_weight_splits_by_what_fits_through_both_apis() {
     let prefs = r#"{"dynamicWeight": "AvailableReplicas"}"#;
     // gRPC: fedctl create -f.
     fed.create_job(&sized_job("fits", prefs)).await;
-    let want = |name: &str, p: bool| {
-        let p = |n| p.then_some(n);
+    // Completions 8 / 2 / 4, with the parallelism of each shard when given.
+    let shards = |name: &str, p: Option<[i32; 3]>| {
+        let p = |i: usize| p.map(|p| p[i]);
         expected(&[
-            ("c1", name, p(4), 8),
+            ("c1", name, p(0), 8),
             ("c2", name, p(1), 2),
             ("c3", name, p(2), 4),
         ])
     };
+    let want = |name: &str, p: bool| shards(name, p.then_some([4, 1, 2]));
     // Pods run 3 s, so the shares stand for a few seconds before the last round lowers them.
     wait_shards(&fed, "fits", &want("fits", true)).await;
     let done = fed.wait_complete("fits").await;
@@ -250,6 +253,27 @@ async fn dynamic_weight_splits_by_what_fits_through_both_apis() {
         shards_of(&fed, "fits-kubectl", false).await,
         want("fits-kubectl", false)
     );
+
+    // A change of parallelism through the Kubernetes API is planned by what fits then. At
+    // parallelism 0 nothing runs, and the 14 completions go where pods fit: 8 / 2 / 4 (Webster
+    // over 4, 1 and 2), each shard at parallelism 0. kubectl patch to 7 divides it by what
+    // fits in the clusters, empty again: 4 / 1 / 2.
+    wait_empty().await;
+    let mut idle = sized_job("grows", prefs);
+    idle["spec"]["parallelism"] = json!(0);
+    let manifest = fed.write_manifest(&idle);
+    kubectl.run(&["create", "-f", &manifest]).await.ok();
+    wait_shards(&fed, "grows", &shards("grows", Some([0, 0, 0]))).await;
+    let patch = r#"{"spec": {"parallelism": 7}}"#;
+    let out = kubectl
+        .run(&["patch", "job", "grows", "--type=merge", "-p", patch])
+        .await
+        .ok();
+    assert_eq!(out.stdout, "job.batch/grows patched\n");
+    wait_shards(&fed, "grows", &want("grows", true)).await;
+    let done = fed.wait_complete("grows").await;
+    assert_eq!(done["status"]["succeeded"], 14, "{done:#}");
+    assert!(!condition(&done, "StaticWeights"), "{done:#}");
 }
 
 /// A Job with a `clusterSelector` (static weights) lands only on the clusters it selects;

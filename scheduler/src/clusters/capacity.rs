@@ -33,6 +33,9 @@ pub struct Reported {
 #[derive(Debug, Default)]
 pub struct CapacityBook {
     clusters: Mutex<HashMap<String, Reported>>,
+    /// What the planner's views were last given ([`CapacityBook::fill`]): what users are shown,
+    /// so that a capacity they see is one new Jobs are planned with.
+    published: Mutex<HashMap<String, Reported>>,
     /// Told of every change; a change made while nobody waits is kept for the next wait.
     changed: Notify,
 }
@@ -82,11 +85,13 @@ impl CapacityBook {
     }
 
     /// Gives each of `views` its cluster's latest capacity (by reference), or none.
+    /// What it gives them is what [`CapacityBook::summary`] shows from then on.
     pub fn fill(&self, views: &mut Clusters) {
         let clusters = self.clusters.lock();
         for (name, view) in views.iter_mut() {
             view.capacity = clusters.get(name).map(|r| r.capacity.clone());
         }
+        *self.published.lock() = clusters.clone();
     }
 
     /// Returns when a report changed something since the last call returned (at once if one
@@ -97,7 +102,7 @@ impl CapacityBook {
 
     /// `cluster`'s capacity summed up, for the user API.
     pub fn summary(&self, cluster: &str) -> Option<v1::CapacitySummary> {
-        let reported = self.get(cluster)?;
+        let reported = self.published.lock().get(cluster).cloned()?;
         let (free, nodes) = reported.capacity.totals();
         Some(v1::CapacitySummary {
             free: free.into_iter().collect(),
@@ -143,6 +148,10 @@ mod tests {
         };
         book.apply("c1", "s1", &delta, Timestamp::UNIX_EPOCH)
             .unwrap();
+        assert!(book.summary("c1").is_none(), "not yet given to the planner");
+        let mut views: Clusters = [("c1".to_owned(), Default::default())].into();
+        book.fill(&mut views);
+        assert_eq!(views["c1"].capacity.as_deref().unwrap().totals().1, 3);
         let summary = book.summary("c1").unwrap();
         assert_eq!(summary.nodes, 3);
         assert_eq!(summary.free["cpu"], 4500);
@@ -174,5 +183,8 @@ mod tests {
         );
         book.forget("c1", "s1");
         assert!(book.get("c1").is_none());
+        book.fill(&mut views);
+        assert!(views["c1"].capacity.is_none());
+        assert!(book.summary("c1").is_none());
     }
 }
