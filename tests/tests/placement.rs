@@ -231,7 +231,7 @@ async fn pending_work_moves_out_of_a_full_cluster_or_waits_saying_why() {
         .unwrap()
         .to_owned();
     assert!(
-        message.starts_with("c1: 1 pods of waits unschedulable since "),
+        message.starts_with("c1: 1 pod of waits unschedulable since "),
         "{message}"
     );
     // The kube-scheduler's message, as kubesim writes it, then why the work stays.
@@ -265,7 +265,9 @@ async fn pending_work_moves_out_of_a_full_cluster_or_waits_saying_why() {
     let moved = condition(&done, "SpilledOver").expect("a condition says what moved");
     let message = moved["message"].as_str().unwrap();
     assert!(
-        message.starts_with("moved 3 completions of c1: 1 pods of moves unschedulable since "),
+        message.starts_with(
+            "moved 3 unstarted completions of c1: 1 pod of moves unschedulable since "
+        ),
         "{message}"
     );
     assert!(message.ends_with(" to c2 (3 completions)"), "{message}");

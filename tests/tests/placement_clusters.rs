@@ -395,7 +395,9 @@ async fn a_cluster_that_fills_up_after_planning_has_its_pending_work_moved() {
         .unwrap_or_else(|| panic!("a condition says what moved: {done:#}"));
     let message = moved["message"].as_str().unwrap();
     assert!(
-        message.starts_with("moved 2 completions of c1: 1 pods of fills unschedulable since "),
+        message.starts_with(
+            "moved 2 unstarted completions of c1: 1 pod of fills unschedulable since "
+        ),
         "{message}"
     );
     assert!(message.ends_with(" to c2 (2 completions)"), "{message}");

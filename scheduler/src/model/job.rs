@@ -81,6 +81,15 @@ pub struct Shard {
     pub seen: bool,
     /// The last status reported by the agent.
     pub observed: Option<Observed>,
+    /// Completions moved off this shard to other clusters because its pods could not be
+    /// scheduled while some of them ran (SPEC §10 spill-over): it runs only
+    /// `completions − moved` of them, and is stopped once the federated Job needs no more.
+    #[serde(default)]
+    pub moved: i32,
+    /// When completions last moved off it: a report of pods unschedulable since before
+    /// `spilled_at − pendingTimeoutSeconds` was acted on then, and is not acted on again.
+    #[serde(default)]
+    pub spilled_at: Option<Timestamp>,
 }
 
 /// Where a shard is in its life.
@@ -287,9 +296,9 @@ impl Shard {
     /// it may still run, what it reached once it can no longer run.
     pub fn effective_completions(&self) -> i32 {
         match self.state {
-            ShardState::Active => self.completions.unwrap_or(0),
+            ShardState::Active => self.counted(),
             ShardState::Finished if self.observed_phase() == Some(ObservedPhase::Complete) => {
-                self.completions.unwrap_or(0).max(self.succeeded())
+                self.counted().max(self.succeeded())
             }
             _ => self.succeeded(),
         }
@@ -298,7 +307,12 @@ impl Shard {
     /// Completions this shard still lacks; `i32::MAX` for a work queue's, which has no count.
     pub fn remaining(&self) -> i32 {
         self.completions
-            .map_or(i32::MAX, |c| (c - self.succeeded()).max(0))
+            .map_or(i32::MAX, |_| (self.counted() - self.succeeded()).max(0))
+    }
+
+    /// The completions the federation counts on this shard: its own, less those moved off it.
+    pub fn counted(&self) -> i32 {
+        self.completions.map_or(0, |c| (c - self.moved).max(0))
     }
 
     /// Whether the shard has visibly started running in its cluster.

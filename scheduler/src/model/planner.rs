@@ -453,7 +453,13 @@ fn plan_work_queue(fj: &mut FederatedJob, clusters: &Clusters, shares: &[(String
     }
 }
 
-fn add_shard(fj: &mut FederatedJob, cluster: &str, completions: Option<i32>, clusters: &Clusters) {
+/// Adds a new shard of `completions` in `cluster` (spill-over adds those it moves).
+pub(super) fn add_shard(
+    fj: &mut FederatedJob,
+    cluster: &str,
+    completions: Option<i32>,
+    clusters: &Clusters,
+) {
     let index = fj.shards_in(cluster).count() as u32 + 1;
     fj.shards.push(Shard {
         cluster: cluster.to_owned(),
@@ -467,6 +473,8 @@ fn add_shard(fj: &mut FederatedJob, cluster: &str, completions: Option<i32>, clu
         fingerprint: 0,
         seen: false,
         observed: None,
+        moved: 0,
+        spilled_at: None,
     });
 }
 

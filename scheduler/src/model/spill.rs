@@ -2,15 +2,29 @@
 //!
 //! An agent with `--report-capacity` reports the shards with pods Pending because no node has
 //! room ([`Stuck`]). With `"rebalance": true`, a shard stuck for longer than
-//! `pendingTimeoutSeconds` has its unstarted completions moved by the failover rules (§6): the
-//! shard is stopped as superseded (the counts it reached stay in the federated total, and
-//! nothing that ran runs again), its cluster leaves the Job's members, and the planner places
-//! the completions it lacks on the other members, or on the eligible clusters when it was the
-//! only one. A shard with pods running is left to finish what it runs: stopping it would kill
-//! work that ran. Without `rebalance`, the work waits. Either way a condition says why, and
-//! `SpilledOver` says what moved where.
+//! `pendingTimeoutSeconds` has its unstarted completions moved by the failover rules (§6):
+//! nothing that ran or succeeded runs again, and the totals stay exact.
 //!
-//! A pure function of the record, the stuck shards, the clusters, what has room and the time.
+//! - Its unstarted completions are those it still lacks beyond what its running pods work on.
+//!   They become new shards in the eligible clusters with room (not cordoned, NotReady, lost
+//!   or stuck themselves), in proportion to how many of the Job's pods fit there where agents
+//!   report capacity (a cluster where none fits, or that reports none, is then left out), else
+//!   to the preferences' weights; where no cluster has room, the work waits.
+//! - A shard with running pods keeps them: the completions moved are counted off it
+//!   ([`Shard::moved`]), so its parallelism falls to what runs (the Job controller removes its
+//!   pending pods first) and it is suspended once the federated Job is complete. A shard with
+//!   none running is stopped as superseded (its succeeded pods stay counted) and its cluster
+//!   leaves the Job's members.
+//! - A report is acted on once: a shard remembers when its work moved ([`Shard::spilled_at`]),
+//!   and a report of pods unschedulable since before then, less the timeout, is the one acted
+//!   on (or an older one). Pending reports live in the memory of the replica each agent streams
+//!   to, so after a leader change another replica may hold the same report, or the agent may
+//!   report the same pods again before their deletion reaches it; the record, written by
+//!   compare-and-swap, is what every replica decides from, so none moves the same work twice.
+//!
+//! Conditions say what happens: `PodsUnschedulable` why stuck work waits, `SpilledOver` what
+//! moved where. A pure function of the record, the stuck shards, the clusters, what has room
+//! and the time.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +36,7 @@ use super::clusters::Clusters;
 use super::job::{FederatedJob, Shard, ShardState, StopReason};
 use super::planner;
 use super::preferences::Preferences;
+use super::split::{split_in_proportion, tie_break};
 
 /// Condition of a Job whose pods some cluster cannot place and that waits for room.
 pub const WAITING_CONDITION: &str = "PodsUnschedulable";
@@ -54,13 +69,17 @@ pub fn is_about(shard: &Shard, cluster: &str, stuck: &Stuck) -> bool {
         && (uid.is_empty() || uid == stuck.local_uid)
 }
 
-/// Why a stuck shard's work stays where it is.
-fn waits_because(
-    prefs: &Preferences,
-    due: Timestamp,
-    running: i32,
-    now: Timestamp,
-) -> Option<String> {
+/// `n` and the noun, singular or plural: `1 pod`, `3 pods`.
+pub fn count(n: i32, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// Why a stuck shard's work stays where it is; `None` when it moves now.
+fn waits_because(prefs: &Preferences, due: Timestamp, now: Timestamp) -> Option<String> {
     if !prefs.rebalance {
         return Some("rebalance is false, so the work waits for room there".into());
     }
@@ -70,18 +89,12 @@ fn waits_because(
             prefs.pending_timeout().as_secs()
         ));
     }
-    if running > 0 {
-        return Some(format!(
-            "{running} of its pods run, so it keeps its work (stopping it would run them again)"
-        ));
-    }
     None
 }
 
 /// The record after spill-over for `fj`, given the shards its clusters report stuck
 /// (`stuck`: cluster and report, about any Job) and `room` (pods of this Job's template that fit
-/// per cluster, where capacity is reported; a cluster without an entry may have room). `None`
-/// when nothing changes.
+/// per cluster, where capacity is reported). `None` when nothing changes.
 pub fn spill_over(
     fj: &FederatedJob,
     stuck: &[(String, Stuck)],
@@ -96,42 +109,80 @@ pub fn spill_over(
     }
     let prefs =
         Preferences::from_annotations(fj.job.metadata.annotations.as_ref()).unwrap_or_default();
-    let stuck_clusters: BTreeSet<&str> = stuck.iter().map(|(c, _)| c.as_str()).collect();
-    let has_room = |c: &str| {
-        !stuck_clusters.contains(c)
-            && clusters
-                .get(c)
-                .is_some_and(|v| v.schedulable() && prefs.allows(c, &v.labels))
-            && room.get(c).is_none_or(|fit| *fit > 0)
-    };
-    let elsewhere: Vec<String> = clusters.keys().filter(|c| has_room(c)).cloned().collect();
+    let timeout = prefs.pending_timeout();
+    let stuck_in: BTreeSet<&str> = stuck.iter().map(|(c, _)| c.as_str()).collect();
+    let targets = targets(fj, &prefs, clusters, room, &stuck_in);
     let mut waiting = Vec::new();
-    let mut moving: Vec<(usize, String)> = Vec::new();
-    for (i, shard) in fj.shards.iter().enumerate() {
+    let mut moved = Vec::new();
+    for i in 0..fj.shards.len() {
+        let shard = &next.shards[i];
         if shard.state != ShardState::Active {
             continue;
         }
         let Some((cluster, report)) = stuck.iter().find(|(c, s)| is_about(shard, c, s)) else {
             continue;
         };
+        let due = report.since + timeout;
+        if shard.spilled_at.is_some_and(|at| due <= at) {
+            // Acted on when the work moved: these pods are going, or gone.
+            continue;
+        }
         let active = shard.observed.as_ref().map_or(0, |o| o.active);
         let running = (active - report.pods).max(0);
-        let due = report.since + prefs.pending_timeout();
-        let why = waits_because(&prefs, due, running, now).or_else(|| {
-            elsewhere
-                .is_empty()
-                .then(|| "no other eligible cluster has room".to_owned())
-        });
+        let unstarted = match shard.completions {
+            Some(_) => (shard.remaining() - running).max(0),
+            // A work queue's shard has no count: it moves whole, and only with nothing running.
+            None => i32::from(running == 0),
+        };
         let stuck_for = format!(
-            "{cluster}: {} pods of {} unschedulable since {} ({})",
-            report.pods,
+            "{} of {} unschedulable since {} ({})",
+            count(report.pods, "pod"),
             shard.name,
             report.since,
             report.message.trim_end_matches('.')
         );
+        let why = waits_because(&prefs, due, now).or_else(|| {
+            if unstarted == 0 {
+                Some(format!(
+                    "it runs {} for what it lacks, so nothing moves",
+                    count(running, "pod")
+                ))
+            } else if targets.is_empty() {
+                Some("no other eligible cluster has room".to_owned())
+            } else {
+                None
+            }
+        });
         match why {
-            Some(why) => waiting.push(format!("{stuck_for}; {why}")),
-            None => moving.push((i, stuck_for)),
+            Some(why) => waiting.push(format!("{cluster}: {stuck_for}; {why}")),
+            None => {
+                let (name, work_queue) = (shard.name.clone(), shard.completions.is_none());
+                let to = move_work(&mut next, i, unstarted, running, &targets, clusters, now);
+                let mut what = if work_queue {
+                    let to: Vec<&str> = to.iter().map(|(c, _)| c.as_str()).collect();
+                    format!(
+                        "moved work queue shard {name} of {cluster}: {stuck_for} to {}",
+                        to.join(", ")
+                    )
+                } else {
+                    let to: Vec<String> = to
+                        .iter()
+                        .map(|(c, n)| format!("{c} ({})", count(*n, "completion")))
+                        .collect();
+                    format!(
+                        "moved {} of {cluster}: {stuck_for} to {}",
+                        count(unstarted, "unstarted completion"),
+                        to.join(", ")
+                    )
+                };
+                if running > 0 {
+                    what.push_str(&format!(
+                        "; {name} keeps its {} in {cluster}",
+                        count(running, "running pod")
+                    ));
+                }
+                moved.push(what);
+            }
         }
     }
     set_condition(
@@ -140,45 +191,101 @@ pub fn spill_over(
         (!waiting.is_empty()).then(|| ("WaitingForRoom", waiting.join("; "))),
         now,
     );
-    if !moving.is_empty() {
-        let before: BTreeSet<(String, String)> = fj
-            .shards
-            .iter()
-            .map(|s| (s.cluster.clone(), s.name.clone()))
-            .collect();
-        let mut moved = Vec::new();
-        for (i, why) in &moving {
-            let s = &mut next.shards[*i];
-            moved.push(format!("{} completions of {why}", s.remaining()));
-            s.state = ShardState::Stopping;
-            s.stop_reason = Some(StopReason::Superseded);
-            let cluster = s.cluster.clone();
-            next.members.remove(&cluster);
-        }
-        if next.members.is_empty() {
-            next.members.extend(elsewhere.iter().cloned());
-        }
+    if !moved.is_empty() {
         planner::reconcile(&mut next, clusters, now);
-        let to: Vec<String> = next
-            .shards
-            .iter()
-            .filter(|s| !before.contains(&(s.cluster.clone(), s.name.clone())))
-            .map(|s| format!("{} ({} completions)", s.cluster, s.completions.unwrap_or(0)))
-            .collect();
-        let to = if to.is_empty() {
-            "nowhere yet: no eligible cluster took them".to_owned()
-        } else {
-            to.join(", ")
-        };
-        let message = format!("moved {} to {to}", moved.join("; "));
         set_condition(
             &mut next,
             MOVED_CONDITION,
-            Some(("PodsUnschedulable", message)),
+            Some(("PodsUnschedulable", moved.join("; "))),
             now,
         );
     }
     (next != *fj).then_some(next)
+}
+
+/// Moves `unstarted` completions of shard `i` of `fj` to `targets`, in proportion to their
+/// weights, as new shards: the shard keeps its `running` pods, or is stopped when none run.
+/// Returns the clusters the work went to, with the completions each took (a work queue's
+/// shard, which has no count, goes to every target: the planner gives them its parallelism).
+fn move_work(
+    fj: &mut FederatedJob,
+    i: usize,
+    unstarted: i32,
+    running: i32,
+    targets: &[(String, i64)],
+    clusters: &Clusters,
+    now: Timestamp,
+) -> Vec<(String, i32)> {
+    let shard = &mut fj.shards[i];
+    let cluster = shard.cluster.clone();
+    let work_queue = shard.completions.is_none();
+    shard.spilled_at = Some(now);
+    if running == 0 {
+        // Nothing runs there: the shard goes (its succeeded pods stay counted) and its cluster
+        // takes no more of the Job.
+        shard.state = ShardState::Stopping;
+        shard.stop_reason = Some(StopReason::Superseded);
+        fj.members.remove(&cluster);
+    } else {
+        shard.moved += unstarted;
+    }
+    let counts = if work_queue {
+        vec![0; targets.len()]
+    } else {
+        let weights: Vec<i64> = targets.iter().map(|(_, w)| *w).collect();
+        split_in_proportion(unstarted, &weights)
+    };
+    let mut to = Vec::new();
+    for ((target, _), n) in targets.iter().zip(counts) {
+        if work_queue || n > 0 {
+            if !work_queue {
+                planner::add_shard(fj, target, Some(n), clusters);
+            }
+            fj.members.insert(target.clone());
+            to.push((target.clone(), n));
+        }
+    }
+    to
+}
+
+/// The clusters with room for `fj`'s moved work, with their weights, in rank order (weight
+/// descending, then SPEC §3's tie-break): eligible, schedulable, not lost, holding no stuck
+/// shard; weighed by how many of its pods fit where any of them reports capacity (those where
+/// none fits, or that report none, left out), else by the preferences' weights.
+fn targets(
+    fj: &FederatedJob,
+    prefs: &Preferences,
+    clusters: &Clusters,
+    room: &BTreeMap<String, u64>,
+    stuck_in: &BTreeSet<&str>,
+) -> Vec<(String, i64)> {
+    let eligible: Vec<&String> = clusters
+        .iter()
+        .filter(|(name, view)| {
+            view.schedulable()
+                && !view.lost
+                && prefs.allows(name, &view.labels)
+                && !stuck_in.contains(name.as_str())
+        })
+        .map(|(name, _)| name)
+        .collect();
+    let by_capacity = eligible.iter().any(|name| room.contains_key(*name));
+    let mut targets: Vec<(String, i64)> = eligible
+        .into_iter()
+        .map(|name| {
+            let weight = if by_capacity {
+                room.get(name)
+                    .map_or(0, |fit| i64::try_from(*fit).unwrap_or(i64::MAX))
+            } else {
+                prefs.for_cluster(name).map_or(0, |p| p.weight)
+            };
+            (name.clone(), weight)
+        })
+        .filter(|(_, w)| *w > 0)
+        .collect();
+    let key = fj.key();
+    targets.sort_by_key(|(name, w)| (std::cmp::Reverse(*w), tie_break(&key, name), name.clone()));
+    targets
 }
 
 /// Sets (or with `None` removes) the condition `type_`, keeping it as it is when its reason

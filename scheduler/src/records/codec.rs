@@ -77,6 +77,11 @@ struct ShardRecord {
     seen: bool,
     #[prost(message, optional, tag = "12")]
     observed: Option<ObservedRecord>,
+    /// Completions moved off it by spill-over.
+    #[prost(int32, tag = "13")]
+    moved: i32,
+    #[prost(message, optional, tag = "14")]
+    spilled_at: Option<TimeRecord>,
 }
 
 /// What an agent last reported of a shard.
@@ -182,6 +187,8 @@ fn encode_shard(shard: &Shard, job_name: &str, strings: &mut Strings) -> ShardRe
         fingerprint,
         seen,
         observed,
+        moved,
+        spilled_at,
     } = shard;
     let ordinal = ordinal_of(name, job_name);
     ShardRecord {
@@ -201,6 +208,8 @@ fn encode_shard(shard: &Shard, job_name: &str, strings: &mut Strings) -> ShardRe
         fingerprint: *fingerprint,
         seen: *seen,
         observed: observed.as_ref().map(|o| encode_observed(o, strings)),
+        moved: *moved,
+        spilled_at: spilled_at.map(time_record),
     }
 }
 
@@ -308,6 +317,8 @@ fn decode_shard(
             .observed
             .map(|o| decode_observed(o, strings))
             .transpose()?,
+        moved: s.moved,
+        spilled_at: s.spilled_at.map(timestamp).transpose()?,
     })
 }
 

@@ -235,7 +235,11 @@ fn any_shard() -> impl Strategy<Value = Shard> {
         (0i32..100, any::<u64>(), any::<u64>(), any::<u64>()),
         any_state(),
         any_stop_reason(),
-        any::<bool>(),
+        (
+            any::<bool>(),
+            0i32..10,
+            prop::option::of(0i64..2_000_000_000),
+        ),
         any_observed(),
     )
         .prop_map(
@@ -246,7 +250,7 @@ fn any_shard() -> impl Strategy<Value = Shard> {
                 (parallelism, epoch, revision, fingerprint),
                 state,
                 stop_reason,
-                seen,
+                (seen, moved, spilled_at),
                 observed,
             )| {
                 Shard {
@@ -261,6 +265,8 @@ fn any_shard() -> impl Strategy<Value = Shard> {
                     fingerprint,
                     seen,
                     observed,
+                    moved,
+                    spilled_at: spilled_at.map(|s| jiff::Timestamp::from_second(s).unwrap()),
                 }
             },
         )

@@ -22,12 +22,15 @@
 //! | `Completed` | Normal | the federated Job is Complete, with the clusters' counts |
 //! | the condition's reason | Warning | the federated Job Failed |
 //! | `Unschedulable` | Warning | work could not be placed (the condition's message) |
+//! | `PodsUnschedulable` | Warning | a cluster cannot schedule a shard's pods and its work waits (the condition's message) |
+//! | `SpilledOver` | Warning | unstarted work moved off a shard whose pods could not be scheduled (the condition's message) |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::model::clusters::Clusters;
 use crate::model::job::{FederatedJob, ObservedPhase, Shard, ShardState, StopReason};
+use crate::model::spill;
 use crate::model::status::{self, PlacementView};
 
 /// The type of an event, as `kubectl describe` prints it.
@@ -129,9 +132,10 @@ fn clusters_lost(
         .iter()
         .filter(|s| s.stop_reason == Some(StopReason::Superseded))
         .filter(|s| {
+            // A shard whose work spilled over in this change was not lost: `SpilledOver` tells it.
             before
                 .get(&(s.cluster.as_str(), s.name.as_str()))
-                .is_some_and(|b| b.state == ShardState::Active)
+                .is_some_and(|b| b.state == ShardState::Active && b.spilled_at == s.spilled_at)
         })
         .collect();
     if superseded.is_empty() {
@@ -359,6 +363,10 @@ fn shard_changes(
                 Some(StopReason::Unstarted) => {
                     "completions were lowered before it started".to_owned()
                 }
+                Some(StopReason::Superseded) if s.spilled_at.is_some() => {
+                    "its pods could not be scheduled there, so its unstarted work moved elsewhere"
+                        .to_owned()
+                }
                 Some(StopReason::Superseded) => {
                     format!("its work was planned again elsewhere after cluster {cluster} was lost")
                 }
@@ -400,7 +408,7 @@ fn shard_changes(
     }
 }
 
-/// The Job's own conditions: Complete, Failed, Unschedulable.
+/// The Job's own conditions: Complete, Failed, Unschedulable, PodsUnschedulable, SpilledOver.
 fn ending(before: Option<&FederatedJob>, after: &FederatedJob) -> Vec<Occurrence> {
     let condition = |fj: Option<&FederatedJob>, type_: &str| {
         fj.and_then(|j| j.job.status.as_ref())
@@ -414,10 +422,18 @@ fn ending(before: Option<&FederatedJob>, after: &FederatedJob) -> Vec<Occurrence
             })
     };
     let mut told = Vec::new();
-    if let Some((_, message)) = condition(Some(after), "Unschedulable")
-        && condition(before, "Unschedulable").map(|(_, m)| m) != Some(message.clone())
-    {
-        told.push(Occurrence::warning("Unschedulable", message));
+    // Work that could not be placed, pods a cluster cannot schedule, and work spilled over
+    // (SPEC §10): each told when its condition's message changes.
+    for (type_, reason) in [
+        ("Unschedulable", "Unschedulable"),
+        (spill::WAITING_CONDITION, spill::WAITING_CONDITION),
+        (spill::MOVED_CONDITION, spill::MOVED_CONDITION),
+    ] {
+        if let Some((_, message)) = condition(Some(after), type_)
+            && condition(before, type_).map(|(_, m)| m) != Some(message.clone())
+        {
+            told.push(Occurrence::warning(reason, message));
+        }
     }
     if condition(Some(after), "Complete").is_some() && condition(before, "Complete").is_none() {
         let per_cluster: Vec<String> = status::placements(after, &Clusters::new())

@@ -75,9 +75,10 @@ fn a_shard_stuck_past_the_timeout_moves_to_the_clusters_with_room() {
     );
     assert!(!moved.members.contains("c1"));
     let message = condition(&moved, MOVED_CONDITION).unwrap();
-    assert!(
-        message.starts_with("moved 4 completions of c1: 2 pods of myjob unschedulable since"),
-        "{message}"
+    assert_eq!(
+        message,
+        "moved 4 unstarted completions of c1: 2 pods of myjob unschedulable since \
+         2026-11-28T11:59:49Z (0/1 nodes are available: 1 Insufficient cpu) to c2 (4 completions)"
     );
     assert!(
         message.ends_with("(0/1 nodes are available: 1 Insufficient cpu) to c2 (4 completions)"),
@@ -88,6 +89,17 @@ fn a_shard_stuck_past_the_timeout_moves_to_the_clusters_with_room() {
         spill_over(&moved, &[], &BTreeMap::new(), &clusters, now()),
         None,
         "nothing more to do once moved"
+    );
+    assert_eq!(
+        spill_over(
+            &moved,
+            &[stuck("c1", "myjob", 2, 11)],
+            &BTreeMap::new(),
+            &clusters,
+            now()
+        ),
+        None,
+        "the same report again (another replica's, or sent before the shard went) moves nothing"
     );
 }
 
@@ -157,11 +169,12 @@ fn without_rebalance_the_work_waits_and_the_condition_says_why() {
 }
 
 #[test]
-fn a_shard_with_running_pods_keeps_its_work() {
+fn a_shard_with_running_pods_keeps_them_and_only_its_unstarted_completions_move() {
     let clusters = ready(&["c1", "c2"]);
     let fj = planned(4, 8, REBALANCE, &clusters, 2);
-    // One of c1's two active pods runs, one is unschedulable.
-    let waiting = spill_over(
+    // One of c1's two active pods runs, one is unschedulable: of its 4 completions, 1 is being
+    // worked on and 3 have not started.
+    let moved = spill_over(
         &fj,
         &[stuck("c1", "myjob", 1, 60)],
         &BTreeMap::new(),
@@ -169,14 +182,51 @@ fn a_shard_with_running_pods_keeps_its_work() {
         now(),
     )
     .unwrap();
-    assert_eq!(active_completions(&waiting), active_completions(&fj));
-    let message = condition(&waiting, WAITING_CONDITION).unwrap();
-    assert!(
-        message.ends_with(
-            "1 of its pods run, so it keeps its work (stopping it would run them again)"
-        ),
-        "{message}"
+    let c1 = moved.shards.iter().find(|s| s.cluster == "c1").unwrap();
+    assert_eq!(
+        (c1.state, c1.moved, c1.counted(), c1.parallelism),
+        (ShardState::Active, 3, 1, 1),
+        "it keeps its running pod and the one completion it works on"
     );
+    assert_eq!(
+        active_completions(&moved),
+        [("c1", 4), ("c2", 7)].into(),
+        "the local Job keeps its 4; c2 runs its own 4 and the 3 moved"
+    );
+    let counted: i32 = moved.shards.iter().map(|s| s.effective_completions()).sum();
+    assert_eq!(counted, 8, "the totals stay exact");
+    assert_eq!(
+        condition(&moved, MOVED_CONDITION).unwrap(),
+        "moved 3 unstarted completions of c1: 1 pod of myjob unschedulable since \
+         2026-11-28T11:59:00Z (0/1 nodes are available: 1 Insufficient cpu) to c2 (3 completions); \
+         myjob keeps its 1 running pod in c1"
+    );
+    // The pending pod is gone, the report is not yet: nothing moves again, and the running
+    // pod is not stopped.
+    let mut gone = moved.clone();
+    let s = gone.shards.iter_mut().find(|s| s.cluster == "c1").unwrap();
+    s.observed.as_mut().unwrap().active = 1;
+    let later = now() + jiff::SignedDuration::from_secs(5);
+    assert_eq!(
+        spill_over(
+            &gone,
+            &[stuck("c1", "myjob", 1, 60)],
+            &BTreeMap::new(),
+            &clusters,
+            later
+        ),
+        None
+    );
+    // A pod unschedulable since after the move (the running one was evicted and came back
+    // Pending) is new: once due, the completion it stood for moves too, and the shard, which
+    // runs nothing any more, goes.
+    let mut fresh = stuck("c1", "myjob", 1, 0);
+    fresh.1.since = later;
+    let due = later + jiff::SignedDuration::from_secs(10);
+    let again = spill_over(&gone, &[fresh], &BTreeMap::new(), &clusters, due).unwrap();
+    let c1 = again.shards.iter().find(|s| s.cluster == "c1").unwrap();
+    assert_eq!(c1.stop_reason, Some(StopReason::Superseded));
+    assert_eq!(active_completions(&again), [("c2", 8)].into());
 }
 
 #[test]
@@ -273,6 +323,32 @@ proptest! {
                     .expect("only a stuck shard stops");
                 let active = before.observed.as_ref().map_or(0, |o| o.active);
                 prop_assert!(active <= report.pods, "{} stopped with pods running", cluster);
+            }
+            if after.state == ShardState::Active {
+                // What its running pods work on stays counted on it.
+                let running = stuck_list
+                    .iter()
+                    .find(|(n, s)| is_about(before, n, s))
+                    .map_or(0, |(_, r)| {
+                        (before.observed.as_ref().map_or(0, |o| o.active) - r.pods).max(0)
+                    });
+                prop_assert!(after.remaining() >= running.min(before.remaining()));
+            }
+        }
+        // The pending pods go, the same reports come again (from another replica, or before
+        // the agent saw the change): nothing more moves and nothing more stops.
+        let mut gone = next.clone();
+        for s in gone.shards.iter_mut().filter(|s| s.spilled_at.is_some()) {
+            if let (Some(o), Some((_, r))) =
+                (s.observed.as_mut(), stuck_list.iter().find(|(n, r)| n == &s.cluster && r.shard == s.name))
+            {
+                o.active = (o.active - r.pods).max(0);
+            }
+        }
+        if let Some(again) = spill_over(&gone, &stuck_list, &room, &clusters, now()) {
+            prop_assert_eq!(again.shards.len(), gone.shards.len(), "no new shard");
+            for (a, g) in again.shards.iter().zip(&gone.shards) {
+                prop_assert_eq!((a.state, a.moved), (g.state, g.moved));
             }
         }
     }

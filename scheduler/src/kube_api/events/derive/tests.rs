@@ -638,3 +638,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn spilled_work_is_told_as_spilled_over_not_as_a_lost_cluster() {
+    let prefs =
+        r#"{"rebalance": true, "pendingTimeoutSeconds": 10, "clusters": {"*": {"weight": 1}}}"#;
+    let mut story = Story::create(2, Some(4), Some(prefs), ready(&["c1", "c2"]));
+    story.report("c1", "myjob", running(1));
+    story.report("c2", "myjob", running(1));
+    let stuck = crate::model::spill::Stuck {
+        namespace: "default".into(),
+        shard: "myjob".into(),
+        local_uid: "local".into(),
+        pods: 1,
+        since: now() - jiff::SignedDuration::from_secs(60),
+        message: "0/1 nodes are available: 1 Insufficient cpu.".into(),
+    };
+    let next = crate::model::spill::spill_over(
+        story.job(),
+        &[("c1".to_owned(), stuck)],
+        &BTreeMap::new(),
+        &story.clusters,
+        now(),
+    )
+    .expect("c1's work moves");
+    let told = story.write(edit::finish(next));
+    assert_eq!(
+        lines(&told),
+        [
+            (
+                "Normal",
+                "SplitPlanned",
+                "Planned parallelism 2 and 4 completions over 1 cluster: c2 (parallelism 2, completions 4)"
+            ),
+            (
+                "Normal",
+                "Deleting",
+                "Deleting shard myjob in cluster c1: its pods could not be scheduled there, so its unstarted work moved elsewhere"
+            ),
+            (
+                "Warning",
+                "SpilledOver",
+                "moved 2 unstarted completions of c1: 1 pod of myjob unschedulable since \
+                 2026-11-28T11:59:00Z (0/1 nodes are available: 1 Insufficient cpu) to c2 (2 completions)"
+            ),
+        ]
+    );
+}
