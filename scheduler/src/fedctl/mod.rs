@@ -582,7 +582,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 /// The exit code of a command line error (`EX_USAGE`).
-pub const EX_USAGE: u8 = 64;
+const EX_USAGE: u8 = 64;
 
 /// The exit code for `e`: 64 for a usage error, else 1.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
