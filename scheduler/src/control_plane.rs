@@ -21,12 +21,12 @@ use crate::clusters::{ClusterRecord, ClusterRegistry, ClusterTable, Liveness, Tr
 use crate::coordination::Coordinator;
 pub use crate::error::ControlPlaneError;
 use crate::error::Result;
-use crate::fit::{PodDemand, pods_that_fit};
 pub use crate::jobs::{JobChange, Jobs, SessionInbox};
 use crate::metrics::Metrics;
 use crate::model::clusters::Clusters;
 use crate::model::edit;
 pub use crate::model::edit::{Next, ShardReport};
+use crate::model::fit::{PodDemand, pods_that_fit};
 use crate::model::job::FederatedJob;
 use crate::model::job::job_key;
 use crate::model::planner;

@@ -16,7 +16,6 @@ pub mod control_plane;
 pub mod coordination;
 pub mod error;
 pub mod fedctl;
-pub mod fit;
 pub mod jobs;
 pub mod kube_api;
 pub mod metrics;

@@ -1,6 +1,6 @@
 //! The latest free capacity of each member cluster, as its agent reported it on its current
 //! stream (`fedjob-syncer --report-capacity`): what `dynamicWeight: AvailableReplicas` plans
-//! with ([`crate::fit`]) and `fedctl get clusters -o wide` shows.
+//! with ([`crate::model::fit`]) and `fedctl get clusters -o wide` shows.
 //!
 //! It lives in memory on the replica the agent streams to: a new stream starts with a full
 //! report, so nothing here needs to survive a restart. Each change is signalled

@@ -18,9 +18,9 @@ use k8s_openapi::api::batch::v1::Job;
 use serde_json::{Value, json};
 
 use super::{Output, UsageError};
-use crate::fit::{PodDemand, pods_that_fit};
 use crate::model::clusters::{ClusterView, Clusters};
 use crate::model::edit;
+use crate::model::fit::{PodDemand, pods_that_fit};
 use crate::model::job::FederatedJob;
 use crate::model::labels::{label_value, qualified_name};
 use crate::model::left_out::{Reason, left_out};

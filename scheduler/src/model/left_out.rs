@@ -14,10 +14,10 @@ use std::fmt;
 use fedjob_proto::quantity::format_amount;
 
 use super::clusters::{ClusterView, Clusters};
+use super::fit::{PodDemand, pods_that_fit};
 use super::job::FederatedJob;
 use super::labels::Selector;
 use super::preferences::Preferences;
-use crate::fit::{PodDemand, pods_that_fit};
 
 /// The text SPEC §10 gives for a Job whose preferences give no cluster a weight.
 pub const NO_WEIGHT: &str =

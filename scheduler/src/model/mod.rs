@@ -3,6 +3,7 @@
 //! Layers, bottom first (a module imports only from those above it in this list):
 //! - [`labels`]: label rules and label selectors;
 //! - [`preferences`]: the placement preferences annotation;
+//! - [`fit`]: how many pods of a Job's template fit in a cluster, node by node;
 //! - [`manifest`]: reading and validating a Job as the API server would;
 //! - [`split`]: dividing parallelism and completions over clusters;
 //! - [`job`]: the federated Job record and its shards;
@@ -23,7 +24,7 @@
 //! - [`clusters::ClusterView::capacity`]: the capacity the cluster's agent last reported (the
 //!   cluster registry puts it into the shared views, folding reports together);
 //!   with `dynamicWeight: AvailableReplicas` the planner weighs the clusters by how many pods
-//!   of the Job's template fit there ([`crate::fit::pods_that_fit`]; split:
+//!   of the Job's template fit there ([`crate::model::fit::pods_that_fit`]; split:
 //!   [`split::split_parallelism_fitting`], offline: [`split::plan_fitting`]). With no capacity
 //!   anywhere it uses the static weights and sets the condition `StaticWeights` (reason
 //!   `NoCapacityReported`; `CapacityExceeded` when more parallelism is asked than fits).
@@ -36,6 +37,7 @@
 
 pub mod clusters;
 pub mod edit;
+pub mod fit;
 #[cfg(test)]
 mod fixtures;
 pub mod job;

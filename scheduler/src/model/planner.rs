@@ -19,13 +19,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 
 use super::clusters::{ClusterView, Clusters};
+use super::fit::{PodDemand, pods_that_fit};
 use super::job::{FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason};
 use super::preferences::Preferences;
 use super::split::{
     Fits, Holding, split_in_proportion, split_parallelism, split_parallelism_fitting, split_running,
 };
 use super::status;
-use crate::fit::{PodDemand, pods_that_fit};
 use fedjob_proto::names::shard_name;
 
 /// Brings `fj`'s shards in line with its spec, preferences and the clusters, and refreshes

@@ -1,5 +1,5 @@
 //! Splitting by capacity (`dynamicWeight: AvailableReplicas`, SPEC §10): the weights are how
-//! many pods of the Job's template fit in each cluster ([`crate::fit`]).
+//! many pods of the Job's template fit in each cluster ([`crate::model::fit`]).
 //!
 //! Parallelism is divided in two rounds. First, up to what fits in each cluster, in proportion
 //! to it: each cluster gets its `minReplicas` in rank order (rank by what fits, then as §3

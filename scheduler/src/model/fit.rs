@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use fedjob_proto::capacity::{Amounts, ClusterCapacity, Shape, Taint, pod_requests};
 use serde_json::Value;
 
-use crate::model::labels;
+use super::labels;
 
 /// One requirement of a node selector term.
 #[derive(Debug, Clone, PartialEq, Eq)]
