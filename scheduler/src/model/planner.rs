@@ -271,6 +271,12 @@ pub fn room_appeared(fj: &FederatedJob, before: &Clusters, after: &Clusters) -> 
         .dynamic_weight
         .and_then(|_| serde_json::to_value(&fj.spec().template).ok())
         .map(|t| PodDemand::of_template(&t));
+    // The last report gone (its cluster left): the static weights apply again, to every
+    // eligible cluster, as `fits` decides.
+    let reports = |clusters: &Clusters| clusters.values().any(|v| v.capacity.is_some());
+    if demand.is_some() && reports(before) && !reports(after) {
+        return true;
+    }
     let fit = |view: &ClusterView| -> u64 {
         match (&demand, view.capacity.as_deref()) {
             (Some(demand), Some(capacity)) => pods_that_fit(demand, capacity),
