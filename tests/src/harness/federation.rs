@@ -318,7 +318,12 @@ impl Federation {
 
     /// Waits until every cluster holds a started shard of `uid` with pods running.
     pub async fn wait_running(&self, uid: &str) {
-        for c in &self.setup.clusters {
+        self.wait_running_in(&self.cluster_names(), uid).await;
+    }
+
+    /// [`Federation::wait_running`] for `clusters` only.
+    pub async fn wait_running_in(&self, clusters: &[&str], uid: &str) {
+        for c in clusters {
             eventually("a started shard", WAIT, || async {
                 let shards = self.shards(c, uid).await;
                 shards
