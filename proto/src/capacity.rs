@@ -11,7 +11,8 @@
 //!   resources) into full and delta reports; [`ClusterCapacity`] applies them on the
 //!   scheduler's side. Applying every report a reporter produced gives back its view exactly.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -284,10 +285,14 @@ pub enum CapacityError {
 }
 
 /// The scheduler's end: a cluster's capacity as its reports built it.
+///
+/// The scheduler copies a cluster's capacity on every change (the planner's views hold the
+/// previous one), so the free amounts of each group are shared (`Arc`): a copy of ≈ 1,000
+/// groups copies pointers, not a map per group, and a report costs what it changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterCapacity {
     shapes: HashMap<u32, Shape>,
-    groups: BTreeMap<(u32, Amounts), u32>,
+    groups: BTreeMap<(u32, Arc<Amounts>), u32>,
     based: bool,
 }
 
@@ -298,12 +303,22 @@ impl ClusterCapacity {
         if !report.full && !self.based {
             return Err(CapacityError::NoBase);
         }
-        let mut next = if report.full {
-            Self::default()
-        } else {
-            self.clone()
+        // Refused before anything changes: every group names a shape sent before on this
+        // stream (a delta) or in this report.
+        let sent_now: HashSet<u32> = report.shapes.iter().map(|s| s.id).collect();
+        let unknown = |shape: &u32| {
+            !sent_now.contains(shape) && (report.full || !self.shapes.contains_key(shape))
         };
-        next.based = true;
+        if let Some(g) = report.groups.iter().find(|g| unknown(&g.shape)) {
+            return Err(CapacityError::UnknownShape {
+                shape: g.shape,
+                nodes: g.nodes,
+            });
+        }
+        if report.full {
+            *self = Self::default();
+        }
+        self.based = true;
         for s in &report.shapes {
             let mut taints: Vec<Taint> = s
                 .taints
@@ -320,26 +335,17 @@ impl ClusterCapacity {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            next.shapes.insert(s.id, Shape { labels, taints });
+            self.shapes.insert(s.id, Shape { labels, taints });
         }
         for g in &report.groups {
-            if !next.shapes.contains_key(&g.shape) {
-                return Err(CapacityError::UnknownShape {
-                    shape: g.shape,
-                    nodes: g.nodes,
-                });
-            }
-            let key = (
-                g.shape,
-                g.free.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            );
+            let free: Amounts = g.free.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let key = (g.shape, Arc::new(free));
             if g.nodes == 0 {
-                next.groups.remove(&key);
+                self.groups.remove(&key);
             } else {
-                next.groups.insert(key, g.nodes);
+                self.groups.insert(key, g.nodes);
             }
         }
-        *self = next;
         Ok(())
     }
 
@@ -347,7 +353,7 @@ impl ClusterCapacity {
     pub fn groups(&self) -> impl Iterator<Item = (&Shape, &Amounts, u32)> {
         self.groups
             .iter()
-            .filter_map(|((shape, free), nodes)| Some((self.shapes.get(shape)?, free, *nodes)))
+            .filter_map(|((shape, free), nodes)| Some((self.shapes.get(shape)?, &**free, *nodes)))
     }
 
     /// The groups keyed as the reporter's view was.
@@ -494,6 +500,42 @@ mod tests {
             "capacity report: group of 3 node(s) names shape 7, which was never sent"
         );
         assert_eq!(cluster, ClusterCapacity::default());
+
+        // On a cluster already built up: a report refused by its last group, after a new shape
+        // and a good group, leaves it as it was (delta and full alike).
+        let shape = v1::NodeShape {
+            id: 1,
+            ..Default::default()
+        };
+        let group = |shape: u32, cpu: i64, nodes: u32| v1::NodeGroup {
+            shape,
+            free: [("cpu".to_owned(), cpu)].into(),
+            nodes,
+        };
+        cluster
+            .apply(&v1::CapacityReport {
+                full: true,
+                shapes: vec![shape.clone()],
+                groups: vec![group(1, 1000, 2)],
+            })
+            .unwrap();
+        let before = cluster.clone();
+        // A full report knows only its own shapes: there, the group of shape 1 is refused.
+        for (full, shape, nodes) in [(false, 3, 1), (true, 1, 0)] {
+            let refused = v1::CapacityReport {
+                full,
+                shapes: vec![v1::NodeShape {
+                    id: 2,
+                    ..Default::default()
+                }],
+                groups: vec![group(1, 1000, 0), group(2, 500, 1), group(3, 500, 1)],
+            };
+            assert_eq!(
+                cluster.apply(&refused),
+                Err(CapacityError::UnknownShape { shape, nodes })
+            );
+            assert_eq!(cluster, before, "full: {full}");
+        }
     }
 
     fn arb_groups() -> impl Strategy<Value = Groups> {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use fedjob_proto::capacity::{CapacityError, ClusterCapacity};
+use fedjob_proto::capacity::{Amounts, CapacityError, ClusterCapacity};
 use fedjob_proto::v1;
 use jiff::Timestamp;
 use parking_lot::Mutex;
@@ -29,13 +29,33 @@ pub struct Reported {
     session: String,
 }
 
+/// A capacity the planner's views were given, summed up once for the user API (every
+/// `ListClusters` asks for every cluster's sum).
+#[derive(Debug, Clone)]
+struct Published {
+    reported: Reported,
+    free: Amounts,
+    nodes: u32,
+}
+
+impl Published {
+    fn of(reported: &Reported) -> Self {
+        let (free, nodes) = reported.capacity.totals();
+        Self {
+            reported: reported.clone(),
+            free,
+            nodes,
+        }
+    }
+}
+
 /// Every cluster's latest capacity.
 #[derive(Debug, Default)]
 pub struct CapacityBook {
     clusters: Mutex<HashMap<String, Reported>>,
     /// What the planner's views were last given ([`CapacityBook::fill`]): what users are shown,
     /// so that a capacity they see is one new Jobs are planned with.
-    published: Mutex<HashMap<String, Reported>>,
+    published: Mutex<HashMap<String, Arc<Published>>>,
     /// Told of every change; a change made while nobody waits is kept for the next wait.
     changed: Notify,
 }
@@ -87,11 +107,24 @@ impl CapacityBook {
     /// Gives each of `views` its cluster's latest capacity (by reference), or none.
     /// What it gives them is what [`CapacityBook::summary`] shows from then on.
     pub fn fill(&self, views: &mut Clusters) {
-        let clusters = self.clusters.lock();
+        // Copied out (names and pointers), so that summing up what changed holds no lock
+        // that the agents' reports or the user API wait on.
+        let latest = self.clusters.lock().clone();
         for (name, view) in views.iter_mut() {
-            view.capacity = clusters.get(name).map(|r| r.capacity.clone());
+            view.capacity = latest.get(name).map(|r| r.capacity.clone());
         }
-        *self.published.lock() = clusters.clone();
+        let before = self.published.lock().clone();
+        let next = latest
+            .iter()
+            .map(|(name, reported)| {
+                let published = match before.get(name) {
+                    Some(p) if Arc::ptr_eq(&p.reported.capacity, &reported.capacity) => p.clone(),
+                    _ => Arc::new(Published::of(reported)),
+                };
+                (name.clone(), published)
+            })
+            .collect();
+        *self.published.lock() = next;
     }
 
     /// Returns when a report changed something since the last call returned (at once if one
@@ -102,11 +135,15 @@ impl CapacityBook {
 
     /// `cluster`'s capacity summed up, for the user API.
     pub fn summary(&self, cluster: &str) -> Option<v1::CapacitySummary> {
-        let reported = self.published.lock().get(cluster).cloned()?;
-        let (free, nodes) = reported.capacity.totals();
-        Some(v1::CapacitySummary {
-            free: free.into_iter().collect(),
+        let published = self.published.lock().get(cluster).cloned()?;
+        let Published {
+            reported,
+            free,
             nodes,
+        } = &*published;
+        Some(v1::CapacitySummary {
+            free: free.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            nodes: *nodes,
             reported: Some(prost_types::Timestamp {
                 seconds: reported.at.as_second(),
                 nanos: reported.at.subsec_nanosecond(),
