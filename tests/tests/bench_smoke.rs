@@ -167,6 +167,7 @@ fn agent_results(r: &Value, clusters: usize, jobs: usize, sample: usize) {
     all_ready(r, n);
     num(r, "clusters.max_heartbeat_age_ms");
     assert_eq!(num(r, "agents.runs"), n * m, "one RUN per Job and cluster");
+    assert_eq!(num(r, "session_errors.count"), 0.0, "{r:#}");
     assert!(num(r, "agents.heartbeats") >= n, "every agent heartbeats");
     num(r, "agents.max_heartbeat_rtt_us");
     assert!(num(r, "bench_process.peak_rss_mb") > 0.0);
@@ -204,6 +205,95 @@ async fn agent_mode_reports_every_figure_and_the_parameters() {
     }
     machine(&report);
     agent_results(at(&report, "results"), 3, 30, 5);
+    assert_eq!(
+        at_or_null(&report, "results.capacity"),
+        &Value::Null,
+        "no capacity reports unless asked for"
+    );
+}
+
+#[tokio::test]
+async fn agent_mode_measures_what_capacity_reports_cost() {
+    let _one = SERIAL.lock().await;
+    let report = bench(&[
+        "--clusters",
+        "3",
+        "--jobs",
+        "10",
+        "--clients",
+        "2",
+        "--status-sample",
+        "2",
+        "--nodes-per-cluster",
+        "200",
+        "--capacity-interval",
+        "200ms",
+        "--capacity-window",
+        "3s",
+    ])
+    .await;
+    for (param, value) in [
+        ("nodes_per_cluster", 200.0),
+        ("change_interval_s", 0.2),
+        ("churn", 0.05),
+        ("window_s", 3.0),
+    ] {
+        assert_eq!(num(&report, &format!("params.capacity.{param}")), value);
+    }
+    let r = at(&report, "results");
+    agent_results(r, 3, 10, 2);
+    let c = at(r, "capacity");
+    assert_eq!(num(c, "nodes_per_cluster"), 200.0);
+    assert_eq!(
+        num(c, "heartbeat_interval_s"),
+        1.0,
+        "a third of the 3 s grace"
+    );
+    // Heartbeats alone first: no capacity report at all.
+    assert!(num(c, "quiet.heartbeats") >= 3.0, "{c:#}");
+    assert_eq!(num(c, "quiet.reports"), 0.0);
+    assert_eq!(num(c, "quiet.bytes_per_report"), 0.0);
+    // Then one full report per cluster, one group per distinct node, at most 200.
+    assert_eq!(num(c, "full.reports"), 3.0);
+    let groups = num(c, "full.groups_per_report");
+    assert!(0.0 < groups && groups <= 200.0, "{groups}");
+    assert!(num(c, "full.bytes_per_report") > 0.0);
+    assert!(num(c, "full.max_bytes_per_report") >= num(c, "full.bytes_per_report"));
+    num(c, "full.scheduler_cpu_s");
+    num(c, "full.elapsed_s");
+    // Then changes, each smaller than a full report.
+    assert!(num(c, "reporting.heartbeats") >= 3.0, "{c:#}");
+    assert!(num(c, "reporting.reports") >= 1.0, "{c:#}");
+    let delta = num(c, "reporting.bytes_per_report");
+    assert!(
+        0.0 < delta && delta < num(c, "full.bytes_per_report"),
+        "{c:#}"
+    );
+    assert!(num(c, "reporting.groups_per_report") >= 1.0);
+    for window in ["quiet", "reporting"] {
+        let w = at(c, window);
+        all_ready(w, 3.0);
+        for figure in [
+            "window_s",
+            "max_heartbeat_rtt_ms",
+            "bytes_per_s",
+            "scheduler_cpu_s",
+            "scheduler_cpu_s_per_s",
+            "list_clusters_cpu_ms",
+            "scheduler_rss_mb",
+            "bench_cpu_s_per_s",
+        ] {
+            assert!(num(w, figure) >= 0.0, "{window}.{figure}");
+        }
+    }
+    for figure in [
+        "extra_cpu_s_per_s",
+        "cpu_s_per_1000_reports",
+        "cpu_s_per_1000_heartbeats",
+        "rss_mb_added",
+    ] {
+        num(c, figure);
+    }
 }
 
 #[tokio::test]
@@ -287,6 +377,7 @@ async fn a_sweep_reports_each_size_and_the_growth_and_plots_it() {
             "status_p99_ms",
             "peak_rss_mb",
             "cpu_s_per_1000_jobs",
+            "rss_mb_per_1000_jobs",
             "min_ready",
         ] {
             let values = at(growth, series).as_array().unwrap();

@@ -22,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
 
+use super::capacity::{AgentCapacity, CapacityFeed};
 use super::stats::Clock;
 use super::tracker::{JobTracker, StatusProbes, cluster_name, job_index};
 
@@ -41,6 +42,8 @@ pub struct AgentContext {
     pub probes: Arc<StatusProbes>,
     /// Report every shard Running (as a syncer would), not only the sampled ones.
     pub report_all: bool,
+    /// With `--nodes-per-cluster`: report a simulated cluster's capacity after heartbeats.
+    pub capacity: Option<CapacityFeed>,
     /// Fires when the run is over.
     pub stop: Shutdown,
 }
@@ -78,6 +81,8 @@ impl AgentCounters {
 pub struct SimAgent {
     /// Cluster index.
     pub index: usize,
+    /// The heartbeat interval the scheduler asked for.
+    pub heartbeat_interval: Duration,
     reader: JoinHandle<anyhow::Result<AgentCounters>>,
     heartbeats: JoinHandle<()>,
     sent: Arc<Mutex<Sent>>,
@@ -144,16 +149,22 @@ impl SimAgent {
             .map_err(|_| anyhow!("{cluster}: no initial sync within {CONNECT_TIMEOUT:?}"))??;
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(10));
         let sent = reader.sent.clone();
+        let capacity = ctx
+            .capacity
+            .clone()
+            .map(|feed| AgentCapacity::new(feed, index as u64));
         let heartbeats = tokio::spawn(heartbeat(
             tx,
             interval,
             ctx.clock,
             sent.clone(),
+            capacity,
             ctx.stop.clone(),
         ));
         let reader = tokio::spawn(async move { reader.run(stream, client).await });
         Ok(Self {
             index,
+            heartbeat_interval: interval,
             reader,
             heartbeats,
             sent,
@@ -175,12 +186,14 @@ impl SimAgent {
     }
 }
 
-/// Sends a heartbeat every `interval` until the run stops.
+/// Sends a heartbeat every `interval` until the run stops, each followed by a capacity report
+/// when the cluster reports one and it changed (the syncer's debounce).
 async fn heartbeat(
     tx: mpsc::Sender<AgentMessage>,
     interval: Duration,
     clock: Clock,
     sent: Arc<Mutex<Sent>>,
+    mut capacity: Option<AgentCapacity>,
     stop: Shutdown,
 ) {
     let mut tick = tokio::time::interval(interval);
@@ -201,6 +214,11 @@ async fn heartbeat(
             msg: Some(Msg::Heartbeat(v1::Heartbeat { seq })),
         };
         if tx.send(hb).await.is_err() {
+            return;
+        }
+        if let Some(report) = capacity.as_mut().and_then(AgentCapacity::after_heartbeat)
+            && tx.send(report).await.is_err()
+        {
             return;
         }
     }
@@ -249,6 +267,8 @@ impl Reader {
                 Ok(Some(m)) => {
                     self.handle(m).await?;
                 }
+                // The run is over: the session may end at any moment now.
+                Ok(None) | Err(_) if stop.is_fired() => return Ok(self.counters),
                 Ok(None) => bail!("{cluster}: the scheduler ended the session"),
                 Err(e) => bail!("{cluster}: session broke: {e}"),
             }
@@ -270,6 +290,9 @@ impl Reader {
                         self.counters.heartbeat_acks += 1;
                         self.counters.max_heartbeat_rtt_us =
                             self.counters.max_heartbeat_rtt_us.max(now - at);
+                        if let Some(feed) = &self.ctx.capacity {
+                            feed.tally.acked(now - at);
+                        }
                     }
                 }
                 Ok(false)

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::agent::{AgentContext, AgentCounters, SimAgent};
 use super::api::{self, ApiComparison, ApiKind};
+use super::capacity::{self, CapacityFeed, CapacityResults, CapacitySettings, Tally};
 use super::clusters::{ReadyReport, monitor, wait_ready};
 use super::load::{CreateReport, JobShape, connect, create_jobs};
 use super::metrics::{SchedulerMetrics, scrape};
@@ -67,6 +68,9 @@ pub struct AgentParams {
     /// `kube`: after the run, as many creates through the Kubernetes API as through gRPC,
     /// in turns, to compare their cost.
     pub api: ApiKind,
+    /// With `--nodes-per-cluster`: every agent reports a simulated cluster's capacity, and
+    /// what that costs is measured before the load.
+    pub capacity: Option<CapacitySettings>,
 }
 
 /// The scheduler's resource use over a run.
@@ -151,6 +155,22 @@ pub struct StatusLatency {
     pub watches: WatchReport,
 }
 
+/// Agent sessions that broke during the run: a figure of the run, not a reason to lose it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SessionErrors {
+    /// How many.
+    pub count: usize,
+    /// Why the first one ended.
+    pub first: Option<String>,
+}
+
+impl SessionErrors {
+    fn add(&mut self, error: String) {
+        self.count += 1;
+        self.first.get_or_insert(error);
+    }
+}
+
 /// Wall-clock phases of a run, seconds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Phases {
@@ -182,14 +202,18 @@ pub struct AgentResults {
     pub scheduler_metrics: SchedulerMetrics,
     /// Whether the clusters stayed Ready.
     pub clusters: ReadyReport,
-    /// What the agents counted, summed.
+    /// What the agents counted, summed (over the sessions that lasted the run).
     pub agents: AgentCounters,
+    /// Agent sessions that ended before the run did (their counts are not in `agents`).
+    pub session_errors: SessionErrors,
     /// This bench process (agents, clients and watches share the machine with the scheduler).
     pub bench_process: ProcSample,
     /// Wall-clock phases.
     pub phases: Phases,
     /// With `--api kube`: creates through gRPC next to the Kubernetes API.
     pub api_comparison: Option<ApiComparison>,
+    /// With `--nodes-per-cluster`: what capacity reports cost, before the load.
+    pub capacity: Option<CapacityResults>,
 }
 
 /// Runs agent mode once, on a fresh scheduler.
@@ -312,11 +336,16 @@ async fn drive(
         params.status_sample,
         params.clusters,
     ));
+    let tally = Arc::new(Tally::default());
     let ctx = AgentContext {
         clock,
         tracker: tracker.clone(),
         probes: probes.clone(),
         report_all: params.report_all,
+        capacity: params.capacity.map(|settings| CapacityFeed {
+            settings,
+            tally: tally.clone(),
+        }),
         stop: stop.clone(),
     };
     eprintln!(
@@ -338,6 +367,28 @@ async fn drive(
     )
     .await?;
     let setup_s = clock.now_us() as f64 / 1e6;
+    let capacity = match (params.capacity, agents.first()) {
+        (Some(settings), Some(agent)) => Some(
+            capacity::measure(
+                &tally,
+                settings,
+                agent.heartbeat_interval,
+                pid,
+                observer.clone(),
+                params.clusters,
+                Duration::from_secs_f64(params.ready_poll_s),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    if let Some(figures) = &capacity {
+        // Printed at once too: the load that follows may still fail the run.
+        eprintln!(
+            "fedjob-bench: capacity: {}",
+            serde_json::to_string(figures).unwrap_or_default()
+        );
+    }
     let before = procstat::sample(pid)?;
     let etcd_before = store.etcd_pid().map(procstat::sample).transpose()?;
 
@@ -409,8 +460,19 @@ async fn drive(
     let watches = watchers.finish().await;
     let clusters = monitor.await.unwrap_or_default();
     let mut agent_counters = AgentCounters::default();
+    let mut session_errors = SessionErrors::default();
     for agent in agents {
-        agent_counters.add(&agent.finish().await?);
+        match agent.finish().await {
+            Ok(counters) => agent_counters.add(&counters),
+            Err(e) => session_errors.add(format!("{e:#}")),
+        }
+    }
+    if session_errors.count > 0 {
+        eprintln!(
+            "fedjob-bench: {} agent sessions ended early; the first: {}",
+            session_errors.count,
+            session_errors.first.as_deref().unwrap_or_default()
+        );
     }
     let (status_latencies, missing) = probes.status_latencies_us();
     if propagated < creates.acknowledged {
@@ -436,6 +498,7 @@ async fn drive(
         scheduler_metrics,
         clusters,
         agents: agent_counters,
+        session_errors,
         bench_process: ProcSample::default(),
         phases: Phases {
             setup_s: round3(setup_s),
@@ -443,6 +506,7 @@ async fn drive(
             settle_s: round3(settle_end.saturating_sub(load_end) as f64 / 1e6),
         },
         api_comparison,
+        capacity,
     })
 }
 

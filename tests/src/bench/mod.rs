@@ -5,6 +5,8 @@
 //!   memory and CPU, cluster readiness.
 //! - [`full_mode`]: real `fedjob-syncer`s against `fedjob-kubesim` clusters; create → shard in
 //!   the member cluster, shard complete → federated Job Complete.
+//! - [`capacity`]: with `--nodes-per-cluster`, agents also report a simulated cluster's free
+//!   capacity as the syncer does; what it costs the scheduler, measured before the load.
 //! - [`api`]: with `--api kube`, the same creates through the Kubernetes API next to gRPC.
 //! - [`sweep`]: agent mode at several sizes, each on a fresh scheduler, and how the figures
 //!   grow; [`plot`] draws them.
@@ -14,6 +16,7 @@
 pub mod agent;
 pub mod agent_mode;
 pub mod api;
+pub mod capacity;
 pub mod clusters;
 pub mod full_mode;
 pub mod load;

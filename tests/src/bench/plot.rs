@@ -1,5 +1,6 @@
-//! A PNG of a sweep: create throughput and latencies against the number of clusters (Jobs
-//! fixed) and against the number of Jobs (clusters fixed), on log-scaled x axes.
+//! A PNG of a sweep: create throughput, latencies and the scheduler's cost per Job (CPU and
+//! memory) against the number of clusters (Jobs fixed) and against the number of Jobs
+//! (clusters fixed), on log-scaled x axes; one column per swept axis.
 //!
 //! Drawn with `plotters`' bitmap backend alone, text through `ab_glyph` from a TTF found on the
 //! system, and encoded with `png`: no system graphics or font libraries.
@@ -16,7 +17,9 @@ use super::sweep::{Growth, SweepResults};
 
 /// Picture size.
 const WIDTH: u32 = 1400;
-const HEIGHT: u32 = 900;
+const HEIGHT: u32 = 1600;
+/// Charts per column: throughput, latency, CPU per Job, memory per Job.
+const ROWS: usize = 4;
 /// The font family name the plot registers its TTF under.
 const FAMILY: &str = "sans-serif";
 
@@ -64,16 +67,26 @@ pub fn draw(results: &SweepResults, path: &Path, font: Option<&Path>) -> anyhow:
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
-        let panels = root.split_evenly((2, 2));
-        let axes = [
+        let axes: Vec<(&Growth, &str, &str)> = [
             (&results.by_clusters, "clusters", "Jobs"),
             (&results.by_jobs, "Jobs", "clusters"),
-        ];
+        ]
+        .into_iter()
+        .filter(|(growth, _, _)| !growth.x.is_empty())
+        .collect();
+        let columns = axes.len().max(1);
+        let panels = root.split_evenly((ROWS, columns));
+        if axes.is_empty() {
+            panels[0]
+                .titled("Nothing swept", (FAMILY, 18))
+                .map_err(plot_error)?;
+        }
         for (column, (growth, axis, other)) in axes.into_iter().enumerate() {
             let x_desc = format!("{axis} (log scale)");
             let fixed = format!("{} {other}", growth.fixed);
+            let at = |row: usize| &panels[row * columns + column];
             panel(
-                &panels[column],
+                at(0),
                 &format!("Acknowledged creates/s vs {axis} ({fixed})"),
                 &x_desc,
                 "creates/s",
@@ -81,7 +94,7 @@ pub fn draw(results: &SweepResults, path: &Path, font: Option<&Path>) -> anyhow:
                 &[("creates/s", &growth.create_per_s, BLUE)],
             )?;
             panel(
-                &panels[2 + column],
+                at(1),
                 &format!("Latency vs {axis} ({fixed})"),
                 &x_desc,
                 "ms",
@@ -96,6 +109,30 @@ pub fn draw(results: &SweepResults, path: &Path, font: Option<&Path>) -> anyhow:
                     ),
                     ("status p99", &growth.status_p99_ms, MAGENTA),
                 ],
+            )?;
+            panel(
+                at(2),
+                &format!("Scheduler CPU per Job vs {axis} ({fixed})"),
+                &x_desc,
+                "CPU ms per Job",
+                growth,
+                &[(
+                    "scheduler CPU ms per Job",
+                    &growth.cpu_s_per_1000_jobs,
+                    BLUE,
+                )],
+            )?;
+            panel(
+                at(3),
+                &format!("Scheduler memory per Job vs {axis} ({fixed})"),
+                &x_desc,
+                "MiB per 1,000 Jobs",
+                growth,
+                &[(
+                    "resident memory added, MiB per 1,000 Jobs",
+                    &growth.rss_mb_per_1000_jobs,
+                    RED,
+                )],
             )?;
         }
         root.present().map_err(plot_error)?;

@@ -59,8 +59,10 @@ pub struct Growth {
     pub status_p99_ms: Vec<Option<f64>>,
     /// Scheduler peak RSS, MiB.
     pub peak_rss_mb: Vec<Option<f64>>,
-    /// Scheduler CPU seconds per 1,000 Jobs.
+    /// Scheduler CPU seconds per 1,000 Jobs (CPU ms per Job).
     pub cpu_s_per_1000_jobs: Vec<Option<f64>>,
+    /// Scheduler resident memory added by the load per 1,000 Jobs, MiB.
+    pub rss_mb_per_1000_jobs: Vec<Option<f64>>,
     /// Fewest clusters Ready during the load.
     pub min_ready: Vec<Option<usize>>,
 }
@@ -82,6 +84,8 @@ impl Growth {
         self.peak_rss_mb.push(r.map(|r| r.scheduler.peak_rss_mb));
         self.cpu_s_per_1000_jobs
             .push(r.map(|r| r.scheduler.cpu_s_per_1000_jobs));
+        self.rss_mb_per_1000_jobs
+            .push(r.map(|r| r.scheduler.rss_mb_per_1000_jobs));
         self.min_ready.push(r.map(|r| r.clusters.min_ready));
     }
 }
@@ -184,6 +188,7 @@ mod tests {
             scheduler_wrapper: vec![],
             store: StoreKind::Embedded,
             api: crate::bench::api::ApiKind::Grpc,
+            capacity: None,
         };
         let params = SweepParams {
             base,

@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use fedjob_proto::duration;
 use fedjob_tests::bench::agent_mode::{self, AgentParams, StoreKind};
 use fedjob_tests::bench::api::ApiKind;
+use fedjob_tests::bench::capacity::CapacitySettings;
 use fedjob_tests::bench::full_mode::{self, FullParams};
 use fedjob_tests::bench::sweep::{self, SweepParams};
 use fedjob_tests::bench::{Machine, Report, plot};
@@ -79,6 +80,21 @@ struct Args {
     /// (`--kube-api-listen`) as through gRPC, in turns, and reports both side by side.
     #[arg(long, value_enum, default_value_t = ApiKind::Grpc)]
     api: ApiKind,
+    /// Agent mode: every agent also reports the free capacity of a simulated cluster of this
+    /// many nodes, as `fedjob-syncer --report-capacity` does (at most once per heartbeat, only
+    /// what changed); before the load, a window of heartbeats alone and one with capacity
+    /// reports measure what reporting costs the scheduler.
+    #[arg(long)]
+    nodes_per_cluster: Option<usize>,
+    /// With --nodes-per-cluster: how often pods finish or start in each simulated cluster.
+    #[arg(long, default_value = "1s", value_parser = duration::parse)]
+    capacity_interval: std::time::Duration,
+    /// With --nodes-per-cluster: share of the nodes whose pods change each interval.
+    #[arg(long, default_value_t = 0.05)]
+    capacity_churn: f64,
+    /// With --nodes-per-cluster: length of each measuring window.
+    #[arg(long, default_value = "20s", value_parser = duration::parse)]
+    capacity_window: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -124,6 +140,23 @@ impl Args {
         if self.store == StoreKind::Etcd && self.mode == Mode::Full {
             return Err("--store etcd is for agent mode".into());
         }
+        if let Some(nodes) = self.nodes_per_cluster {
+            if self.mode == Mode::Full {
+                return Err("--nodes-per-cluster is for agent mode".into());
+            }
+            if !(1..=100_000).contains(&nodes) {
+                return Err("--nodes-per-cluster must be between 1 and 100000".into());
+            }
+            if !(self.capacity_churn > 0.0 && self.capacity_churn <= 1.0) {
+                return Err("--capacity-churn must be more than 0 and at most 1".into());
+            }
+            if self.capacity_interval.as_millis() < 10 {
+                return Err("--capacity-interval must be at least 10ms".into());
+            }
+            if self.capacity_window.as_millis() < 100 {
+                return Err("--capacity-window must be at least 100ms".into());
+            }
+        }
         if let Err(e) = duration::parse(&self.pod_duration) {
             return Err(format!("--pod-duration: {e}"));
         }
@@ -148,6 +181,12 @@ impl Args {
                 .collect(),
             store: self.store,
             api: self.api,
+            capacity: self.nodes_per_cluster.map(|nodes| CapacitySettings {
+                nodes_per_cluster: nodes,
+                change_interval_s: self.capacity_interval.as_secs_f64(),
+                churn: self.capacity_churn,
+                window_s: self.capacity_window.as_secs_f64(),
+            }),
         }
     }
 
