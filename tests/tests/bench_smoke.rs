@@ -273,6 +273,10 @@ async fn agent_mode_measures_what_capacity_reports_cost() {
     for window in ["quiet", "reporting"] {
         let w = at(c, window);
         all_ready(w, 3.0);
+        assert!(num(w, "heartbeat_rtt.count") >= 3.0, "{window}: {w:#}");
+        summary(w, "heartbeat_rtt");
+        let on_time = num(w, "on_time_share");
+        assert!(0.0 < on_time && on_time <= 1.0, "{window}: {w:#}");
         for figure in [
             "window_s",
             "max_heartbeat_rtt_ms",

@@ -290,6 +290,9 @@ pub struct Tally {
     on: AtomicBool,
     heartbeats: AtomicU64,
     max_rtt_us: AtomicU64,
+    /// Heartbeat round trips, µs, while a window collects them (`None` otherwise, so the Job
+    /// load that follows does not grow it).
+    rtts: parking_lot::Mutex<Option<Vec<u64>>>,
     full_reports: AtomicU64,
     full_bytes: AtomicU64,
     full_max_bytes: AtomicU64,
@@ -326,6 +329,9 @@ impl Tally {
     /// A heartbeat came back after `rtt_us`.
     pub fn acked(&self, rtt_us: u64) {
         self.max_rtt_us.fetch_max(rtt_us, Ordering::Relaxed);
+        if let Some(rtts) = self.rtts.lock().as_mut() {
+            rtts.push(rtt_us);
+        }
     }
 
     /// A report of `bytes` encoded went out.
@@ -342,6 +348,16 @@ impl Tally {
             self.delta_groups.fetch_add(groups, Ordering::Relaxed);
             self.delta_max_bytes.fetch_max(bytes, Ordering::Relaxed);
         }
+    }
+
+    /// Starts keeping every heartbeat round trip.
+    fn collect_rtts(&self) {
+        *self.rtts.lock() = Some(Vec::new());
+    }
+
+    /// The round trips kept since [`Self::collect_rtts`], and stops keeping them.
+    fn take_rtts(&self) -> Vec<u64> {
+        self.rtts.lock().take().unwrap_or_default()
     }
 
     fn counts(&self) -> Counts {

@@ -14,6 +14,7 @@ use super::{CapacitySettings, Tally};
 use crate::bench::agent_mode::round3;
 use crate::bench::clusters::{ReadyReport, monitor};
 use crate::bench::procstat;
+use crate::bench::stats::Summary;
 
 /// ListClusters calls made back to back to price one (with and without capacity held).
 const LIST_PROBES: u32 = 5;
@@ -27,6 +28,13 @@ pub struct Window {
     pub heartbeats: u64,
     /// Slowest heartbeat → acknowledgement in it, ms.
     pub max_heartbeat_rtt_ms: f64,
+    /// Heartbeat → acknowledgement round trips of the acknowledgements received in it.
+    pub heartbeat_rtt: Summary,
+    /// Heartbeats acknowledged within one heartbeat interval of being sent, as a share of the
+    /// heartbeats due in the window (clusters × window ÷ interval; at most 1): below 1 when
+    /// heartbeats went out late (a busy bench or a stream the scheduler reads too slowly) or
+    /// their acknowledgements came back late.
+    pub on_time_share: f64,
     /// Capacity reports (changes) sent in it.
     pub reports: u64,
     /// Their encoded size (the `AgentMessage` protobuf as sent on the stream, without gRPC's
@@ -107,7 +115,16 @@ pub async fn measure(
 ) -> anyhow::Result<CapacityResults> {
     let window = Duration::from_secs_f64(settings.window_s);
     eprintln!("fedjob-bench: capacity: {window:?} of heartbeats alone");
-    let quiet = measure_window(tally, window, scheduler, &observer, clusters, poll).await?;
+    let quiet = measure_window(
+        tally,
+        window,
+        heartbeat_interval,
+        scheduler,
+        &observer,
+        clusters,
+        poll,
+    )
+    .await?;
 
     eprintln!(
         "fedjob-bench: capacity: {clusters} clusters of {} nodes start reporting",
@@ -139,7 +156,16 @@ pub async fn measure(
     // The reports in flight are applied before the window opens.
     tokio::time::sleep(heartbeat_interval).await;
     eprintln!("fedjob-bench: capacity: {window:?} of heartbeats and capacity reports");
-    let reporting = measure_window(tally, window, scheduler, &observer, clusters, poll).await?;
+    let reporting = measure_window(
+        tally,
+        window,
+        heartbeat_interval,
+        scheduler,
+        &observer,
+        clusters,
+        poll,
+    )
+    .await?;
     let extra = reporting.scheduler_cpu_s_per_s - quiet.scheduler_cpu_s_per_s;
     let per_1000 = |cpu_s_per_s: f64, count: u64, window_s: f64| {
         if count == 0 {
@@ -169,6 +195,7 @@ pub async fn measure(
 async fn measure_window(
     tally: &Tally,
     window: Duration,
+    heartbeat_interval: Duration,
     scheduler: u32,
     observer: &Channel,
     clusters: usize,
@@ -178,6 +205,7 @@ async fn measure_window(
     let ready = tokio::spawn(monitor(observer.clone(), clusters, poll, stop));
     let bench = std::process::id();
     tally.max_rtt_us.store(0, Ordering::Relaxed);
+    tally.collect_rtts();
     let (c0, s0, b0, t0) = (
         tally.counts(),
         procstat::sample(scheduler)?,
@@ -192,6 +220,10 @@ async fn measure_window(
         t0.elapsed().as_secs_f64(),
     );
     let max_rtt_us = tally.max_rtt_us.load(Ordering::Relaxed);
+    let rtts = tally.take_rtts();
+    let interval_us = heartbeat_interval.as_micros() as u64;
+    let on_time = rtts.iter().filter(|&&rtt| rtt <= interval_us).count();
+    let due = clusters as f64 * elapsed / heartbeat_interval.as_secs_f64();
     stop_tx.fire();
     let clusters = ready.await.unwrap_or_default();
     let list_clusters_cpu_ms = list_cost(observer, scheduler).await?;
@@ -202,6 +234,8 @@ async fn measure_window(
         window_s: round3(elapsed),
         heartbeats: c1.heartbeats - c0.heartbeats,
         max_heartbeat_rtt_ms: round3(max_rtt_us as f64 / 1000.0),
+        heartbeat_rtt: Summary::of_micros(rtts),
+        on_time_share: round3((on_time as f64 / due).min(1.0)),
         reports,
         bytes_per_report: ratio(bytes, reports),
         max_bytes_per_report: tally.delta_max_bytes.load(Ordering::Relaxed),
