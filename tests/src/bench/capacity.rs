@@ -152,6 +152,10 @@ pub struct SimCluster {
     reporter: Reporter,
     rng: SmallRng,
     churn_nodes: usize,
+    /// Whether a group changed since the last report. Without one the [`Reporter`], which
+    /// rebuilds and compares every group on each call, would find nothing: asking it anyway on
+    /// every heartbeat of a thousand agents in one process spends CPU the scheduler shares.
+    dirty: bool,
 }
 
 impl SimCluster {
@@ -179,6 +183,7 @@ impl SimCluster {
             reporter: Reporter::default(),
             rng: SmallRng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15),
             churn_nodes: ((nodes as f64 * churn).round() as usize).max(1),
+            dirty: true,
         };
         for i in 0..nodes {
             let t = slots[i % slots.len()];
@@ -267,6 +272,7 @@ impl SimCluster {
                     }
                 }
                 *self.groups.entry(new).or_default() += 1;
+                self.dirty = true;
             }
             self.nodes[i] = node;
         }
@@ -274,6 +280,9 @@ impl SimCluster {
 
     /// The report to send now, if anything changed since the last one.
     pub fn report(&mut self) -> Option<v1::CapacityReport> {
+        if !std::mem::take(&mut self.dirty) {
+            return None;
+        }
         self.reporter.report(&self.groups)
     }
 
