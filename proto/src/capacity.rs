@@ -370,7 +370,13 @@ impl ClusterCapacity {
         for (_, free, n) in self.groups() {
             nodes += n;
             for (name, amount) in free {
-                *total.entry(name.clone()).or_default() += amount * i64::from(n);
+                // Names are few and repeat in every group: cloned only the first time.
+                match total.get_mut(name) {
+                    Some(sum) => *sum += amount * i64::from(n),
+                    None => {
+                        total.insert(name.clone(), amount * i64::from(n));
+                    }
+                }
             }
         }
         (total, nodes)

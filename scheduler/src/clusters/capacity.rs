@@ -8,7 +8,7 @@
 //! registry folds the changes of many clusters into one rebuild of the views.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use fedjob_proto::capacity::{Amounts, CapacityError, ClusterCapacity};
 use fedjob_proto::v1;
@@ -29,23 +29,25 @@ pub struct Reported {
     session: String,
 }
 
-/// A capacity the planner's views were given, summed up once for the user API (every
-/// `ListClusters` asks for every cluster's sum).
-#[derive(Debug, Clone)]
+/// A capacity the planner's views were given, summed up for the user API the first time it
+/// asks (every `ListClusters` asks for every cluster's sum; most capacities are replaced
+/// before anyone asks).
+#[derive(Debug)]
 struct Published {
     reported: Reported,
-    free: Amounts,
-    nodes: u32,
+    totals: OnceLock<(Amounts, u32)>,
 }
 
 impl Published {
     fn of(reported: &Reported) -> Self {
-        let (free, nodes) = reported.capacity.totals();
         Self {
             reported: reported.clone(),
-            free,
-            nodes,
+            totals: OnceLock::new(),
         }
+    }
+
+    fn totals(&self) -> &(Amounts, u32) {
+        self.totals.get_or_init(|| self.reported.capacity.totals())
     }
 }
 
@@ -136,11 +138,8 @@ impl CapacityBook {
     /// `cluster`'s capacity summed up, for the user API.
     pub fn summary(&self, cluster: &str) -> Option<v1::CapacitySummary> {
         let published = self.published.lock().get(cluster).cloned()?;
-        let Published {
-            reported,
-            free,
-            nodes,
-        } = &*published;
+        let (free, nodes) = published.totals();
+        let reported = &published.reported;
         Some(v1::CapacitySummary {
             free: free.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             nodes: *nodes,
