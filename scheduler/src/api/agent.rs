@@ -339,7 +339,7 @@ impl Session {
             }
             current.insert(shard.name.as_str());
             if entry.revision(key, &shard.name) != Some(shard.revision) {
-                out.push(convert::assignment(record, shard));
+                out.push(convert::assignment(&job, shard));
                 entry.set(key, &shard.name, shard.revision);
             }
         }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::clusters::ClusterEntry;
 use crate::control_plane::{ShardReport, StoredJob};
 use crate::model::clusters::Clusters;
-use crate::model::job::{FederatedJob, Observed, ObservedPhase, Shard};
+use crate::model::job::{Observed, ObservedPhase, Shard};
 use crate::model::render;
 use crate::model::status::{PlacementView, placements};
 
@@ -182,13 +182,12 @@ pub fn cluster_json(c: &v1::Cluster) -> Value {
 }
 
 /// What the agent must do with `shard`.
-pub fn assignment(fj: &FederatedJob, shard: &Shard) -> v1::Assignment {
+pub fn assignment(job: &StoredJob, shard: &Shard) -> v1::Assignment {
+    let fj = &job.record;
     let suspended = fj.spec().suspend.unwrap_or(false);
     let action = render::action(shard, suspended);
     let manifest = match action {
-        v1::AssignmentAction::Run | v1::AssignmentAction::Suspend => {
-            render::manifest_text(fj, shard)
-        }
+        v1::AssignmentAction::Run | v1::AssignmentAction::Suspend => job.manifest().render(shard),
         _ => String::new(),
     };
     v1::Assignment {

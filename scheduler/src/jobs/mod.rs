@@ -270,12 +270,7 @@ impl Jobs {
             let owned_key = key.to_owned();
             let written = tokio::spawn(async move {
                 let revision = this.store.txn(vec![op]).await?;
-                let stored = record.map(|record| {
-                    Arc::new(StoredJob {
-                        record,
-                        mod_revision: revision,
-                    })
-                });
+                let stored = record.map(|record| Arc::new(StoredJob::new(record, revision)));
                 this.publish(&owned_key, stored.clone(), revision);
                 Ok::<_, StoreError>(stored)
             });
@@ -376,22 +371,39 @@ fn changed_assignments<'a>(
     before: Option<&'a StoredJob>,
     after: Option<&'a StoredJob>,
 ) -> BTreeSet<&'a str> {
-    let clusters = |j: Option<&'a StoredJob>| j.map(|j| j.record.clusters()).unwrap_or_default();
-    let same_job = match (before, after) {
-        (Some(b), Some(a)) => b.record.uid() == a.record.uid(),
-        _ => false,
+    let (before, after) = match (before, after) {
+        (Some(b), Some(a)) if b.record.uid() == a.record.uid() => (&b.record, &a.record),
+        _ => {
+            let clusters = |j: Option<&'a StoredJob>| j.map(|j| j.record.clusters());
+            let mut all = clusters(before).unwrap_or_default();
+            all.extend(clusters(after).unwrap_or_default());
+            return all;
+        }
     };
-    let mut all = clusters(before);
-    all.extend(clusters(after));
-    if !same_job {
-        return all;
+    // Both versions keep their shards in cluster order: one walk over the two lists compares
+    // each cluster's shards, where a lookup per cluster cost two binary searches each.
+    let (mut b, mut a) = (before.shards.as_slice(), after.shards.as_slice());
+    let mut changed = BTreeSet::new();
+    while let Some(cluster) = match (b.first(), a.first()) {
+        (Some(x), Some(y)) => Some(x.cluster.as_str().min(y.cluster.as_str())),
+        (Some(x), None) => Some(x.cluster.as_str()),
+        (None, Some(y)) => Some(y.cluster.as_str()),
+        (None, None) => None,
+    } {
+        let in_cluster =
+            |shards: &[Shard]| shards.iter().take_while(|s| s.cluster == cluster).count();
+        let (nb, na) = (in_cluster(b), in_cluster(a));
+        if nb != na
+            || b[..nb]
+                .iter()
+                .zip(&a[..na])
+                .any(|(b, a)| told(b) != told(a))
+        {
+            changed.insert(cluster);
+        }
+        (b, a) = (&b[nb..], &a[na..]);
     }
-    let (before, after) = (&before.unwrap().record, &after.unwrap().record);
-    all.retain(|c| {
-        let (b, a) = (before.shards_of(c), after.shards_of(c));
-        b.len() != a.len() || b.iter().zip(a).any(|(b, a)| told(b) != told(a))
-    });
-    all
+    changed
 }
 
 /// What an agent session compares of a shard to decide what to send.

@@ -209,3 +209,52 @@ proptest::proptest! {
         }
     }
 }
+
+/// `base` with one shard per `(cluster, name, revision, state)` of `shards`, in cluster order.
+fn with_revisions(base: &FederatedJob, shards: &[(usize, usize, u64, usize)]) -> FederatedJob {
+    let mut job = base.clone();
+    let template = base.shards[0].clone();
+    job.shards = shards
+        .iter()
+        .map(|&(cluster, name, revision, state)| Shard {
+            cluster: format!("c{cluster}"),
+            name: format!("myjob-{name}"),
+            revision,
+            state: STATES[state],
+            ..template.clone()
+        })
+        .collect();
+    job.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    job
+}
+
+proptest::proptest! {
+    /// For any two versions of a Job, the clusters told are exactly those where the shards an
+    /// agent session compares (name, revision, stopped) differ, cluster by cluster.
+    #[test]
+    fn tells_the_clusters_whose_shards_differ(
+        before in proptest::collection::vec((0..4usize, 0..2usize, 1..3u64, 0..6usize), 0..8),
+        after in proptest::collection::vec((0..4usize, 0..2usize, 1..3u64, 0..6usize), 0..8),
+    ) {
+        let base = created(&clusters(&["c0", "c1"]), "uid-1");
+        let (b, a) = (with_revisions(&base, &before), with_revisions(&base, &after));
+        let expected: BTreeSet<String> = (0..4)
+            .map(|c| format!("c{c}"))
+            .filter(|c| {
+                let told_in = |fj: &FederatedJob| -> Vec<(String, u64, bool)> {
+                    fj.shards_of(c)
+                        .iter()
+                        .map(|s| (s.name.clone(), s.revision, s.state == ShardState::Stopped))
+                        .collect()
+                };
+                told_in(&b) != told_in(&a)
+            })
+            .collect();
+        let (b, a) = (stored(&b), stored(&a));
+        let told: BTreeSet<String> = changed_assignments(Some(&b), Some(&a))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        proptest::prop_assert_eq!(told, expected);
+    }
+}

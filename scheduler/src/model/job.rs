@@ -265,7 +265,12 @@ impl FederatedJob {
         let start = self
             .shards
             .partition_point(|s| s.cluster.as_str() < cluster);
-        let len = self.shards[start..].partition_point(|s| s.cluster == cluster);
+        // A cluster nearly always holds one shard of a Job: a scan finds the end in one or
+        // two comparisons where a second binary search took seven at 100 clusters.
+        let len = self.shards[start..]
+            .iter()
+            .take_while(|s| s.cluster == cluster)
+            .count();
         &self.shards[start..start + len]
     }
 

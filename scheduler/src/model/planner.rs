@@ -14,7 +14,7 @@
 //! `spec.parallelism`, bounded by the completions still to run. A cluster with no work of the
 //! Job (one that joined after it was created, or whose shards finished) takes none.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::Timestamp;
 
@@ -439,9 +439,18 @@ fn plan_completions(
         return;
     }
     let counts = split_in_proportion(deficit, &weights);
+    // Shards each target holds, counted in one pass: counting per added shard was quadratic
+    // in clusters (a Job created over 100 clusters compared 5,000 cluster names).
+    let mut held: HashMap<&str, u32> = targets.iter().map(|(c, _)| (c.as_str(), 0)).collect();
+    for s in &fj.shards {
+        if let Some(n) = held.get_mut(s.cluster.as_str()) {
+            *n += 1;
+        }
+    }
     for ((cluster, _), count) in targets.into_iter().zip(counts) {
         if count > 0 {
-            add_shard(fj, cluster, Some(count), clusters);
+            let index = held.get(cluster.as_str()).copied().unwrap_or(0) + 1;
+            push_shard(fj, cluster, index, Some(count), clusters);
         }
     }
 }
@@ -467,6 +476,17 @@ pub(super) fn add_shard(
     clusters: &Clusters,
 ) {
     let index = fj.shards_in(cluster).count() as u32 + 1;
+    push_shard(fj, cluster, index, completions, clusters);
+}
+
+/// Adds shard number `index` (1 for the first) of `completions` in `cluster`.
+fn push_shard(
+    fj: &mut FederatedJob,
+    cluster: &str,
+    index: u32,
+    completions: Option<i32>,
+    clusters: &Clusters,
+) {
     fj.shards.push(Shard {
         cluster: cluster.to_owned(),
         name: shard_name(fj.name(), index),

@@ -16,10 +16,13 @@
 mod codec;
 pub mod migrate;
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::model::job::{FederatedJob, RECORD_FORMAT};
+use crate::model::render::ManifestTemplate;
 use crate::store::{KeyValue, Op, Precondition};
 
 /// Key prefix of Job records.
@@ -113,21 +116,42 @@ pub fn session_key(cluster: &str) -> String {
 }
 
 /// A federated Job as read from the store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct StoredJob {
     /// The record, shards included.
     pub record: FederatedJob,
     /// Revision of the record: the Job's `resourceVersion` (every change writes it).
     pub mod_revision: u64,
+    /// What every shard's manifest shares, made the first time an agent session needs it and
+    /// then shared by all of them: a stored version never changes.
+    manifest: OnceLock<ManifestTemplate>,
+}
+
+impl PartialEq for StoredJob {
+    fn eq(&self, other: &Self) -> bool {
+        self.record == other.record && self.mod_revision == other.mod_revision
+    }
 }
 
 impl StoredJob {
-    /// A record not written to the store (a dry run's answer): no revision.
-    pub fn unwritten(record: FederatedJob) -> Self {
+    /// `record` as written at `mod_revision`.
+    pub fn new(record: FederatedJob, mod_revision: u64) -> Self {
         Self {
             record,
-            mod_revision: 0,
+            mod_revision,
+            manifest: OnceLock::new(),
         }
+    }
+
+    /// A record not written to the store (a dry run's answer): no revision.
+    pub fn unwritten(record: FederatedJob) -> Self {
+        Self::new(record, 0)
+    }
+
+    /// The manifest template of this version of the Job.
+    pub fn manifest(&self) -> &ManifestTemplate {
+        self.manifest
+            .get_or_init(|| ManifestTemplate::of(&self.record))
     }
 }
 
@@ -188,10 +212,7 @@ pub fn decode_job(kv: &KeyValue) -> Result<StoredJob, RecordError> {
             record.format
         )));
     }
-    Ok(StoredJob {
-        record,
-        mod_revision: kv.mod_revision,
-    })
+    Ok(StoredJob::new(record, kv.mod_revision))
 }
 
 /// Encodes one value to store (JSON).

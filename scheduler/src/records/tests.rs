@@ -81,13 +81,7 @@ async fn a_job_is_one_record_written_once_per_change() {
         .await
         .unwrap();
     let reloaded = decode_job(&store.get("jobs/default/myjob").await.unwrap().unwrap()).unwrap();
-    assert_eq!(
-        reloaded,
-        StoredJob {
-            record: next.clone(),
-            mod_revision: revision
-        }
-    );
+    assert_eq!(reloaded, StoredJob::new(next.clone(), revision));
 
     // A stale writer (revision read before) loses the compare-and-swap.
     let stale = store
@@ -382,10 +376,7 @@ async fn a_migration_cut_short_carries_on_at_the_next_open() {
     write_v1(&store, &b).await;
     // As if the process died after rewriting `a` and before deleting its shard records.
     let current = store.get("jobs/default/a").await.unwrap().unwrap();
-    let stored = StoredJob {
-        record: a.clone(),
-        mod_revision: current.mod_revision,
-    };
+    let stored = StoredJob::new(a.clone(), current.mod_revision);
     store
         .txn(vec![write_op("default/a", Some(&stored), &a)])
         .await
