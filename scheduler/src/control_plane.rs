@@ -21,7 +21,7 @@ use crate::clusters::{ClusterRecord, ClusterRegistry, ClusterTable, Liveness, Tr
 use crate::coordination::Coordinator;
 pub use crate::error::ControlPlaneError;
 use crate::error::Result;
-pub use crate::jobs::{JobChange, Jobs, SessionInbox};
+pub use crate::jobs::{Changed, JobChange, Jobs, SessionInbox};
 use crate::metrics::Metrics;
 use crate::model::clusters::Clusters;
 use crate::model::edit;

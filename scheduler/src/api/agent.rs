@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use super::agent_sent::{Sent, split_key};
 use super::{convert, measured, status};
 use crate::auth::Guard;
-use crate::control_plane::{ControlPlane, SessionInbox, ShardReport};
+use crate::control_plane::{Changed, ControlPlane, SessionInbox, ShardReport};
 use crate::metrics::ReasonLabels;
 use crate::model::job::ShardState;
 use fedjob_proto::shutdown::Shutdown;
@@ -235,7 +235,12 @@ impl Session {
         }
         let mut all: HashSet<String> = self.cp.jobs_in_cluster(&self.cluster).into_iter().collect();
         all.extend(self.sent.keys().map(str::to_owned));
-        if self.dispatch(all, true).await.is_err() {
+        let current = all.into_iter().map(|key| {
+            let change = Changed::current(self.cp.job(&key), &self.cluster);
+            (key, change)
+        });
+        let current: Vec<_> = current.collect();
+        if self.dispatch(current, true).await.is_err() {
             return End::AgentClosed;
         }
 
@@ -263,8 +268,8 @@ impl Session {
                 _ = self.inbox.notify.notified() => {
                     tokio::time::sleep_until(last_dispatch + COALESCE).await;
                     last_dispatch = tokio::time::Instant::now();
-                    let dirty = std::mem::take(&mut *self.inbox.dirty.lock());
-                    if self.dispatch(dirty, false).await.is_err() {
+                    let changed = self.inbox.take();
+                    if self.dispatch(changed, false).await.is_err() {
                         break End::AgentClosed;
                     }
                 }
@@ -300,10 +305,14 @@ impl Session {
     }
 
     /// Sends the agent whatever changed in the given Jobs since it was last told.
-    async fn dispatch(&mut self, keys: HashSet<String>, initial: bool) -> Result<(), ()> {
+    async fn dispatch(
+        &mut self,
+        changes: impl IntoIterator<Item = (String, Changed)>,
+        initial: bool,
+    ) -> Result<(), ()> {
         let mut out = Vec::new();
-        for key in keys {
-            self.diff(&key, &mut out);
+        for (key, change) in changes {
+            self.diff(&key, &change, &mut out);
             if out.len() >= BATCH {
                 self.send(std::mem::take(&mut out), false).await?;
             }
@@ -314,11 +323,10 @@ impl Session {
         Ok(())
     }
 
-    fn diff(&mut self, key: &str, out: &mut Vec<v1::Assignment>) {
-        let job = self.cp.job(key);
-        let same_job = job
-            .as_ref()
-            .is_some_and(|j| self.sent.get(key).is_none_or(|s| *s.uid == *j.record.uid()));
+    fn diff(&mut self, key: &str, change: &Changed, out: &mut Vec<v1::Assignment>) {
+        let job = change.job.as_deref();
+        let same_job =
+            job.is_some_and(|j| self.sent.get(key).is_none_or(|s| *s.uid == *j.record.uid()));
         if !same_job && let Some(gone) = self.sent.remove(key) {
             // Deleted without cascade (or replaced by a new Job of the same name): the
             // federation no longer manages these shards; the agent leaves them be.
@@ -329,17 +337,17 @@ impl Session {
             );
         }
         let Some(job) = job else { return };
-        let record = &job.record;
-        let entry = self.sent.entry(key, record.uid());
-        let mut current = HashSet::new();
-        for shard in record.shards_of(&self.cluster) {
+        let entry = self.sent.entry(key, job.record.uid());
+        // A cluster holds one or two shards of a Job: a list beats a set.
+        let mut current = Vec::new();
+        for shard in change.shards() {
             if shard.state == ShardState::Stopped {
                 entry.remove(key, &shard.name);
                 continue;
             }
-            current.insert(shard.name.as_str());
+            current.push(shard.name.as_str());
             if entry.revision(key, &shard.name) != Some(shard.revision) {
-                out.push(convert::assignment(&job, shard));
+                out.push(convert::assignment(job, shard));
                 entry.set(key, &shard.name, shard.revision);
             }
         }

@@ -7,22 +7,24 @@
 //! serialised in this process by a per-Job lock, so the compare-and-swap only fails when another
 //! replica wrote first; the change is then recomputed from the fresh record.
 
+mod inbox;
 mod index;
 mod reports;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 use tracing::debug;
 
+use self::inbox::changed_assignments;
+pub use self::inbox::{Changed, SessionInbox};
 pub use self::index::JobIndex;
 use self::reports::ReportQueue;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::model::edit::Next;
-use crate::model::job::{Shard, ShardState};
 use crate::records::{self, JOBS_PREFIX, StoredJob};
 use crate::store::{KeyValue, Revision, Store, StoreError};
 
@@ -38,15 +40,6 @@ pub struct JobChange {
     /// The store revision of the change (of a deletion too, which leaves no record to carry
     /// it); a change that wrote nothing has the Job's current revision.
     pub revision: u64,
-}
-
-/// An agent session's mailbox: which Jobs changed since the session last looked.
-#[derive(Debug, Default)]
-pub struct SessionInbox {
-    /// Keys of changed Jobs.
-    pub dirty: Mutex<HashSet<String>>,
-    /// Wakes the session.
-    pub notify: Notify,
 }
 
 /// Changes buffered for watchers.
@@ -336,10 +329,14 @@ impl Jobs {
         {
             let inboxes = self.inboxes.lock();
             if !inboxes.is_empty() {
-                for cluster in changed_assignments(previous.as_deref(), job.as_deref()) {
+                for (cluster, shards) in changed_assignments(previous.as_deref(), job.as_deref()) {
                     if let Some(inbox) = inboxes.get(cluster) {
-                        inbox.dirty.lock().insert(key.to_owned());
-                        inbox.notify.notify_one();
+                        let change = Changed {
+                            revision,
+                            job: job.clone(),
+                            shards,
+                        };
+                        inbox.post(key, change);
                     }
                 }
             }
@@ -361,54 +358,6 @@ impl Jobs {
         }
         let _ = self.changes.send(change);
     }
-}
-
-/// The clusters whose agent must be told something after a Job went from `before` to `after`:
-/// those where a shard appeared, went, stopped or got a new revision, or every one of either
-/// version when the Job was replaced (another uid). A change of status alone tells no agent
-/// anything, and wakes no agent session.
-fn changed_assignments<'a>(
-    before: Option<&'a StoredJob>,
-    after: Option<&'a StoredJob>,
-) -> BTreeSet<&'a str> {
-    let (before, after) = match (before, after) {
-        (Some(b), Some(a)) if b.record.uid() == a.record.uid() => (&b.record, &a.record),
-        _ => {
-            let clusters = |j: Option<&'a StoredJob>| j.map(|j| j.record.clusters());
-            let mut all = clusters(before).unwrap_or_default();
-            all.extend(clusters(after).unwrap_or_default());
-            return all;
-        }
-    };
-    // Both versions keep their shards in cluster order: one walk over the two lists compares
-    // each cluster's shards, where a lookup per cluster cost two binary searches each.
-    let (mut b, mut a) = (before.shards.as_slice(), after.shards.as_slice());
-    let mut changed = BTreeSet::new();
-    while let Some(cluster) = match (b.first(), a.first()) {
-        (Some(x), Some(y)) => Some(x.cluster.as_str().min(y.cluster.as_str())),
-        (Some(x), None) => Some(x.cluster.as_str()),
-        (None, Some(y)) => Some(y.cluster.as_str()),
-        (None, None) => None,
-    } {
-        let in_cluster =
-            |shards: &[Shard]| shards.iter().take_while(|s| s.cluster == cluster).count();
-        let (nb, na) = (in_cluster(b), in_cluster(a));
-        if nb != na
-            || b[..nb]
-                .iter()
-                .zip(&a[..na])
-                .any(|(b, a)| told(b) != told(a))
-        {
-            changed.insert(cluster);
-        }
-        (b, a) = (&b[nb..], &a[na..]);
-    }
-    changed
-}
-
-/// What an agent session compares of a shard to decide what to send.
-fn told(s: &Shard) -> (&str, u64, bool) {
-    (s.name.as_str(), s.revision, s.state == ShardState::Stopped)
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@ use k8s_openapi::api::batch::v1::Job;
 use super::*;
 use crate::model::clusters::{ClusterView, Clusters};
 use crate::model::edit::{self, ShardReport};
-use crate::model::job::{FederatedJob, Observed, ObservedPhase};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::model::job::{FederatedJob, Observed, ObservedPhase, Shard, ShardState};
 
 fn clusters(names: &[&str]) -> Clusters {
     names
@@ -100,10 +102,10 @@ fn new_revisions_tell_the_clusters_of_those_shards_alone() {
     };
     let (b, a) = (stored(&before), stored(&after));
     let told = changed_assignments(Some(&b), Some(&a));
-    assert!(told.contains("c4"), "{told:?}");
+    assert!(told.contains_key("c4"), "{told:?}");
     for c in ["c1", "c2", "c3"] {
         let changed = revisions(&before, c) != revisions(&after, c);
-        assert_eq!(told.contains(c), changed, "{c}: {told:?}");
+        assert_eq!(told.contains_key(c), changed, "{c}: {told:?}");
     }
 }
 
@@ -113,12 +115,46 @@ fn a_new_job_a_deleted_one_and_a_replaced_one_tell_every_cluster() {
     let job = stored(&created(&all, "uid-1"));
     let other = stored(&created(&all, "uid-2"));
     let every = vec!["c1", "c2"];
-    fn list(s: BTreeSet<&str>) -> Vec<&str> {
-        s.into_iter().collect()
+    fn list(told: BTreeMap<&str, std::ops::Range<usize>>) -> Vec<&str> {
+        told.into_keys().collect()
     }
     assert_eq!(list(changed_assignments(None, Some(&job))), every);
     assert_eq!(list(changed_assignments(Some(&job), None)), every);
     assert_eq!(list(changed_assignments(Some(&job), Some(&other))), every);
+    // Each cluster with where its shards are in the new version; none once deleted.
+    for (cluster, range) in changed_assignments(Some(&job), Some(&other)) {
+        assert_eq!(&other.record.shards[range], other.record.shards_of(cluster));
+    }
+    for (_, range) in changed_assignments(Some(&job), None) {
+        assert!(range.is_empty());
+    }
+}
+
+#[test]
+fn an_inbox_keeps_the_newest_change_of_each_job() {
+    let all = clusters(&["c1", "c2"]);
+    let job = Arc::new(stored(&created(&all, "uid-1")));
+    let inbox = SessionInbox::default();
+    let change = |revision| Changed {
+        revision,
+        job: Some(job.clone()),
+        shards: 0..1,
+    };
+    inbox.post("default/a", change(5));
+    // Published out of order: the older one is history.
+    inbox.post("default/a", change(4));
+    inbox.post("default/b", change(3));
+    inbox.post("default/b", change(6));
+    let taken: BTreeMap<String, u64> = inbox
+        .take()
+        .into_iter()
+        .map(|(k, c)| (k, c.revision))
+        .collect();
+    assert_eq!(
+        taken,
+        BTreeMap::from([("default/a".into(), 5), ("default/b".into(), 6)])
+    );
+    assert!(inbox.take().is_empty());
 }
 
 /// Live shards per cluster counted from scratch, as `shard_counts` did before the index kept
@@ -251,10 +287,12 @@ proptest::proptest! {
             })
             .collect();
         let (b, a) = (stored(&b), stored(&a));
-        let told: BTreeSet<String> = changed_assignments(Some(&b), Some(&a))
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        proptest::prop_assert_eq!(told, expected);
+        let told = changed_assignments(Some(&b), Some(&a));
+        let clusters: BTreeSet<String> = told.keys().map(|c| c.to_string()).collect();
+        proptest::prop_assert_eq!(clusters, expected);
+        // Each with where its shards are in the new version.
+        for (cluster, range) in told {
+            proptest::prop_assert_eq!(&a.record.shards[range], a.record.shards_of(cluster));
+        }
     }
 }

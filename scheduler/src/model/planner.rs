@@ -88,7 +88,11 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
     }
     bump_revisions(fj);
     // One canonical order (by cluster, creation order within), the order records load in.
-    fj.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    // Usually already so (new shards come in cluster order): the stable sort would still
+    // allocate a scratch copy of every shard.
+    if !fj.shards.is_sorted_by(|a, b| a.cluster <= b.cluster) {
+        fj.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    }
     status::refresh_planned(fj, clusters, now);
 }
 
@@ -447,6 +451,7 @@ fn plan_completions(
             *n += 1;
         }
     }
+    fj.shards.reserve(counts.iter().filter(|c| **c > 0).count());
     for ((cluster, _), count) in targets.into_iter().zip(counts) {
         if count > 0 {
             let index = held.get(cluster.as_str()).copied().unwrap_or(0) + 1;

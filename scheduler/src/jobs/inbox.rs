@@ -1,0 +1,141 @@
+//! What agent sessions are told: each session's inbox of changed Jobs, and which clusters a
+//! change of a Job concerns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::model::job::{FederatedJob, Shard, ShardState};
+use crate::records::StoredJob;
+
+/// An agent session's mailbox: which Jobs changed since the session last looked.
+#[derive(Debug, Default)]
+pub struct SessionInbox {
+    /// The latest change of each Job posted and not yet taken, by key.
+    changed: Mutex<HashMap<String, Changed>>,
+    /// Wakes the session.
+    pub notify: Notify,
+}
+
+/// A published version of a Job that concerns a session's cluster.
+///
+/// It carries the version and where its shards in the cluster are, found while deciding whom
+/// to tell: each of a hundred sessions looking the Job up in the index and binary-searching
+/// its shards again was a tenth of the scheduler's CPU under load (the shards of 10,000 Jobs
+/// do not stay in cache, so every probe missed it).
+#[derive(Debug, Clone)]
+pub struct Changed {
+    /// Store revision of the publication.
+    pub revision: u64,
+    /// The Job as published; `None` once deleted.
+    pub job: Option<Arc<StoredJob>>,
+    /// Where the cluster's shards are in `job`'s shards (empty when it has none).
+    pub shards: Range<usize>,
+}
+
+impl Changed {
+    /// `job` as it is now, for an agent session of `cluster` that has not been told of it.
+    pub fn current(job: Option<Arc<StoredJob>>, cluster: &str) -> Self {
+        Self {
+            revision: job.as_ref().map_or(0, |j| j.mod_revision),
+            shards: job.as_ref().map_or(0..0, |j| range_of(&j.record, cluster)),
+            job,
+        }
+    }
+
+    /// The cluster's shards.
+    pub fn shards(&self) -> &[Shard] {
+        self.job
+            .as_ref()
+            .map_or(&[], |j| &j.record.shards[self.shards.clone()])
+    }
+}
+
+impl SessionInbox {
+    /// Posts a change of Job `key` and wakes the session. Publications of one Job may reach
+    /// here out of order (they are made outside the index's lock): an older one never
+    /// replaces a newer one.
+    pub fn post(&self, key: &str, change: Changed) {
+        {
+            let mut changed = self.changed.lock();
+            match changed.get_mut(key) {
+                Some(posted) if posted.revision > change.revision => {}
+                Some(posted) => *posted = change,
+                None => {
+                    changed.insert(key.to_owned(), change);
+                }
+            }
+        }
+        self.notify.notify_one();
+    }
+
+    /// Takes every change posted since the last call.
+    pub fn take(&self) -> HashMap<String, Changed> {
+        std::mem::take(&mut *self.changed.lock())
+    }
+}
+
+/// The clusters whose agent must be told something after a Job went from `before` to `after`,
+/// each with where its shards are in `after`: those where a shard appeared, went, stopped or
+/// got a new revision, or every one of either version when the Job was created, deleted or
+/// replaced (another uid). A change of status alone tells no agent anything, and wakes no
+/// agent session.
+pub fn changed_assignments<'a>(
+    before: Option<&'a StoredJob>,
+    after: Option<&'a StoredJob>,
+) -> BTreeMap<&'a str, Range<usize>> {
+    let same_job =
+        matches!((before, after), (Some(b), Some(a)) if b.record.uid() == a.record.uid());
+    let shards = |j: Option<&'a StoredJob>| j.map_or(&[][..], |j| j.record.shards.as_slice());
+    // Another Job's shards are not this one's: compared with none, every shard is news.
+    let (mut b, mut a) = (if same_job { shards(before) } else { &[] }, shards(after));
+    let mut changed = BTreeMap::new();
+    let mut at = 0;
+    // Both versions keep their shards in cluster order: one walk over the two lists compares
+    // each cluster's shards.
+    while let Some(cluster) = match (b.first(), a.first()) {
+        (Some(x), Some(y)) => Some(x.cluster.as_str().min(y.cluster.as_str())),
+        (Some(x), None) => Some(x.cluster.as_str()),
+        (None, Some(y)) => Some(y.cluster.as_str()),
+        (None, None) => None,
+    } {
+        let in_cluster =
+            |shards: &[Shard]| shards.iter().take_while(|s| s.cluster == cluster).count();
+        let (nb, na) = (in_cluster(b), in_cluster(a));
+        if nb != na
+            || b[..nb]
+                .iter()
+                .zip(&a[..na])
+                .any(|(b, a)| told(b) != told(a))
+        {
+            changed.insert(cluster, at..at + na);
+        }
+        (b, a, at) = (&b[nb..], &a[na..], at + na);
+    }
+    if !same_job {
+        // Clusters with a share and no shard, and those of the Job replaced or deleted.
+        let after_record = after.map(|j| &j.record);
+        for j in [before, after].into_iter().flatten() {
+            for cluster in j.record.clusters() {
+                changed
+                    .entry(cluster)
+                    .or_insert_with(|| after_record.map_or(0..0, |r| range_of(r, cluster)));
+            }
+        }
+    }
+    changed
+}
+
+/// Where `cluster`'s shards are in `fj`'s.
+fn range_of(fj: &FederatedJob, cluster: &str) -> Range<usize> {
+    let start = fj.shards.partition_point(|s| s.cluster.as_str() < cluster);
+    start..start + fj.shards_of(cluster).len()
+}
+
+/// What an agent session compares of a shard to decide what to send.
+fn told(s: &Shard) -> (&str, u64, bool) {
+    (s.name.as_str(), s.revision, s.state == ShardState::Stopped)
+}
