@@ -8,9 +8,9 @@
 //! registry folds the changes of many clusters into one rebuild of the views.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use fedjob_proto::capacity::{Amounts, CapacityError, ClusterCapacity};
+use fedjob_proto::capacity::{CapacityError, ClusterCapacity};
 use fedjob_proto::v1;
 use jiff::Timestamp;
 use parking_lot::Mutex;
@@ -29,35 +29,13 @@ pub struct Reported {
     session: String,
 }
 
-/// A capacity the planner's views were given, summed up for the user API the first time it
-/// asks (every `ListClusters` asks for every cluster's sum; most capacities are replaced
-/// before anyone asks).
-#[derive(Debug)]
-struct Published {
-    reported: Reported,
-    totals: OnceLock<(Amounts, u32)>,
-}
-
-impl Published {
-    fn of(reported: &Reported) -> Self {
-        Self {
-            reported: reported.clone(),
-            totals: OnceLock::new(),
-        }
-    }
-
-    fn totals(&self) -> &(Amounts, u32) {
-        self.totals.get_or_init(|| self.reported.capacity.totals())
-    }
-}
-
 /// Every cluster's latest capacity.
 #[derive(Debug, Default)]
 pub struct CapacityBook {
     clusters: Mutex<HashMap<String, Reported>>,
     /// What the planner's views were last given ([`CapacityBook::fill`]): what users are shown,
     /// so that a capacity they see is one new Jobs are planned with.
-    published: Mutex<HashMap<String, Arc<Published>>>,
+    published: Mutex<HashMap<String, Reported>>,
     /// Told of every change; a change made while nobody waits is kept for the next wait.
     changed: Notify,
 }
@@ -109,24 +87,12 @@ impl CapacityBook {
     /// Gives each of `views` its cluster's latest capacity (by reference), or none.
     /// What it gives them is what [`CapacityBook::summary`] shows from then on.
     pub fn fill(&self, views: &mut Clusters) {
-        // Copied out (names and pointers), so that summing up what changed holds no lock
-        // that the agents' reports or the user API wait on.
+        // Copied out (names and pointers): the agents' reports wait on this lock.
         let latest = self.clusters.lock().clone();
         for (name, view) in views.iter_mut() {
             view.capacity = latest.get(name).map(|r| r.capacity.clone());
         }
-        let before = self.published.lock().clone();
-        let next = latest
-            .iter()
-            .map(|(name, reported)| {
-                let published = match before.get(name) {
-                    Some(p) if Arc::ptr_eq(&p.reported.capacity, &reported.capacity) => p.clone(),
-                    _ => Arc::new(Published::of(reported)),
-                };
-                (name.clone(), published)
-            })
-            .collect();
-        *self.published.lock() = next;
+        *self.published.lock() = latest;
     }
 
     /// Returns when a report changed something since the last call returned (at once if one
@@ -137,12 +103,11 @@ impl CapacityBook {
 
     /// `cluster`'s capacity summed up, for the user API.
     pub fn summary(&self, cluster: &str) -> Option<v1::CapacitySummary> {
-        let published = self.published.lock().get(cluster).cloned()?;
-        let (free, nodes) = published.totals();
-        let reported = &published.reported;
+        let reported = self.published.lock().get(cluster).cloned()?;
+        let (free, nodes) = reported.capacity.totals();
         Some(v1::CapacitySummary {
-            free: free.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            nodes: *nodes,
+            free: free.into_iter().collect(),
+            nodes,
             reported: Some(prost_types::Timestamp {
                 seconds: reported.at.as_second(),
                 nanos: reported.at.subsec_nanosecond(),
