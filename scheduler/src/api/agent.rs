@@ -347,7 +347,7 @@ impl Session {
             }
             current.push(shard.name.as_str());
             if entry.revision(key, &shard.name) != Some(shard.revision) {
-                out.push(convert::assignment(job, shard));
+                out.push(convert::assignment(&job.record, &change.manifest, shard));
                 entry.set(key, &shard.name, shard.revision);
             }
         }

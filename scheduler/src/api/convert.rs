@@ -1,6 +1,8 @@
 //! Conversions between the control plane's types and the wire types of `fedjob.v1`, and the
 //! JSON shape of a federated Job that `fedctl get job -o json` prints (SPEC §5).
 
+use std::sync::OnceLock;
+
 use fedjob_proto::json::{from_struct, to_struct};
 use fedjob_proto::quantity::format_amount;
 use fedjob_proto::v1;
@@ -10,8 +12,8 @@ use serde_json::{Value, json};
 use crate::clusters::ClusterEntry;
 use crate::control_plane::{ShardReport, StoredJob};
 use crate::model::clusters::Clusters;
-use crate::model::job::{Observed, ObservedPhase, Shard};
-use crate::model::render;
+use crate::model::job::{FederatedJob, Observed, ObservedPhase, Shard};
+use crate::model::render::{self, ManifestTemplate};
 use crate::model::status::{PlacementView, placements};
 
 /// The user's `batch/v1` Job with its aggregated status and `resourceVersion`.
@@ -181,13 +183,19 @@ pub fn cluster_json(c: &v1::Cluster) -> Value {
     value
 }
 
-/// What the agent must do with `shard`.
-pub fn assignment(job: &StoredJob, shard: &Shard) -> v1::Assignment {
-    let fj = &job.record;
+/// What the agent must do with `shard` of `fj`, whose manifests share `template` (made here
+/// when it is first needed).
+pub fn assignment(
+    fj: &FederatedJob,
+    template: &OnceLock<ManifestTemplate>,
+    shard: &Shard,
+) -> v1::Assignment {
     let suspended = fj.spec().suspend.unwrap_or(false);
     let action = render::action(shard, suspended);
     let manifest = match action {
-        v1::AssignmentAction::Run | v1::AssignmentAction::Suspend => job.manifest().render(shard),
+        v1::AssignmentAction::Run | v1::AssignmentAction::Suspend => template
+            .get_or_init(|| ManifestTemplate::of(fj))
+            .render(shard),
         _ => String::new(),
     };
     v1::Assignment {

@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::model::job::{FederatedJob, Shard, ShardState};
+use crate::model::render::ManifestTemplate;
 use crate::records::StoredJob;
 
 /// An agent session's mailbox: which Jobs changed since the session last looked.
@@ -34,6 +35,10 @@ pub struct Changed {
     pub job: Option<Arc<StoredJob>>,
     /// Where the cluster's shards are in `job`'s shards (empty when it has none).
     pub shards: Range<usize>,
+    /// What every shard's manifest of this version shares, made by the first session that
+    /// renders one and shared by every session told of the same publication: it goes with
+    /// the last of them, so no Job in the index keeps one.
+    pub manifest: Arc<OnceLock<ManifestTemplate>>,
 }
 
 impl Changed {
@@ -43,6 +48,7 @@ impl Changed {
             revision: job.as_ref().map_or(0, |j| j.mod_revision),
             shards: job.as_ref().map_or(0..0, |j| range_of(&j.record, cluster)),
             job,
+            manifest: Arc::default(),
         }
     }
 

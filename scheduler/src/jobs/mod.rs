@@ -329,12 +329,14 @@ impl Jobs {
         {
             let inboxes = self.inboxes.lock();
             if !inboxes.is_empty() {
+                let manifest = Arc::default();
                 for (cluster, shards) in changed_assignments(previous.as_deref(), job.as_deref()) {
                     if let Some(inbox) = inboxes.get(cluster) {
                         let change = Changed {
                             revision,
                             job: job.clone(),
                             shards,
+                            manifest: Arc::clone(&manifest),
                         };
                         inbox.post(key, change);
                     }

@@ -139,6 +139,7 @@ fn an_inbox_keeps_the_newest_change_of_each_job() {
         revision,
         job: Some(job.clone()),
         shards: 0..1,
+        manifest: Arc::default(),
     };
     inbox.post("default/a", change(5));
     // Published out of order: the older one is history.

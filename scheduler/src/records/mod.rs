@@ -16,13 +16,10 @@
 mod codec;
 pub mod migrate;
 
-use std::sync::OnceLock;
-
 use bytes::Bytes;
 use serde::Serialize;
 
 use crate::model::job::{FederatedJob, RECORD_FORMAT};
-use crate::model::render::ManifestTemplate;
 use crate::store::{KeyValue, Op, Precondition};
 
 /// Key prefix of Job records.
@@ -116,21 +113,12 @@ pub fn session_key(cluster: &str) -> String {
 }
 
 /// A federated Job as read from the store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredJob {
     /// The record, shards included.
     pub record: FederatedJob,
     /// Revision of the record: the Job's `resourceVersion` (every change writes it).
     pub mod_revision: u64,
-    /// What every shard's manifest shares, made the first time an agent session needs it and
-    /// then shared by all of them: a stored version never changes.
-    manifest: OnceLock<ManifestTemplate>,
-}
-
-impl PartialEq for StoredJob {
-    fn eq(&self, other: &Self) -> bool {
-        self.record == other.record && self.mod_revision == other.mod_revision
-    }
 }
 
 impl StoredJob {
@@ -139,19 +127,12 @@ impl StoredJob {
         Self {
             record,
             mod_revision,
-            manifest: OnceLock::new(),
         }
     }
 
     /// A record not written to the store (a dry run's answer): no revision.
     pub fn unwritten(record: FederatedJob) -> Self {
         Self::new(record, 0)
-    }
-
-    /// The manifest template of this version of the Job.
-    pub fn manifest(&self) -> &ManifestTemplate {
-        self.manifest
-            .get_or_init(|| ManifestTemplate::of(&self.record))
     }
 }
 
