@@ -10,7 +10,7 @@ use fedjob_proto::v1::{self, federation_server::Federation};
 use futures::Stream;
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tonic::{Request, Response, Status};
 
 use super::{convert, measured, status};
@@ -383,10 +383,21 @@ impl Federation for UserApi {
                 };
                 yield event("ADDED", &first);
                 loop {
-                    let change = tokio::select! {
+                    let mut change = tokio::select! {
                         change = watch.receiver.recv() => change,
                         _ = shutdown.fired() => break,
                     };
+                    // Changes that queued while the last event was being sent are told as one
+                    // event of the latest state: a Job over 1,000 clusters changes once per
+                    // batch of its agents' reports, and encoding every version for every
+                    // watcher cost a tenth of the scheduler.
+                    loop {
+                        match watch.receiver.try_recv() {
+                            Ok(next) => change = Ok(next),
+                            Err(TryRecvError::Lagged(n)) => change = Err(RecvError::Lagged(n)),
+                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                        }
+                    }
                     match change {
                         Ok(c) => match &c.job {
                             Some(job) => yield event("MODIFIED", job),

@@ -278,13 +278,10 @@ pub fn placements(fj: &FederatedJob, clusters: &Clusters) -> Vec<PlacementView> 
         .into_iter()
         .map(|cluster| {
             let ready = clusters.get(cluster).is_some_and(|c| c.ready);
-            let shards: Vec<ShardView> = fj
-                .shards_of(cluster)
-                .iter()
-                .map(|s| shard_view(s, ready))
-                .collect();
+            let in_cluster = fj.shards_of(cluster);
+            let shards: Vec<ShardView> = in_cluster.iter().map(|s| shard_view(s, ready)).collect();
             let completions = (!work_queue).then(|| {
-                fj.shards_of(cluster)
+                in_cluster
                     .iter()
                     .filter(|s| s.stop_reason != Some(StopReason::Unstarted))
                     .map(Shard::effective_completions)
