@@ -73,7 +73,9 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
         } else {
             planned_fits(fj, &prefs)
         };
-        let (shares, beyond_fit) = split_members(fj, &prefs, fits.as_ref());
+        // Copied once: the split borrows the names while the shards change.
+        let members: Vec<String> = fj.members.iter().cloned().collect();
+        let (shares, beyond_fit) = split_members(fj, &members, &prefs, fits.as_ref());
         if afresh {
             let note = static_weights_note(fj, &prefs, &fits, beyond_fit);
             status::note_static_weights(fj, note, now);
@@ -83,7 +85,7 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
         } else {
             plan_work_queue(fj, clusters, &shares);
         }
-        plan_running(fj, &prefs, running, fits.as_ref());
+        plan_running(fj, &members, &prefs, running, fits.as_ref());
         fj.planned = planned_shares(fj, &prefs, &shares, fits.as_ref());
     }
     bump_revisions(fj);
@@ -360,15 +362,13 @@ fn static_weights_note(
 /// The parallelism share of every member as SPEC §3 divides it (by what fits, with `fits`),
 /// in rank order: where new work goes, in proportion. Also how much of it was placed beyond
 /// what fits.
-fn split_members(
+fn split_members<'a>(
     fj: &FederatedJob,
+    members: &'a [String],
     prefs: &Preferences,
     fits: Option<&Fits>,
-) -> (Vec<(String, i32)>, i32) {
-    let members: Vec<String> = fj.members.iter().cloned().collect();
-    let (shares, beyond) = split(fj, parallelism(fj), &members, prefs, fits);
-    let shares = shares.into_iter().map(|(c, s)| (c.to_owned(), s)).collect();
-    (shares, beyond)
+) -> (Vec<(&'a str, i32)>, i32) {
+    split(fj, parallelism(fj), members, prefs, fits)
 }
 
 /// [`split_parallelism`], or [`split_parallelism_fitting`] with `fits`; with what was placed
@@ -400,7 +400,7 @@ fn plan_completions(
     fj: &mut FederatedJob,
     clusters: &Clusters,
     prefs: &Preferences,
-    shares: &[(String, i32)],
+    shares: &[(&str, i32)],
     fits: Option<&Fits>,
 ) {
     let total = fj.spec().completions.unwrap_or(0);
@@ -420,9 +420,9 @@ fn plan_completions(
     if deficit == 0 {
         return;
     }
-    let targets: Vec<&(String, i32)> = shares
+    let targets: Vec<&(&str, i32)> = shares
         .iter()
-        .filter(|(c, _)| clusters.get(c).is_some_and(ClusterView::schedulable))
+        .filter(|(c, _)| clusters.get(*c).is_some_and(ClusterView::schedulable))
         .collect();
     let mut weights: Vec<i64> = targets.iter().map(|(_, p)| i64::from(*p)).collect();
     if weights.iter().all(|w| *w == 0) {
@@ -432,7 +432,7 @@ fn plan_completions(
             .iter()
             .map(|(c, _)| match fits {
                 Some(fits) => fits
-                    .get(c)
+                    .get(*c)
                     .map_or(0, |f| i64::try_from(*f).unwrap_or(i64::MAX)),
                 None => prefs.for_cluster(c).map_or(0, |p| p.weight),
             })
@@ -445,7 +445,7 @@ fn plan_completions(
     let counts = split_in_proportion(deficit, &weights);
     // Shards each target holds, counted in one pass: counting per added shard was quadratic
     // in clusters (a Job created over 100 clusters compared 5,000 cluster names).
-    let mut held: HashMap<&str, u32> = targets.iter().map(|(c, _)| (c.as_str(), 0)).collect();
+    let mut held: HashMap<&str, u32> = targets.iter().map(|(c, _)| (*c, 0)).collect();
     for s in &fj.shards {
         if let Some(n) = held.get_mut(s.cluster.as_str()) {
             *n += 1;
@@ -454,19 +454,19 @@ fn plan_completions(
     fj.shards.reserve(counts.iter().filter(|c| **c > 0).count());
     for ((cluster, _), count) in targets.into_iter().zip(counts) {
         if count > 0 {
-            let index = held.get(cluster.as_str()).copied().unwrap_or(0) + 1;
+            let index = held.get(cluster).copied().unwrap_or(0) + 1;
             push_shard(fj, cluster, index, Some(count), clusters);
         }
     }
 }
 
 /// A work queue has no completions to divide: one shard per cluster with parallelism.
-fn plan_work_queue(fj: &mut FederatedJob, clusters: &Clusters, shares: &[(String, i32)]) {
+fn plan_work_queue(fj: &mut FederatedJob, clusters: &Clusters, shares: &[(&str, i32)]) {
     for (cluster, parallelism) in shares {
         let has_shard = fj
             .shards_in(cluster)
             .any(|s| matches!(s.state, ShardState::Active | ShardState::Finished));
-        let schedulable = clusters.get(cluster).is_some_and(ClusterView::schedulable);
+        let schedulable = clusters.get(*cluster).is_some_and(ClusterView::schedulable);
         if *parallelism > 0 && !has_shard && schedulable {
             add_shard(fj, cluster, None, clusters);
         }
@@ -518,13 +518,19 @@ fn push_shard(
 /// created) goes to the others instead of being lost, and adding work elsewhere stops no
 /// running pod. What is left over is unplaced: work that found no cluster, or clusters at
 /// their `maxReplicas`.
-fn plan_running(fj: &mut FederatedJob, prefs: &Preferences, running: Running, fits: Option<&Fits>) {
-    let mut holdings: BTreeMap<String, Holding> = BTreeMap::new();
+fn plan_running(
+    fj: &mut FederatedJob,
+    members: &[String],
+    prefs: &Preferences,
+    running: Running,
+    fits: Option<&Fits>,
+) {
+    let mut holdings: BTreeMap<&str, Holding> = BTreeMap::new();
     let mut to_run: i64 = 0;
     for s in fj.shards.iter().filter(|s| s.state == ShardState::Active) {
         let room = s.remaining();
         to_run += i64::from(room);
-        let h = holdings.entry(s.cluster.clone()).or_default();
+        let h = holdings.entry(s.cluster.as_str()).or_default();
         h.running = h.running.saturating_add(s.parallelism.clamp(0, room));
         h.room = h.room.saturating_add(room);
     }
@@ -540,11 +546,9 @@ fn plan_running(fj: &mut FederatedJob, prefs: &Preferences, running: Running, fi
         // Asked for, or parallelism was lowered so that what runs cannot all stay.
         holdings.values_mut().for_each(|h| h.running = 0);
     }
-    let members: Vec<String> = fj.members.iter().cloned().collect();
     let holding = |c: &str| holdings.get(c).copied().unwrap_or_default();
-    let (shares, unplaced) = split_running(&fj.key(), needed, &members, prefs, holding, fits);
-    let shares: BTreeMap<String, i32> =
-        shares.into_iter().map(|(c, p)| (c.to_owned(), p)).collect();
+    let (shares, unplaced) = split_running(&fj.key(), needed, members, prefs, holding, fits);
+    let shares: BTreeMap<&str, i32> = shares.into_iter().collect();
     fj.unplaced.parallelism = unplaced;
     distribute_parallelism(fj, &shares);
 }
@@ -556,7 +560,7 @@ fn plan_running(fj: &mut FederatedJob, prefs: &Preferences, running: Running, fi
 fn planned_shares(
     fj: &FederatedJob,
     prefs: &Preferences,
-    members_split: &[(String, i32)],
+    members_split: &[(&str, i32)],
     fits: Option<&Fits>,
 ) -> BTreeMap<String, i32> {
     let with_work: BTreeSet<&str> = fj
@@ -567,7 +571,7 @@ fn planned_shares(
         .collect();
     let mut planned: BTreeMap<String, i32> = fj.members.iter().map(|c| (c.clone(), 0)).collect();
     if fj.members.iter().all(|c| with_work.contains(c.as_str())) {
-        planned.extend(members_split.iter().cloned());
+        planned.extend(members_split.iter().map(|(c, p)| ((*c).to_owned(), *p)));
         return planned;
     }
     let working: Vec<String> = fj
@@ -584,29 +588,36 @@ fn planned_shares(
 /// Divides each cluster's share over its active shards: what each runs now stays, oldest
 /// first, within the completions it still lacks; the rest of the share goes to the newest
 /// first, as they hold the work that waited (moved from a lost cluster, or added).
-fn distribute_parallelism(fj: &mut FederatedJob, shares: &BTreeMap<String, i32>) {
-    let mut active: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, s) in fj.shards.iter().enumerate() {
-        if s.state == ShardState::Active {
-            active.entry(s.cluster.clone()).or_default().push(i);
-        }
-    }
-    for (cluster, indexes) in active {
-        let mut left = shares.get(&cluster).copied().unwrap_or(0);
-        let mut given = vec![0; indexes.len()];
-        for (g, &i) in given.iter_mut().zip(&indexes) {
+fn distribute_parallelism(fj: &mut FederatedJob, shares: &BTreeMap<&str, i32>) {
+    // The active shards' indexes by cluster, creation order within (a stable sort).
+    let mut active: Vec<usize> = (0..fj.shards.len())
+        .filter(|&i| fj.shards[i].state == ShardState::Active)
+        .collect();
+    active.sort_by(|&a, &b| fj.shards[a].cluster.cmp(&fj.shards[b].cluster));
+    let mut given = vec![0; active.len()];
+    let mut start = 0;
+    while start < active.len() {
+        let cluster = fj.shards[active[start]].cluster.as_str();
+        let len = active[start..]
+            .iter()
+            .take_while(|&&i| fj.shards[i].cluster == cluster)
+            .count();
+        let (indexes, given) = (&active[start..start + len], &mut given[start..start + len]);
+        let mut left = shares.get(cluster).copied().unwrap_or(0);
+        for (g, &i) in given.iter_mut().zip(indexes) {
             let s = &fj.shards[i];
             *g = s.parallelism.clamp(0, s.remaining()).min(left);
             left -= *g;
         }
-        for (g, &i) in given.iter_mut().zip(&indexes).rev() {
+        for (g, &i) in given.iter_mut().zip(indexes).rev() {
             let more = (fj.shards[i].remaining() - *g).min(left);
             *g += more;
             left -= more;
         }
-        for (g, i) in given.into_iter().zip(indexes) {
-            fj.shards[i].parallelism = g;
-        }
+        start += len;
+    }
+    for (i, g) in active.into_iter().zip(given) {
+        fj.shards[i].parallelism = g;
     }
 }
 
