@@ -367,20 +367,23 @@ impl ClusterCapacity {
         let delta = i128::from(sign) * i128::from(nodes);
         self.nodes = u32::try_from(i128::from(self.nodes) + delta).unwrap_or(0);
         for (name, amount) in free {
-            if !self.sums.contains_key(name) {
-                self.sums.insert(name.clone(), (0, 0));
-            }
-            let Some((sum, groups)) = self.sums.get_mut(name) else {
-                continue;
-            };
-            *sum += delta * i128::from(*amount);
-            if sign > 0 {
-                *groups += 1;
-            } else {
-                *groups -= 1;
-            }
-            if *groups == 0 {
-                self.sums.remove(name);
+            let amount = delta * i128::from(*amount);
+            match self.sums.get_mut(name) {
+                Some((sum, groups)) => {
+                    *sum += amount;
+                    if sign > 0 {
+                        *groups += 1;
+                    } else {
+                        *groups -= 1;
+                    }
+                    if *groups == 0 {
+                        self.sums.remove(name);
+                    }
+                }
+                // Only a group being added can name a resource no group names yet.
+                None => {
+                    self.sums.insert(name.clone(), (amount, 1));
+                }
             }
         }
     }

@@ -235,11 +235,14 @@ impl Session {
         }
         let mut all: HashSet<String> = self.cp.jobs_in_cluster(&self.cluster).into_iter().collect();
         all.extend(self.sent.keys().map(str::to_owned));
-        let current = all.into_iter().map(|key| {
-            let change = Changed::current(self.cp.job(&key), &self.cluster);
-            (key, change)
-        });
-        let current: Vec<_> = current.collect();
+        // Collected first: dispatching borrows the session.
+        let current: Vec<(String, Changed)> = all
+            .into_iter()
+            .map(|key| {
+                let change = Changed::current(self.cp.job(&key), &self.cluster);
+                (key, change)
+            })
+            .collect();
         if self.dispatch(current, true).await.is_err() {
             return End::AgentClosed;
         }

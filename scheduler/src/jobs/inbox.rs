@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use crate::model::job::{FederatedJob, Shard, ShardState};
+use crate::model::job::{Shard, ShardState};
 use crate::model::render::ManifestTemplate;
 use crate::records::StoredJob;
 
@@ -46,7 +46,7 @@ impl Changed {
     pub fn current(job: Option<Arc<StoredJob>>, cluster: &str) -> Self {
         Self {
             revision: job.as_ref().map_or(0, |j| j.mod_revision),
-            shards: job.as_ref().map_or(0..0, |j| range_of(&j.record, cluster)),
+            shards: job.as_ref().map_or(0..0, |j| j.record.shard_range(cluster)),
             job,
             manifest: Arc::default(),
         }
@@ -128,17 +128,11 @@ pub fn changed_assignments<'a>(
             for cluster in j.record.clusters() {
                 changed
                     .entry(cluster)
-                    .or_insert_with(|| after_record.map_or(0..0, |r| range_of(r, cluster)));
+                    .or_insert_with(|| after_record.map_or(0..0, |r| r.shard_range(cluster)));
             }
         }
     }
     changed
-}
-
-/// Where `cluster`'s shards are in `fj`'s.
-fn range_of(fj: &FederatedJob, cluster: &str) -> Range<usize> {
-    let start = fj.shards.partition_point(|s| s.cluster.as_str() < cluster);
-    start..start + fj.shards_of(cluster).len()
 }
 
 /// What an agent session compares of a shard to decide what to send.

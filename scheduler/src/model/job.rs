@@ -5,6 +5,7 @@
 //! the federated totals: the `succeeded` of a shard deleted half-way is work that was done.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -258,6 +259,11 @@ impl FederatedJob {
     /// records load that way); every agent session and every status rendering looks its
     /// clusters up on each change, and a scan per cluster made that quadratic in clusters.
     pub fn shards_of(&self, cluster: &str) -> &[Shard] {
+        &self.shards[self.shard_range(cluster)]
+    }
+
+    /// The positions of the shards in `cluster` ([`FederatedJob::shards_of`]) among all shards.
+    pub fn shard_range(&self, cluster: &str) -> Range<usize> {
         debug_assert!(
             self.shards.is_sorted_by(|a, b| a.cluster <= b.cluster),
             "shards out of cluster order"
@@ -271,7 +277,7 @@ impl FederatedJob {
             .iter()
             .take_while(|s| s.cluster == cluster)
             .count();
-        &self.shards[start..start + len]
+        start..start + len
     }
 
     /// Every cluster that has a share or a shard of this Job.
