@@ -51,20 +51,31 @@ impl CapacityBook {
         now: Timestamp,
     ) -> Result<(), CapacityError> {
         let mut clusters = self.clusters.lock();
-        let mut next = clusters
-            .get(cluster)
-            .filter(|r| r.session == session)
-            .map(|r| ClusterCapacity::clone(&r.capacity))
-            .unwrap_or_default();
-        next.apply(report)?;
-        clusters.insert(
-            cluster.to_owned(),
-            Reported {
-                capacity: Arc::new(next),
-                at: now,
-                session: session.to_owned(),
-            },
-        );
+        // A new version (cheap to make: see `ClusterCapacity`), the planner's views may hold
+        // the one it replaces.
+        let replaced = match clusters.get_mut(cluster).filter(|r| r.session == session) {
+            Some(reported) => {
+                let mut next = ClusterCapacity::clone(&reported.capacity);
+                next.apply(report)?;
+                reported.at = now;
+                Some(std::mem::replace(&mut reported.capacity, Arc::new(next)))
+            }
+            None => {
+                let mut next = ClusterCapacity::default();
+                next.apply(report)?;
+                let reported = Reported {
+                    capacity: Arc::new(next),
+                    at: now,
+                    session: session.to_owned(),
+                };
+                clusters
+                    .insert(cluster.to_owned(), reported)
+                    .map(|r| r.capacity)
+            }
+        };
+        drop(clusters);
+        // Dropped (when nothing else holds it) without keeping other reports waiting.
+        drop(replaced);
         self.changed.notify_one();
         Ok(())
     }
@@ -125,6 +136,7 @@ mod tests {
             shape: 1,
             free: [("cpu".to_owned(), cpu), ("pods".to_owned(), 10)].into(),
             nodes,
+            ..Default::default()
         }
     }
 
@@ -139,6 +151,7 @@ mod tests {
                 ..Default::default()
             }],
             groups: vec![group(3, 2000)],
+            ..Default::default()
         };
         book.apply("c1", "s1", &full, Timestamp::UNIX_EPOCH)
             .unwrap();
@@ -146,6 +159,7 @@ mod tests {
             full: false,
             shapes: vec![],
             groups: vec![group(2, 2000), group(1, 500)],
+            ..Default::default()
         };
         book.apply("c1", "s1", &delta, Timestamp::UNIX_EPOCH)
             .unwrap();
@@ -164,6 +178,7 @@ mod tests {
                 shape: 9,
                 ..group(1, 1)
             }],
+            ..Default::default()
         };
         assert!(book.apply("c1", "s1", &bad, Timestamp::UNIX_EPOCH).is_err());
         assert_eq!(book.summary("c1").unwrap().free["cpu"], 4500);

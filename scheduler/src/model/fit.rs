@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use fedjob_proto::capacity::{Amounts, ClusterCapacity, Shape, Taint, pod_requests};
+use fedjob_proto::capacity::{Amounts, ClusterCapacity, FreeAmounts, Shape, Taint, pod_requests};
 use serde_json::Value;
 
 use super::labels;
@@ -169,14 +169,14 @@ impl PodDemand {
     }
 
     /// How many of these pods fit on one node of `shape` with `free` resources.
-    pub fn per_node(&self, shape: &Shape, free: &Amounts) -> u64 {
+    pub fn per_node(&self, shape: &Shape, free: &impl FreeAmounts) -> u64 {
         if !self.admits(shape) {
             return 0;
         }
-        let mut fit = free.get("pods").copied().unwrap_or(0).max(0) as u64;
+        let mut fit = free.free("pods").unwrap_or(0).max(0) as u64;
         for (name, amount) in &self.requests {
             if *amount > 0 && name != "pods" {
-                let available = free.get(name).copied().unwrap_or(0).max(0);
+                let available = free.free(name).unwrap_or(0).max(0);
                 fit = fit.min((available / amount) as u64);
             }
         }
@@ -188,7 +188,7 @@ impl PodDemand {
 pub fn pods_that_fit(demand: &PodDemand, capacity: &ClusterCapacity) -> u64 {
     capacity
         .groups()
-        .map(|(shape, free, nodes)| demand.per_node(shape, free) * u64::from(nodes))
+        .map(|(shape, free, nodes)| demand.per_node(shape, &free) * u64::from(nodes))
         .sum()
 }
 

@@ -70,7 +70,9 @@ pub fn with_room(clusters: &mut Clusters, cluster: &str, pods: i64) {
             shape: 1,
             free: free.into(),
             nodes: 1,
+            ..Default::default()
         }],
+        ..Default::default()
     };
     let mut capacity = ClusterCapacity::default();
     capacity.apply(&report).unwrap();

@@ -1,0 +1,124 @@
+//! The agent's end of the capacity reports: what was sent on the current stream, and the
+//! report that brings the scheduler from there to the agent's current view.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::{Amounts, Groups, Shape};
+use crate::v1;
+
+/// Remembers what it sent on the current stream (the groups, and the numbers it gave shapes
+/// and resource names), and turns the agent's view into the next report.
+#[derive(Debug, Default)]
+pub struct Reporter {
+    shapes: HashMap<Shape, u32>,
+    resources: HashMap<String, u32>,
+    sent: Option<BTreeMap<(u32, Amounts), u32>>,
+}
+
+/// What a report introduces to the stream besides its groups.
+#[derive(Default)]
+struct Introduced {
+    shapes: Vec<v1::NodeShape>,
+    resources: Vec<v1::NodeResource>,
+}
+
+impl Reporter {
+    /// Forgets what was sent (a new stream): the next report is full.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The report that brings the receiver from what was sent to `groups`; `None` when
+    /// nothing changed.
+    pub fn report(&mut self, groups: &Groups) -> Option<v1::CapacityReport> {
+        let mut new = Introduced::default();
+        let mut current: BTreeMap<(u32, Amounts), u32> = BTreeMap::new();
+        for ((shape, free), nodes) in groups {
+            let next_id = self.shapes.len() as u32 + 1;
+            let id = *self.shapes.entry(shape.clone()).or_insert_with(|| {
+                new.shapes.push(shape_message(next_id, shape));
+                next_id
+            });
+            *current.entry((id, free.clone())).or_default() += nodes;
+        }
+        let changed: Vec<(&(u32, Amounts), u32)> = match &self.sent {
+            None => current.iter().map(|(k, n)| (k, *n)).collect(),
+            Some(sent) => {
+                let mut changed: Vec<_> = current
+                    .iter()
+                    .filter(|(k, n)| sent.get(*k) != Some(*n))
+                    .map(|(k, n)| (k, *n))
+                    .collect();
+                changed.extend(
+                    sent.iter()
+                        .filter(|(k, _)| !current.contains_key(*k))
+                        .map(|(k, _)| (k, 0)),
+                );
+                if changed.is_empty() {
+                    return None;
+                }
+                changed
+            }
+        };
+        let groups = changed
+            .into_iter()
+            .map(|((shape, free), nodes)| {
+                group_message(&mut self.resources, *shape, free, nodes, &mut new)
+            })
+            .collect();
+        let report = v1::CapacityReport {
+            full: self.sent.is_none(),
+            shapes: new.shapes,
+            groups,
+            resources: new.resources,
+        };
+        self.sent = Some(current);
+        Some(report)
+    }
+}
+
+/// A group's message: free amounts by the resources' numbers, a name numbered when first
+/// used.
+fn group_message(
+    resources: &mut HashMap<String, u32>,
+    shape: u32,
+    free: &Amounts,
+    nodes: u32,
+    new: &mut Introduced,
+) -> v1::NodeGroup {
+    let mut free_ids = Vec::with_capacity(free.len());
+    for name in free.keys() {
+        let next_id = resources.len() as u32 + 1;
+        let id = *resources.entry(name.clone()).or_insert_with(|| {
+            new.resources.push(v1::NodeResource {
+                id: next_id,
+                name: name.clone(),
+            });
+            next_id
+        });
+        free_ids.push(id);
+    }
+    v1::NodeGroup {
+        shape,
+        free: Default::default(),
+        nodes,
+        free_ids,
+        free_amounts: free.values().copied().collect(),
+    }
+}
+
+fn shape_message(id: u32, shape: &Shape) -> v1::NodeShape {
+    v1::NodeShape {
+        id,
+        labels: shape.labels.clone().into_iter().collect(),
+        taints: shape
+            .taints
+            .iter()
+            .map(|t| v1::NodeTaint {
+                key: t.key.clone(),
+                value: t.value.clone(),
+                effect: t.effect.clone(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,337 @@
+use std::collections::HashMap;
+
+use super::*;
+use crate::v1;
+use proptest::prelude::*;
+use serde_json::json;
+
+fn amounts(pairs: &[(&str, i64)]) -> Amounts {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+#[test]
+fn pod_requests_count_init_containers_limits_and_overhead() {
+    let spec = json!({
+        "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}],
+        "containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}},
+            {"name": "b", "resources": {"limits": {"cpu": "1", "nvidia.com/gpu": "1"}}}
+        ],
+        "overhead": {"cpu": "100m"}
+    });
+    assert_eq!(
+        pod_requests(&spec),
+        amounts(&[("cpu", 2100), ("memory", 1 << 30), ("nvidia.com/gpu", 1)])
+    );
+    assert!(pod_requests(&json!({"containers": [{"name": "a"}]})).is_empty());
+}
+
+fn node(ready: &str, cordoned: bool) -> Value {
+    json!({
+        "metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1", "zone": "a"}},
+        "spec": {"unschedulable": cordoned, "taints": [
+            {"key": "gpu", "value": "yes", "effect": "NoSchedule"},
+            {"key": "soft", "effect": "PreferNoSchedule"}]},
+        "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110", "nvidia.com/gpu": "2"},
+                   "conditions": [{"type": "Ready", "status": ready}]}
+    })
+}
+
+#[test]
+fn a_node_offers_capacity_only_when_ready_and_not_cordoned() {
+    let n = NodeCapacity::of(&node("True", false)).unwrap();
+    assert_eq!(n.shape.labels, [("zone".to_owned(), "a".to_owned())].into());
+    assert_eq!(
+        n.shape.taints,
+        [Taint {
+            key: "gpu".into(),
+            value: "yes".into(),
+            effect: "NoSchedule".into()
+        }]
+    );
+    assert_eq!(n.allocatable["cpu"], 4000);
+    assert_eq!(n.allocatable["pods"], 110);
+    assert_eq!(NodeCapacity::of(&node("True", true)), None, "cordoned");
+    assert_eq!(NodeCapacity::of(&node("False", false)), None, "NotReady");
+    assert_eq!(
+        NodeCapacity::of(&node("Unknown", false)),
+        None,
+        "unreachable"
+    );
+    let mut no_status = node("True", false);
+    no_status["status"]["conditions"] = json!([]);
+    assert_eq!(NodeCapacity::of(&no_status), None, "never reported Ready");
+}
+
+#[test]
+fn free_is_allocatable_minus_requests_and_pods() {
+    let alloc = amounts(&[("cpu", 4000), ("memory", 8 << 30), ("pods", 110)]);
+    let used = amounts(&[("cpu", 1400), ("memory", 2 << 30), ("nvidia.com/gpu", 1)]);
+    assert_eq!(
+        free(&alloc, &used, 2),
+        amounts(&[("cpu", 2600), ("memory", 6 << 30), ("pods", 108)])
+    );
+    assert_eq!(
+        free(&alloc, &amounts(&[("cpu", 5000)]), 0)["cpu"],
+        0,
+        "never negative"
+    );
+}
+
+#[test]
+fn a_quiet_cluster_sends_nothing_and_identical_nodes_travel_once() {
+    let shape = Shape::default();
+    let free = amounts(&[("cpu", 4000), ("pods", 110)]);
+    let mut groups = Groups::new();
+    groups.insert((shape.clone(), free.clone()), 5000);
+    let mut reporter = Reporter::default();
+    let first = reporter.report(&groups).unwrap();
+    assert!(first.full);
+    assert_eq!((first.shapes.len(), first.groups.len()), (1, 1));
+    assert_eq!(first.groups[0].nodes, 5000);
+    assert_eq!(reporter.report(&groups), None, "nothing changed");
+    // One node gets busier: two counts change, and the shape is not sent again.
+    groups.insert((shape.clone(), free.clone()), 4999);
+    groups.insert((shape, amounts(&[("cpu", 3000), ("pods", 109)])), 1);
+    let delta = reporter.report(&groups).unwrap();
+    assert!(!delta.full && delta.shapes.is_empty());
+    assert_eq!(delta.groups.len(), 2);
+    reporter.reset();
+    assert!(
+        reporter.report(&groups).unwrap().full,
+        "a new stream starts in full"
+    );
+}
+
+#[test]
+fn bad_reports_change_nothing() {
+    let mut cluster = ClusterCapacity::default();
+    let delta = v1::CapacityReport::default();
+    assert_eq!(cluster.apply(&delta), Err(CapacityError::NoBase));
+    let unknown = v1::CapacityReport {
+        full: true,
+        shapes: vec![],
+        groups: vec![v1::NodeGroup {
+            shape: 7,
+            nodes: 3,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    assert_eq!(
+        cluster.apply(&unknown).unwrap_err().to_string(),
+        "capacity report: group of 3 node(s) names shape 7, which was never sent"
+    );
+    assert_eq!(cluster, ClusterCapacity::default());
+
+    // On a cluster already built up: a report refused by its last group, after a new shape
+    // and a good group, leaves it as it was (delta and full alike).
+    let shape = v1::NodeShape {
+        id: 1,
+        ..Default::default()
+    };
+    let group = |shape: u32, cpu: i64, nodes: u32| v1::NodeGroup {
+        shape,
+        free: [("cpu".to_owned(), cpu)].into(),
+        nodes,
+        ..Default::default()
+    };
+    cluster
+        .apply(&v1::CapacityReport {
+            full: true,
+            shapes: vec![shape.clone()],
+            groups: vec![group(1, 1000, 2)],
+            ..Default::default()
+        })
+        .unwrap();
+    let before = cluster.clone();
+    // A full report knows only its own shapes: there, the group of shape 1 is refused.
+    for (full, shape, nodes) in [(false, 3, 1), (true, 1, 0)] {
+        let refused = v1::CapacityReport {
+            full,
+            shapes: vec![v1::NodeShape {
+                id: 2,
+                ..Default::default()
+            }],
+            groups: vec![group(1, 1000, 0), group(2, 500, 1), group(3, 500, 1)],
+            ..Default::default()
+        };
+        assert_eq!(
+            cluster.apply(&refused),
+            Err(CapacityError::UnknownShape { shape, nodes })
+        );
+        assert_eq!(cluster, before, "full: {full}");
+    }
+}
+
+#[test]
+fn groups_by_resource_number_are_checked_before_anything_changes() {
+    let mut cluster = ClusterCapacity::default();
+    let shape = v1::NodeShape {
+        id: 1,
+        ..Default::default()
+    };
+    let resources = vec![
+        v1::NodeResource {
+            id: 1,
+            name: "cpu".into(),
+        },
+        v1::NodeResource {
+            id: 2,
+            name: "pods".into(),
+        },
+    ];
+    let group = |ids: Vec<u32>, amounts: Vec<i64>, nodes: u32| v1::NodeGroup {
+        shape: 1,
+        nodes,
+        free_ids: ids,
+        free_amounts: amounts,
+        ..Default::default()
+    };
+    cluster
+        .apply(&v1::CapacityReport {
+            full: true,
+            shapes: vec![shape],
+            resources,
+            groups: vec![group(vec![2, 1], vec![10, 4000], 3)],
+        })
+        .unwrap();
+    assert_eq!(
+        cluster.totals(),
+        (amounts(&[("cpu", 12000), ("pods", 30)]), 3),
+        "ids in any order"
+    );
+    let before = cluster.clone();
+    let refused = |g: v1::NodeGroup| v1::CapacityReport {
+        full: false,
+        groups: vec![group(vec![1], vec![500], 1), g],
+        ..Default::default()
+    };
+    let cases = [
+        (
+            group(vec![1, 3], vec![500, 1], 2),
+            "capacity report: group of 2 node(s) names resource 3, which was never sent",
+        ),
+        (
+            group(vec![1, 2], vec![500], 2),
+            "capacity report: group of 2 node(s) has 2 free_ids but 1 free_amounts",
+        ),
+        (
+            v1::NodeGroup {
+                free: [("cpu".to_owned(), 1)].into(),
+                ..group(vec![1], vec![500], 2)
+            },
+            "capacity report: group of 2 node(s) gives the free amount of cpu twice",
+        ),
+    ];
+    for (bad, error) in cases {
+        assert_eq!(cluster.apply(&refused(bad)).unwrap_err().to_string(), error);
+        assert_eq!(cluster, before);
+    }
+    // Listed twice in one report, a group has its last count.
+    let twice = v1::CapacityReport {
+        groups: vec![
+            group(vec![1, 2], vec![4000, 10], 7),
+            group(vec![2, 1], vec![10, 4000], 1),
+        ],
+        ..Default::default()
+    };
+    cluster.apply(&twice).unwrap();
+    assert_eq!(
+        cluster.totals(),
+        (amounts(&[("cpu", 4000), ("pods", 10)]), 1)
+    );
+}
+
+/// `report` as an agent from before resource numbers sent it: free amounts by name in every
+/// group (`names` holds the numbers the stream gave so far).
+fn by_name(report: &v1::CapacityReport, names: &mut HashMap<u32, String>) -> v1::CapacityReport {
+    names.extend(report.resources.iter().map(|r| (r.id, r.name.clone())));
+    let groups = report
+        .groups
+        .iter()
+        .map(|g| v1::NodeGroup {
+            shape: g.shape,
+            nodes: g.nodes,
+            free: g
+                .free_ids
+                .iter()
+                .zip(&g.free_amounts)
+                .map(|(id, amount)| (names[id].clone(), *amount))
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    v1::CapacityReport {
+        full: report.full,
+        shapes: report.shapes.clone(),
+        groups,
+        resources: vec![],
+    }
+}
+
+fn arb_groups() -> impl Strategy<Value = Groups> {
+    let shape = (0u8..3, prop::bool::ANY).prop_map(|(zone, tainted)| Shape {
+        labels: [("zone".to_owned(), zone.to_string())].into(),
+        taints: if tainted {
+            vec![Taint {
+                key: "t".into(),
+                value: String::new(),
+                effect: "NoSchedule".into(),
+            }]
+        } else {
+            vec![]
+        },
+    });
+    let free = (0i64..4, 0i64..3).prop_map(|(cpu, gpu)| {
+        let mut f = amounts(&[("cpu", cpu * 500), ("pods", 10)]);
+        if gpu > 0 {
+            f.insert("nvidia.com/gpu".into(), gpu);
+        }
+        f
+    });
+    prop::collection::btree_map((shape, free), 1u32..50, 0..8)
+}
+
+proptest! {
+    /// Whatever the views, the scheduler ends up with exactly the agent's view, and its
+    /// totals are the sums over nodes.
+    #[test]
+    fn applying_every_report_gives_back_the_view(views in prop::collection::vec(arb_groups(), 1..8)) {
+        let mut reporter = Reporter::default();
+        let mut cluster = ClusterCapacity::default();
+        // The same reports with names in every group, as agents before resource numbers sent.
+        let (mut named, mut names) = (ClusterCapacity::default(), HashMap::new());
+        for view in &views {
+            if let Some(report) = reporter.report(view) {
+                cluster.apply(&report).unwrap();
+                named.apply(&by_name(&report, &mut names)).unwrap();
+            }
+            prop_assert_eq!(&cluster.to_groups(), view);
+            prop_assert_eq!(&named.to_groups(), view);
+            prop_assert_eq!(named.totals(), cluster.totals());
+            // Kept up to date report by report, they are the sums over the view.
+            let mut sums = Amounts::new();
+            for ((_, free), n) in view {
+                for (name, amount) in free {
+                    *sums.entry(name.clone()).or_default() += amount * i64::from(*n);
+                }
+            }
+            prop_assert_eq!(cluster.totals(), (sums, view.values().sum::<u32>()));
+        }
+    }
+
+    /// A delta lists only what changed, never more groups than the two views hold.
+    #[test]
+    fn deltas_are_no_larger_than_the_change(a in arb_groups(), b in arb_groups()) {
+        let mut reporter = Reporter::default();
+        reporter.report(&a);
+        if let Some(delta) = reporter.report(&b) {
+            prop_assert!(!delta.full);
+            let changed = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).count();
+            prop_assert!(delta.groups.len() <= changed);
+        } else {
+            prop_assert_eq!(a, b);
+        }
+    }
+}
