@@ -2,10 +2,10 @@
 //!
 //! The scheduler keeps a new version of a cluster's capacity per report, because the
 //! planner's views hold the previous one. So a version is built to be cheap to make: the
-//! shapes and resource names are shared until a report adds some, and the groups are one
-//! sorted array of numbers merged with the report's changes, their free amounts keyed by
-//! resource number rather than name. A report of ≈ 100 changed groups in a cluster of
-//! ≈ 1,000 costs a merge of the two, not a copy of a tree of maps keyed by strings.
+//! shapes and resource names are shared until a report adds some, and the groups are flat
+//! sorted arrays of numbers (free amounts by resource number, not name) merged with the
+//! report's changes. A report of ≈ 100 changed groups in a cluster of ≈ 1,000 costs one
+//! merge of two arrays, not a copy of a tree of maps keyed by strings and its drop.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,21 +55,62 @@ impl FreeAmounts for Free<'_> {
     }
 }
 
-/// Nodes of one shape with the same free amounts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Nodes of one shape with the same free amounts: a run of [`GroupTable::free`].
+#[derive(Debug, Clone, Copy)]
 struct Group {
     shape: u32,
-    /// Free amount by resource number (an index into [`ClusterCapacity::resources`]),
-    /// sorted by number.
-    free: Arc<[(u32, i64)]>,
     nodes: u32,
+    start: u32,
+    len: u32,
 }
 
-impl Group {
-    fn key(&self) -> (u32, &[(u32, i64)]) {
-        (self.shape, &self.free)
+/// Groups of nodes in two flat arrays (copied, never walked pointer by pointer): the groups,
+/// and their free amounts by resource number, each group's sorted by number.
+#[derive(Debug, Clone, Default)]
+struct GroupTable {
+    groups: Vec<Group>,
+    free: Vec<(u32, i64)>,
+}
+
+impl GroupTable {
+    fn with_capacity(groups: usize, free: usize) -> Self {
+        Self {
+            groups: Vec::with_capacity(groups),
+            free: Vec::with_capacity(free),
+        }
+    }
+
+    fn free(&self, g: &Group) -> &[(u32, i64)] {
+        &self.free[g.start as usize..][..g.len as usize]
+    }
+
+    fn key(&self, g: &Group) -> (u32, &[(u32, i64)]) {
+        (g.shape, self.free(g))
+    }
+
+    fn push(&mut self, shape: u32, nodes: u32, free: &[(u32, i64)]) {
+        self.groups.push(Group {
+            shape,
+            nodes,
+            start: self.free.len() as u32,
+            len: free.len() as u32,
+        });
+        self.free.extend_from_slice(free);
     }
 }
+
+impl PartialEq for GroupTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.groups.len() == other.groups.len()
+            && self
+                .groups
+                .iter()
+                .zip(&other.groups)
+                .all(|(a, b)| a.nodes == b.nodes && self.key(a) == other.key(b))
+    }
+}
+
+impl Eq for GroupTable {}
 
 /// A cluster's capacity as its reports built it. Cloning it is cheap (shared parts).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,7 +123,7 @@ pub struct ClusterCapacity {
     /// The stream's resource ids → numbers in `resources`.
     resource_ids: Arc<HashMap<u32, u32>>,
     /// Sorted by shape, then free amounts; no two alike, none of 0 nodes.
-    groups: Arc<[Group]>,
+    groups: Arc<GroupTable>,
     based: bool,
     /// Per resource number: the free amount summed over every node, and how many groups name
     /// it. Kept as reports change the groups: `fedctl get clusters` asks for every cluster's
@@ -107,17 +148,11 @@ impl ClusterCapacity {
         };
         next.based = true;
         next.learn(report);
-        let mut changes = report
-            .groups
-            .iter()
-            .map(|g| next.group(g))
-            .collect::<Result<Vec<Group>, _>>()?;
-        // A report listing a group twice means its last count, as if applied in order.
-        changes.sort_by(|a, b| a.key().cmp(&b.key()));
-        changes.reverse();
-        changes.dedup_by(|later, earlier| later.key() == earlier.key());
-        changes.reverse();
-        next.merge(changes);
+        let mut changes = GroupTable::with_capacity(report.groups.len(), 0);
+        for g in &report.groups {
+            next.take_group(g, &mut changes)?;
+        }
+        next.merge(&changes);
         *self = next;
         Ok(())
     }
@@ -163,8 +198,12 @@ impl ClusterCapacity {
         }
     }
 
-    /// A group of the report as held here, or why it cannot be.
-    fn group(&mut self, g: &v1::NodeGroup) -> Result<Group, CapacityError> {
+    /// Adds a group of the report to `changes`, or says why it cannot be taken.
+    fn take_group(
+        &mut self,
+        g: &v1::NodeGroup,
+        changes: &mut GroupTable,
+    ) -> Result<(), CapacityError> {
         if !self.shapes.contains_key(&g.shape) {
             return Err(CapacityError::UnknownShape {
                 shape: g.shape,
@@ -178,7 +217,7 @@ impl ClusterCapacity {
                 nodes: g.nodes,
             });
         }
-        let mut free = Vec::with_capacity(g.free_ids.len() + g.free.len());
+        let start = changes.free.len();
         for (id, amount) in g.free_ids.iter().zip(&g.free_amounts) {
             let number = *self
                 .resource_ids
@@ -187,11 +226,13 @@ impl ClusterCapacity {
                     resource: *id,
                     nodes: g.nodes,
                 })?;
-            free.push((number, *amount));
+            changes.free.push((number, *amount));
         }
         for (name, amount) in &g.free {
-            free.push((self.number(name), *amount));
+            let number = self.number(name);
+            changes.free.push((number, *amount));
         }
+        let free = &mut changes.free[start..];
         free.sort_unstable();
         if let Some(pair) = free.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(CapacityError::Repeated {
@@ -199,33 +240,50 @@ impl ClusterCapacity {
                 nodes: g.nodes,
             });
         }
-        Ok(Group {
+        changes.groups.push(Group {
             shape: g.shape,
-            free: free.into(),
             nodes: g.nodes,
-        })
+            start: start as u32,
+            len: (changes.free.len() - start) as u32,
+        });
+        Ok(())
     }
 
-    /// Replaces the groups by the merge of theirs and `changes` (sorted, each key once): a
-    /// change sets its group's count, 0 removes it.
-    fn merge(&mut self, changes: Vec<Group>) {
-        let old = std::mem::replace(&mut self.groups, Arc::from(Vec::new()));
-        let mut merged = Vec::with_capacity(old.len() + changes.len());
-        let mut old_groups = old.iter().peekable();
-        for change in changes {
-            while let Some(g) = old_groups.next_if(|g| g.key() < change.key()) {
-                merged.push(g.clone());
+    /// Replaces the groups by their merge with `changes`: a change sets its group's count,
+    /// 0 removes it; a group listed twice has its last count, as if applied in order.
+    fn merge(&mut self, changes: &GroupTable) {
+        let mut order: Vec<usize> = (0..changes.groups.len()).collect();
+        order.sort_by(|a, b| {
+            let (a, b) = (&changes.groups[*a], &changes.groups[*b]);
+            changes.key(a).cmp(&changes.key(b))
+        });
+        // Stable: of the same group, the last listed comes last and stays.
+        order.reverse();
+        order.dedup_by(|a, b| changes.key(&changes.groups[*a]) == changes.key(&changes.groups[*b]));
+        order.reverse();
+        let old = self.groups.clone();
+        let mut merged = GroupTable::with_capacity(
+            old.groups.len() + order.len(),
+            old.free.len() + changes.free.len(),
+        );
+        let mut kept = old.groups.iter().peekable();
+        for change in order.into_iter().map(|i| &changes.groups[i]) {
+            let key = changes.key(change);
+            while let Some(g) = kept.next_if(|g| old.key(g) < key) {
+                merged.push(g.shape, g.nodes, old.free(g));
             }
-            if let Some(g) = old_groups.next_if(|g| g.key() == change.key()) {
-                self.count(&g.free, g.nodes, -1);
+            if let Some(g) = kept.next_if(|g| old.key(g) == key) {
+                self.count(old.free(g), g.nodes, -1);
             }
             if change.nodes > 0 {
-                self.count(&change.free, change.nodes, 1);
-                merged.push(change);
+                self.count(key.1, change.nodes, 1);
+                merged.push(change.shape, change.nodes, key.1);
             }
         }
-        merged.extend(old_groups.cloned());
-        self.groups = merged.into();
+        for g in kept {
+            merged.push(g.shape, g.nodes, old.free(g));
+        }
+        self.groups = Arc::new(merged);
     }
 
     /// Adds (`sign` 1) or takes away (-1) a group of `nodes` nodes with `free` each to the sums.
@@ -245,10 +303,11 @@ impl ClusterCapacity {
 
     /// Every group: its shape, free resources per node, and node count.
     pub fn groups(&self) -> impl Iterator<Item = (&Shape, Free<'_>, u32)> {
-        self.groups.iter().filter_map(|g| {
+        let table = &*self.groups;
+        table.groups.iter().filter_map(move |g| {
             let free = Free {
                 names: &self.resources,
-                amounts: &g.free,
+                amounts: table.free(g),
             };
             Some((self.shapes.get(&g.shape)?, free, g.nodes))
         })
