@@ -15,6 +15,7 @@ pub mod config;
 pub mod control_plane;
 pub mod coordination;
 pub mod error;
+pub mod fast_hash;
 pub mod fedctl;
 pub mod jobs;
 pub mod kube_api;

@@ -7,12 +7,12 @@
 //! namespace comes from the key, and a shard named like its Job (the first one in a cluster,
 //! nearly always the only one) is kept without a copy of its name.
 
-use std::collections::HashMap;
+use crate::fast_hash::FastMap;
 
 /// The revisions a session sent, by Job key (`namespace/name`).
 #[derive(Debug, Default)]
 pub struct Sent {
-    jobs: HashMap<Box<str>, SentJob>,
+    jobs: FastMap<Box<str>, SentJob>,
 }
 
 /// The shards of one Job that a session last told its agent about.

@@ -1,13 +1,14 @@
 //! What agent sessions are told: each session's inbox of changed Jobs, and which clusters a
 //! change of a Job concerns.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::fast_hash::FastMap;
 use crate::model::job::{Shard, ShardState};
 use crate::model::render::ManifestTemplate;
 use crate::records::StoredJob;
@@ -16,7 +17,7 @@ use crate::records::StoredJob;
 #[derive(Debug, Default)]
 pub struct SessionInbox {
     /// The latest change of each Job posted and not yet taken, by key.
-    changed: Mutex<HashMap<String, Changed>>,
+    changed: Mutex<FastMap<String, Changed>>,
     /// Wakes the session.
     pub notify: Notify,
 }
@@ -79,7 +80,7 @@ impl SessionInbox {
     }
 
     /// Takes every change posted since the last call.
-    pub fn take(&self) -> HashMap<String, Changed> {
+    pub fn take(&self) -> FastMap<String, Changed> {
         std::mem::take(&mut *self.changed.lock())
     }
 }

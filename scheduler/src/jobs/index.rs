@@ -1,20 +1,21 @@
 //! The in-memory index of every federated Job: by key, by uid, and by the clusters it has a
 //! share or shard in (what an agent session looks up).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::fast_hash::{FastMap, FastSet};
 use crate::model::job::{FederatedJob, Shard, ShardState};
 use crate::records::StoredJob;
 
 /// Every Job this replica holds.
 #[derive(Default)]
 pub struct JobIndex {
-    by_key: HashMap<String, Arc<StoredJob>>,
-    by_uid: HashMap<String, String>,
+    by_key: FastMap<String, Arc<StoredJob>>,
+    by_uid: FastMap<String, String>,
     /// One `Arc` of each Job's key is shared by all its clusters' sets: a Job over 100 clusters
     /// stored its key 100 times.
-    by_cluster: HashMap<String, HashSet<Arc<str>>>,
+    by_cluster: FastMap<String, FastSet<Arc<str>>>,
     /// Live shards per cluster, kept up to date on every insert: `ListClusters` asks on every
     /// call, and counting then walked every shard of every Job (a million at 100 clusters ×
     /// 10,000 Jobs, 24 % of the scheduler's CPU under load) while holding the index's lock.

@@ -11,7 +11,6 @@ mod inbox;
 mod index;
 mod reports;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -23,6 +22,7 @@ pub use self::inbox::{Changed, SessionInbox};
 pub use self::index::JobIndex;
 use self::reports::ReportQueue;
 use crate::error::Result;
+use crate::fast_hash::FastMap;
 use crate::metrics::Metrics;
 use crate::model::edit::Next;
 use crate::records::{self, JOBS_PREFIX, StoredJob};
@@ -80,12 +80,12 @@ pub struct Jobs {
     /// Several replicas share the store: this replica's copy may lag another's write.
     shared: bool,
     index: RwLock<JobIndex>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<FastMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Agent sessions by cluster: told which of their Jobs changed.
-    inboxes: Mutex<HashMap<String, Arc<SessionInbox>>>,
+    inboxes: Mutex<FastMap<String, Arc<SessionInbox>>>,
     changes: broadcast::Sender<Arc<JobChange>>,
     /// Watchers of one Job, by key.
-    watchers: Mutex<HashMap<String, broadcast::Sender<Arc<JobChange>>>>,
+    watchers: Mutex<FastMap<String, broadcast::Sender<Arc<JobChange>>>>,
     reports: ReportQueue,
 }
 
@@ -112,10 +112,10 @@ impl Jobs {
             metrics,
             shared,
             index: RwLock::new(index),
-            locks: Mutex::new(HashMap::new()),
-            inboxes: Mutex::new(HashMap::new()),
+            locks: Mutex::default(),
+            inboxes: Mutex::default(),
             changes,
-            watchers: Mutex::new(HashMap::new()),
+            watchers: Mutex::default(),
             reports: ReportQueue::default(),
         });
         Ok((jobs, loaded_at))

@@ -6,7 +6,7 @@
 //! report and hands each caller its outcome. Reports that only move counters are applied to
 //! them without planning the Job again ([`crate::model::reports`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::Jobs;
+use crate::fast_hash::FastMap;
 use crate::model::clusters::Clusters;
 use crate::model::edit::{self, Next, ShardReport};
 use crate::model::reports;
@@ -24,7 +25,7 @@ type Outcome = Result<Vec<ShardReport>, String>;
 
 /// Shard reports waiting for their Job's next write, by Job key.
 #[derive(Default)]
-pub(super) struct ReportQueue(Mutex<HashMap<String, Vec<QueuedReports>>>);
+pub(super) struct ReportQueue(Mutex<FastMap<String, Vec<QueuedReports>>>);
 
 /// One agent's reports about one Job, waiting to be written with others.
 struct QueuedReports {

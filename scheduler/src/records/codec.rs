@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::fast_hash::FastMap;
 use crate::model::job::{
     Deletion, FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason, Unplaced,
 };
@@ -369,10 +370,10 @@ fn timestamp(t: TimeRecord) -> Result<Timestamp, DecodeError> {
 #[derive(Default)]
 struct Strings {
     list: Vec<String>,
-    index: HashMap<String, u32>,
+    index: FastMap<String, u32>,
     /// Enum values already named: (type, hash of the variant) → string index. Naming one
     /// through serde costs ~100 ns, and a record names a few per shard.
-    variants: HashMap<(TypeId, u64), u32>,
+    variants: FastMap<(TypeId, u64), u32>,
 }
 
 impl Strings {
