@@ -1,3 +1,5 @@
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
 

@@ -451,12 +451,19 @@ fn plan_completions(
             *n += 1;
         }
     }
-    fj.shards.reserve(counts.iter().filter(|c| **c > 0).count());
-    for ((cluster, _), count) in targets.into_iter().zip(counts) {
-        if count > 0 {
-            let index = held.get(cluster).copied().unwrap_or(0) + 1;
-            push_shard(fj, cluster, index, Some(count), clusters);
-        }
+    let mut placed: Vec<(&str, i32)> = targets
+        .into_iter()
+        .zip(counts)
+        .filter(|(_, count)| *count > 0)
+        .map(|((cluster, _), count)| (*cluster, count))
+        .collect();
+    // Added in cluster order, the order shards are kept in: a Job's first shards then need no
+    // sort (moving every shard of a Job created over 100 clusters was 3 % of the scheduler).
+    placed.sort_unstable_by_key(|(cluster, _)| *cluster);
+    fj.shards.reserve(placed.len());
+    for (cluster, count) in placed {
+        let index = held.get(cluster).copied().unwrap_or(0) + 1;
+        push_shard(fj, cluster, index, Some(count), clusters);
     }
 }
 
