@@ -228,6 +228,7 @@ impl Session {
         }
         for h in &held {
             if let Some(key) = self.cp.job_key_by_uid(&h.job_uid) {
+                let key: Arc<str> = key.into();
                 self.sent
                     .entry(&key, &h.job_uid)
                     .set(&key, &h.shard, h.revision);
@@ -236,11 +237,11 @@ impl Session {
         let mut all: HashSet<String> = self.cp.jobs_in_cluster(&self.cluster).into_iter().collect();
         all.extend(self.sent.keys().map(str::to_owned));
         // Collected first: dispatching borrows the session.
-        let current: Vec<(String, Changed)> = all
+        let current: Vec<(Arc<str>, Changed)> = all
             .into_iter()
             .map(|key| {
                 let change = Changed::current(self.cp.job(&key), &self.cluster);
-                (key, change)
+                (key.into(), change)
             })
             .collect();
         if self.dispatch(current, true).await.is_err() {
@@ -310,7 +311,7 @@ impl Session {
     /// Sends the agent whatever changed in the given Jobs since it was last told.
     async fn dispatch(
         &mut self,
-        changes: impl IntoIterator<Item = (String, Changed)>,
+        changes: impl IntoIterator<Item = (Arc<str>, Changed)>,
         initial: bool,
     ) -> Result<(), ()> {
         let mut out = Vec::new();
@@ -326,7 +327,7 @@ impl Session {
         Ok(())
     }
 
-    fn diff(&mut self, key: &str, change: &Changed, out: &mut Vec<v1::Assignment>) {
+    fn diff(&mut self, key: &Arc<str>, change: &Changed, out: &mut Vec<v1::Assignment>) {
         let job = change.job.as_deref();
         let same_job =
             job.is_some_and(|j| self.sent.get(key).is_none_or(|s| *s.uid == *j.record.uid()));

@@ -7,12 +7,14 @@
 //! namespace comes from the key, and a shard named like its Job (the first one in a cluster,
 //! nearly always the only one) is kept without a copy of its name.
 
+use std::sync::Arc;
+
 use crate::fast_hash::FastMap;
 
 /// The revisions a session sent, by Job key (`namespace/name`).
 #[derive(Debug, Default)]
 pub struct Sent {
-    jobs: FastMap<Box<str>, SentJob>,
+    jobs: FastMap<Arc<str>, SentJob>,
 }
 
 /// The shards of one Job that a session last told its agent about.
@@ -35,12 +37,13 @@ impl Sent {
         self.jobs.get(key)
     }
 
-    /// The entry of Job `key`, made for `uid` when there is none.
-    pub fn entry(&mut self, key: &str, uid: &str) -> &mut SentJob {
-        if !self.jobs.contains_key(key) {
-            self.jobs.insert(key.into(), SentJob::new(uid));
+    /// The entry of Job `key`, made for `uid` when there is none (keeping `key` itself,
+    /// which the sessions told of one publication share).
+    pub fn entry(&mut self, key: &Arc<str>, uid: &str) -> &mut SentJob {
+        if !self.jobs.contains_key(&**key) {
+            self.jobs.insert(Arc::clone(key), SentJob::new(uid));
         }
-        self.jobs.get_mut(key).expect("just inserted")
+        self.jobs.get_mut(&**key).expect("just inserted")
     }
 
     /// Removes the entry of Job `key`.
@@ -119,7 +122,7 @@ mod tests {
     #[test]
     fn a_shard_named_like_its_job_is_kept_without_its_name() {
         let mut sent = Sent::default();
-        let job = sent.entry("team-a/train", "uid-1");
+        let job = sent.entry(&"team-a/train".into(), "uid-1");
         job.set("team-a/train", "train", 3);
         job.set("team-a/train", "train-2", 5);
         assert_eq!(job.shards, vec![(None, 3), (Some("train-2".into()), 5)]);
@@ -146,7 +149,7 @@ mod tests {
             let mut model = BTreeMap::new();
             for (shard, revision) in ops {
                 let name = names[shard];
-                let job = sent.entry(key, "uid");
+                let job = sent.entry(&key.into(), "uid");
                 match revision {
                     Some(r) => {
                         job.set(key, name, r);

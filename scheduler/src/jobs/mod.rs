@@ -330,6 +330,7 @@ impl Jobs {
             let inboxes = self.inboxes.lock();
             if !inboxes.is_empty() {
                 let manifest = Arc::default();
+                let mut shared_key: Option<Arc<str>> = None;
                 for (cluster, shards) in changed_assignments(previous.as_deref(), job.as_deref()) {
                     if let Some(inbox) = inboxes.get(cluster) {
                         let change = Changed {
@@ -338,7 +339,7 @@ impl Jobs {
                             shards,
                             manifest: Arc::clone(&manifest),
                         };
-                        inbox.post(key, change);
+                        inbox.post(shared_key.get_or_insert_with(|| key.into()), change);
                     }
                 }
             }

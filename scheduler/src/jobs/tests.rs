@@ -143,15 +143,15 @@ fn an_inbox_keeps_the_newest_change_of_each_job() {
         shards: 0..1,
         manifest: Arc::default(),
     };
-    inbox.post("default/a", change(5));
+    inbox.post(&"default/a".into(), change(5));
     // Published out of order: the older one is history.
-    inbox.post("default/a", change(4));
-    inbox.post("default/b", change(3));
-    inbox.post("default/b", change(6));
+    inbox.post(&"default/a".into(), change(4));
+    inbox.post(&"default/b".into(), change(3));
+    inbox.post(&"default/b".into(), change(6));
     let taken: BTreeMap<String, u64> = inbox
         .take()
         .into_iter()
-        .map(|(k, c)| (k, c.revision))
+        .map(|(k, c)| (k.to_string(), c.revision))
         .collect();
     assert_eq!(
         taken,
