@@ -252,15 +252,11 @@ impl ClusterCapacity {
     /// Replaces the groups by their merge with `changes`: a change sets its group's count,
     /// 0 removes it; a group listed twice has its last count, as if applied in order.
     fn merge(&mut self, changes: &GroupTable) {
+        let key_of = |i: usize| changes.key(&changes.groups[i]);
+        // By group, the last listed first, so that deduplicating keeps it.
         let mut order: Vec<usize> = (0..changes.groups.len()).collect();
-        order.sort_by(|a, b| {
-            let (a, b) = (&changes.groups[*a], &changes.groups[*b]);
-            changes.key(a).cmp(&changes.key(b))
-        });
-        // Stable: of the same group, the last listed comes last and stays.
-        order.reverse();
-        order.dedup_by(|a, b| changes.key(&changes.groups[*a]) == changes.key(&changes.groups[*b]));
-        order.reverse();
+        order.sort_unstable_by(|&a, &b| key_of(a).cmp(&key_of(b)).then(b.cmp(&a)));
+        order.dedup_by(|a, b| key_of(*a) == key_of(*b));
         let old = self.groups.clone();
         let mut merged = GroupTable::with_capacity(
             old.groups.len() + order.len(),
