@@ -7,7 +7,6 @@
 //! report's changes. A report of ≈ 100 changed groups in a cluster of ≈ 1,000 costs one
 //! merge of two arrays, not a copy of a tree of maps keyed by strings and its drop.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Amounts, CapacityError, Groups, Shape, Taint};
@@ -115,13 +114,15 @@ impl Eq for GroupTable {}
 /// A cluster's capacity as its reports built it. Cloning it is cheap (shared parts).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterCapacity {
-    /// By the stream's shape ids.
-    shapes: Arc<HashMap<u32, Shape>>,
+    /// By the stream's shape ids, sorted by id (looked up per group of every report: a few
+    /// dozen shapes at most are searched faster than hashed).
+    shapes: Arc<Vec<(u32, Shape)>>,
     /// Resource names by this capacity's numbers: one per name, whether the stream numbered
     /// it (`resource_ids`) or a group named it (an agent that sends names).
     resources: Arc<Vec<String>>,
-    /// The stream's resource ids → numbers in `resources`.
-    resource_ids: Arc<HashMap<u32, u32>>,
+    /// The stream's resource ids → numbers in `resources`, sorted by id (looked up per free
+    /// amount of every report).
+    resource_ids: Arc<Vec<(u32, u32)>>,
     /// Sorted by shape, then free amounts; no two alike, none of 0 nodes.
     groups: Arc<GroupTable>,
     based: bool,
@@ -138,6 +139,13 @@ impl ClusterCapacity {
     /// Applies a report: a full one replaces everything, a delta sets the counts it lists.
     /// Nothing changes when it is refused.
     pub fn apply(&mut self, report: &v1::CapacityReport) -> Result<(), CapacityError> {
+        *self = self.applied(report)?;
+        Ok(())
+    }
+
+    /// This capacity with `report` applied, leaving this one as it is (a version the
+    /// planner's views may hold).
+    pub fn applied(&self, report: &v1::CapacityReport) -> Result<Self, CapacityError> {
         if !report.full && !self.based {
             return Err(CapacityError::NoBase);
         }
@@ -153,8 +161,13 @@ impl ClusterCapacity {
             next.take_group(g, &mut changes)?;
         }
         next.merge(&changes);
-        *self = next;
-        Ok(())
+        Ok(next)
+    }
+
+    /// The shape numbered `id` on the stream.
+    fn shape(&self, id: u32) -> Option<&Shape> {
+        let i = self.shapes.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        Some(&self.shapes[i].1)
     }
 
     /// Takes in the shapes and resource names the report introduces.
@@ -177,12 +190,20 @@ impl ClusterCapacity {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                shapes.insert(s.id, Shape { labels, taints });
+                let shape = Shape { labels, taints };
+                match shapes.binary_search_by_key(&s.id, |(id, _)| *id) {
+                    Ok(i) => shapes[i].1 = shape,
+                    Err(i) => shapes.insert(i, (s.id, shape)),
+                }
             }
         }
         for r in &report.resources {
             let number = self.number(&r.name);
-            Arc::make_mut(&mut self.resource_ids).insert(r.id, number);
+            let ids = Arc::make_mut(&mut self.resource_ids);
+            match ids.binary_search_by_key(&r.id, |(id, _)| *id) {
+                Ok(i) => ids[i].1 = number,
+                Err(i) => ids.insert(i, (r.id, number)),
+            }
         }
     }
 
@@ -204,7 +225,7 @@ impl ClusterCapacity {
         g: &v1::NodeGroup,
         changes: &mut GroupTable,
     ) -> Result<(), CapacityError> {
-        if !self.shapes.contains_key(&g.shape) {
+        if self.shape(g.shape).is_none() {
             return Err(CapacityError::UnknownShape {
                 shape: g.shape,
                 nodes: g.nodes,
@@ -219,10 +240,11 @@ impl ClusterCapacity {
         }
         let start = changes.free.len();
         for (id, amount) in g.free_ids.iter().zip(&g.free_amounts) {
-            let number = *self
-                .resource_ids
-                .get(id)
-                .ok_or(CapacityError::UnknownResource {
+            let ids = &self.resource_ids;
+            let number = ids
+                .binary_search_by_key(id, |(id, _)| *id)
+                .map(|i| ids[i].1)
+                .map_err(|_| CapacityError::UnknownResource {
                     resource: *id,
                     nodes: g.nodes,
                 })?;
@@ -233,7 +255,10 @@ impl ClusterCapacity {
             changes.free.push((number, *amount));
         }
         let free = &mut changes.free[start..];
-        free.sort_unstable();
+        // Already sorted when the agent numbers resources in the order it first met them.
+        if !free.is_sorted() {
+            free.sort_unstable();
+        }
         if let Some(pair) = free.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(CapacityError::Repeated {
                 resource: self.resources[pair[0].0 as usize].clone(),
@@ -305,7 +330,7 @@ impl ClusterCapacity {
                 names: &self.resources,
                 amounts: table.free(g),
             };
-            Some((self.shapes.get(&g.shape)?, free, g.nodes))
+            Some((self.shape(g.shape)?, free, g.nodes))
         })
     }
 

@@ -55,8 +55,7 @@ impl CapacityBook {
         // the one it replaces.
         let replaced = match clusters.get_mut(cluster).filter(|r| r.session == session) {
             Some(reported) => {
-                let mut next = ClusterCapacity::clone(&reported.capacity);
-                next.apply(report)?;
+                let next = reported.capacity.applied(report)?;
                 reported.at = now;
                 Some(std::mem::replace(&mut reported.capacity, Arc::new(next)))
             }
