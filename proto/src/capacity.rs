@@ -167,6 +167,13 @@ impl NodeCapacity {
     }
 }
 
+impl crate::v1::CapacityReport {
+    /// How many groups the report lists, in either form (`groups` and the columns).
+    pub fn group_count(&self) -> usize {
+        self.groups.len() + self.group_shapes.len()
+    }
+}
+
 /// What is left of `allocatable` once `pods` pods requesting `requested` in all run there
 /// (never below zero: a node resized below its load has nothing left).
 pub fn free(allocatable: &Amounts, requested: &Amounts, pods: i64) -> Amounts {
@@ -232,6 +239,30 @@ pub enum CapacityError {
         resource: String,
         /// The group's node count.
         nodes: u32,
+    },
+    /// The group columns are not all as long.
+    #[error(
+        "capacity report: group_shapes has {shapes} entries, group_nodes {nodes} and group_sizes {sizes}; they must be as many"
+    )]
+    Columns {
+        /// Entries of `group_shapes`.
+        shapes: usize,
+        /// Entries of `group_nodes`.
+        nodes: usize,
+        /// Entries of `group_sizes`.
+        sizes: usize,
+    },
+    /// The group sizes do not add up to the free amounts given.
+    #[error(
+        "capacity report: group_sizes add up to {sized}, but there are {ids} free_ids and {amounts} free_amounts"
+    )]
+    Sizes {
+        /// The sum of `group_sizes`.
+        sized: u64,
+        /// Entries of `free_ids`.
+        ids: usize,
+        /// Entries of `free_amounts`.
+        amounts: usize,
     },
     /// A delta arrived before any full report.
     #[error("capacity report: a change arrived before the full report")]

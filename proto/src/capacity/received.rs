@@ -7,6 +7,7 @@
 //! report's changes. A report of ≈ 100 changed groups in a cluster of ≈ 1,000 costs one
 //! merge of two arrays, not a copy of a tree of maps keyed by strings and its drop.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{Amounts, CapacityError, Groups, Shape, Taint};
@@ -52,6 +53,55 @@ impl FreeAmounts for Free<'_> {
             .find(|(name, _)| *name == resource)
             .map(|(_, v)| v)
     }
+}
+
+/// A group as a report lists it, in whichever of its forms: a `NodeGroup` (free amounts by
+/// resource id, or by name as agents before resource ids sent them) or the report's columns.
+#[derive(Clone, Copy)]
+struct Listed<'a> {
+    shape: u32,
+    nodes: u32,
+    ids: &'a [u32],
+    amounts: &'a [i64],
+    /// Free amounts by name (`NodeGroup.free`).
+    names: Option<&'a HashMap<String, i64>>,
+}
+
+/// The groups of `report`'s columns, or why they do not line up.
+fn columns(report: &v1::CapacityReport) -> Result<impl Iterator<Item = Listed<'_>>, CapacityError> {
+    let (shapes, nodes, sizes) = (
+        &report.group_shapes,
+        &report.group_nodes,
+        &report.group_sizes,
+    );
+    if shapes.len() != nodes.len() || shapes.len() != sizes.len() {
+        return Err(CapacityError::Columns {
+            shapes: shapes.len(),
+            nodes: nodes.len(),
+            sizes: sizes.len(),
+        });
+    }
+    let sized: u64 = sizes.iter().map(|&n| u64::from(n)).sum();
+    let (ids, amounts) = (&report.free_ids, &report.free_amounts);
+    if sized != ids.len() as u64 || sized != amounts.len() as u64 {
+        return Err(CapacityError::Sizes {
+            sized,
+            ids: ids.len(),
+            amounts: amounts.len(),
+        });
+    }
+    let mut start = 0;
+    Ok((0..shapes.len()).map(move |i| {
+        let range = start..start + sizes[i] as usize;
+        start = range.end;
+        Listed {
+            shape: shapes[i],
+            nodes: nodes[i],
+            ids: &ids[range.clone()],
+            amounts: &amounts[range],
+            names: None,
+        }
+    }))
 }
 
 /// Nodes of one shape with the same free amounts: a run of [`GroupTable::free`].
@@ -156,9 +206,29 @@ impl ClusterCapacity {
         };
         next.based = true;
         next.learn(report);
-        let mut changes = GroupTable::with_capacity(report.groups.len(), 0);
+        let mut changes = GroupTable::with_capacity(
+            report.groups.len() + report.group_shapes.len(),
+            report.free_ids.len(),
+        );
         for g in &report.groups {
-            next.take_group(g, &mut changes)?;
+            if g.free_ids.len() != g.free_amounts.len() {
+                return Err(CapacityError::Unpaired {
+                    ids: g.free_ids.len(),
+                    amounts: g.free_amounts.len(),
+                    nodes: g.nodes,
+                });
+            }
+            let listed = Listed {
+                shape: g.shape,
+                nodes: g.nodes,
+                ids: &g.free_ids,
+                amounts: &g.free_amounts,
+                names: Some(&g.free),
+            };
+            next.take_group(listed, &mut changes)?;
+        }
+        for listed in columns(report)? {
+            next.take_group(listed, &mut changes)?;
         }
         next.merge(&changes);
         Ok(next)
@@ -220,26 +290,15 @@ impl ClusterCapacity {
     }
 
     /// Adds a group of the report to `changes`, or says why it cannot be taken.
-    fn take_group(
-        &mut self,
-        g: &v1::NodeGroup,
-        changes: &mut GroupTable,
-    ) -> Result<(), CapacityError> {
+    fn take_group(&mut self, g: Listed<'_>, changes: &mut GroupTable) -> Result<(), CapacityError> {
         if self.shape(g.shape).is_none() {
             return Err(CapacityError::UnknownShape {
                 shape: g.shape,
                 nodes: g.nodes,
             });
         }
-        if g.free_ids.len() != g.free_amounts.len() {
-            return Err(CapacityError::Unpaired {
-                ids: g.free_ids.len(),
-                amounts: g.free_amounts.len(),
-                nodes: g.nodes,
-            });
-        }
         let start = changes.free.len();
-        for (id, amount) in g.free_ids.iter().zip(&g.free_amounts) {
+        for (id, amount) in g.ids.iter().zip(g.amounts) {
             let ids = &self.resource_ids;
             let number = ids
                 .binary_search_by_key(id, |(id, _)| *id)
@@ -250,7 +309,7 @@ impl ClusterCapacity {
                 })?;
             changes.free.push((number, *amount));
         }
-        for (name, amount) in &g.free {
+        for (name, amount) in g.names.into_iter().flatten() {
             let number = self.number(name);
             changes.free.push((number, *amount));
         }

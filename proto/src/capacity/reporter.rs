@@ -60,34 +60,41 @@ impl Reporter {
                 changed
             }
         };
-        let groups = changed
-            .into_iter()
-            .map(|((shape, free), nodes)| {
-                group_message(&mut self.resources, *shape, free, nodes, &mut new)
-            })
-            .collect();
-        let report = v1::CapacityReport {
+        let mut report = v1::CapacityReport {
             full: self.sent.is_none(),
-            shapes: new.shapes,
-            groups,
-            resources: new.resources,
+            ..Default::default()
         };
+        for ((shape, free), nodes) in changed {
+            add_group(
+                &mut report,
+                &mut self.resources,
+                *shape,
+                free,
+                nodes,
+                &mut new,
+            );
+        }
+        report.shapes = new.shapes;
+        report.resources = new.resources;
         self.sent = Some(current);
         Some(report)
     }
 }
 
-/// A group's message: free amounts by the resources' numbers, a name numbered when first
-/// used.
-fn group_message(
+/// Adds a group to the report's columns: free amounts by the resources' numbers, a name
+/// numbered when first used.
+fn add_group(
+    report: &mut v1::CapacityReport,
     resources: &mut HashMap<String, u32>,
     shape: u32,
     free: &Amounts,
     nodes: u32,
     new: &mut Introduced,
-) -> v1::NodeGroup {
-    let mut free_ids = Vec::with_capacity(free.len());
-    for name in free.keys() {
+) {
+    report.group_shapes.push(shape);
+    report.group_nodes.push(nodes);
+    report.group_sizes.push(free.len() as u32);
+    for (name, amount) in free {
         let next_id = resources.len() as u32 + 1;
         let id = *resources.entry(name.clone()).or_insert_with(|| {
             new.resources.push(v1::NodeResource {
@@ -96,14 +103,8 @@ fn group_message(
             });
             next_id
         });
-        free_ids.push(id);
-    }
-    v1::NodeGroup {
-        shape,
-        free: Default::default(),
-        nodes,
-        free_ids,
-        free_amounts: free.values().copied().collect(),
+        report.free_ids.push(id);
+        report.free_amounts.push(*amount);
     }
 }
 

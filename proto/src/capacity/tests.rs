@@ -87,15 +87,15 @@ fn a_quiet_cluster_sends_nothing_and_identical_nodes_travel_once() {
     let mut reporter = Reporter::default();
     let first = reporter.report(&groups).unwrap();
     assert!(first.full);
-    assert_eq!((first.shapes.len(), first.groups.len()), (1, 1));
-    assert_eq!(first.groups[0].nodes, 5000);
+    assert_eq!((first.shapes.len(), first.group_shapes.len()), (1, 1));
+    assert_eq!(first.group_nodes, [5000]);
     assert_eq!(reporter.report(&groups), None, "nothing changed");
     // One node gets busier: two counts change, and the shape is not sent again.
     groups.insert((shape.clone(), free.clone()), 4999);
     groups.insert((shape, amounts(&[("cpu", 3000), ("pods", 109)])), 1);
     let delta = reporter.report(&groups).unwrap();
     assert!(!delta.full && delta.shapes.is_empty());
-    assert_eq!(delta.groups.len(), 2);
+    assert_eq!(delta.group_shapes.len(), 2);
     reporter.reset();
     assert!(
         reporter.report(&groups).unwrap().full,
@@ -194,6 +194,7 @@ fn groups_by_resource_number_are_checked_before_anything_changes() {
             shapes: vec![shape],
             resources,
             groups: vec![group(vec![2, 1], vec![10, 4000], 3)],
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(
@@ -243,13 +244,129 @@ fn groups_by_resource_number_are_checked_before_anything_changes() {
     );
 }
 
+#[test]
+fn columns_are_checked_before_anything_changes_and_come_after_the_groups() {
+    let mut cluster = ClusterCapacity::default();
+    let base = v1::CapacityReport {
+        full: true,
+        shapes: vec![v1::NodeShape {
+            id: 1,
+            ..Default::default()
+        }],
+        resources: vec![
+            v1::NodeResource {
+                id: 1,
+                name: "cpu".into(),
+            },
+            v1::NodeResource {
+                id: 2,
+                name: "pods".into(),
+            },
+        ],
+        // Two groups: 3 nodes with cpu 4000 and 10 pods free, 2 with cpu 500.
+        group_shapes: vec![1, 1],
+        group_nodes: vec![3, 2],
+        group_sizes: vec![2, 1],
+        free_ids: vec![1, 2, 1],
+        free_amounts: vec![4000, 10, 500],
+        ..Default::default()
+    };
+    cluster.apply(&base).unwrap();
+    assert_eq!(
+        cluster.totals(),
+        (amounts(&[("cpu", 13000), ("pods", 30)]), 5)
+    );
+    let before = cluster.clone();
+    let delta =
+        |shapes: Vec<u32>, nodes: Vec<u32>, sizes: Vec<u32>, ids: Vec<u32>, free: Vec<i64>| {
+            v1::CapacityReport {
+                group_shapes: shapes,
+                group_nodes: nodes,
+                group_sizes: sizes,
+                free_ids: ids,
+                free_amounts: free,
+                ..Default::default()
+            }
+        };
+    let cases = [
+        (
+            delta(vec![1, 1], vec![1], vec![1, 1], vec![1, 1], vec![1, 2]),
+            "capacity report: group_shapes has 2 entries, group_nodes 1 and group_sizes 2; they must be as many",
+        ),
+        (
+            delta(vec![1], vec![1], vec![2], vec![1, 2], vec![1]),
+            "capacity report: group_sizes add up to 2, but there are 2 free_ids and 1 free_amounts",
+        ),
+        (
+            delta(vec![1], vec![1], vec![1], vec![1, 2], vec![1, 2]),
+            "capacity report: group_sizes add up to 1, but there are 2 free_ids and 2 free_amounts",
+        ),
+        (
+            delta(vec![1, 1], vec![0, 1], vec![1, 1], vec![1, 3], vec![500, 1]),
+            "capacity report: group of 1 node(s) names resource 3, which was never sent",
+        ),
+        (
+            delta(vec![1, 2], vec![0, 1], vec![1, 1], vec![1, 1], vec![500, 1]),
+            "capacity report: group of 1 node(s) names shape 2, which was never sent",
+        ),
+    ];
+    for (bad, error) in cases {
+        assert_eq!(cluster.apply(&bad).unwrap_err().to_string(), error);
+        assert_eq!(cluster, before);
+    }
+    // The group of cpu 500 listed in both forms: the columns come last, so their count holds.
+    let both = v1::CapacityReport {
+        groups: vec![v1::NodeGroup {
+            shape: 1,
+            nodes: 7,
+            free_ids: vec![1],
+            free_amounts: vec![500],
+            ..Default::default()
+        }],
+        ..delta(vec![1], vec![4], vec![1], vec![1], vec![500])
+    };
+    cluster.apply(&both).unwrap();
+    assert_eq!(
+        cluster.totals(),
+        (amounts(&[("cpu", 14000), ("pods", 30)]), 7)
+    );
+}
+
+/// The groups of `report`'s columns, each as a `NodeGroup` by resource number.
+fn column_groups(report: &v1::CapacityReport) -> Vec<v1::NodeGroup> {
+    let mut start = 0;
+    (0..report.group_shapes.len())
+        .map(|i| {
+            let range = start..start + report.group_sizes[i] as usize;
+            start = range.end;
+            v1::NodeGroup {
+                shape: report.group_shapes[i],
+                nodes: report.group_nodes[i],
+                free_ids: report.free_ids[range.clone()].to_vec(),
+                free_amounts: report.free_amounts[range].to_vec(),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// `report` as an agent from before the columns sent it: a `NodeGroup` per group.
+fn by_group(report: &v1::CapacityReport) -> v1::CapacityReport {
+    v1::CapacityReport {
+        full: report.full,
+        shapes: report.shapes.clone(),
+        groups: column_groups(report),
+        resources: report.resources.clone(),
+        ..Default::default()
+    }
+}
+
 /// `report` as an agent from before resource numbers sent it: free amounts by name in every
 /// group (`names` holds the numbers the stream gave so far).
 fn by_name(report: &v1::CapacityReport, names: &mut HashMap<u32, String>) -> v1::CapacityReport {
     names.extend(report.resources.iter().map(|r| (r.id, r.name.clone())));
-    let groups = report
-        .groups
-        .iter()
+    let groups = column_groups(report)
+        .into_iter()
         .map(|g| v1::NodeGroup {
             shape: g.shape,
             nodes: g.nodes,
@@ -266,7 +383,7 @@ fn by_name(report: &v1::CapacityReport, names: &mut HashMap<u32, String>) -> v1:
         full: report.full,
         shapes: report.shapes.clone(),
         groups,
-        resources: vec![],
+        ..Default::default()
     }
 }
 
@@ -300,15 +417,20 @@ proptest! {
     fn applying_every_report_gives_back_the_view(views in prop::collection::vec(arb_groups(), 1..8)) {
         let mut reporter = Reporter::default();
         let mut cluster = ClusterCapacity::default();
-        // The same reports with names in every group, as agents before resource numbers sent.
+        // The same reports as agents before the columns sent them (a message per group), and
+        // as agents before resource numbers sent them (names in every group).
+        let mut grouped = ClusterCapacity::default();
         let (mut named, mut names) = (ClusterCapacity::default(), HashMap::new());
         for view in &views {
             if let Some(report) = reporter.report(view) {
                 cluster.apply(&report).unwrap();
+                grouped.apply(&by_group(&report)).unwrap();
                 named.apply(&by_name(&report, &mut names)).unwrap();
             }
             prop_assert_eq!(&cluster.to_groups(), view);
+            prop_assert_eq!(&grouped.to_groups(), view);
             prop_assert_eq!(&named.to_groups(), view);
+            prop_assert_eq!(grouped.totals(), cluster.totals());
             prop_assert_eq!(named.totals(), cluster.totals());
             // Kept up to date report by report, they are the sums over the view.
             let mut sums = Amounts::new();
@@ -329,7 +451,7 @@ proptest! {
         if let Some(delta) = reporter.report(&b) {
             prop_assert!(!delta.full);
             let changed = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).count();
-            prop_assert!(delta.groups.len() <= changed);
+            prop_assert!(delta.group_shapes.len() <= changed);
         } else {
             prop_assert_eq!(a, b);
         }

@@ -431,7 +431,7 @@ async fn read(
                     warn!(cluster = %cluster, error = %e, "capacity report refused");
                     return Some(Status::invalid_argument(e.to_string()));
                 }
-                debug!(cluster = %cluster, full = report.full, groups = report.groups.len(), "capacity reported");
+                debug!(cluster = %cluster, full = report.full, groups = report.group_count(), "capacity reported");
             }
             Some(Msg::Pending(report)) => {
                 cp.pending().apply(&cluster, &session, &report);

@@ -341,7 +341,7 @@ async fn session(
                 }
                 // Capacity goes at most once per heartbeat, and only when it changed.
                 if let Some(report) = ctx.capacity.as_ref().and_then(|c| c.report()) {
-                    debug!(cluster = %settings.cluster, full = report.full, groups = report.groups.len(), "reporting capacity");
+                    debug!(cluster = %settings.cluster, full = report.full, groups = report.group_count(), "reporting capacity");
                     if tx.send(AgentMessage { msg: Some(Msg::Capacity(report)) }).await.is_err() {
                         return Ok(lost("the outbound stream closed".into()));
                     }
