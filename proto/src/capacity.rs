@@ -197,7 +197,7 @@ mod received;
 mod reporter;
 
 pub use received::{ClusterCapacity, Free, FreeAmounts};
-pub use reporter::Reporter;
+pub use reporter::{ReportForm, Reporter};
 
 /// A report that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -10,6 +10,7 @@ use crate::v1;
 /// and resource names), and turns the agent's view into the next report.
 #[derive(Debug, Default)]
 pub struct Reporter {
+    form: ReportForm,
     shapes: HashMap<Shape, u32>,
     resources: HashMap<String, u32>,
     sent: Option<BTreeMap<(u32, Amounts), u32>>,
@@ -22,10 +23,26 @@ struct Introduced {
     resources: Vec<v1::NodeResource>,
 }
 
+/// How a report lists its groups, as the scheduler on the stream takes them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ReportForm {
+    /// In columns, free amounts by resource number (schedulers that set
+    /// `RegisterResponse.capacity_columns`).
+    #[default]
+    Columns,
+    /// A `NodeGroup` per group with free amounts by name: what every scheduler takes, sent to
+    /// one from before the columns, which would ignore them.
+    NamedGroups,
+}
+
 impl Reporter {
-    /// Forgets what was sent (a new stream): the next report is full.
-    pub fn reset(&mut self) {
-        *self = Self::default();
+    /// Forgets what was sent (a new stream, to a scheduler that takes `form`): the next report
+    /// is full.
+    pub fn begin_stream(&mut self, form: ReportForm) {
+        *self = Self {
+            form,
+            ..Self::default()
+        };
     }
 
     /// The report that brings the receiver from what was sent to `groups`; `None` when
@@ -65,14 +82,18 @@ impl Reporter {
             ..Default::default()
         };
         for ((shape, free), nodes) in changed {
-            add_group(
-                &mut report,
-                &mut self.resources,
-                *shape,
-                free,
-                nodes,
-                &mut new,
-            );
+            match self.form {
+                ReportForm::Columns => {
+                    let resources = &mut self.resources;
+                    add_group(&mut report, resources, *shape, free, nodes, &mut new);
+                }
+                ReportForm::NamedGroups => report.groups.push(v1::NodeGroup {
+                    shape: *shape,
+                    nodes,
+                    free: free.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    ..Default::default()
+                }),
+            }
         }
         report.shapes = new.shapes;
         report.resources = new.resources;

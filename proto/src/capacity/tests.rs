@@ -96,7 +96,7 @@ fn a_quiet_cluster_sends_nothing_and_identical_nodes_travel_once() {
     let delta = reporter.report(&groups).unwrap();
     assert!(!delta.full && delta.shapes.is_empty());
     assert_eq!(delta.group_shapes.len(), 2);
-    reporter.reset();
+    reporter.begin_stream(ReportForm::Columns);
     assert!(
         reporter.report(&groups).unwrap().full,
         "a new stream starts in full"
@@ -164,23 +164,23 @@ fn bad_reports_change_nothing() {
     }
 }
 
-#[test]
-fn groups_by_resource_number_are_checked_before_anything_changes() {
-    let mut cluster = ClusterCapacity::default();
+/// What a first report introduces in the examples below: shape 1, `cpu` as 1, `pods` as 2.
+fn shape_1_cpu_1_pods_2() -> (v1::NodeShape, Vec<v1::NodeResource>) {
     let shape = v1::NodeShape {
         id: 1,
         ..Default::default()
     };
-    let resources = vec![
-        v1::NodeResource {
-            id: 1,
-            name: "cpu".into(),
-        },
-        v1::NodeResource {
-            id: 2,
-            name: "pods".into(),
-        },
-    ];
+    let resource = |id: u32, name: &str| v1::NodeResource {
+        id,
+        name: name.into(),
+    };
+    (shape, vec![resource(1, "cpu"), resource(2, "pods")])
+}
+
+#[test]
+fn groups_by_resource_number_are_checked_before_anything_changes() {
+    let mut cluster = ClusterCapacity::default();
+    let (shape, resources) = shape_1_cpu_1_pods_2();
     let group = |ids: Vec<u32>, amounts: Vec<i64>, nodes: u32| v1::NodeGroup {
         shape: 1,
         nodes,
@@ -247,22 +247,11 @@ fn groups_by_resource_number_are_checked_before_anything_changes() {
 #[test]
 fn columns_are_checked_before_anything_changes_and_come_after_the_groups() {
     let mut cluster = ClusterCapacity::default();
+    let (shape, resources) = shape_1_cpu_1_pods_2();
     let base = v1::CapacityReport {
         full: true,
-        shapes: vec![v1::NodeShape {
-            id: 1,
-            ..Default::default()
-        }],
-        resources: vec![
-            v1::NodeResource {
-                id: 1,
-                name: "cpu".into(),
-            },
-            v1::NodeResource {
-                id: 2,
-                name: "pods".into(),
-            },
-        ],
+        shapes: vec![shape],
+        resources,
         // Two groups: 3 nodes with cpu 4000 and 10 pods free, 2 with cpu 500.
         group_shapes: vec![1, 1],
         group_nodes: vec![3, 2],
@@ -421,15 +410,24 @@ proptest! {
         // as agents before resource numbers sent them (names in every group).
         let mut grouped = ClusterCapacity::default();
         let (mut named, mut names) = (ClusterCapacity::default(), HashMap::new());
+        // And a reporter speaking to a scheduler from before the columns.
+        let (mut old_reporter, mut old) = (Reporter::default(), ClusterCapacity::default());
+        old_reporter.begin_stream(ReportForm::NamedGroups);
         for view in &views {
             if let Some(report) = reporter.report(view) {
                 cluster.apply(&report).unwrap();
                 grouped.apply(&by_group(&report)).unwrap();
                 named.apply(&by_name(&report, &mut names)).unwrap();
             }
+            if let Some(report) = old_reporter.report(view) {
+                prop_assert!(report.group_shapes.is_empty() && report.resources.is_empty());
+                prop_assert!(report.groups.iter().all(|g| g.free_ids.is_empty()));
+                old.apply(&report).unwrap();
+            }
             prop_assert_eq!(&cluster.to_groups(), view);
             prop_assert_eq!(&grouped.to_groups(), view);
             prop_assert_eq!(&named.to_groups(), view);
+            prop_assert_eq!(&old.to_groups(), view);
             prop_assert_eq!(grouped.totals(), cluster.totals());
             prop_assert_eq!(named.totals(), cluster.totals());
             // Kept up to date report by report, they are the sums over the view.

@@ -110,6 +110,7 @@ impl Agent for AgentApi {
                 session,
                 heartbeat_interval_ms: self.cp.settings().heartbeat_interval.as_millis() as u64,
                 epoch,
+                capacity_columns: true,
             }))
         })
         .await

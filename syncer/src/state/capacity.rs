@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 
-use fedjob_proto::capacity::{Amounts, Groups, NodeCapacity, Reporter, free, pod_requests};
+use fedjob_proto::capacity::{
+    Amounts, Groups, NodeCapacity, ReportForm, Reporter, free, pod_requests,
+};
 use fedjob_proto::v1;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -134,10 +136,10 @@ impl Capacity {
         }
     }
 
-    /// A new stream to the scheduler: the next report is full.
-    pub fn begin_stream(&self) {
+    /// A new stream to a scheduler that takes reports in `form`: the next report is full.
+    pub fn begin_stream(&self, form: ReportForm) {
         let mut inner = self.inner.lock();
-        inner.reporter.reset();
+        inner.reporter.begin_stream(form);
         inner.changed = true;
     }
 

@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::context::Context;
 use crate::state::shards::REPORT_CHUNK;
+use fedjob_proto::capacity::ReportForm;
 use fedjob_proto::shutdown::Shutdown;
 
 /// How long to wait for a TCP/HTTP2 connection to a scheduler.
@@ -260,7 +261,11 @@ async fn session(
 
     let held = ctx.shards.begin_session();
     if let Some(capacity) = &ctx.capacity {
-        capacity.begin_stream();
+        capacity.begin_stream(if registered.capacity_columns {
+            ReportForm::Columns
+        } else {
+            ReportForm::NamedGroups
+        });
     }
     if let Some(pending) = &ctx.pending {
         pending.begin_stream();

@@ -94,12 +94,30 @@ fn only_schedulable_ready_nodes_count_and_reports_follow_changes() {
     assert_eq!(scheduler.totals().1, 1);
 
     // A new stream gets everything again, in full.
-    c.begin_stream();
+    c.begin_stream(ReportForm::Columns);
     let full = c.report().unwrap();
     assert!(full.full);
+    assert_eq!(full.group_shapes.len(), 1);
     let mut fresh = ClusterCapacity::default();
     fresh.apply(&full).unwrap();
     assert_eq!(fresh.to_groups(), scheduler.to_groups());
+
+    // To a scheduler from before the columns: a group message with amounts by name, the form
+    // every scheduler takes, and then the changes the same way.
+    c.begin_stream(ReportForm::NamedGroups);
+    let named = c.report().unwrap();
+    assert!(named.full && named.group_shapes.is_empty() && named.resources.is_empty());
+    assert_eq!(named.groups.len(), 1);
+    assert_eq!(named.groups[0].free["cpu"], 2000);
+    let mut old = ClusterCapacity::default();
+    old.apply(&named).unwrap();
+    assert_eq!(old.to_groups(), scheduler.to_groups());
+    c.nodes(Change::Set("n2".into(), node("2", true, false)));
+    let delta = c.report().unwrap();
+    assert!(!delta.full && delta.group_shapes.is_empty() && !delta.groups.is_empty());
+    old.apply(&delta).unwrap();
+    assert_eq!(old.totals().1, 2, "n2 counts again");
+    assert_eq!(old.totals().0["cpu"], 4000);
 }
 
 #[test]
