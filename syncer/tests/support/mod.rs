@@ -486,6 +486,7 @@ impl Agent for MockAgent {
             session: format!("session-{n}"),
             heartbeat_interval_ms: HEARTBEAT_MS,
             epoch: 1,
+            capacity_columns: true,
         }))
     }
 
