@@ -104,6 +104,20 @@ fn columns(report: &v1::CapacityReport) -> Result<impl Iterator<Item = Listed<'_
     }))
 }
 
+/// The entry numbered `id` of a list sorted by number.
+fn by_id<T>(list: &[(u32, T)], id: u32) -> Option<&T> {
+    let i = list.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+    Some(&list[i].1)
+}
+
+/// Sets the entry numbered `id` of a list sorted by number, keeping it sorted.
+fn set_by_id<T>(list: &mut Vec<(u32, T)>, id: u32, value: T) {
+    match list.binary_search_by_key(&id, |(id, _)| *id) {
+        Ok(i) => list[i].1 = value,
+        Err(i) => list.insert(i, (id, value)),
+    }
+}
+
 /// Nodes of one shape with the same free amounts: a run of [`GroupTable::free`].
 #[derive(Debug, Clone, Copy)]
 struct Group {
@@ -236,8 +250,7 @@ impl ClusterCapacity {
 
     /// The shape numbered `id` on the stream.
     fn shape(&self, id: u32) -> Option<&Shape> {
-        let i = self.shapes.binary_search_by_key(&id, |(id, _)| *id).ok()?;
-        Some(&self.shapes[i].1)
+        by_id(&self.shapes, id)
     }
 
     /// Takes in the shapes and resource names the report introduces.
@@ -260,20 +273,12 @@ impl ClusterCapacity {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                let shape = Shape { labels, taints };
-                match shapes.binary_search_by_key(&s.id, |(id, _)| *id) {
-                    Ok(i) => shapes[i].1 = shape,
-                    Err(i) => shapes.insert(i, (s.id, shape)),
-                }
+                set_by_id(shapes, s.id, Shape { labels, taints });
             }
         }
         for r in &report.resources {
             let number = self.number(&r.name);
-            let ids = Arc::make_mut(&mut self.resource_ids);
-            match ids.binary_search_by_key(&r.id, |(id, _)| *id) {
-                Ok(i) => ids[i].1 = number,
-                Err(i) => ids.insert(i, (r.id, number)),
-            }
+            set_by_id(Arc::make_mut(&mut self.resource_ids), r.id, number);
         }
     }
 
@@ -299,14 +304,10 @@ impl ClusterCapacity {
         }
         let start = changes.free.len();
         for (id, amount) in g.ids.iter().zip(g.amounts) {
-            let ids = &self.resource_ids;
-            let number = ids
-                .binary_search_by_key(id, |(id, _)| *id)
-                .map(|i| ids[i].1)
-                .map_err(|_| CapacityError::UnknownResource {
-                    resource: *id,
-                    nodes: g.nodes,
-                })?;
+            let number = *by_id(&self.resource_ids, *id).ok_or(CapacityError::UnknownResource {
+                resource: *id,
+                nodes: g.nodes,
+            })?;
             changes.free.push((number, *amount));
         }
         for (name, amount) in g.names.into_iter().flatten() {
