@@ -438,6 +438,85 @@ async fn a_cluster_that_fills_up_after_planning_has_its_pending_work_moved() {
     .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
 }
 
+/// Work of a Job that weighs by capacity, waiting because nothing of it fits anywhere, is
+/// placed when its cluster reports room, with no other change of the cluster (no
+/// registration, Ready or label change, which the test above covers).
+///
+/// c1 has one node of 2 cpu, taken by a local Job outside the federation (a pod of 2 cpu).
+/// The federated Job (pods of 1 cpu, parallelism 0, completions 3, `dynamicWeight`) runs
+/// nothing and its completions go where its pods fit: nowhere, so all 3 wait. Once the local
+/// Job is deleted, 2 fit in c1 and the 3 completions go there, at parallelism 0.
+#[tokio::test]
+async fn waiting_work_that_weighs_by_capacity_is_placed_when_room_is_reported() {
+    let mut setup = Setup::new("30s");
+    setup.clusters = strings(&["c1"]);
+    setup.pod_duration = "1h".to_owned();
+    setup.sim = strings(&["--cluster-nodes", "c1=1:cpu=2,memory=8Gi,pods=20"]);
+    setup.syncer = strings(&["--report-capacity", "--heartbeat-interval", "200ms"]);
+    let fed = Federation::start(setup).await;
+    fed.wait_capacity(&["c1"]).await;
+    let c1_jobs: Api<Job> = Api::namespaced(fed.client("c1"), "default");
+    let hog = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "w", "image": "busybox",
+                            "resources": {"requests": {"cpu": "2"}}}]}}}
+    });
+    c1_jobs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(hog).unwrap(),
+        )
+        .await
+        .unwrap();
+    let free_cpu = |want: &'static str| {
+        let fed = &fed;
+        async move {
+            eventually(&format!("c1 reports {want} cpu free"), WAIT, || async {
+                let all = fed.clusters().await;
+                (all.get("c1")?["capacity"]["free"]["cpu"] == want).then_some(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
+        }
+    };
+    free_cpu("0").await;
+
+    let prefs = r#"{"dynamicWeight": "AvailableReplicas"}"#;
+    let mut job = job_manifest("waits", 0, Some(3), "3s", Some(prefs));
+    job["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        json!({"requests": {"cpu": "1"}});
+    fed.create_job(&job).await;
+    let waiting = wait_job(&fed, "waits", "waits is unschedulable", |j| {
+        condition(j, "Unschedulable")
+    })
+    .await;
+    let message = waiting["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Unschedulable")
+        .and_then(|c| c["message"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        message,
+        "parallelism 0 and completions 3 could not be placed: no eligible cluster has room"
+    );
+    assert_eq!(shards_of(&fed, "waits", true).await, expected(&[]));
+
+    c1_jobs
+        .delete("hog", &kube::api::DeleteParams::background())
+        .await
+        .unwrap();
+    free_cpu("2").await;
+    wait_shards(&fed, "waits", &expected(&[("c1", "waits", Some(0), 3)])).await;
+    wait_job(&fed, "waits", "waits is no longer unschedulable", |j| {
+        !condition(j, "Unschedulable")
+    })
+    .await;
+}
+
 /// `dynamicWeight` with no capacity reported anywhere (syncers without `--report-capacity`):
 /// the static rule (parallelism 3 over three equal weights: 1 each; completions 6: 2 each),
 /// and the condition `StaticWeights` says why.
