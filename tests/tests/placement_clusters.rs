@@ -333,6 +333,22 @@ const PENDING_TIMEOUT: u64 = 3;
 /// `pendingTimeoutSeconds` (`rebalance: true`), and the Job completes with exactly
 /// `completions`.
 ///
+/// Creates `hog` in a member cluster, outside the federation: one pod asking for 2 cpu.
+async fn create_hog(jobs: &Api<Job>) {
+    let hog = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "w", "image": "busybox",
+                            "resources": {"requests": {"cpu": "2"}}}]}}}
+    });
+    jobs.create(
+        &PostParams::default(),
+        &serde_json::from_value(hog).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
 /// c1 has one node of 2 cpu, c2 one of 4. The Job (pods of 1 cpu running 3 s, parallelism 2,
 /// completions 6, equal weights) is planned as 1 and 3 in each. While c1's first pod runs, a
 /// local Job outside the federation asks for 2 cpu there: it waits, then takes the node when
@@ -368,19 +384,7 @@ async fn a_cluster_that_fills_up_after_planning_has_its_pending_work_moved() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", fed.logs()));
-    let hog = json!({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never",
-            "containers": [{"name": "w", "image": "busybox",
-                            "resources": {"requests": {"cpu": "2"}}}]}}}
-    });
-    c1_jobs
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(hog).unwrap(),
-        )
-        .await
-        .unwrap();
+    create_hog(&c1_jobs).await;
 
     let done = fed.wait_complete("fills").await;
     assert_eq!(done["status"]["succeeded"], 6, "{done:#}");
@@ -456,19 +460,7 @@ async fn waiting_work_that_weighs_by_capacity_is_placed_when_room_is_reported() 
     let fed = Federation::start(setup).await;
     fed.wait_capacity(&["c1"]).await;
     let c1_jobs: Api<Job> = Api::namespaced(fed.client("c1"), "default");
-    let hog = json!({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never",
-            "containers": [{"name": "w", "image": "busybox",
-                            "resources": {"requests": {"cpu": "2"}}}]}}}
-    });
-    c1_jobs
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(hog).unwrap(),
-        )
-        .await
-        .unwrap();
+    create_hog(&c1_jobs).await;
     let free_cpu = |want: &'static str| {
         let fed = &fed;
         async move {
