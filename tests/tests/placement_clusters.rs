@@ -326,13 +326,6 @@ async fn a_selector_job_lands_only_on_matching_clusters() {
     assert_eq!(shown, ["c1", "c3"], "{eu:#}");
 }
 
-/// `pendingTimeoutSeconds` of the Job that spills over.
-const PENDING_TIMEOUT: u64 = 3;
-
-/// A cluster that fills up after the Job was planned has its pending work moved within
-/// `pendingTimeoutSeconds` (`rebalance: true`), and the Job completes with exactly
-/// `completions`.
-///
 /// Creates `hog` in a member cluster, outside the federation: one pod asking for 2 cpu.
 async fn create_hog(jobs: &Api<Job>) {
     let hog = json!({
@@ -349,6 +342,13 @@ async fn create_hog(jobs: &Api<Job>) {
     .unwrap();
 }
 
+/// `pendingTimeoutSeconds` of the Job that spills over.
+const PENDING_TIMEOUT: u64 = 3;
+
+/// A cluster that fills up after the Job was planned has its pending work moved within
+/// `pendingTimeoutSeconds` (`rebalance: true`), and the Job completes with exactly
+/// `completions`.
+///
 /// c1 has one node of 2 cpu, c2 one of 4. The Job (pods of 1 cpu running 3 s, parallelism 2,
 /// completions 6, equal weights) is planned as 1 and 3 in each. While c1's first pod runs, a
 /// local Job outside the federation asks for 2 cpu there: it waits, then takes the node when
@@ -443,8 +443,8 @@ async fn a_cluster_that_fills_up_after_planning_has_its_pending_work_moved() {
 }
 
 /// Work of a Job that weighs by capacity, waiting because nothing of it fits anywhere, is
-/// placed when its cluster reports room, with no other change of the cluster (no
-/// registration, Ready or label change, which the test above covers).
+/// placed when its cluster reports room, with no other change of the cluster (for those:
+/// `waiting_work_is_placed_when_a_cluster_becomes_eligible`).
 ///
 /// c1 has one node of 2 cpu, taken by a local Job outside the federation (a pod of 2 cpu).
 /// The federated Job (pods of 1 cpu, parallelism 0, completions 3, `dynamicWeight`) runs
