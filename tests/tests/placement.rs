@@ -23,6 +23,13 @@ use serde_json::{Value, json};
 const PATIENCE: Duration = Duration::from_secs(60);
 /// `pendingTimeoutSeconds` of the rebalancing Job.
 const PENDING_TIMEOUT: i64 = 3;
+/// How late after `PENDING_TIMEOUT` the move may come (the scheduler's tick, a heartbeat).
+const MOVE_SLACK: i64 = 5;
+/// How long each pod of the federated Jobs runs: c2's three completions of a Job take longer
+/// than the move may wait, so c1's shard still has parallelism 1 when its work moves (once
+/// c2's shard finished, parallelism would go where the work is, SPEC §4, and c1 would hold 2
+/// pending pods).
+const POD_SECONDS: i64 = (PENDING_TIMEOUT + MOVE_SLACK) / 3 + 1;
 
 struct Placement {
     dir: tempfile::TempDir,
@@ -138,13 +145,13 @@ impl Placement {
     }
 
     /// `fedctl create -f` of a Job of 2 pods and 6 completions, each pod requesting 1 cpu and
-    /// running 1 s, with the preferences `prefs`.
+    /// running `POD_SECONDS`, with the preferences `prefs`.
     async fn create(&self, name: &str, prefs: &str) {
         let job = json!({
             "apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": name, "annotations": {PREFERENCES: prefs}},
             "spec": {"parallelism": 2, "completions": 6, "template": {
-                "metadata": {"annotations": {"fedjob.io/sim-duration": "1s"}},
+                "metadata": {"annotations": {"fedjob.io/sim-duration": format!("{POD_SECONDS}s")}},
                 "spec": {"restartPolicy": "Never", "containers": [{"name": "w", "image": "busybox",
                     "resources": {"requests": {"cpu": "1"}}}]}}}
         });
@@ -282,7 +289,7 @@ async fn pending_work_moves_out_of_a_full_cluster_or_waits_saying_why() {
         .unwrap();
     let waited = time(&moved["lastTransitionTime"]).duration_since(since.parse().unwrap());
     assert!(
-        waited.as_secs() >= PENDING_TIMEOUT && waited.as_secs() <= PENDING_TIMEOUT + 5,
+        waited.as_secs() >= PENDING_TIMEOUT && waited.as_secs() <= PENDING_TIMEOUT + MOVE_SLACK,
         "moved after {waited:?}"
     );
     // The stuck shard is gone from c1; c2 ran the original 3 and the moved 3.
