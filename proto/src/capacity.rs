@@ -10,6 +10,8 @@
 //! - [`Reporter`] turns the agent's current view (nodes grouped by [`Shape`] and free
 //!   resources) into full and delta reports; [`ClusterCapacity`] applies them on the
 //!   scheduler's side. Applying every report a reporter produced gives back its view exactly.
+//! - [`Pacing`] spaces a large cluster's reports so that they cost the scheduler no more, on
+//!   average, than a byte budget per heartbeat.
 
 use std::collections::BTreeMap;
 
@@ -193,9 +195,11 @@ pub fn free(allocatable: &Amounts, requested: &Amounts, pods: i64) -> Amounts {
 /// Nodes counted by shape and free resources.
 pub type Groups = BTreeMap<(Shape, Amounts), u32>;
 
+mod pacing;
 mod received;
 mod reporter;
 
+pub use pacing::{DEFAULT_BYTES_PER_HEARTBEAT, Pacing};
 pub use received::{ClusterCapacity, Free, FreeAmounts};
 pub use reporter::{ReportForm, Reporter};
 

@@ -54,7 +54,9 @@ impl Context {
             namespace: config.namespace.clone(),
             lease: Lease::new(config.self_fence_after),
             metrics: Metrics::new(),
-            capacity: config.report_capacity.then(Default::default),
+            capacity: config
+                .report_capacity
+                .then(|| Arc::new(Capacity::new(config.capacity_bytes_per_heartbeat))),
             pending: config.report_capacity.then(Default::default),
         }
     }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use fedjob_proto::capacity::DEFAULT_BYTES_PER_HEARTBEAT;
 pub use fedjob_proto::config_error::ConfigError;
 use fedjob_proto::{duration, names};
 
@@ -92,6 +93,13 @@ pub struct Args {
     /// `fedjob-syncer-capacity` ClusterRole: nodes and pods, read-only).
     #[arg(long)]
     pub report_capacity: bool,
+
+    /// With `--report-capacity`: the bytes of capacity reports a heartbeat interval may carry,
+    /// on average. A report of N bytes is followed by the next no sooner than ⌈N ÷ this⌉
+    /// heartbeats later, so a large cluster costs the scheduler no more than a small one; 0
+    /// reports at every heartbeat after a change.
+    #[arg(long, default_value_t = DEFAULT_BYTES_PER_HEARTBEAT)]
+    pub capacity_bytes_per_heartbeat: u64,
     /// Give up on a request to the member cluster's API server (a watch excepted) that has
     /// no answer after this long, and try again later; what it wrote is found by reading.
     #[arg(long, default_value = "60s")]
@@ -161,6 +169,8 @@ pub struct Config {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Watch nodes and pods and report the cluster's free capacity.
     pub report_capacity: bool,
+    /// Bytes of capacity reports per heartbeat, on average (0: no pacing).
+    pub capacity_bytes_per_heartbeat: u64,
     /// How long a request to the member cluster may go unanswered (a watch excepted).
     pub cluster_request_timeout: Duration,
 }
@@ -276,6 +286,7 @@ impl TryFrom<Args> for Config {
             self_fence_after,
             metrics_listen: args.metrics_listen,
             report_capacity: args.report_capacity,
+            capacity_bytes_per_heartbeat: args.capacity_bytes_per_heartbeat,
             cluster_request_timeout,
         })
     }

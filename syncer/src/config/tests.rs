@@ -43,6 +43,25 @@ fn cluster_request_timeout() {
 }
 
 #[test]
+fn capacity_bytes_per_heartbeat() {
+    assert_eq!(parse(&[]).unwrap().capacity_bytes_per_heartbeat, 2048);
+    let c = parse(&["--report-capacity", "--capacity-bytes-per-heartbeat", "0"]).unwrap();
+    assert_eq!(
+        (c.report_capacity, c.capacity_bytes_per_heartbeat),
+        (true, 0)
+    );
+    for bad in ["-1", "2KiB"] {
+        let flag = format!("--capacity-bytes-per-heartbeat={bad}");
+        let e = parse(&[&flag]).unwrap_err();
+        assert_eq!(e.exit_code(), 64, "{bad}");
+        assert!(
+            e.to_string().contains("--capacity-bytes-per-heartbeat"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn self_fence_after() {
     let c = parse(&["--heartbeat-interval", "500ms", "--self-fence-after", "2s"]).unwrap();
     assert_eq!(c.self_fence_after, Some(Duration::from_secs(2)));

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 
 use fedjob_proto::capacity::{
-    Amounts, Groups, NodeCapacity, ReportForm, Reporter, free, pod_requests,
+    Amounts, Groups, NodeCapacity, Pacing, ReportForm, Reporter, free, pod_requests,
 };
 use fedjob_proto::v1;
 use parking_lot::Mutex;
+use prost::Message as _;
 use serde_json::Value;
 
 /// A pod that takes room on a node.
@@ -45,6 +46,8 @@ struct Inner {
     nodes: Listed<NodeCapacity>,
     pods: Listed<Bound>,
     reporter: Reporter,
+    /// When the next report may go (`--capacity-bytes-per-heartbeat`).
+    pacing: Pacing,
     /// Something changed since the last report (or a new stream needs a full one).
     changed: bool,
 }
@@ -113,6 +116,14 @@ impl<T: PartialEq> Listed<T> {
 }
 
 impl Capacity {
+    /// A cluster's capacity whose reports average at most `bytes_per_heartbeat` per heartbeat
+    /// (0: a report at every heartbeat after a change).
+    pub fn new(bytes_per_heartbeat: u64) -> Self {
+        let capacity = Self::default();
+        capacity.inner.lock().pacing = Pacing::new(bytes_per_heartbeat);
+        capacity
+    }
+
     /// A change from the node watch (`None`: the node takes no new pods: cordoned, NotReady).
     pub fn nodes(&self, change: Change<NodeCapacity>) {
         let mut inner = self.inner.lock();
@@ -140,6 +151,7 @@ impl Capacity {
     pub fn begin_stream(&self, form: ReportForm) {
         let mut inner = self.inner.lock();
         inner.reporter.begin_stream(form);
+        inner.pacing.restart();
         inner.changed = true;
     }
 
@@ -171,15 +183,18 @@ impl Capacity {
         Some(groups)
     }
 
-    /// The report to send now, if anything changed since the last one (on this stream).
+    /// Called at each heartbeat: the report to send with it, if anything changed since the
+    /// last one (on this stream) and the last one's wait is over.
     pub fn report(&self) -> Option<v1::CapacityReport> {
         let mut inner = self.inner.lock();
-        if !inner.changed {
+        if !inner.pacing.heartbeat() || !inner.changed {
             return None;
         }
         let groups = Self::groups_of(&inner)?;
         inner.changed = false;
-        inner.reporter.report(&groups)
+        let report = inner.reporter.report(&groups)?;
+        inner.pacing.sent(report.encoded_len() as u64);
+        Some(report)
     }
 }
 

@@ -344,7 +344,7 @@ async fn session(
                 if tx.send(beat).await.is_err() {
                     return Ok(lost("the outbound stream closed".into()));
                 }
-                // Capacity goes at most once per heartbeat, and only when it changed.
+                // Capacity goes with a heartbeat when it changed and its pacing allows.
                 if let Some(report) = ctx.capacity.as_ref().and_then(|c| c.report()) {
                     debug!(cluster = %settings.cluster, full = report.full, groups = report.group_count(), "reporting capacity");
                     if tx.send(AgentMessage { msg: Some(Msg::Capacity(report)) }).await.is_err() {

@@ -10,7 +10,8 @@
 //! The agent reports as `fedjob-syncer --report-capacity` does: nodes grouped by shape and free
 //! resources ([`free`]), compacted by the same [`Reporter`] (full on the stream's first report,
 //! then only the groups that changed), sent right after a heartbeat and only when something
-//! changed (the syncer's debounce: at most one report per heartbeat).
+//! changed, paced by the same [`Pacing`] (`--capacity-bytes-per-heartbeat`: after a report of
+//! N bytes, the next waits ⌈N ÷ budget⌉ heartbeats).
 //!
 //! [`measure`] runs before any Job is created: a window of heartbeats alone, then every agent's
 //! full report, then a window of the same length with heartbeats and capacity reports; for
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use fedjob_proto::capacity::{Amounts, Groups, NodeCapacity, Reporter, free};
+use fedjob_proto::capacity::{Amounts, Groups, NodeCapacity, Pacing, Reporter, free};
 use fedjob_proto::v1;
 use prost::Message as _;
 use rand::rngs::SmallRng;
@@ -115,10 +116,13 @@ fn node_object(kind: &NodeType, zone: &str, index: usize) -> serde_json::Value {
 pub struct CapacitySettings {
     /// Nodes in every cluster.
     pub nodes_per_cluster: usize,
-    /// How often pods finish or start, seconds (reports still go at most once per heartbeat).
+    /// How often pods finish or start, seconds (reports still go at most once per heartbeat,
+    /// and as the pacing lets them).
     pub change_interval_s: f64,
     /// Share of the nodes whose pods change each interval.
     pub churn: f64,
+    /// The agents' [`Pacing`] budget, bytes per heartbeat.
+    pub bytes_per_heartbeat: u64,
     /// Length of each measuring window, seconds.
     pub window_s: f64,
 }
@@ -397,20 +401,22 @@ pub struct AgentCapacity {
     feed: CapacityFeed,
     seed: u64,
     cluster: Option<(SimCluster, Instant, u64)>,
+    pacing: Pacing,
 }
 
 impl AgentCapacity {
     /// Reporting for cluster `seed` (its model is built when reporting starts).
     pub fn new(feed: CapacityFeed, seed: u64) -> Self {
         Self {
+            pacing: Pacing::new(feed.settings.bytes_per_heartbeat),
             feed,
             seed,
             cluster: None,
         }
     }
 
-    /// Called right after each heartbeat: the message to send, if reporting is on and
-    /// something changed since the last report.
+    /// Called right after each heartbeat: the message to send, if reporting is on, something
+    /// changed since the last report and the pacing lets one go.
     pub fn after_heartbeat(&mut self) -> Option<v1::AgentMessage> {
         self.feed.tally.heartbeat();
         if !self.feed.tally.on() {
@@ -426,7 +432,11 @@ impl AgentCapacity {
             cluster.step();
             *steps += 1;
         }
+        if !self.pacing.heartbeat() {
+            return None;
+        }
         let report = cluster.report()?;
+        self.pacing.sent(report.encoded_len() as u64);
         let message = v1::AgentMessage {
             msg: Some(v1::agent_message::Msg::Capacity(report)),
         };

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use fedjob_proto::capacity::DEFAULT_BYTES_PER_HEARTBEAT;
 use fedjob_proto::duration;
 use fedjob_tests::bench::agent_mode::{self, AgentParams, StoreKind};
 use fedjob_tests::bench::api::ApiKind;
@@ -82,7 +83,7 @@ struct Args {
     api: ApiKind,
     /// Agent mode: every agent also reports the free capacity of a simulated cluster of this
     /// many nodes, as `fedjob-syncer --report-capacity` does (at most once per heartbeat, only
-    /// what changed); before the load, a window of heartbeats alone and one with capacity
+    /// what changed, paced by --capacity-bytes-per-heartbeat); before the load, a window of heartbeats alone and one with capacity
     /// reports measure what reporting costs the scheduler.
     #[arg(long)]
     nodes_per_cluster: Option<usize>,
@@ -92,6 +93,10 @@ struct Args {
     /// With --nodes-per-cluster: share of the nodes whose pods change each interval.
     #[arg(long, default_value_t = 0.05)]
     capacity_churn: f64,
+    /// With --nodes-per-cluster: the agents' pacing, as `fedjob-syncer`'s flag of that name
+    /// (0: a report at every heartbeat after a change).
+    #[arg(long, default_value_t = DEFAULT_BYTES_PER_HEARTBEAT)]
+    capacity_bytes_per_heartbeat: u64,
     /// With --nodes-per-cluster: length of each measuring window.
     #[arg(long, default_value = "20s", value_parser = duration::parse)]
     capacity_window: std::time::Duration,
@@ -185,6 +190,7 @@ impl Args {
                 nodes_per_cluster: nodes,
                 change_interval_s: self.capacity_interval.as_secs_f64(),
                 churn: self.capacity_churn,
+                bytes_per_heartbeat: self.capacity_bytes_per_heartbeat,
                 window_s: self.capacity_window.as_secs_f64(),
             }),
         }

@@ -19,7 +19,15 @@ fn pod(node: &str, phase: &str, cpu: &str) -> Value {
 
 /// Lists both watches as given and returns the capacity.
 fn listed(nodes: Vec<(&str, Option<NodeCapacity>)>, pods: Vec<(&str, Value)>) -> Capacity {
-    let c = Capacity::default();
+    listed_into(Capacity::default(), nodes, pods)
+}
+
+/// Lists both watches into `c`.
+fn listed_into(
+    c: Capacity,
+    nodes: Vec<(&str, Option<NodeCapacity>)>,
+    pods: Vec<(&str, Value)>,
+) -> Capacity {
     c.nodes(Change::ListStart);
     for (name, n) in nodes {
         c.nodes(Change::Listed(name.to_owned(), n));
@@ -144,4 +152,50 @@ fn nothing_is_reported_before_both_lists_and_a_relist_replaces_what_was_known() 
     c.nodes(Change::Deleted("n3".into()));
     assert!(received(&c, &mut scheduler));
     assert_eq!(scheduler.totals().1, 0);
+}
+
+#[test]
+fn a_report_larger_than_the_budget_holds_the_next_back_and_what_waited_goes_with_it() {
+    const BUDGET: u64 = 40;
+    let c = listed_into(
+        Capacity::new(BUDGET),
+        vec![
+            ("n1", node("2", true, false)),
+            ("n2", node("4", true, false)),
+        ],
+        vec![("default/a", pod("n1", "Running", "500m"))],
+    );
+    let full = c.report().expect("the stream's first report goes at once");
+    // The rule of `--capacity-bytes-per-heartbeat`: a report of N bytes, then ⌈N ÷ budget⌉
+    // heartbeats until the next may go.
+    let skipped = (full.encoded_len() as u64).div_ceil(BUDGET) - 1;
+    assert!(
+        skipped >= 1,
+        "the full report is {} bytes",
+        full.encoded_len()
+    );
+
+    // A new stream does not wait: its full report goes at the next heartbeat.
+    c.begin_stream(ReportForm::Columns);
+    let full = c.report().expect("a new stream's full report goes at once");
+    assert!(full.full);
+    let mut scheduler = ClusterCapacity::default();
+    scheduler.apply(&full).unwrap();
+
+    // Two changes while the report holds the next back; neither goes before its time.
+    c.pods(Change::Set(
+        "default/a".into(),
+        bound_pod(&pod("n1", "Succeeded", "500m")),
+    ));
+    for beat in 0..skipped {
+        assert_eq!(c.report(), None, "heartbeat {beat} after the full report");
+        if beat == 0 {
+            c.nodes(Change::Set("n2".into(), node("4", true, true)));
+        }
+    }
+    assert!(received(&c, &mut scheduler), "the wait is over");
+    // Both changes arrived together: n1 free again, n2 cordoned.
+    assert_eq!(scheduler.to_groups(), c.groups().unwrap());
+    let (free, nodes) = scheduler.totals();
+    assert_eq!((free["cpu"], nodes), (2000, 1));
 }

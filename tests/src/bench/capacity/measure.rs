@@ -95,6 +95,9 @@ pub struct CapacityResults {
     /// Scheduler CPU seconds per second that reporting adds (both windows poll
     /// `ListClusters` alike, but a poll costs more once capacity is known).
     pub extra_cpu_s_per_s: f64,
+    /// The same as a multiple of the quiet window's CPU per second (heartbeats and readiness
+    /// polls): at most 1 when capacity costs the scheduler no more than heartbeats do.
+    pub extra_cpu_vs_heartbeats: f64,
     /// The same per 1,000 reports, seconds.
     pub cpu_s_per_1000_reports: f64,
     /// Scheduler CPU per 1,000 heartbeats in the quiet window (its polls included), seconds.
@@ -166,7 +169,9 @@ pub async fn measure(
         poll,
     )
     .await?;
-    let extra = reporting.scheduler_cpu_s_per_s - quiet.scheduler_cpu_s_per_s;
+    // From the CPU seconds, which keep more digits than the rounded rates at small sizes.
+    let rate = |w: &Window| w.scheduler_cpu_s / w.window_s.max(f64::EPSILON);
+    let extra = rate(&reporting) - rate(&quiet);
     let per_1000 = |cpu_s_per_s: f64, count: u64, window_s: f64| {
         if count == 0 {
             0.0
@@ -178,6 +183,11 @@ pub async fn measure(
         nodes_per_cluster: settings.nodes_per_cluster,
         heartbeat_interval_s: round3(heartbeat_interval.as_secs_f64()),
         extra_cpu_s_per_s: round3(extra),
+        extra_cpu_vs_heartbeats: if rate(&quiet) > 0.0 {
+            round3(extra / rate(&quiet))
+        } else {
+            0.0
+        },
         cpu_s_per_1000_reports: per_1000(extra, reporting.reports, reporting.window_s),
         cpu_s_per_1000_heartbeats: per_1000(
             quiet.scheduler_cpu_s_per_s,
