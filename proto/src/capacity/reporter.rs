@@ -46,7 +46,8 @@ impl Reporter {
     }
 
     /// The report that brings the receiver from what was sent to `groups`; `None` when
-    /// nothing changed.
+    /// nothing changed. A delta that would list more groups than `groups` has is sent as a
+    /// full report instead.
     pub fn report(&mut self, groups: &Groups) -> Option<v1::CapacityReport> {
         let mut new = Introduced::default();
         let mut current: BTreeMap<(u32, Amounts), u32> = BTreeMap::new();
@@ -77,6 +78,13 @@ impl Reporter {
                 changed
             }
         };
+        if self.sent.is_some() && changed.len() > current.len() {
+            // The changes since a long wait (removed groups and added ones) outnumber the
+            // groups themselves: the whole view, in full as a new stream gets it, costs the
+            // receiver less.
+            self.begin_stream(self.form);
+            return self.report(groups);
+        }
         let mut report = v1::CapacityReport {
             full: self.sent.is_none(),
             ..Default::default()

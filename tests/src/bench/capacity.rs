@@ -311,6 +311,7 @@ pub struct Tally {
     full_max_bytes: AtomicU64,
     full_groups: AtomicU64,
     deltas: AtomicU64,
+    deltas_in_full: AtomicU64,
     delta_bytes: AtomicU64,
     delta_max_bytes: AtomicU64,
     delta_groups: AtomicU64,
@@ -324,6 +325,7 @@ struct Counts {
     full_bytes: u64,
     full_groups: u64,
     deltas: u64,
+    deltas_in_full: u64,
     delta_bytes: u64,
     delta_groups: u64,
 }
@@ -347,16 +349,19 @@ impl Tally {
         }
     }
 
-    /// A report of `bytes` encoded went out.
-    pub fn reported(&self, report: &v1::CapacityReport, bytes: u64) {
+    /// A report of `bytes` encoded went out, the first of its stream or a change after it
+    /// (sent in full when the changes outnumbered the groups).
+    pub fn reported(&self, first: bool, report: &v1::CapacityReport, bytes: u64) {
         let groups = report.group_count() as u64;
-        if report.full {
+        if first {
             self.full_reports.fetch_add(1, Ordering::Relaxed);
             self.full_bytes.fetch_add(bytes, Ordering::Relaxed);
             self.full_groups.fetch_add(groups, Ordering::Relaxed);
             self.full_max_bytes.fetch_max(bytes, Ordering::Relaxed);
         } else {
             self.deltas.fetch_add(1, Ordering::Relaxed);
+            self.deltas_in_full
+                .fetch_add(u64::from(report.full), Ordering::Relaxed);
             self.delta_bytes.fetch_add(bytes, Ordering::Relaxed);
             self.delta_groups.fetch_add(groups, Ordering::Relaxed);
             self.delta_max_bytes.fetch_max(bytes, Ordering::Relaxed);
@@ -381,6 +386,7 @@ impl Tally {
             full_bytes: get(&self.full_bytes),
             full_groups: get(&self.full_groups),
             deltas: get(&self.deltas),
+            deltas_in_full: get(&self.deltas_in_full),
             delta_bytes: get(&self.delta_bytes),
             delta_groups: get(&self.delta_groups),
         }
@@ -402,6 +408,8 @@ pub struct AgentCapacity {
     seed: u64,
     cluster: Option<(SimCluster, Instant, u64)>,
     pacing: Pacing,
+    /// The stream's first report went.
+    opened: bool,
 }
 
 impl AgentCapacity {
@@ -412,6 +420,7 @@ impl AgentCapacity {
             feed,
             seed,
             cluster: None,
+            opened: false,
         }
     }
 
@@ -442,8 +451,9 @@ impl AgentCapacity {
         };
         let bytes = message.encoded_len() as u64;
         if let Some(v1::agent_message::Msg::Capacity(r)) = &message.msg {
-            self.feed.tally.reported(r, bytes);
+            self.feed.tally.reported(!self.opened, r, bytes);
         }
+        self.opened = true;
         Some(message)
     }
 }

@@ -37,6 +37,8 @@ pub struct Window {
     pub on_time_share: f64,
     /// Capacity reports (changes) sent in it.
     pub reports: u64,
+    /// Of those, the ones sent in full (the changes since the last outnumbered the groups).
+    pub reports_in_full: u64,
     /// Their encoded size (the `AgentMessage` protobuf as sent on the stream, without gRPC's
     /// 5-byte frame prefix), mean bytes per report.
     pub bytes_per_report: f64,
@@ -247,6 +249,7 @@ async fn measure_window(
         heartbeat_rtt: Summary::of_micros(rtts),
         on_time_share: round3((on_time as f64 / due).min(1.0)),
         reports,
+        reports_in_full: c1.deltas_in_full - c0.deltas_in_full,
         bytes_per_report: ratio(bytes, reports),
         max_bytes_per_report: tally.delta_max_bytes.load(Ordering::Relaxed),
         groups_per_report: ratio(c1.delta_groups - c0.delta_groups, reports),
