@@ -119,9 +119,12 @@ impl Capacity {
     /// A cluster's capacity whose reports average at most `bytes_per_heartbeat` per heartbeat
     /// (0: a report at every heartbeat after a change).
     pub fn new(bytes_per_heartbeat: u64) -> Self {
-        let capacity = Self::default();
-        capacity.inner.lock().pacing = Pacing::new(bytes_per_heartbeat);
-        capacity
+        Self {
+            inner: Mutex::new(Inner {
+                pacing: Pacing::new(bytes_per_heartbeat),
+                ..Inner::default()
+            }),
+        }
     }
 
     /// A change from the node watch (`None`: the node takes no new pods: cordoned, NotReady).
