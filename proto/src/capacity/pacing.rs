@@ -66,8 +66,8 @@ mod tests {
 
     use super::*;
 
-    /// Which of `beats` heartbeats a report goes with, when a report of `sizes[i]` bytes is
-    /// ready at every one of them.
+    /// The heartbeats (numbered from 0) the reports go with, when the `i`-th report, of
+    /// `sizes[i]` bytes, is ready from the heartbeat after the one before it went.
     fn sent_at(budget: u64, sizes: &[u64]) -> Vec<usize> {
         let mut pacing = Pacing::new(budget);
         let mut at = Vec::new();
@@ -108,9 +108,9 @@ mod tests {
     }
 
     proptest! {
-        /// Over every stretch from one report to the last, the bytes sent (all but the last
-        /// report, which opens a wait of its own) are at most the budget per heartbeat elapsed;
-        /// and no report waits longer than its predecessor asked for.
+        /// Over every stretch between two reports, the bytes sent before the later one are at
+        /// most the budget per heartbeat elapsed; and each report waits exactly the
+        /// ⌈bytes ÷ budget⌉ heartbeats (at least one) its predecessor asked for.
         #[test]
         fn reports_average_at_most_the_budget_per_heartbeat(
             budget in 1u64..5000,

@@ -83,8 +83,9 @@ struct Args {
     api: ApiKind,
     /// Agent mode: every agent also reports the free capacity of a simulated cluster of this
     /// many nodes, as `fedjob-syncer --report-capacity` does (at most once per heartbeat, only
-    /// what changed, paced by --capacity-bytes-per-heartbeat); before the load, a window of heartbeats alone and one with capacity
-    /// reports measure what reporting costs the scheduler.
+    /// what changed, paced by --capacity-bytes-per-heartbeat); before the load, a window of
+    /// heartbeats alone and one with capacity reports measure what reporting costs the
+    /// scheduler.
     #[arg(long)]
     nodes_per_cluster: Option<usize>,
     /// With --nodes-per-cluster: how often pods finish or start in each simulated cluster.

@@ -165,20 +165,20 @@ fn a_report_larger_than_the_budget_holds_the_next_back_and_what_waited_goes_with
         ],
         vec![("default/a", pod("n1", "Running", "500m"))],
     );
-    let full = c.report().expect("the stream's first report goes at once");
-    // The rule of `--capacity-bytes-per-heartbeat`: a report of N bytes, then ⌈N ÷ budget⌉
-    // heartbeats until the next may go.
-    let skipped = (full.encoded_len() as u64).div_ceil(BUDGET) - 1;
+    let first = c.report().expect("the stream's first report goes at once");
     assert!(
-        skipped >= 1,
-        "the full report is {} bytes",
-        full.encoded_len()
+        first.encoded_len() as u64 > BUDGET,
+        "the full report ({} bytes) must hold the next back",
+        first.encoded_len()
     );
 
-    // A new stream does not wait: its full report goes at the next heartbeat.
+    // A new stream does not wait for the last report's time: its full report goes at once.
     c.begin_stream(ReportForm::Columns);
     let full = c.report().expect("a new stream's full report goes at once");
     assert!(full.full);
+    // The rule of `--capacity-bytes-per-heartbeat`: a report of N bytes, then ⌈N ÷ budget⌉
+    // heartbeats until the next may go.
+    let skipped = (full.encoded_len() as u64).div_ceil(BUDGET) - 1;
     let mut scheduler = ClusterCapacity::default();
     scheduler.apply(&full).unwrap();
 
