@@ -149,13 +149,15 @@ impl SimAgent {
             .map_err(|_| anyhow!("{cluster}: no initial sync within {CONNECT_TIMEOUT:?}"))??;
         let interval = Duration::from_millis(reg.heartbeat_interval_ms.max(10));
         let sent = reader.sent.clone();
+        let phase = phase(index);
         let capacity = ctx
             .capacity
             .clone()
-            .map(|feed| AgentCapacity::new(feed, index as u64));
+            .map(|feed| AgentCapacity::new(feed, index as u64, phase));
         let heartbeats = tokio::spawn(heartbeat(
             tx,
             interval,
+            interval.mul_f64(phase),
             ctx.clock,
             sent.clone(),
             capacity,
@@ -186,24 +188,36 @@ impl SimAgent {
     }
 }
 
-/// Sends a heartbeat every `interval` until the run stops, each followed by a capacity report
-/// when the cluster reports one and it changed (the syncer's debounce).
+/// Where in the heartbeat interval agent `index` sends (and in the change interval its
+/// simulated cluster changes), as a share of it: spread evenly over the interval for any
+/// number of agents (multiples of the golden ratio, modulo 1). Member clusters' syncers start
+/// independently; agents that connected together and sent in step would let the scheduler take
+/// every heartbeat in one wake-up, which no federation sees, and anything that shifted them
+/// apart (a busy bench) would look like a cost of the scheduler.
+fn phase(index: usize) -> f64 {
+    (index as f64 * 0.618_033_988_749_895).fract()
+}
+
+/// Sends a heartbeat every `interval`, the first after `phase`, until the run stops, each
+/// followed by a capacity report when the cluster reports one and it changed (the syncer's
+/// debounce).
 async fn heartbeat(
     tx: mpsc::Sender<AgentMessage>,
     interval: Duration,
+    phase: Duration,
     clock: Clock,
     sent: Arc<Mutex<Sent>>,
     mut capacity: Option<AgentCapacity>,
     stop: Shutdown,
 ) {
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let late = tokio::select! {
+            due = tick.tick() => due.elapsed(),
             _ = stop.fired() => return,
-        }
+        };
         seq += 1;
         {
             let mut sent = sent.lock();
@@ -216,7 +230,7 @@ async fn heartbeat(
         if tx.send(hb).await.is_err() {
             return;
         }
-        if let Some(report) = capacity.as_mut().and_then(AgentCapacity::after_heartbeat)
+        if let Some(report) = capacity.as_mut().and_then(|c| c.after_heartbeat(late))
             && tx.send(report).await.is_err()
         {
             return;
@@ -412,6 +426,26 @@ impl Bitset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeat_phases_spread_over_the_interval_for_any_number_of_agents() {
+        for agents in 2..=1000usize {
+            let mut phases: Vec<f64> = (0..agents).map(phase).collect();
+            phases.sort_by(f64::total_cmp);
+            assert!(phases[0] == 0.0 && phases[agents - 1] < 1.0);
+            // Golden-ratio steps leave at most three gap sizes, the widest under twice the even
+            // gap (1.89 times it at worst up to 1,000 agents).
+            let widest = phases
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .chain([1.0 - phases[agents - 1]])
+                .fold(0.0, f64::max);
+            assert!(
+                widest < 2.0 / agents as f64,
+                "{agents} agents: gap {widest}"
+            );
+        }
+    }
 
     #[test]
     fn bitset_reports_new_members_once() {

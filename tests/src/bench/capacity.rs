@@ -22,7 +22,7 @@ mod measure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fedjob_proto::capacity::{Amounts, Groups, NodeCapacity, Pacing, Reporter, free};
 use fedjob_proto::v1;
@@ -303,9 +303,9 @@ pub struct Tally {
     on: AtomicBool,
     heartbeats: AtomicU64,
     max_rtt_us: AtomicU64,
-    /// Heartbeat round trips, µs, while a window collects them (`None` otherwise, so the Job
-    /// load that follows does not grow it).
-    rtts: parking_lot::Mutex<Option<Vec<u64>>>,
+    /// Heartbeat timings while a window collects them (`None` otherwise, so the Job load that
+    /// follows does not grow them).
+    timings: parking_lot::Mutex<Option<Timings>>,
     full_reports: AtomicU64,
     full_bytes: AtomicU64,
     full_max_bytes: AtomicU64,
@@ -315,6 +315,15 @@ pub struct Tally {
     delta_bytes: AtomicU64,
     delta_max_bytes: AtomicU64,
     delta_groups: AtomicU64,
+}
+
+/// Heartbeat timings of a window, µs.
+#[derive(Debug, Default)]
+struct Timings {
+    /// Heartbeat → acknowledgement.
+    rtts: Vec<u64>,
+    /// How long after it was due each heartbeat went out (the bench's own delay).
+    late: Vec<u64>,
 }
 
 /// A snapshot of a [`Tally`].
@@ -336,16 +345,19 @@ impl Tally {
         self.on.load(Ordering::Acquire)
     }
 
-    /// A heartbeat went out.
-    pub fn heartbeat(&self) {
+    /// A heartbeat went out `late_us` after it was due.
+    pub fn heartbeat(&self, late_us: u64) {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = self.timings.lock().as_mut() {
+            t.late.push(late_us);
+        }
     }
 
     /// A heartbeat came back after `rtt_us`.
     pub fn acked(&self, rtt_us: u64) {
         self.max_rtt_us.fetch_max(rtt_us, Ordering::Relaxed);
-        if let Some(rtts) = self.rtts.lock().as_mut() {
-            rtts.push(rtt_us);
+        if let Some(t) = self.timings.lock().as_mut() {
+            t.rtts.push(rtt_us);
         }
     }
 
@@ -368,14 +380,14 @@ impl Tally {
         }
     }
 
-    /// Starts keeping every heartbeat round trip.
-    fn collect_rtts(&self) {
-        *self.rtts.lock() = Some(Vec::new());
+    /// Starts keeping every heartbeat's timings.
+    fn collect_timings(&self) {
+        *self.timings.lock() = Some(Timings::default());
     }
 
-    /// The round trips kept since [`Self::collect_rtts`], and stops keeping them.
-    fn take_rtts(&self) -> Vec<u64> {
-        self.rtts.lock().take().unwrap_or_default()
+    /// The timings kept since [`Self::collect_timings`], and stops keeping them.
+    fn take_timings(&self) -> Timings {
+        self.timings.lock().take().unwrap_or_default()
     }
 
     fn counts(&self) -> Counts {
@@ -405,46 +417,53 @@ pub struct CapacityFeed {
 /// One agent's capacity reporting, driven by its heartbeat task.
 pub struct AgentCapacity {
     feed: CapacityFeed,
-    seed: u64,
-    cluster: Option<(SimCluster, Instant, u64)>,
+    /// Built with the agent, before any window, so that building it neither shifts the
+    /// agent's heartbeats between the windows nor counts in them.
+    cluster: SimCluster,
+    /// Where in each change interval this cluster changes, as a share of it: clusters change
+    /// independently, not all at the same instant.
+    phase: f64,
+    /// When reporting started, and the model's steps taken since.
+    clock: Option<(Instant, u64)>,
     pacing: Pacing,
     /// The stream's first report went.
     opened: bool,
 }
 
 impl AgentCapacity {
-    /// Reporting for cluster `seed` (its model is built when reporting starts).
-    pub fn new(feed: CapacityFeed, seed: u64) -> Self {
+    /// Reporting for cluster `seed`, whose model is built now and changes `phase` (a share of
+    /// the change interval) into each interval.
+    pub fn new(feed: CapacityFeed, seed: u64, phase: f64) -> Self {
+        let settings = feed.settings;
         Self {
-            pacing: Pacing::new(feed.settings.bytes_per_heartbeat),
+            cluster: SimCluster::new(settings.nodes_per_cluster, settings.churn, seed),
+            phase,
+            pacing: Pacing::new(settings.bytes_per_heartbeat),
             feed,
-            seed,
-            cluster: None,
+            clock: None,
             opened: false,
         }
     }
 
-    /// Called right after each heartbeat: the message to send, if reporting is on, something
-    /// changed since the last report and the pacing lets one go.
-    pub fn after_heartbeat(&mut self) -> Option<v1::AgentMessage> {
-        self.feed.tally.heartbeat();
+    /// Called right after each heartbeat, which went out `late` after it was due: the message
+    /// to send, if reporting is on, something changed since the last report and the pacing
+    /// lets one go.
+    pub fn after_heartbeat(&mut self, late: Duration) -> Option<v1::AgentMessage> {
+        self.feed.tally.heartbeat(late.as_micros() as u64);
         if !self.feed.tally.on() {
             return None;
         }
-        let settings = self.feed.settings;
-        let (cluster, since, steps) = self.cluster.get_or_insert_with(|| {
-            let cluster = SimCluster::new(settings.nodes_per_cluster, settings.churn, self.seed);
-            (cluster, Instant::now(), 0)
-        });
-        let due = (since.elapsed().as_secs_f64() / settings.change_interval_s) as u64;
+        let interval = self.feed.settings.change_interval_s;
+        let (since, steps) = self.clock.get_or_insert_with(|| (Instant::now(), 0));
+        let due = (since.elapsed().as_secs_f64() / interval + self.phase) as u64;
         while *steps < due {
-            cluster.step();
+            self.cluster.step();
             *steps += 1;
         }
         if !self.pacing.heartbeat() {
             return None;
         }
-        let report = cluster.report()?;
+        let report = self.cluster.report()?;
         self.pacing.sent(report.encoded_len() as u64);
         let message = v1::AgentMessage {
             msg: Some(v1::agent_message::Msg::Capacity(report)),

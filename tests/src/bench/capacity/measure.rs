@@ -30,6 +30,10 @@ pub struct Window {
     pub max_heartbeat_rtt_ms: f64,
     /// Heartbeat → acknowledgement round trips of the acknowledgements received in it.
     pub heartbeat_rtt: Summary,
+    /// How long after it was due each heartbeat in it went out: the bench's own delay (its
+    /// agents share the cores with the scheduler), part of the round trips too; round trips
+    /// well above it are the scheduler's.
+    pub heartbeat_send_delay: Summary,
     /// Heartbeats acknowledged within one heartbeat interval of being sent, as a share of the
     /// heartbeats due in the window (clusters × window ÷ interval; at most 1): below 1 when
     /// heartbeats went out late (a busy bench or a stream the scheduler reads too slowly) or
@@ -217,7 +221,7 @@ async fn measure_window(
     let ready = tokio::spawn(monitor(observer.clone(), clusters, poll, stop));
     let bench = std::process::id();
     tally.max_rtt_us.store(0, Ordering::Relaxed);
-    tally.collect_rtts();
+    tally.collect_timings();
     let (c0, s0, b0, t0) = (
         tally.counts(),
         procstat::sample(scheduler)?,
@@ -232,9 +236,13 @@ async fn measure_window(
         t0.elapsed().as_secs_f64(),
     );
     let max_rtt_us = tally.max_rtt_us.load(Ordering::Relaxed);
-    let rtts = tally.take_rtts();
+    let timings = tally.take_timings();
     let interval_us = heartbeat_interval.as_micros() as u64;
-    let on_time = rtts.iter().filter(|&&rtt| rtt <= interval_us).count();
+    let on_time = timings
+        .rtts
+        .iter()
+        .filter(|&&rtt| rtt <= interval_us)
+        .count();
     let due = clusters as f64 * elapsed / heartbeat_interval.as_secs_f64();
     stop_tx.fire();
     let clusters = ready.await.unwrap_or_default();
@@ -246,7 +254,8 @@ async fn measure_window(
         window_s: round3(elapsed),
         heartbeats: c1.heartbeats - c0.heartbeats,
         max_heartbeat_rtt_ms: round3(max_rtt_us as f64 / 1000.0),
-        heartbeat_rtt: Summary::of_micros(rtts),
+        heartbeat_rtt: Summary::of_micros(timings.rtts),
+        heartbeat_send_delay: Summary::of_micros(timings.late),
         on_time_share: round3((on_time as f64 / due).min(1.0)),
         reports,
         reports_in_full: c1.deltas_in_full - c0.deltas_in_full,
