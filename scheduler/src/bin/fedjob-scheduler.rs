@@ -5,7 +5,9 @@ use fedjob_scheduler::config::Config;
 use fedjob_scheduler::{server, telemetry};
 
 /// The scheduler allocates and frees many small objects per message; glibc's allocator spent
-/// a sixth of the scheduler's CPU under capacity reports consolidating its free lists.
+/// a sixth of the scheduler's CPU under capacity reports consolidating its free lists. Left
+/// out with the `system-allocator` feature, for heap profilers that follow glibc's `malloc`.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

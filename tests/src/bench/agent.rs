@@ -198,9 +198,9 @@ fn phase(index: usize) -> f64 {
     (index as f64 * 0.618_033_988_749_895).fract()
 }
 
-/// Sends a heartbeat every `interval`, the first after `phase`, until the run stops, each
-/// followed by a capacity report when the cluster reports one and it changed (the syncer's
-/// debounce).
+/// Sends a heartbeat at once and then every `interval`, `phase` into it, until the run stops,
+/// each followed by a capacity report when the cluster reports one and it changed (the
+/// syncer's debounce).
 async fn heartbeat(
     tx: mpsc::Sender<AgentMessage>,
     interval: Duration,
@@ -210,14 +210,19 @@ async fn heartbeat(
     mut capacity: Option<AgentCapacity>,
     stop: Shutdown,
 ) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, interval);
+    // The first heartbeat goes at once, as the session opens; the later ones at the phase.
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + interval + phase, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut late = Duration::ZERO;
     let mut seq = 0u64;
     loop {
-        let late = tokio::select! {
-            due = tick.tick() => due.elapsed(),
-            _ = stop.fired() => return,
-        };
+        if seq > 0 {
+            late = tokio::select! {
+                due = tick.tick() => due.elapsed(),
+                _ = stop.fired() => return,
+            };
+        }
         seq += 1;
         {
             let mut sent = sent.lock();
