@@ -275,6 +275,7 @@ async fn agent_mode_measures_what_capacity_reports_cost() {
         all_ready(w, 3.0);
         assert!(num(w, "heartbeat_rtt.count") >= 3.0, "{window}: {w:#}");
         summary(w, "heartbeat_rtt");
+        assert!(summary(w, "heartbeat_send_delay") >= 3.0, "{window}: {w:#}");
         let on_time = num(w, "on_time_share");
         assert!(0.0 < on_time && on_time <= 1.0, "{window}: {w:#}");
         for figure in [
