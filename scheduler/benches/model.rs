@@ -105,7 +105,7 @@ fn running_job(n: usize) -> (FederatedJob, Clusters) {
     let shards: Vec<(String, String, u64, u64)> = fj
         .shards
         .iter()
-        .map(|s| (s.cluster.clone(), s.name.clone(), s.epoch, s.revision))
+        .map(|s| (s.cluster.to_string(), s.name.clone(), s.epoch, s.revision))
         .collect();
     assert_eq!(shards.len(), n, "one shard per cluster");
     for (cluster, name, epoch, revision) in shards {
@@ -113,7 +113,7 @@ fn running_job(n: usize) -> (FederatedJob, Clusters) {
             phase: ObservedPhase::Running,
             active: 1,
             start_time: Some(now()),
-            local_uid: format!("local-{cluster}"),
+            local_uid: format!("local-{cluster}").as_str().into(),
             revision,
             ..Default::default()
         };

@@ -331,14 +331,14 @@ impl Session {
     fn diff(&mut self, key: &Arc<str>, change: &Changed, out: &mut Vec<v1::Assignment>) {
         let job = change.job.as_deref();
         let same_job =
-            job.is_some_and(|j| self.sent.get(key).is_none_or(|s| *s.uid == *j.record.uid()));
+            job.is_some_and(|j| self.sent.get(key).is_none_or(|s| s.uid.is(j.record.uid())));
         if !same_job && let Some(gone) = self.sent.remove(key) {
             // Deleted without cascade (or replaced by a new Job of the same name): the
             // federation no longer manages these shards; the agent leaves them be.
             let namespace = split_key(key).0;
             out.extend(
                 gone.names(key)
-                    .map(|s| convert::forget(&gone.uid, namespace, s)),
+                    .map(|s| convert::forget(&gone.uid.to_string(), namespace, s)),
             );
         }
         let Some(job) = job else { return };
@@ -364,7 +364,7 @@ impl Session {
         let namespace = split_key(key).0;
         for name in stale {
             entry.remove(key, &name);
-            out.push(convert::forget(&entry.uid, namespace, &name));
+            out.push(convert::forget(&entry.uid.to_string(), namespace, &name));
         }
         if entry.is_empty() {
             self.sent.remove(key);

@@ -4,12 +4,14 @@
 //! 10,000 Jobs the sessions hold a million of them; kept as maps of owned strings (the Job's
 //! key, uid, namespace, and a map from shard name to revision), they were ≈ 380 bytes per
 //! shard, the largest single part of the scheduler's memory in a heap profile. Here the
-//! namespace comes from the key, and a shard named like its Job (the first one in a cluster,
-//! nearly always the only one) is kept without a copy of its name.
+//! namespace comes from the key, the Job's uid is kept in 16 bytes, and a shard named like its
+//! Job (the first one in a cluster, nearly always the only one) is kept without a copy of its
+//! name, and without a list when it is the Job's only shard there.
 
 use std::sync::Arc;
 
 use crate::fast_hash::FastMap;
+use crate::model::job::Uid;
 
 /// The revisions a session sent, by Job key (`namespace/name`).
 #[derive(Debug, Default)]
@@ -20,10 +22,18 @@ pub struct Sent {
 /// The shards of one Job that a session last told its agent about.
 #[derive(Debug)]
 pub struct SentJob {
-    /// uid of the Job they belong to.
-    pub uid: Box<str>,
-    /// Revision sent per shard; `None` stands for the shard named like the Job.
-    shards: Vec<(Option<Box<str>>, u64)>,
+    /// uid of the Job they belong to (16 bytes, not a copy of its text per session).
+    pub uid: Uid,
+    shards: SentShards,
+}
+
+/// Revisions sent per shard of one Job, by slot (see [`slot`]).
+#[derive(Debug, PartialEq)]
+enum SentShards {
+    /// Only the shard named like the Job, as nearly every Job has in a cluster: no list.
+    Own(u64),
+    /// Any other set of shards, in the order first sent.
+    List(Vec<(Option<Box<str>>, u64)>),
 }
 
 /// The namespace and name in Job key `namespace/name`.
@@ -60,28 +70,42 @@ impl Sent {
 impl SentJob {
     fn new(uid: &str) -> Self {
         Self {
-            uid: uid.into(),
-            shards: Vec::new(),
+            uid: Uid::new(uid),
+            shards: SentShards::List(Vec::new()),
         }
     }
 
     /// The revision sent for `shard` of Job `key`.
     pub fn revision(&self, key: &str, shard: &str) -> Option<u64> {
         let slot = slot(key, shard);
-        self.shards
-            .iter()
-            .find(|(s, _)| s.as_deref() == slot)
-            .map(|(_, r)| *r)
+        match &self.shards {
+            SentShards::Own(r) => slot.is_none().then_some(*r),
+            SentShards::List(list) => list
+                .iter()
+                .find(|(s, _)| s.as_deref() == slot)
+                .map(|(_, r)| *r),
+        }
     }
 
     /// Records that `revision` of `shard` of Job `key` was sent.
     pub fn set(&mut self, key: &str, shard: &str, revision: u64) {
         let slot = slot(key, shard);
-        match self.shards.iter_mut().find(|(s, _)| s.as_deref() == slot) {
-            Some((_, r)) => *r = revision,
-            None => {
-                self.shards.push((slot.map(Into::into), revision));
-                self.shards.shrink_to_fit();
+        match (&mut self.shards, slot) {
+            (SentShards::Own(r), None) => *r = revision,
+            (SentShards::Own(r), Some(name)) => {
+                self.shards = SentShards::List(vec![(None, *r), (Some(name.into()), revision)]);
+            }
+            (SentShards::List(list), None) if list.is_empty() => {
+                self.shards = SentShards::Own(revision);
+            }
+            (SentShards::List(list), slot) => {
+                match list.iter_mut().find(|(s, _)| s.as_deref() == slot) {
+                    Some((_, r)) => *r = revision,
+                    None => {
+                        list.push((slot.map(Into::into), revision));
+                        list.shrink_to_fit();
+                    }
+                }
             }
         }
     }
@@ -89,20 +113,27 @@ impl SentJob {
     /// Forgets `shard` of Job `key`.
     pub fn remove(&mut self, key: &str, shard: &str) {
         let slot = slot(key, shard);
-        self.shards.retain(|(s, _)| s.as_deref() != slot);
+        match &mut self.shards {
+            SentShards::Own(_) if slot.is_none() => self.shards = SentShards::List(Vec::new()),
+            SentShards::Own(_) => {}
+            SentShards::List(list) => list.retain(|(s, _)| s.as_deref() != slot),
+        }
     }
 
     /// Names of the shards of Job `key` with a revision sent.
     pub fn names<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         let job = split_key(key).1;
-        self.shards
-            .iter()
-            .map(move |(s, _)| s.as_deref().unwrap_or(job))
+        let (own, list) = match &self.shards {
+            SentShards::Own(_) => (Some(job), &[][..]),
+            SentShards::List(list) => (None, list.as_slice()),
+        };
+        own.into_iter()
+            .chain(list.iter().map(move |(s, _)| s.as_deref().unwrap_or(job)))
     }
 
     /// Whether no shard has a revision sent.
     pub fn is_empty(&self) -> bool {
-        self.shards.is_empty()
+        matches!(&self.shards, SentShards::List(list) if list.is_empty())
     }
 }
 
@@ -124,15 +155,22 @@ mod tests {
         let mut sent = Sent::default();
         let job = sent.entry(&"team-a/train".into(), "uid-1");
         job.set("team-a/train", "train", 3);
+        assert_eq!(job.shards, SentShards::Own(3));
         job.set("team-a/train", "train-2", 5);
-        assert_eq!(job.shards, vec![(None, 3), (Some("train-2".into()), 5)]);
+        assert_eq!(
+            job.shards,
+            SentShards::List(vec![(None, 3), (Some("train-2".into()), 5)])
+        );
         assert_eq!(job.revision("team-a/train", "train"), Some(3));
         assert_eq!(job.revision("team-a/train", "train-2"), Some(5));
         assert_eq!(job.revision("team-a/train", "train-3"), None);
         let names: Vec<&str> = job.names("team-a/train").collect();
         assert_eq!(names, ["train", "train-2"]);
         job.remove("team-a/train", "train");
-        assert_eq!(job.shards, vec![(Some("train-2".into()), 5)]);
+        assert_eq!(
+            job.shards,
+            SentShards::List(vec![(Some("train-2".into()), 5)])
+        );
         assert_eq!(split_key("team-a/train"), ("team-a", "train"));
     }
 

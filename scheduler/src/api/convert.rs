@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::clusters::ClusterEntry;
 use crate::control_plane::{ShardReport, StoredJob};
 use crate::model::clusters::Clusters;
-use crate::model::job::{FederatedJob, Observed, ObservedPhase, Shard};
+use crate::model::job::{Detail, FederatedJob, Observed, ObservedPhase, Shard, Uid};
 use crate::model::render::{self, ManifestTemplate};
 use crate::model::status::{PlacementView, placements};
 
@@ -246,9 +246,8 @@ pub fn shard_report(s: &v1::ShardStatus) -> ShardReport {
             failed: s.failed.max(0),
             start_time: s.start_time.as_ref().and_then(from_timestamp),
             completion_time: s.completion_time.as_ref().and_then(from_timestamp),
-            local_uid: s.local_uid.clone(),
-            reason: s.reason.clone(),
-            message: s.message.clone(),
+            local_uid: Uid::new(&s.local_uid),
+            detail: Detail::new(&s.reason, &s.message),
             revision: s.revision,
         },
     }

@@ -273,7 +273,7 @@ fn plan_of<'a>(record: &FederatedJob, names: &'a [String]) -> Plan<'a> {
             .sum::<i32>();
         clusters.push(ClusterPlan {
             cluster: name,
-            parallelism: record.planned.get(name).copied().unwrap_or(0),
+            parallelism: record.planned.get(name.as_str()).copied().unwrap_or(0),
             completions: (!work_queue).then_some(completions),
         });
     }

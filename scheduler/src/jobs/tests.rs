@@ -173,7 +173,7 @@ fn live_from_scratch(index: &JobIndex) -> HashMap<String, i32> {
                     | ShardState::Stopping
                     | ShardState::Retired
             ) {
-                *counts.entry(s.cluster.clone()).or_insert(0) += 1;
+                *counts.entry(s.cluster.to_string()).or_insert(0) += 1;
             }
         }
     }
@@ -197,7 +197,7 @@ fn with_shards(base: &FederatedJob, shards: &[(usize, usize)]) -> FederatedJob {
         .iter()
         .enumerate()
         .map(|(i, &(cluster, state))| Shard {
-            cluster: format!("c{cluster}"),
+            cluster: format!("c{cluster}").into(),
             name: format!("myjob-{i}"),
             state: STATES[state],
             ..template.clone()
@@ -256,7 +256,7 @@ fn with_revisions(base: &FederatedJob, shards: &[(usize, usize, u64, usize)]) ->
     job.shards = shards
         .iter()
         .map(|&(cluster, name, revision, state)| Shard {
-            cluster: format!("c{cluster}"),
+            cluster: format!("c{cluster}").into(),
             name: format!("myjob-{name}"),
             revision,
             state: STATES[state],

@@ -1,6 +1,7 @@
 //! Pure domain logic: no I/O, no clocks read, no randomness. Tested by examples and properties.
 //!
 //! Layers, bottom first (a module imports only from those above it in this list):
+//! - [`cluster_name`]: member cluster names, interned;
 //! - [`labels`]: label rules and label selectors;
 //! - [`preferences`]: the placement preferences annotation;
 //! - [`fit`]: how many pods of a Job's template fit in a cluster, node by node;
@@ -35,6 +36,7 @@
 //! - Work waiting for room is placed as soon as a cluster may take it: the control plane asks
 //!   [`planner::room_appeared`] of each waiting Job whenever the clusters change.
 
+pub mod cluster_name;
 pub mod clusters;
 pub mod edit;
 pub mod fit;

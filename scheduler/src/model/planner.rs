@@ -20,7 +20,9 @@ use jiff::Timestamp;
 
 use super::clusters::{ClusterView, Clusters};
 use super::fit::{PodDemand, pods_that_fit};
-use super::job::{FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason};
+use super::job::{
+    ClusterName, FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason,
+};
 use super::preferences::Preferences;
 use super::split::{
     Fits, Holding, split_in_proportion, split_parallelism, split_parallelism_fitting, split_running,
@@ -74,7 +76,7 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
             planned_fits(fj, &prefs)
         };
         // Copied once: the split borrows the names while the shards change.
-        let members: Vec<String> = fj.members.iter().cloned().collect();
+        let members: Vec<String> = fj.members.iter().map(String::from).collect();
         let (shares, beyond_fit) = split_members(fj, &members, &prefs, fits.as_ref());
         if afresh {
             let note = static_weights_note(fj, &prefs, &fits, beyond_fit);
@@ -227,7 +229,7 @@ fn update_members(fj: &mut FederatedJob, clusters: &Clusters, prefs: &Preference
             clusters
                 .iter()
                 .filter(|(name, view)| view.schedulable() && prefs.allows(name, &view.labels))
-                .map(|(name, _)| name.clone()),
+                .map(|(name, _)| ClusterName::new(name)),
         );
         fj.grow_members = false;
     }
@@ -254,7 +256,7 @@ fn planned_fits(fj: &FederatedJob, prefs: &Preferences) -> Option<Fits> {
     Some(
         fj.planned
             .iter()
-            .map(|(c, p)| (c.clone(), u64::try_from(*p).unwrap_or(0)))
+            .map(|(c, p)| (String::from(c), u64::try_from(*p).unwrap_or(0)))
             .collect(),
     )
 }
@@ -500,7 +502,7 @@ fn push_shard(
     clusters: &Clusters,
 ) {
     fj.shards.push(Shard {
-        cluster: cluster.to_owned(),
+        cluster: ClusterName::new(cluster),
         name: shard_name(fj.name(), index),
         completions,
         parallelism: 0,
@@ -569,26 +571,27 @@ fn planned_shares(
     prefs: &Preferences,
     members_split: &[(&str, i32)],
     fits: Option<&Fits>,
-) -> BTreeMap<String, i32> {
+) -> BTreeMap<ClusterName, i32> {
     let with_work: BTreeSet<&str> = fj
         .shards
         .iter()
         .filter(|s| matches!(s.state, ShardState::Active | ShardState::Finished))
         .map(|s| s.cluster.as_str())
         .collect();
-    let mut planned: BTreeMap<String, i32> = fj.members.iter().map(|c| (c.clone(), 0)).collect();
+    let mut planned: BTreeMap<ClusterName, i32> =
+        fj.members.iter().map(|c| (c.clone(), 0)).collect();
     if fj.members.iter().all(|c| with_work.contains(c.as_str())) {
-        planned.extend(members_split.iter().map(|(c, p)| ((*c).to_owned(), *p)));
+        planned.extend(members_split.iter().map(|(c, p)| (ClusterName::new(c), *p)));
         return planned;
     }
     let working: Vec<String> = fj
         .members
         .iter()
         .filter(|c| with_work.contains(c.as_str()))
-        .cloned()
+        .map(String::from)
         .collect();
     let (shares, _) = split(fj, parallelism(fj), &working, prefs, fits);
-    planned.extend(shares.into_iter().map(|(c, p)| (c.to_owned(), p)));
+    planned.extend(shares.into_iter().map(|(c, p)| (ClusterName::new(c), p)));
     planned
 }
 

@@ -33,7 +33,7 @@ use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::clusters::Clusters;
-use super::job::{FederatedJob, Shard, ShardState, StopReason};
+use super::job::{ClusterName, FederatedJob, Shard, ShardState, StopReason};
 use super::planner;
 use super::preferences::Preferences;
 use super::split::{split_in_proportion, tie_break};
@@ -63,10 +63,10 @@ pub struct Stuck {
 /// Whether `stuck`, reported by `cluster`, is about `shard` (same cluster, name, and local Job
 /// when the federation knows its uid).
 pub fn is_about(shard: &Shard, cluster: &str, stuck: &Stuck) -> bool {
-    let uid = shard.observed.as_ref().map_or("", |o| o.local_uid.as_str());
+    let uid = shard.observed.as_ref().map(|o| &o.local_uid);
     shard.cluster == cluster
         && shard.name == stuck.shard
-        && (uid.is_empty() || uid == stuck.local_uid)
+        && uid.is_none_or(|u| u.is_empty() || u.is(&stuck.local_uid))
 }
 
 /// `n` and the noun, singular or plural: `1 pod`, `3 pods`.
@@ -241,7 +241,7 @@ fn move_work(
             if !work_queue {
                 planner::add_shard(fj, target, Some(n), clusters);
             }
-            fj.members.insert(target.clone());
+            fj.members.insert(ClusterName::new(target));
             to.push((target.clone(), n));
         }
     }

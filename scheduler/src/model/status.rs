@@ -29,7 +29,7 @@ pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {
         clusters.dedup();
         let reason = failed
             .iter()
-            .find_map(|s| s.observed.as_ref().map(|o| o.reason.clone()))
+            .find_map(|s| s.observed.as_ref().map(|o| o.detail.reason().to_owned()))
             .filter(|r| !r.is_empty())
             .unwrap_or_else(|| "ShardFailed".into());
         let message = format!("Job failed in cluster(s) {}", clusters.join(", "));
@@ -318,7 +318,7 @@ fn shard_view(s: &Shard, cluster_ready: bool) -> ShardView {
     let message = if s.state == ShardState::Retired {
         "suspended by the federation, which no longer needs it; kept with its counts".to_owned()
     } else {
-        o.message
+        o.detail.message().to_owned()
     };
     ShardView {
         name: s.name.clone(),

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::fast_hash::FastMap;
 use crate::model::job::{
-    Deletion, FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason, Unplaced,
+    ClusterName, Deletion, Detail, FederatedJob, Observed, ObservedPhase, Shard, ShardState,
+    StopReason, Uid, Unplaced,
 };
 use fedjob_proto::names::shard_name;
 
@@ -223,14 +224,9 @@ fn encode_observed(observed: &Observed, strings: &mut Strings) -> ObservedRecord
         start_time,
         completion_time,
         local_uid,
-        reason,
-        message,
+        detail,
         revision,
     } = observed;
-    // Only the canonical hyphenated form is shortened: it must decode to the same text.
-    let uuid = uuid::Uuid::try_parse(local_uid)
-        .ok()
-        .filter(|u| u.hyphenated().to_string() == *local_uid);
     ObservedRecord {
         phase: strings.variant(phase),
         active: *active,
@@ -238,14 +234,16 @@ fn encode_observed(observed: &Observed, strings: &mut Strings) -> ObservedRecord
         failed: *failed,
         start_time: start_time.map(time_record),
         completion_time: completion_time.map(time_record),
-        local_uuid: uuid.map(|u| u.as_bytes().to_vec()).unwrap_or_default(),
-        local_uid: if uuid.is_some() {
-            String::new()
-        } else {
-            local_uid.clone()
+        local_uuid: match local_uid {
+            Uid::Uuid(bytes) => bytes.to_vec(),
+            _ => Vec::new(),
         },
-        reason: reason.clone(),
-        message: message.clone(),
+        local_uid: match local_uid {
+            Uid::Text(text) => text.to_string(),
+            _ => String::new(),
+        },
+        reason: detail.reason().to_owned(),
+        message: detail.message().to_owned(),
         revision: *revision,
     }
 }
@@ -262,7 +260,7 @@ pub fn decode(bytes: &[u8]) -> Result<FederatedJob, DecodeError> {
     let members = message
         .members
         .iter()
-        .map(|&i| strings.get(i).map(str::to_owned))
+        .map(|&i| strings.cluster(i))
         .collect::<Result<BTreeSet<_>, _>>()?;
     let mut planned = BTreeMap::new();
     for pair in message.planned.chunks(2) {
@@ -271,7 +269,7 @@ pub fn decode(bytes: &[u8]) -> Result<FederatedJob, DecodeError> {
         };
         let cluster = u32::try_from(*cluster).map_err(|_| "planned: bad cluster index")?;
         let parallelism = i32::try_from(*parallelism).map_err(|_| "planned: bad parallelism")?;
-        planned.insert(strings.get(cluster)?.to_owned(), parallelism);
+        planned.insert(strings.cluster(cluster)?, parallelism);
     }
     let job_name = header.job.metadata.name.clone().unwrap_or_default();
     let shards = message
@@ -297,7 +295,7 @@ fn decode_shard(
     strings: &Decoded<'_>,
 ) -> Result<Shard, DecodeError> {
     Ok(Shard {
-        cluster: strings.get(s.cluster)?.to_owned(),
+        cluster: strings.cluster(s.cluster)?,
         name: if s.name.is_empty() {
             shard_name(job_name, s.ordinal)
         } else {
@@ -325,12 +323,14 @@ fn decode_shard(
 
 fn decode_observed(o: ObservedRecord, strings: &Decoded<'_>) -> Result<Observed, DecodeError> {
     let local_uid = if o.local_uuid.is_empty() {
-        o.local_uid
+        Uid::new(&o.local_uid)
     } else {
-        uuid::Uuid::from_slice(&o.local_uuid)
-            .map_err(|e| format!("local uid: {e}"))?
-            .hyphenated()
-            .to_string()
+        Uid::Uuid(
+            o.local_uuid
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("local uid: {} bytes, not 16", o.local_uuid.len()))?,
+        )
     };
     Ok(Observed {
         phase: strings.variant::<ObservedPhase>(o.phase)?,
@@ -340,8 +340,7 @@ fn decode_observed(o: ObservedRecord, strings: &Decoded<'_>) -> Result<Observed,
         start_time: o.start_time.map(timestamp).transpose()?,
         completion_time: o.completion_time.map(timestamp).transpose()?,
         local_uid,
-        reason: o.reason,
-        message: o.message,
+        detail: Detail::new(&o.reason, &o.message),
         revision: o.revision,
     })
 }
@@ -410,6 +409,9 @@ struct Decoded<'a> {
     strings: &'a [String],
     /// Enum values already read: (type, string index) → the value.
     variants: RefCell<HashMap<(TypeId, u32), Box<dyn Any>>>,
+    /// Cluster names already interned, by string index: a record names each cluster two or
+    /// three times, and interning takes a process-wide lock.
+    clusters: RefCell<HashMap<u32, ClusterName>>,
 }
 
 impl<'a> Decoded<'a> {
@@ -417,7 +419,17 @@ impl<'a> Decoded<'a> {
         Self {
             strings,
             variants: RefCell::default(),
+            clusters: RefCell::default(),
         }
+    }
+
+    fn cluster(&self, i: u32) -> Result<ClusterName, DecodeError> {
+        if let Some(name) = self.clusters.borrow().get(&i) {
+            return Ok(name.clone());
+        }
+        let name = ClusterName::new(self.get(i)?);
+        self.clusters.borrow_mut().insert(i, name.clone());
+        Ok(name)
     }
 
     fn get(&self, i: u32) -> Result<&'a str, DecodeError> {

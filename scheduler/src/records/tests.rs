@@ -6,7 +6,8 @@ use super::migrate::{self, MigrateError, Opened};
 use super::*;
 use crate::model::clusters::{ClusterView, Clusters};
 use crate::model::job::{
-    Deletion, Observed, ObservedPhase, Shard, ShardState, StopReason, Unplaced,
+    ClusterName, Deletion, Detail, Observed, ObservedPhase, Shard, ShardState, StopReason, Uid,
+    Unplaced,
 };
 use crate::model::planner::{observe, reconcile};
 use crate::store::{EmbeddedOptions, EmbeddedStore, Store, StoreError};
@@ -203,9 +204,8 @@ fn any_observed() -> impl Strategy<Value = Option<Observed>> {
                         failed,
                         start_time: start,
                         completion_time: end,
-                        local_uid,
-                        reason,
-                        message,
+                        local_uid: Uid::new(&local_uid),
+                        detail: Detail::new(&reason, &message),
                         revision,
                     }
                 },
@@ -248,7 +248,7 @@ fn any_shard() -> impl Strategy<Value = Shard> {
                 observed,
             )| {
                 Shard {
-                    cluster,
+                    cluster: ClusterName::new(&cluster),
                     name,
                     completions,
                     parallelism,
@@ -279,8 +279,8 @@ proptest! {
     ) {
         let mut fj = job("j", "u1", 3, 3);
         fj.shards = shards;
-        fj.members = members;
-        fj.planned = planned;
+        fj.members = members.iter().map(ClusterName::from).collect();
+        fj.planned = planned.iter().map(|(c, p)| (ClusterName::new(c), *p)).collect();
         fj.unplaced = Unplaced { parallelism: unplaced.0, completions: unplaced.1 };
         fj.grow_members = grow_members;
         fj.deletion = deleting.then(|| Deletion { requested_at: jiff::Timestamp::from_second(7).unwrap() });

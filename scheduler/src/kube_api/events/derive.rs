@@ -307,12 +307,12 @@ fn shard_changes(
     };
     let message_before = before
         .and_then(|b| b.observed.as_ref())
-        .map(|o| o.message.as_str());
-    if refused(phase) && (phase != phase_before || message_before != Some(o.message.as_str())) {
-        let detail = if o.message.is_empty() {
+        .map(|o| o.detail.message());
+    if refused(phase) && (phase != phase_before || message_before != Some(o.detail.message())) {
+        let detail = if o.detail.message().is_empty() {
             String::new()
         } else {
-            format!(": {}", o.message)
+            format!(": {}", o.detail.message())
         };
         told.push(match phase {
             Some(ObservedPhase::Conflict) => Occurrence::warning(
@@ -330,7 +330,7 @@ fn shard_changes(
     match s.state {
         ShardState::Finished if phase == Some(ObservedPhase::Failed) => {
             let mut m = format!("Shard {name} in cluster {cluster} failed");
-            for part in [&o.reason, &o.message] {
+            for part in [o.detail.reason(), o.detail.message()] {
                 if !part.is_empty() {
                     let _ = write!(m, ": {part}");
                 }

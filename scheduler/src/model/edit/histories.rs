@@ -235,7 +235,12 @@ impl Federation {
             .job
             .shards
             .iter()
-            .filter(|s| self.clusters.get(&s.cluster).is_some_and(|c| c.ready) && which(s))
+            .filter(|s| {
+                self.clusters
+                    .get(s.cluster.as_str())
+                    .is_some_and(|c| c.ready)
+                    && which(s)
+            })
             .collect();
         (!candidates.is_empty()).then(|| candidates[i % candidates.len()])
     }
@@ -476,7 +481,7 @@ fn moved_work_gets_the_lost_clusters_parallelism_at_once() {
         job.shards
             .iter()
             .filter(|s| s.state == ShardState::Active && s.name == name)
-            .map(|s| (s.cluster.clone(), s.parallelism, s.completions))
+            .map(|s| (s.cluster.to_string(), s.parallelism, s.completions))
             .collect()
     };
     assert_eq!(

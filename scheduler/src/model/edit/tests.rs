@@ -236,7 +236,7 @@ fn a_preferences_change_replans_over_the_clusters_now_eligible() {
     )]));
     let record = update_to(&current, new, &clusters).unwrap().unwrap();
     assert_eq!(record.job.metadata.generation, Some(1), "no spec change");
-    assert_eq!(record.planned, BTreeMap::from([("c3".to_owned(), 2)]));
+    assert_eq!(record.planned, BTreeMap::from([("c3".into(), 2)]));
 }
 
 #[test]

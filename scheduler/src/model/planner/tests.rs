@@ -1,6 +1,6 @@
 use super::*;
 use crate::model::fixtures::{job, now, ready, report};
-use crate::model::job::{FederatedJob, ObservedPhase, ShardState, StopReason};
+use crate::model::job::{ClusterName, Detail, FederatedJob, ObservedPhase, ShardState, StopReason};
 use crate::model::render;
 use fedjob_proto::v1::AssignmentAction;
 use proptest::prelude::*;
@@ -317,7 +317,7 @@ fn a_failed_shard_fails_the_job_and_names_the_cluster() {
     let mut fj = job(2, Some(4), None);
     reconcile(&mut fj, &clusters, now());
     let mut failed = report(ObservedPhase::Failed, 0, 0, 7);
-    failed.reason = "BackoffLimitExceeded".into();
+    failed.detail = Detail::new("BackoffLimitExceeded", "");
     observe(&mut fj, "c2", "myjob", 0, failed);
     reconcile(&mut fj, &clusters, now());
     assert!(fj.condition("Failed"));
@@ -744,7 +744,7 @@ fn only_clusters_the_selector_matches_get_work() {
         counts(&fj),
         vec![("c1", "myjob", 3, Some(6)), ("c4", "myjob", 3, Some(6))]
     );
-    assert_eq!(fj.members, ["c1", "c4"].map(String::from).into());
+    assert_eq!(fj.members, ["c1", "c4"].map(ClusterName::new).into());
     // Nothing matches: all of it waits, shown as unplaced.
     let none = labelled(&["c2", "c3"], &[&[("zone", "asia")], &[]]);
     let mut fj = job(6, Some(12), Some(prefs));

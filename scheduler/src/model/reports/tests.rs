@@ -5,7 +5,7 @@ use super::*;
 use crate::model::clusters::ClusterView;
 use crate::model::edit::{self, Next};
 use crate::model::fixtures::{manifest, now, ready, report};
-use crate::model::job::{ObservedPhase, StopReason};
+use crate::model::job::{Detail, ObservedPhase, StopReason};
 
 const UID: &str = "uid-1";
 
@@ -256,7 +256,7 @@ fn drawn() -> impl Strategy<Value = Drawn> {
 fn materialize(fj: &FederatedJob, d: &Drawn) -> (String, ShardReport) {
     let s = &fj.shards[d.shard % fj.shards.len()];
     let cluster = if d.own_cluster {
-        s.cluster.clone()
+        s.cluster.to_string()
     } else {
         "elsewhere".to_owned()
     };
@@ -268,15 +268,10 @@ fn materialize(fj: &FederatedJob, d: &Drawn) -> (String, ShardReport) {
         start_time: d.start.map(|m| now() + SignedDuration::from_mins(m)),
         completion_time: (d.phase == ObservedPhase::Complete).then(now),
         local_uid: "local".into(),
-        reason: if d.message {
-            "Why".into()
+        detail: if d.message {
+            Detail::new("Why", "because")
         } else {
-            String::new()
-        },
-        message: if d.message {
-            "because".into()
-        } else {
-            String::new()
+            Detail::default()
         },
         revision: s.revision,
     };

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::*;
 use crate::model::clusters::ClusterView;
 use crate::model::edit::{self, Next, Refused, ShardReport};
-use crate::model::job::Observed;
+use crate::model::job::{Detail, Observed};
 
 fn now() -> Timestamp {
     "2026-11-28T12:00:00Z".parse().unwrap()
@@ -254,8 +254,10 @@ fn a_failed_shard_fails_the_job_and_stops_the_others() {
     story.report("c1", "myjob", running(1));
     story.report("c2", "myjob", running(1));
     let mut failed = observed(ObservedPhase::Failed, 0, 0, 2);
-    failed.reason = "BackoffLimitExceeded".into();
-    failed.message = "Job has reached the specified backoff limit".into();
+    failed.detail = Detail::new(
+        "BackoffLimitExceeded",
+        "Job has reached the specified backoff limit",
+    );
     assert_eq!(
         lines(&story.report("c1", "myjob", failed)),
         [
@@ -434,7 +436,7 @@ fn suspension_conflicts_and_refusals_name_the_cluster() {
         [("Normal", "Resumed", "Resumed shard myjob in cluster c1")]
     );
     let mut conflict = observed(ObservedPhase::Conflict, 0, 0, 0);
-    conflict.message = "default/myjob has no fedjob.io/job-uid label".into();
+    conflict.detail = Detail::new("", "default/myjob has no fedjob.io/job-uid label");
     assert_eq!(
         lines(&story.report("c2", "myjob", conflict.clone())),
         [(
@@ -448,7 +450,7 @@ fn suspension_conflicts_and_refusals_name_the_cluster() {
         "told once"
     );
     let mut refused = observed(ObservedPhase::Error, 0, 0, 0);
-    refused.message = "namespaces \"default\" not found".into();
+    refused.detail = Detail::new("", "namespaces \"default\" not found");
     assert_eq!(
         lines(&story.report("c2", "myjob", refused)),
         [(
@@ -601,7 +603,7 @@ proptest! {
             let job = story.job().clone();
             prop_assert!(derive(Some(&job), Some(&job)).is_empty(), "a no-op change told something");
             for s in &job.shards {
-                last_seen.insert((s.cluster.clone(), s.name.clone()), s.seen);
+                last_seen.insert((s.cluster.to_string(), s.name.clone()), s.seen);
             }
             if !story.take(step) {
                 break;
@@ -609,7 +611,7 @@ proptest! {
         }
         if let Some(job) = &story.job {
             for s in &job.shards {
-                last_seen.insert((s.cluster.clone(), s.name.clone()), s.seen);
+                last_seen.insert((s.cluster.to_string(), s.name.clone()), s.seen);
             }
         }
         let count = |reason: &str, message: &str| {
