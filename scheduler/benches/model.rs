@@ -112,7 +112,7 @@ fn running_job(n: usize) -> (FederatedJob, Clusters) {
         let report = Observed {
             phase: ObservedPhase::Running,
             active: 1,
-            start_time: Some(now()),
+            start_time: now().into(),
             local_uid: format!("local-{cluster}").as_str().into(),
             revision,
             ..Default::default()
@@ -167,7 +167,7 @@ mod aggregate_1000_shards {
                 phase: ObservedPhase::Running,
                 active: 1,
                 succeeded: 0,
-                start_time: Some(now()),
+                start_time: now().into(),
                 local_uid: "local-x".into(),
                 revision,
                 ..Default::default()

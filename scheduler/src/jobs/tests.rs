@@ -57,7 +57,7 @@ fn reported(
             phase: ObservedPhase::Running,
             active,
             succeeded,
-            start_time: Some(now()),
+            start_time: Some(now()).into(),
             ..Default::default()
         },
     };

@@ -86,8 +86,8 @@ pub fn report(phase: ObservedPhase, active: i32, succeeded: i32, failed: i32) ->
         active,
         succeeded,
         failed,
-        start_time: Some(now()),
-        completion_time: (phase == ObservedPhase::Complete).then(now),
+        start_time: Some(now()).into(),
+        completion_time: (phase == ObservedPhase::Complete).then(now).into(),
         local_uid: "local".into(),
         ..Default::default()
     }

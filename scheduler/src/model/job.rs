@@ -5,7 +5,6 @@
 //! the federated totals: the `succeeded` of a shard deleted half-way is work that was done.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::ops::Range;
 
 use jiff::Timestamp;
@@ -13,6 +12,7 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use serde::{Deserialize, Serialize};
 
 pub use super::cluster_name::ClusterName;
+pub use super::packed::{Detail, PackedTime, Uid};
 
 /// Version of the stored encoding; bumped on incompatible changes so old files are refused clearly.
 pub const RECORD_FORMAT: u32 = 1;
@@ -93,7 +93,7 @@ pub struct Shard {
     /// When completions last moved off it: a report of pods unschedulable since before
     /// `spilled_at − pendingTimeoutSeconds` was acted on then, and is not acted on again.
     #[serde(default)]
-    pub spilled_at: Option<Timestamp>,
+    pub spilled_at: PackedTime,
 }
 
 /// Where a shard is in its life.
@@ -148,9 +148,9 @@ pub struct Observed {
     /// Pods failed.
     pub failed: i32,
     /// `status.startTime` of the local Job.
-    pub start_time: Option<Timestamp>,
+    pub start_time: PackedTime,
     /// `status.completionTime` of the local Job.
-    pub completion_time: Option<Timestamp>,
+    pub completion_time: PackedTime,
     /// uid of the local Job.
     pub local_uid: Uid,
     /// Reason and message behind the phase.
@@ -181,8 +181,8 @@ impl From<ObservedFields> for Observed {
             active: o.active,
             succeeded: o.succeeded,
             failed: o.failed,
-            start_time: o.start_time,
-            completion_time: o.completion_time,
+            start_time: o.start_time.into(),
+            completion_time: o.completion_time.into(),
             local_uid: Uid::new(&o.local_uid),
             detail: Detail::new(&o.reason, &o.message),
             revision: o.revision,
@@ -197,118 +197,13 @@ impl From<Observed> for ObservedFields {
             active: o.active,
             succeeded: o.succeeded,
             failed: o.failed,
-            start_time: o.start_time,
-            completion_time: o.completion_time,
+            start_time: o.start_time.get(),
+            completion_time: o.completion_time.get(),
             local_uid: o.local_uid.to_string(),
             reason: o.detail.reason().to_owned(),
             message: o.detail.message().to_owned(),
             revision: o.revision,
         }
-    }
-}
-
-/// A Kubernetes object uid: 16 bytes for the UUIDs API servers make, the text otherwise.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum Uid {
-    /// None reported.
-    #[default]
-    None,
-    /// A UUID whose canonical text (lower-case, hyphenated) is the uid.
-    Uuid([u8; 16]),
-    /// Any other text.
-    Text(Box<str>),
-}
-
-impl Uid {
-    /// The uid `text` (none when empty).
-    pub fn new(text: &str) -> Self {
-        if text.is_empty() {
-            return Self::None;
-        }
-        // Only the canonical form is packed, so the text reads back exactly as reported.
-        match uuid::Uuid::try_parse(text) {
-            Ok(u) if is_canonical(&u, text) => Self::Uuid(*u.as_bytes()),
-            _ => Self::Text(text.into()),
-        }
-    }
-
-    /// Whether no uid was reported.
-    pub fn is_empty(&self) -> bool {
-        matches!(self, Self::None)
-    }
-
-    /// Whether this is the uid `text`.
-    pub fn is(&self, text: &str) -> bool {
-        match self {
-            Self::None => text.is_empty(),
-            Self::Uuid(bytes) => uuid::Uuid::try_parse(text)
-                .is_ok_and(|u| u.as_bytes() == bytes && is_canonical(&u, text)),
-            Self::Text(t) => **t == *text,
-        }
-    }
-}
-
-/// Whether `text` is `uuid` written lower-case and hyphenated.
-fn is_canonical(uuid: &uuid::Uuid, text: &str) -> bool {
-    let mut buffer = uuid::Uuid::encode_buffer();
-    let canonical: &str = uuid.hyphenated().encode_lower(&mut buffer);
-    canonical == text
-}
-
-impl From<&str> for Uid {
-    fn from(text: &str) -> Self {
-        Self::new(text)
-    }
-}
-
-impl fmt::Display for Uid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::None => Ok(()),
-            Self::Uuid(bytes) => fmt::Display::fmt(&uuid::Uuid::from_bytes(*bytes).hyphenated(), f),
-            Self::Text(t) => f.write_str(t),
-        }
-    }
-}
-
-impl fmt::Debug for Uid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.to_string())
-    }
-}
-
-/// The reason and message an agent gave for a shard's phase; most reports have neither, so
-/// they take one pointer until one is set.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Detail(Option<Box<(Box<str>, Box<str>)>>);
-
-impl Detail {
-    /// `reason` and `message` (nothing held when both are empty).
-    pub fn new(reason: &str, message: &str) -> Self {
-        if reason.is_empty() && message.is_empty() {
-            Self(None)
-        } else {
-            Self(Some(Box::new((reason.into(), message.into()))))
-        }
-    }
-
-    /// The reason, empty when none was given.
-    pub fn reason(&self) -> &str {
-        self.0.as_ref().map_or("", |d| &d.0)
-    }
-
-    /// The message, empty when none was given.
-    pub fn message(&self) -> &str {
-        self.0.as_ref().map_or("", |d| &d.1)
-    }
-}
-
-impl fmt::Debug for Detail {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Detail")
-            .field("reason", &self.reason())
-            .field("message", &self.message())
-            .finish()
     }
 }
 
@@ -514,39 +409,9 @@ pub fn job_key(namespace: &str, name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use proptest::prelude::*;
-
     use super::*;
 
     const API_SERVER_UID: &str = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
-
-    #[test]
-    fn an_api_server_uid_is_held_in_16_bytes_and_reads_back_the_same() {
-        let uid = Uid::new(API_SERVER_UID);
-        assert!(matches!(uid, Uid::Uuid(_)));
-        assert_eq!(uid.to_string(), API_SERVER_UID);
-        assert!(uid.is(API_SERVER_UID));
-        assert!(
-            !uid.is("1B4E28BA-2FA1-11D2-883F-0016D3CCA427"),
-            "another text"
-        );
-        // Upper case is a UUID too, but not the text that was reported: kept as text.
-        let upper = Uid::new("1B4E28BA-2FA1-11D2-883F-0016D3CCA427");
-        assert!(matches!(upper, Uid::Text(_)));
-        assert_eq!(upper.to_string(), "1B4E28BA-2FA1-11D2-883F-0016D3CCA427");
-        assert!(!upper.is(API_SERVER_UID));
-        assert!(Uid::new("").is_empty() && Uid::new("").is(""));
-        assert!(!uid.is_empty() && !uid.is(""));
-    }
-
-    #[test]
-    fn detail_holds_nothing_until_set() {
-        assert_eq!(Detail::new("", ""), Detail::default());
-        let d = Detail::new("BackoffLimitExceeded", "");
-        assert_eq!((d.reason(), d.message()), ("BackoffLimitExceeded", ""));
-        let d = Detail::new("", "quota");
-        assert_eq!((d.reason(), d.message()), ("", "quota"));
-    }
 
     #[test]
     fn observed_reads_and_writes_the_plain_json_of_the_format_1_store() {
@@ -564,24 +429,5 @@ mod tests {
         );
         assert_eq!((o.failed, o.revision), (2, 7));
         assert_eq!(serde_json::to_value(&o).unwrap(), json);
-    }
-
-    proptest! {
-        /// Any uid reads back as the text it was made from, and is that text and no other.
-        #[test]
-        fn a_uid_is_exactly_its_text(
-            text in prop_oneof![
-                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                "[0-9a-fA-F-]{0,40}",
-                "[ -~]{0,20}",
-            ],
-            other in "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-        ) {
-            let uid = Uid::new(&text);
-            prop_assert_eq!(uid.to_string(), text.clone());
-            prop_assert!(uid.is(&text));
-            prop_assert_eq!(uid.is(&other), other == text);
-            prop_assert_eq!(uid.is_empty(), text.is_empty());
-        }
     }
 }

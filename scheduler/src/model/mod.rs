@@ -3,6 +3,7 @@
 //! Layers, bottom first (a module imports only from those above it in this list):
 //! - [`cluster_name`]: member cluster names, interned;
 //! - [`labels`]: label rules and label selectors;
+//! - [`packed`]: compact values a shard holds (uids, instants, reason and message);
 //! - [`preferences`]: the placement preferences annotation;
 //! - [`fit`]: how many pods of a Job's template fit in a cluster, node by node;
 //! - [`manifest`]: reading and validating a Job as the API server would;
@@ -46,6 +47,7 @@ pub mod job;
 pub mod labels;
 pub mod left_out;
 pub mod manifest;
+pub mod packed;
 pub mod planner;
 pub mod preferences;
 pub mod render;

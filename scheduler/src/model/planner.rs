@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use super::clusters::{ClusterView, Clusters};
 use super::fit::{PodDemand, pods_that_fit};
 use super::job::{
-    ClusterName, FederatedJob, Observed, ObservedPhase, Shard, ShardState, StopReason,
+    ClusterName, FederatedJob, Observed, ObservedPhase, PackedTime, Shard, ShardState, StopReason,
 };
 use super::preferences::Preferences;
 use super::split::{
@@ -514,7 +514,7 @@ fn push_shard(
         seen: false,
         observed: None,
         moved: 0,
-        spilled_at: None,
+        spilled_at: PackedTime::NONE,
     });
 }
 

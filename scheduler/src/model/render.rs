@@ -225,6 +225,7 @@ mod tests {
 
     use super::*;
     use crate::model::fixtures;
+    use crate::model::job::PackedTime;
 
     fn shard(name: &str, parallelism: i32, completions: Option<i32>, state: ShardState) -> Shard {
         Shard {
@@ -240,7 +241,7 @@ mod tests {
             seen: false,
             observed: None,
             moved: 0,
-            spilled_at: None,
+            spilled_at: PackedTime::NONE,
         }
     }
 

@@ -192,7 +192,7 @@ fn adjust_counts(
         record
             .shards
             .iter()
-            .filter_map(|s| s.observed.as_ref()?.start_time)
+            .filter_map(|s| s.observed.as_ref()?.start_time.get())
             .min()
     } else {
         None

@@ -123,7 +123,7 @@ pub fn spill_over(
             continue;
         };
         let due = report.since + timeout;
-        if shard.spilled_at.is_some_and(|at| due <= at) {
+        if shard.spilled_at.get().is_some_and(|at| due <= at) {
             // Acted on when the work moved: these pods are going, or gone.
             continue;
         }
@@ -219,7 +219,7 @@ fn move_work(
     let shard = &mut fj.shards[i];
     let cluster = shard.cluster.clone();
     let work_queue = shard.completions.is_none();
-    shard.spilled_at = Some(now);
+    shard.spilled_at = now.into();
     if running == 0 {
         // Nothing runs there: the shard goes (its succeeded pods stay counted) and its cluster
         // takes no more of the Job.

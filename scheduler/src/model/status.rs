@@ -57,7 +57,7 @@ pub fn refresh_terminal(fj: &mut FederatedJob, now: Timestamp) {
         let completed_at = fj
             .shards
             .iter()
-            .filter_map(|s| s.observed.as_ref()?.completion_time)
+            .filter_map(|s| s.observed.as_ref()?.completion_time.get())
             .max()
             .unwrap_or(now);
         let status = fj.job.status.get_or_insert_with(Default::default);
@@ -108,7 +108,7 @@ fn refresh_with(fj: &mut FederatedJob, why: Option<String>, now: Timestamp) {
     let first_start = fj
         .shards
         .iter()
-        .filter_map(|s| s.observed.as_ref()?.start_time)
+        .filter_map(|s| s.observed.as_ref()?.start_time.get())
         .min();
     let unschedulable = (fj.unplaced.parallelism > 0 || fj.unplaced.completions > 0).then(|| {
         let counts = format!(

@@ -211,7 +211,7 @@ fn encode_shard(shard: &Shard, job_name: &str, strings: &mut Strings) -> ShardRe
         seen: *seen,
         observed: observed.as_ref().map(|o| encode_observed(o, strings)),
         moved: *moved,
-        spilled_at: spilled_at.map(time_record),
+        spilled_at: spilled_at.get().map(time_record),
     }
 }
 
@@ -232,8 +232,8 @@ fn encode_observed(observed: &Observed, strings: &mut Strings) -> ObservedRecord
         active: *active,
         succeeded: *succeeded,
         failed: *failed,
-        start_time: start_time.map(time_record),
-        completion_time: completion_time.map(time_record),
+        start_time: start_time.get().map(time_record),
+        completion_time: completion_time.get().map(time_record),
         local_uuid: match local_uid {
             Uid::Uuid(bytes) => bytes.to_vec(),
             _ => Vec::new(),
@@ -317,7 +317,7 @@ fn decode_shard(
             .map(|o| decode_observed(o, strings))
             .transpose()?,
         moved: s.moved,
-        spilled_at: s.spilled_at.map(timestamp).transpose()?,
+        spilled_at: s.spilled_at.map(timestamp).transpose()?.into(),
     })
 }
 
@@ -337,8 +337,8 @@ fn decode_observed(o: ObservedRecord, strings: &Decoded<'_>) -> Result<Observed,
         active: o.active,
         succeeded: o.succeeded,
         failed: o.failed,
-        start_time: o.start_time.map(timestamp).transpose()?,
-        completion_time: o.completion_time.map(timestamp).transpose()?,
+        start_time: o.start_time.map(timestamp).transpose()?.into(),
+        completion_time: o.completion_time.map(timestamp).transpose()?.into(),
         local_uid,
         detail: Detail::new(&o.reason, &o.message),
         revision: o.revision,

@@ -50,7 +50,7 @@ fn running(succeeded: i32) -> Observed {
         active: 3,
         succeeded,
         local_uid: "6f1c0c4e-6a3e-4d2b-9f0e-3c2a1b0d9e8f".into(),
-        start_time: Some(jiff::Timestamp::from_second(1_700_000_000).unwrap()),
+        start_time: Some(jiff::Timestamp::from_second(1_700_000_000).unwrap()).into(),
         revision: 1,
         ..Default::default()
     }
@@ -202,8 +202,8 @@ fn any_observed() -> impl Strategy<Value = Option<Observed>> {
                         active,
                         succeeded,
                         failed,
-                        start_time: start,
-                        completion_time: end,
+                        start_time: start.into(),
+                        completion_time: end.into(),
                         local_uid: Uid::new(&local_uid),
                         detail: Detail::new(&reason, &message),
                         revision,
@@ -260,7 +260,9 @@ fn any_shard() -> impl Strategy<Value = Shard> {
                     seen,
                     observed,
                     moved,
-                    spilled_at: spilled_at.map(|s| jiff::Timestamp::from_second(s).unwrap()),
+                    spilled_at: spilled_at
+                        .map(|s| jiff::Timestamp::from_second(s).unwrap())
+                        .into(),
                 }
             },
         )

@@ -251,8 +251,8 @@ fn report(phase: ObservedPhase, active: i32, succeeded: i32) -> Observed {
         phase,
         active,
         succeeded,
-        start_time: Some(now()),
-        completion_time: (phase == ObservedPhase::Complete).then(now),
+        start_time: Some(now()).into(),
+        completion_time: (phase == ObservedPhase::Complete).then(now).into(),
         local_uid: "local".into(),
         ..Default::default()
     }

@@ -1,6 +1,8 @@
 use super::*;
 use crate::model::fixtures::{job, now, ready, report};
-use crate::model::job::{ClusterName, Detail, FederatedJob, ObservedPhase, ShardState, StopReason};
+use crate::model::job::{
+    ClusterName, Detail, FederatedJob, ObservedPhase, PackedTime, ShardState, StopReason,
+};
 use crate::model::render;
 use fedjob_proto::v1::AssignmentAction;
 use proptest::prelude::*;
@@ -193,7 +195,7 @@ fn surplus_shards_that_did_work_are_suspended_and_kept_others_deleted() {
             report(ObservedPhase::Running, 1, 3, 0),
         );
         let mut idle = report(ObservedPhase::Running, 0, 0, 0);
-        idle.start_time = None;
+        idle.start_time = PackedTime::NONE;
         observe(&mut fj, c, "myjob-2", 0, idle);
     }
     set_completions(&mut fj, 10);

@@ -265,8 +265,8 @@ fn materialize(fj: &FederatedJob, d: &Drawn) -> (String, ShardReport) {
         active: d.active,
         succeeded: d.succeeded,
         failed: d.failed,
-        start_time: d.start.map(|m| now() + SignedDuration::from_mins(m)),
-        completion_time: (d.phase == ObservedPhase::Complete).then(now),
+        start_time: d.start.map(|m| now() + SignedDuration::from_mins(m)).into(),
+        completion_time: (d.phase == ObservedPhase::Complete).then(now).into(),
         local_uid: "local".into(),
         detail: if d.message {
             Detail::new("Why", "because")

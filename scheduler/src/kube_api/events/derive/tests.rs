@@ -156,8 +156,8 @@ fn observed(phase: ObservedPhase, active: i32, succeeded: i32, failed: i32) -> O
         active,
         succeeded,
         failed,
-        start_time: Some(now()),
-        completion_time: (phase == ObservedPhase::Complete).then(now),
+        start_time: Some(now()).into(),
+        completion_time: (phase == ObservedPhase::Complete).then(now).into(),
         local_uid: "local".into(),
         ..Default::default()
     }
