@@ -160,7 +160,7 @@ mod aggregate_1000_shards {
         let (fj, clusters) = running_job(1000);
         let (cluster, name, epoch, revision) = {
             let s = &fj.shards[500];
-            (s.cluster.clone(), s.name.clone(), s.epoch, s.revision)
+            (s.cluster, s.name.clone(), s.epoch, s.revision)
         };
         bencher.with_inputs(|| fj.clone()).bench_local_refs(|fj| {
             let report = Observed {

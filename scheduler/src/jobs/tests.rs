@@ -203,7 +203,7 @@ fn with_shards(base: &FederatedJob, shards: &[(usize, usize)]) -> FederatedJob {
             ..template.clone()
         })
         .collect();
-    job.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    job.shards.sort_by_key(|s| s.cluster);
     job
 }
 
@@ -263,7 +263,7 @@ fn with_revisions(base: &FederatedJob, shards: &[(usize, usize, u64, usize)]) ->
             ..template.clone()
         })
         .collect();
-    job.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    job.shards.sort_by_key(|s| s.cluster);
     job
 }
 

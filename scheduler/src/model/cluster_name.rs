@@ -3,15 +3,19 @@
 //! A Job over 100 clusters names each of them three times (its members, its planned
 //! parallelism, its shards), and the scheduler holds every Job: at 100 clusters × 10,000 Jobs
 //! that was three million owned copies of a hundred strings. A [`ClusterName`] is a pointer to
-//! the one shared copy, so a Job holding it costs 16 bytes and no allocation.
+//! the one shared copy, so a Job holding it costs 16 bytes and no allocation, and copying a
+//! Job (as every change does) copies the pointer without touching a reference count that
+//! every Job in the cluster shares.
 //!
 //! Names are never freed: there are as many as clusters ever registered, which the
-//! federation's operators control.
+//! federation's operators control.  Two names are equal exactly when they point to the same
+//! copy.
 
 use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -19,27 +23,58 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::fast_hash::FastSet;
 
 /// Every name interned so far.
-static NAMES: LazyLock<Mutex<FastSet<Arc<str>>>> = LazyLock::new(Mutex::default);
+static NAMES: LazyLock<Mutex<FastSet<&'static str>>> = LazyLock::new(Mutex::default);
 
 /// The name of a member cluster, shared with every other holder of the same name.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ClusterName(Arc<str>);
+#[derive(Clone, Copy)]
+pub struct ClusterName(&'static str);
 
 impl ClusterName {
     /// The shared copy of `name`.
     pub fn new(name: &str) -> Self {
         let mut names = NAMES.lock();
         if let Some(shared) = names.get(name) {
-            return Self(Arc::clone(shared));
+            return Self(shared);
         }
-        let shared: Arc<str> = name.into();
-        names.insert(Arc::clone(&shared));
+        let shared: &'static str = Box::leak(name.into());
+        names.insert(shared);
         Self(shared)
     }
 
     /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'static str {
+        self.0
+    }
+}
+
+impl PartialEq for ClusterName {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for ClusterName {}
+
+impl PartialOrd for ClusterName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ClusterName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self == other {
+            std::cmp::Ordering::Equal
+        } else {
+            self.0.cmp(other.0)
+        }
+    }
+}
+
+impl Hash for ClusterName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the text hashes: maps keyed by names are looked up by `&str`.
+        self.0.hash(state);
     }
 }
 
@@ -47,19 +82,19 @@ impl Deref for ClusterName {
     type Target = str;
 
     fn deref(&self) -> &str {
-        &self.0
+        self.0
     }
 }
 
 impl Borrow<str> for ClusterName {
     fn borrow(&self) -> &str {
-        &self.0
+        self.0
     }
 }
 
 impl AsRef<str> for ClusterName {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.0
     }
 }
 
@@ -131,19 +166,19 @@ impl PartialEq<ClusterName> for String {
 
 impl fmt::Display for ClusterName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0)
     }
 }
 
 impl fmt::Debug for ClusterName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.0, f)
     }
 }
 
 impl Serialize for ClusterName {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.0)
     }
 }
 
@@ -166,8 +201,9 @@ mod tests {
     fn equal_names_share_one_copy() {
         let a = ClusterName::new("eu-west");
         let b = ClusterName::from(String::from("eu-west"));
-        assert!(Arc::ptr_eq(&a.0, &b.0));
-        assert!(!Arc::ptr_eq(&a.0, &ClusterName::new("eu-east").0));
+        assert!(std::ptr::eq(a.0, b.0));
+        assert_ne!(a, ClusterName::new("eu-east"));
+        assert!(a < ClusterName::new("eu-z") && ClusterName::new("eu-east") < a);
         assert_eq!(a, "eu-west");
         assert_eq!("eu-west", a);
         assert_eq!(a.to_string(), "eu-west");
@@ -179,7 +215,7 @@ mod tests {
         let name: ClusterName = serde_json::from_str("\"us-1\"").unwrap();
         assert_eq!(name, "us-1");
         assert_eq!(serde_json::to_string(&name).unwrap(), "\"us-1\"");
-        assert!(Arc::ptr_eq(&name.0, &ClusterName::new("us-1").0));
+        assert!(std::ptr::eq(name.0, ClusterName::new("us-1").0));
     }
 
     proptest! {

@@ -95,7 +95,7 @@ fn plan(fj: &mut FederatedJob, clusters: &Clusters, now: Timestamp, running: Run
     // Usually already so (new shards come in cluster order): the stable sort would still
     // allocate a scratch copy of every shard.
     if !fj.shards.is_sorted_by(|a, b| a.cluster <= b.cluster) {
-        fj.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+        fj.shards.sort_by_key(|s| s.cluster);
     }
     status::refresh_planned(fj, clusters, now);
 }
@@ -578,8 +578,7 @@ fn planned_shares(
         .filter(|s| matches!(s.state, ShardState::Active | ShardState::Finished))
         .map(|s| s.cluster.as_str())
         .collect();
-    let mut planned: BTreeMap<ClusterName, i32> =
-        fj.members.iter().map(|c| (c.clone(), 0)).collect();
+    let mut planned: BTreeMap<ClusterName, i32> = fj.members.iter().map(|c| (*c, 0)).collect();
     if fj.members.iter().all(|c| with_work.contains(c.as_str())) {
         planned.extend(members_split.iter().map(|(c, p)| (ClusterName::new(c), *p)));
         return planned;

@@ -217,7 +217,7 @@ fn move_work(
     now: Timestamp,
 ) -> Vec<(String, i32)> {
     let shard = &mut fj.shards[i];
-    let cluster = shard.cluster.clone();
+    let cluster = shard.cluster;
     let work_queue = shard.completions.is_none();
     shard.spilled_at = now.into();
     if running == 0 {

@@ -425,10 +425,10 @@ impl<'a> Decoded<'a> {
 
     fn cluster(&self, i: u32) -> Result<ClusterName, DecodeError> {
         if let Some(name) = self.clusters.borrow().get(&i) {
-            return Ok(name.clone());
+            return Ok(*name);
         }
         let name = ClusterName::new(self.get(i)?);
-        self.clusters.borrow_mut().insert(i, name.clone());
+        self.clusters.borrow_mut().insert(i, name);
         Ok(name)
     }
 

@@ -162,7 +162,7 @@ fn assemble_v1(job: &KeyValue, shards: &[KeyValue]) -> Result<FederatedJob, Reco
         }
         record.shards.extend(stored.shards);
     }
-    record.shards.sort_by(|a, b| a.cluster.cmp(&b.cluster));
+    record.shards.sort_by_key(|s| s.cluster);
     Ok(record)
 }
 

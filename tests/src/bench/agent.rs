@@ -336,7 +336,7 @@ impl Reader {
                     let probe = self.ctx.probes.probe_of(idx);
                     match probe {
                         Some(k) => self.report_probe(k, &a),
-                        None if self.ctx.report_all => reports.push(running(&a, now)),
+                        None if self.ctx.report_all => reports.push(running(&a)),
                         None => {}
                     }
                 }
@@ -373,7 +373,7 @@ impl Reader {
             let now = ctx.clock.now_us();
             let report = AgentMessage {
                 msg: Some(Msg::Status(v1::ShardStatusReport {
-                    shards: vec![running(&a, now)],
+                    shards: vec![running(&a)],
                 })),
             };
             ctx.probes.reported(k, c, now);
@@ -385,7 +385,7 @@ impl Reader {
 
 /// What a syncer reports once it applied a RUN assignment and its pods started: Running, one
 /// pod active per unit of parallelism.
-fn running(a: &v1::Assignment, now_us: u64) -> v1::ShardStatus {
+fn running(a: &v1::Assignment) -> v1::ShardStatus {
     let parallelism = serde_json::from_str::<serde_json::Value>(&a.manifest)
         .ok()
         .and_then(|m| m["spec"]["parallelism"].as_i64())
@@ -405,7 +405,8 @@ fn running(a: &v1::Assignment, now_us: u64) -> v1::ShardStatus {
             seconds: wall.as_secs() as i64,
             nanos: 0,
         }),
-        local_uid: format!("bench-local-{}-{now_us}", a.shard),
+        // API servers make uids as UUIDs, and the scheduler holds those in 16 bytes.
+        local_uid: uuid::Uuid::new_v4().to_string(),
         parallelism,
         ..Default::default()
     }
@@ -473,8 +474,13 @@ mod tests {
             manifest: r#"{"spec":{"parallelism":3}}"#.into(),
             ..Default::default()
         };
-        let s = running(&a, 7);
+        let s = running(&a);
         assert_eq!((s.epoch, s.revision, s.active, s.parallelism), (2, 5, 3, 3));
+        assert!(
+            uuid::Uuid::try_parse(&s.local_uid).is_ok(),
+            "{}",
+            s.local_uid
+        );
         assert_eq!(s.phase, v1::ShardPhase::Running as i32);
         assert_eq!(s.job_uid, "u");
     }

@@ -188,7 +188,7 @@ impl Federation {
                         done,
                     )
                 };
-                let (cluster, r) = (s.cluster.clone(), shard_report(s, observed));
+                let (cluster, r) = (s.cluster, shard_report(s, observed));
                 self.report(&cluster, vec![r]);
             }
             Step::Sync(i) => {
@@ -221,7 +221,7 @@ impl Federation {
                     return;
                 };
                 let (cluster, r) = (
-                    s.cluster.clone(),
+                    s.cluster,
                     shard_report(s, report(ObservedPhase::Deleted, 0, 0)),
                 );
                 self.report(&cluster, vec![r]);

@@ -673,7 +673,7 @@ proptest! {
                 }
                 Step::Progress(i, _) | Step::Finish(i) | Step::Delete(i) if !fj.shards.is_empty() => {
                     let s = &fj.shards[i % fj.shards.len()];
-                    let (cluster, name, c, epoch) = (s.cluster.clone(), s.name.clone(), s.completions.unwrap_or(1), s.epoch);
+                    let (cluster, name, c, epoch) = (s.cluster, s.name.clone(), s.completions.unwrap_or(1), s.epoch);
                     let done = (s.succeeded() + if let Step::Progress(_, n) = step { n } else { 0 }).min(c);
                     let r = match step {
                         Step::Progress(..) => report(ObservedPhase::Running, 1, done, 0),

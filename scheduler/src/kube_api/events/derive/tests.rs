@@ -546,7 +546,7 @@ impl Story {
                 let Some(s) = job.shards.get(*shard % job.shards.len().max(1)) else {
                     return true;
                 };
-                let (cluster, name) = (s.cluster.clone(), s.name.clone());
+                let (cluster, name) = (s.cluster, s.name.clone());
                 let succeeded = (*succeeded).max(s.succeeded());
                 self.report(
                     &cluster,
