@@ -144,6 +144,12 @@ impl Proc {
             .child
             .id()
             .ok_or_else(|| anyhow!("{} already exited", self.name))?;
+        self.terminate_through(pid, timeout).await
+    }
+
+    /// Sends SIGTERM to `pid` (this process, or one it started) and waits up to `timeout` for
+    /// this process to exit; returns whether it exited 0.
+    pub async fn terminate_through(&mut self, pid: u32, timeout: Duration) -> anyhow::Result<bool> {
         std::process::Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status()?;
@@ -189,10 +195,12 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 
 /// A scheduler process.
 pub struct SchedulerProc {
-    /// The process.
+    /// The process (a profiler's, when one wraps the scheduler).
     pub proc: Proc,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    /// The scheduler's own process id: `proc`'s, or that of the process a wrapper started.
+    pub pid: u32,
 }
 
 impl SchedulerProc {
@@ -230,11 +238,70 @@ impl SchedulerProc {
         let patience = if wrapper.is_empty() { 30 } else { 300 };
         proc.wait_for_line("fedjob-scheduler serving", Duration::from_secs(patience))
             .await?;
+        let own = proc.pid().ok_or_else(|| anyhow!("the scheduler exited"))?;
+        // Measured and stopped itself: a wrapper (heaptrack's script, perf) neither uses the
+        // scheduler's memory nor passes SIGTERM on, which left wrapped schedulers running.
+        // Valgrind runs it in its own process, under the tool's name: then that is the one.
+        let pid = if wrapper.is_empty() {
+            own
+        } else {
+            descendant_named(own, "fedjob-schedul").unwrap_or(own)
+        };
         Ok(Self {
             proc,
             url: format!("http://127.0.0.1:{port}"),
+            pid,
         })
     }
+
+    /// Stops the scheduler with SIGTERM and waits up to `timeout` for it (and any wrapper) to
+    /// exit; returns whether it exited 0.
+    pub async fn terminate(&mut self, timeout: Duration) -> anyhow::Result<bool> {
+        self.proc.terminate_through(self.pid, timeout).await
+    }
+}
+
+/// The first process under `root` (a child, or a child's child, …) whose command name (as
+/// `/proc/PID/comm` shows it, cut to 15 bytes) starts with `name`.
+fn descendant_named(root: u32, name: &str) -> Option<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `PID (COMM) STATE PPID …`: COMM may hold spaces and parentheses, so split after it.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let named = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end().starts_with(name))
+    };
+    if named(root) {
+        return Some(root);
+    }
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, _) in parents.iter().filter(|(_, p)| *p == parent) {
+            if named(pid) {
+                return Some(pid);
+            }
+            frontier.push(pid);
+        }
+    }
+    None
 }
 
 /// A kube client for the context `context` of the kubeconfig at `kubeconfig` (as

@@ -251,10 +251,7 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
         &params.scheduler_wrapper,
     )
     .await?;
-    let pid = scheduler
-        .proc
-        .pid()
-        .ok_or_else(|| anyhow!("the scheduler exited"))?;
+    let pid = scheduler.pid;
     let url = scheduler.url.clone();
     let store = match &etcd {
         None => StoreFiles::Embedded(dir.path().join("data")),
@@ -282,10 +279,7 @@ pub async fn run(params: &AgentParams) -> anyhow::Result<AgentResults> {
     } else {
         600
     };
-    let stopped = scheduler
-        .proc
-        .terminate(Duration::from_secs(patience))
-        .await;
+    let stopped = scheduler.terminate(Duration::from_secs(patience)).await;
     let mut results = result.with_context(|| scheduler.proc.tail(20))?;
     if !matches!(stopped, Ok(true)) {
         eprintln!("fedjob-bench: the scheduler did not stop cleanly: {stopped:?}");
