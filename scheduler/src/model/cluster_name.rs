@@ -8,7 +8,7 @@
 //! every Job in the cluster shares.
 //!
 //! Names are never freed: there are as many as clusters ever registered, which the
-//! federation's operators control.  Two names are equal exactly when they point to the same
+//! federation's operators control. Two names are equal exactly when they point to the same
 //! copy.
 
 use std::borrow::Borrow;
