@@ -55,6 +55,13 @@ pub struct Args {
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Users' writes of Jobs (create, apply, update, patch, delete) worked on at once; more wait
+    /// their turn in the order they came, so that agents' status reports are not stuck behind
+    /// them. Default: 4 per CPU core with the embedded store; no limit with etcd, whose round
+    /// trip paces writes already.
+    #[arg(long)]
+    pub concurrent_job_writes: Option<usize>,
+
     /// With `--store etcd`: TTL of this replica's etcd lease, on which its leadership and the
     /// liveness records it writes hang; a dead leader is replaced within about this long.
     #[arg(long, default_value = "5s", value_parser = duration::parse)]
@@ -218,6 +225,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Largest gRPC message accepted, in bytes.
     pub max_message_bytes: usize,
+    /// Users' writes of Jobs worked on at once; `None` for no limit.
+    pub concurrent_job_writes: Option<usize>,
     /// TLS of the API, when served over TLS.
     pub tls: Option<ServerTls>,
     /// Users and their roles, when callers must present a token.
@@ -274,6 +283,7 @@ impl std::fmt::Debug for Config {
             .field("failover_after", &self.failover_after)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("max_message_bytes", &self.max_message_bytes)
+            .field("concurrent_job_writes", &self.concurrent_job_writes)
             .field("tls", &self.tls)
             // Never print tokens.
             .field("tokens", &self.tokens.as_ref().map(|_| "…"))
@@ -346,6 +356,21 @@ impl TryFrom<Args> for Config {
                 "must be greater than 0",
             ));
         }
+        let concurrent_job_writes = match args.concurrent_job_writes {
+            Some(0) => {
+                return Err(ConfigError::invalid(
+                    "concurrent-job-writes",
+                    "must be greater than 0",
+                ));
+            }
+            Some(n) => Some(n),
+            None => match args.store {
+                StoreKind::Embedded => {
+                    Some(4 * std::thread::available_parallelism().map_or(1, usize::from))
+                }
+                StoreKind::Etcd => None,
+            },
+        };
         let store = match args.store {
             StoreKind::Embedded => StoreConfig::Embedded {
                 data_dir: args.data_dir,
@@ -376,6 +401,7 @@ impl TryFrom<Args> for Config {
             // A third of the grace, so two lost heartbeats do not make a cluster NotReady.
             heartbeat_interval: (cluster_grace / 3).max(Duration::from_millis(50)),
             max_message_bytes: args.max_message_bytes,
+            concurrent_job_writes,
             tls,
             tokens,
         })
@@ -503,6 +529,25 @@ mod tests {
         assert_eq!(
             refused(&["--max-message-bytes", "0"]).0,
             "max-message-bytes"
+        );
+        let (flag, message) = refused(&["--concurrent-job-writes", "0"]);
+        assert_eq!(flag, "concurrent-job-writes");
+        assert!(message.contains("must be greater than 0"), "{message}");
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(config(&[]).unwrap().concurrent_job_writes, Some(4 * cores));
+        let three = config(&["--concurrent-job-writes", "3"]).unwrap();
+        assert_eq!(three.concurrent_job_writes, Some(3));
+        let etcd = [
+            "--store",
+            "etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:2379",
+        ];
+        assert_eq!(config(&etcd).unwrap().concurrent_job_writes, None);
+        let etcd_limited = [&etcd[..], &["--concurrent-job-writes", "5"]].concat();
+        assert_eq!(
+            config(&etcd_limited).unwrap().concurrent_job_writes,
+            Some(5)
         );
         let (flag, message) = refused(&["--listen", "0.0.0.0:0"]);
         assert_eq!(flag, "listen");

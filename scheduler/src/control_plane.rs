@@ -21,6 +21,7 @@ use crate::clusters::{ClusterRecord, ClusterRegistry, ClusterTable, Liveness, Tr
 use crate::coordination::Coordinator;
 pub use crate::error::ControlPlaneError;
 use crate::error::Result;
+use crate::jobs::WriteTurns;
 pub use crate::jobs::{Changed, JobChange, Jobs, SessionInbox};
 use crate::metrics::Metrics;
 use crate::model::clusters::Clusters;
@@ -46,6 +47,8 @@ pub struct Settings {
     pub failover_after: Duration,
     /// Interval agents are told to heartbeat at.
     pub heartbeat_interval: Duration,
+    /// Users' writes of Jobs worked on at once ([`WriteTurns`]); `None` for no limit.
+    pub concurrent_job_writes: Option<usize>,
 }
 
 /// The federation; see the module documentation.
@@ -59,6 +62,8 @@ pub struct ControlPlane {
     coordinator: Option<Arc<Coordinator>>,
     /// The store revision the loaded state is complete up to: replication watches from there.
     loaded_at: Revision,
+    /// Turns of users' writes of Jobs.
+    writes: WriteTurns,
 }
 
 impl ControlPlane {
@@ -85,6 +90,7 @@ impl ControlPlane {
             clusters = clusters.views().len(),
             "state loaded"
         );
+        let writes = WriteTurns::new(settings.concurrent_job_writes);
         Ok(Arc::new(Self {
             store,
             settings,
@@ -93,6 +99,7 @@ impl ControlPlane {
             clusters,
             coordinator,
             loaded_at: clusters_at.min(jobs_at),
+            writes,
         }))
     }
 
@@ -197,6 +204,12 @@ impl ControlPlane {
 
     /// Creates a Job from a decoded, not yet validated manifest.
     pub async fn create_job(&self, job: Job, dry_run: bool) -> Result<Arc<StoredJob>> {
+        let _turn = self.writes.take().await;
+        self.create_in_turn(job, dry_run).await
+    }
+
+    /// [`ControlPlane::create_job`] once the write has its turn.
+    async fn create_in_turn(&self, job: Job, dry_run: bool) -> Result<Arc<StoredJob>> {
         let uid = uuid::Uuid::new_v4().to_string();
         let planned_with = self.cluster_views();
         let record = edit::create(job, uid, &planned_with, Timestamp::now())?;
@@ -241,18 +254,32 @@ impl ControlPlane {
             job.metadata.namespace.as_deref().unwrap_or("default"),
             job.metadata.name.as_deref().unwrap_or_default(),
         );
+        let _turn = self.writes.take().await;
         if create && self.job(&key).is_none() {
-            match self.create_job(job.clone(), dry_run).await {
+            match self.create_in_turn(job.clone(), dry_run).await {
                 Err(ControlPlaneError::AlreadyExists { .. }) => {}
                 other => return other,
             }
         }
-        self.edit_job(&key, resource_version, dry_run, move |_| Ok(job.clone()))
+        self.edit_in_turn(&key, resource_version, dry_run, move |_| Ok(job.clone()))
             .await
     }
 
     /// Changes a Job through `edit`, which gets the user's current Job and returns the new one.
     pub async fn edit_job(
+        &self,
+        key: &str,
+        resource_version: Option<u64>,
+        dry_run: bool,
+        edit: impl FnMut(&Job) -> Result<Job>,
+    ) -> Result<Arc<StoredJob>> {
+        let _turn = self.writes.take().await;
+        self.edit_in_turn(key, resource_version, dry_run, edit)
+            .await
+    }
+
+    /// [`ControlPlane::edit_job`] once the write has its turn.
+    async fn edit_in_turn(
         &self,
         key: &str,
         resource_version: Option<u64>,
@@ -296,6 +323,7 @@ impl ControlPlane {
     /// terminating, until every cluster confirmed; otherwise it is gone at once and its shards
     /// stay in their clusters.
     pub async fn delete_job(&self, key: &str, cascade: bool) -> Result<Option<Arc<StoredJob>>> {
+        let _turn = self.writes.take().await;
         let name = key.split_once('/').map_or(key, |(_, n)| n).to_owned();
         let clusters = self.cluster_views();
         let result = self

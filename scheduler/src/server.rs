@@ -117,6 +117,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cluster_grace: config.cluster_grace,
         failover_after: config.failover_after,
         heartbeat_interval: config.heartbeat_interval,
+        concurrent_job_writes: config.concurrent_job_writes,
     };
     let started = open_and_spawn(
         &config,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fedjob_tests::harness::eventually;
 use fedjob_tests::harness::federation::{
     Federation, PREFERENCES, Setup, WAIT, active, condition, failed, job_manifest, local_condition,
-    placements, spec_completions, spec_parallelism, succeeded, suspended,
+    placements, spec_completions, spec_parallelism, strings, succeeded, suspended,
 };
 use k8s_openapi::api::batch::v1::Job;
 use serde_json::{Value, json};
@@ -427,4 +427,55 @@ async fn a_cluster_that_joins_takes_part_in_completions_added_later() {
             "{c}: the first shard ran on"
         );
     }
+}
+
+/// With one user write at a time (`--concurrent-job-writes 1`), writes that arrive together
+/// all complete, each in its turn: applies that create, an apply that updates and a delete. An
+/// apply that creates is a create and an update in one turn; had either taken a turn of its
+/// own, the apply would wait forever for the turn it holds.
+#[tokio::test]
+async fn writes_arriving_together_take_turns_and_all_complete() {
+    let _serial = SERIAL.lock().await;
+    let mut setup = Setup::new("3s");
+    setup.scheduler = strings(&["--concurrent-job-writes", "1"]);
+    let fed = Federation::start_without_syncers(setup).await;
+    for name in ["stays", "goes"] {
+        fed.create_job(&job_manifest(name, 2, Some(4), "1s", None))
+            .await;
+    }
+    let mut relabelled = job_manifest("stays", 2, Some(4), "1s", None);
+    relabelled["metadata"]["labels"]["team"] = json!("a");
+    let files: Vec<String> = (1..=6)
+        .map(|i| fed.write_manifest(&job_manifest(&format!("new-{i}"), 2, Some(4), "1s", None)))
+        .chain([fed.write_manifest(&relabelled)])
+        .collect();
+    let commands: Vec<[&str; 3]> = files.iter().map(|f| ["apply", "-f", f]).collect();
+    let applies = futures::future::join_all(commands.iter().map(|args| fed.fedctl(args)));
+    let delete = fed.fedctl(&["delete", "job", "goes"]);
+    let (applied, deleted) = tokio::time::timeout(WAIT, async { tokio::join!(applies, delete) })
+        .await
+        .unwrap_or_else(|_| panic!("writes still waiting after {WAIT:?}:\n{}", fed.logs()));
+    for out in applied {
+        out.ok_or_show(|| fed.logs());
+    }
+    deleted.ok_or_show(|| fed.logs());
+    let listed = fed
+        .fedctl(&["get", "jobs", "-o", "json"])
+        .await
+        .ok_or_show(|| fed.logs())
+        .json();
+    let mut names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "new-1", "new-2", "new-3", "new-4", "new-5", "new-6", "stays"
+        ]
+    );
+    assert_eq!(fed.job("stays").await["metadata"]["labels"]["team"], "a");
 }

@@ -10,6 +10,7 @@
 mod inbox;
 mod index;
 mod reports;
+mod turns;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use self::inbox::changed_assignments;
 pub use self::inbox::{Changed, SessionInbox};
 pub use self::index::JobIndex;
 use self::reports::ReportQueue;
+pub use self::turns::{Turn, WriteTurns};
 use crate::error::Result;
 use crate::fast_hash::FastMap;
 use crate::metrics::Metrics;
