@@ -29,7 +29,7 @@ use crate::model::edit;
 pub use crate::model::edit::{Next, ShardReport};
 use crate::model::fit::{PodDemand, pods_that_fit};
 use crate::model::job::FederatedJob;
-use crate::model::job::job_key;
+use crate::model::job::{job_key, split_job_key};
 use crate::model::planner;
 use crate::model::spill::{self, Stuck};
 pub use crate::records::StoredJob;
@@ -286,7 +286,7 @@ impl ControlPlane {
         dry_run: bool,
         mut edit: impl FnMut(&Job) -> Result<Job>,
     ) -> Result<Arc<StoredJob>> {
-        let name = key.split_once('/').map_or(key, |(_, n)| n).to_owned();
+        let name = split_job_key(key).1.to_owned();
         let clusters = self.cluster_views();
         let mut dry = None;
         let result = self
@@ -324,7 +324,7 @@ impl ControlPlane {
     /// stay in their clusters.
     pub async fn delete_job(&self, key: &str, cascade: bool) -> Result<Option<Arc<StoredJob>>> {
         let _turn = self.writes.take().await;
-        let name = key.split_once('/').map_or(key, |(_, n)| n).to_owned();
+        let name = split_job_key(key).1.to_owned();
         let clusters = self.cluster_views();
         let result = self
             .jobs

@@ -4,10 +4,10 @@
 //! A session runs three loops so that none waits on another: the *reader* takes messages off
 //! the stream (heartbeats are handled at once, so a busy store never makes a cluster NotReady),
 //! the *reporter* writes shard status to the store, coalescing whatever queued up meanwhile, and
-//! the *dispatcher* sends the cluster what changed, comparing each shard's desired revision with
-//! the one it last sent.
+//! the *dispatcher* sends the cluster what changed, comparing each Job with the version the
+//! agent was last told of ([`agent_news`](super::agent_news)).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,12 +24,12 @@ use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info, warn};
 
-use super::agent_sent::{Sent, split_key};
+use super::agent_news::{News, Told, news};
 use super::{convert, measured, status};
 use crate::auth::Guard;
 use crate::control_plane::{Changed, ControlPlane, SessionInbox, ShardReport};
 use crate::metrics::ReasonLabels;
-use crate::model::job::ShardState;
+use crate::model::job::split_job_key;
 use fedjob_proto::shutdown::Shutdown;
 
 /// Assignments per message.
@@ -150,7 +150,6 @@ impl Agent for AgentApi {
             token: hello.session,
             inbox,
             tx,
-            sent: Sent::default(),
         };
         self.tasks
             .spawn(session.run(hello.held, inbound, self.shutdown.clone()));
@@ -164,7 +163,6 @@ struct Session {
     token: String,
     inbox: Arc<SessionInbox>,
     tx: mpsc::Sender<Result<SchedulerMessage, Status>>,
-    sent: Sent,
 }
 
 /// Why a session ended.
@@ -227,16 +225,24 @@ impl Session {
             }
             Err(e) => warn!(cluster = %self.cluster, error = %e, "held shards not recorded"),
         }
+        // What the agent holds is what it was told; later changes are compared with the
+        // version posted before them.
+        let mut held_by_job: HashMap<String, Told<'_>> = HashMap::new();
         for h in &held {
             if let Some(key) = self.cp.job_key_by_uid(&h.job_uid) {
-                let key: Arc<str> = key.into();
-                self.sent
-                    .entry(&key, &h.job_uid)
-                    .set(&key, &h.shard, h.revision);
+                let told = held_by_job.entry(key).or_insert_with(|| Told {
+                    uid: &h.job_uid,
+                    shards: Vec::new(),
+                });
+                if told.uid == h.job_uid {
+                    told.shards.push((&h.shard, h.revision));
+                }
             }
         }
+        // Changes posted since the session subscribed are older than the versions read below.
+        drop(self.inbox.take());
         let mut all: HashSet<String> = self.cp.jobs_in_cluster(&self.cluster).into_iter().collect();
-        all.extend(self.sent.keys().map(str::to_owned));
+        all.extend(held_by_job.keys().cloned());
         // Collected first: dispatching borrows the session.
         let current: Vec<(Arc<str>, Changed)> = all
             .into_iter()
@@ -245,7 +251,7 @@ impl Session {
                 (key.into(), change)
             })
             .collect();
-        if self.dispatch(current, true).await.is_err() {
+        if self.dispatch(current, Some(&held_by_job)).await.is_err() {
             return End::AgentClosed;
         }
 
@@ -274,7 +280,7 @@ impl Session {
                     tokio::time::sleep_until(last_dispatch + COALESCE).await;
                     last_dispatch = tokio::time::Instant::now();
                     let changed = self.inbox.take();
-                    if self.dispatch(changed, false).await.is_err() {
+                    if self.dispatch(changed, None).await.is_err() {
                         break End::AgentClosed;
                     }
                 }
@@ -309,66 +315,36 @@ impl Session {
         end
     }
 
-    /// Sends the agent whatever changed in the given Jobs since it was last told.
+    /// Sends the agent whatever changed in the given Jobs since it was last told: since the
+    /// version posted before each change, or, when the session opens, since what the agent
+    /// holds (`held`, by Job key).
     async fn dispatch(
         &mut self,
         changes: impl IntoIterator<Item = (Arc<str>, Changed)>,
-        initial: bool,
+        held: Option<&HashMap<String, Told<'_>>>,
     ) -> Result<(), ()> {
         let mut out = Vec::new();
         for (key, change) in changes {
-            self.diff(&key, &change, &mut out);
+            let before;
+            let told = match held {
+                Some(held) => held.get(&*key),
+                None => {
+                    before = change
+                        .before
+                        .as_ref()
+                        .map(|b| Told::of(&b.record, change.shards_before()));
+                    before.as_ref()
+                }
+            };
+            tell(&key, told, &change, &mut out);
             if out.len() >= BATCH {
                 self.send(std::mem::take(&mut out), false).await?;
             }
         }
-        if !out.is_empty() || initial {
-            self.send(out, initial).await?;
+        if !out.is_empty() || held.is_some() {
+            self.send(out, held.is_some()).await?;
         }
         Ok(())
-    }
-
-    fn diff(&mut self, key: &Arc<str>, change: &Changed, out: &mut Vec<v1::Assignment>) {
-        let job = change.job.as_deref();
-        let same_job =
-            job.is_some_and(|j| self.sent.get(key).is_none_or(|s| s.uid.is(j.record.uid())));
-        if !same_job && let Some(gone) = self.sent.remove(key) {
-            // Deleted without cascade (or replaced by a new Job of the same name): the
-            // federation no longer manages these shards; the agent leaves them be.
-            let namespace = split_key(key).0;
-            out.extend(
-                gone.names(key)
-                    .map(|s| convert::forget(&gone.uid.to_string(), namespace, s)),
-            );
-        }
-        let Some(job) = job else { return };
-        let entry = self.sent.entry(key, job.record.uid());
-        // A cluster holds one or two shards of a Job: a list beats a set.
-        let mut current = Vec::new();
-        for shard in change.shards() {
-            if shard.state == ShardState::Stopped {
-                entry.remove(key, &shard.name);
-                continue;
-            }
-            current.push(shard.name.as_str());
-            if entry.revision(key, &shard.name) != Some(shard.revision) {
-                out.push(convert::assignment(&job.record, &change.manifest, shard));
-                entry.set(key, &shard.name, shard.revision);
-            }
-        }
-        let stale: Vec<String> = entry
-            .names(key)
-            .filter(|s| !current.contains(s))
-            .map(str::to_owned)
-            .collect();
-        let namespace = split_key(key).0;
-        for name in stale {
-            entry.remove(key, &name);
-            out.push(convert::forget(&entry.uid.to_string(), namespace, &name));
-        }
-        if entry.is_empty() {
-            self.sent.remove(key);
-        }
     }
 
     async fn send(&self, assignments: Vec<v1::Assignment>, synced: bool) -> Result<(), ()> {
@@ -385,6 +361,18 @@ impl Session {
         debug!(cluster = %self.cluster, count, synced, "assignments sent");
         Ok(())
     }
+}
+
+/// Appends to `out` what an agent `told` so of Job `key` must be told for `change`.
+fn tell(key: &str, told: Option<&Told<'_>>, change: &Changed, out: &mut Vec<v1::Assignment>) {
+    let namespace = split_job_key(key).0;
+    let now = change.job.as_deref().map(|j| (&j.record, change.shards()));
+    news(told, now, |n| {
+        out.push(match n {
+            News::Assign { job, shard } => convert::assignment(job, &change.manifest, shard),
+            News::Forget { uid, shard } => convert::forget(uid, namespace, shard),
+        })
+    });
 }
 
 /// Reads the agent's messages until the stream ends. Returns the refusal to send back when the

@@ -3,7 +3,7 @@
 //! answers. This module holds what both share: error mapping, conversions, metrics.
 
 pub mod agent;
-mod agent_sent;
+mod agent_news;
 pub mod convert;
 pub mod user;
 

@@ -318,6 +318,9 @@ impl Jobs {
 
     /// Makes a written change visible: cache, agent sessions, watchers.
     pub fn publish(&self, key: &str, job: Option<Arc<StoredJob>>, revision: u64) {
+        // Taken before the index so that sessions are posted changes in the order the index
+        // took them: a session compares each change with the one posted before it.
+        let inboxes = self.inboxes.lock();
         let previous = {
             let mut index = self.index.write();
             if let Some(current) = index.get(key)
@@ -328,24 +331,24 @@ impl Jobs {
             }
             index.insert(key, job.clone())
         };
-        {
-            let inboxes = self.inboxes.lock();
-            if !inboxes.is_empty() {
-                let manifest = Arc::default();
-                let mut shared_key: Option<Arc<str>> = None;
-                for (cluster, shards) in changed_assignments(previous.as_deref(), job.as_deref()) {
-                    if let Some(inbox) = inboxes.get(cluster) {
-                        let change = Changed {
-                            revision,
-                            job: job.clone(),
-                            shards,
-                            manifest: Arc::clone(&manifest),
-                        };
-                        inbox.post(shared_key.get_or_insert_with(|| key.into()), change);
-                    }
+        if !inboxes.is_empty() {
+            let manifest = Arc::default();
+            let mut shared_key: Option<Arc<str>> = None;
+            for (cluster, ranges) in changed_assignments(previous.as_deref(), job.as_deref()) {
+                if let Some(inbox) = inboxes.get(cluster) {
+                    let change = Changed {
+                        revision,
+                        job: job.clone(),
+                        shards: ranges.after,
+                        before: previous.clone(),
+                        before_shards: ranges.before,
+                        manifest: Arc::clone(&manifest),
+                    };
+                    inbox.post(shared_key.get_or_insert_with(|| key.into()), change);
                 }
             }
         }
+        drop(inboxes);
         debug!(job = %key, revision, "published");
         self.notify_watchers(JobChange {
             key: key.to_owned(),

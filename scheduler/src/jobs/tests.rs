@@ -117,30 +117,45 @@ fn a_new_job_a_deleted_one_and_a_replaced_one_tell_every_cluster() {
     let job = stored(&created(&all, "uid-1"));
     let other = stored(&created(&all, "uid-2"));
     let every = vec!["c1", "c2"];
-    fn list(told: BTreeMap<&str, std::ops::Range<usize>>) -> Vec<&str> {
+    fn list(told: BTreeMap<&str, inbox::ShardRanges>) -> Vec<&str> {
         told.into_keys().collect()
     }
     assert_eq!(list(changed_assignments(None, Some(&job))), every);
     assert_eq!(list(changed_assignments(Some(&job), None)), every);
     assert_eq!(list(changed_assignments(Some(&job), Some(&other))), every);
     // Each cluster with where its shards are in the new version; none once deleted.
-    for (cluster, range) in changed_assignments(Some(&job), Some(&other)) {
-        assert_eq!(&other.record.shards[range], other.record.shards_of(cluster));
+    // Each cluster with where its shards are in both versions; none in a deleted one.
+    for (cluster, ranges) in changed_assignments(Some(&job), Some(&other)) {
+        assert_eq!(
+            &other.record.shards[ranges.after],
+            other.record.shards_of(cluster)
+        );
+        assert_eq!(
+            &job.record.shards[ranges.before],
+            job.record.shards_of(cluster)
+        );
     }
-    for (_, range) in changed_assignments(Some(&job), None) {
-        assert!(range.is_empty());
+    for (cluster, ranges) in changed_assignments(Some(&job), None) {
+        assert!(ranges.after.is_empty());
+        assert_eq!(
+            &job.record.shards[ranges.before],
+            job.record.shards_of(cluster)
+        );
     }
 }
 
 #[test]
-fn an_inbox_keeps_the_newest_change_of_each_job() {
-    let all = clusters(&["c1", "c2"]);
-    let job = Arc::new(stored(&created(&all, "uid-1")));
+fn an_inbox_keeps_the_newest_change_of_each_job_and_the_version_before_the_first() {
+    let record = created(&clusters(&["c1", "c2"]), "uid-1");
+    let version = |revision| Some(Arc::new(StoredJob::new(record.clone(), revision)));
     let inbox = SessionInbox::default();
+    // Version `revision`, posted after the one at `revision - 1`.
     let change = |revision| Changed {
         revision,
-        job: Some(job.clone()),
+        job: version(revision),
         shards: 0..1,
+        before: version(revision - 1),
+        before_shards: 0..1,
         manifest: Arc::default(),
     };
     inbox.post(&"default/a".into(), change(5));
@@ -148,14 +163,24 @@ fn an_inbox_keeps_the_newest_change_of_each_job() {
     inbox.post(&"default/a".into(), change(4));
     inbox.post(&"default/b".into(), change(3));
     inbox.post(&"default/b".into(), change(6));
-    let taken: BTreeMap<String, u64> = inbox
+    inbox.post(&"default/b".into(), change(8));
+    let taken: BTreeMap<String, (u64, u64, u64)> = inbox
         .take()
         .into_iter()
-        .map(|(k, c)| (k.to_string(), c.revision))
+        .map(|(k, c)| {
+            let revision_of = |j: &Option<Arc<StoredJob>>| j.as_ref().unwrap().mod_revision;
+            (
+                k.to_string(),
+                (c.revision, revision_of(&c.job), revision_of(&c.before)),
+            )
+        })
         .collect();
     assert_eq!(
         taken,
-        BTreeMap::from([("default/a".into(), 5), ("default/b".into(), 6)])
+        BTreeMap::from([
+            ("default/a".into(), (5, 5, 4)),
+            ("default/b".into(), (8, 8, 2))
+        ])
     );
     assert!(inbox.take().is_empty());
 }
@@ -294,8 +319,9 @@ proptest::proptest! {
         let clusters: BTreeSet<String> = told.keys().map(|c| c.to_string()).collect();
         proptest::prop_assert_eq!(clusters, expected);
         // Each with where its shards are in the new version.
-        for (cluster, range) in told {
-            proptest::prop_assert_eq!(&a.record.shards[range], a.record.shards_of(cluster));
+        for (cluster, ranges) in told {
+            proptest::prop_assert_eq!(&a.record.shards[ranges.after], a.record.shards_of(cluster));
+            proptest::prop_assert_eq!(&b.record.shards[ranges.before], b.record.shards_of(cluster));
         }
     }
 }

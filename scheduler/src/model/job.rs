@@ -407,6 +407,11 @@ pub fn job_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
+/// The namespace and name in Job key `namespace/name` ([`job_key`]).
+pub fn split_job_key(key: &str) -> (&str, &str) {
+    key.split_once('/').unwrap_or(("", key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
