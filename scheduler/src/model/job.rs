@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::cluster_name::ClusterName;
 pub use super::packed::{Detail, PackedTime, Uid};
+use super::sorted_set::SortedSet;
 
 /// Version of the stored encoding; bumped on incompatible changes so old files are refused clearly.
 pub const RECORD_FORMAT: u32 = 1;
@@ -27,7 +28,7 @@ pub struct FederatedJob {
     pub job: Job,
     /// Clusters taking part. Fixed when the Job is created so that a cluster joining later does
     /// not take running work; it grows only when work is added or could not be placed.
-    pub members: BTreeSet<ClusterName>,
+    pub members: SortedSet<ClusterName>,
     /// Parallelism planned per member cluster by the last reconcile.
     pub planned: BTreeMap<ClusterName, i32>,
     /// Work that could not be placed by the last reconcile.
@@ -245,7 +246,7 @@ impl FederatedJob {
         Self {
             format: RECORD_FORMAT,
             job,
-            members: BTreeSet::new(),
+            members: SortedSet::new(),
             planned: BTreeMap::new(),
             unplaced: Unplaced::default(),
             shards: Vec::new(),

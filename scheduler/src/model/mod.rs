@@ -4,6 +4,7 @@
 //! - [`cluster_name`]: member cluster names, interned;
 //! - [`labels`]: label rules and label selectors;
 //! - [`packed`]: compact values a shard holds (uids, instants, reason and message);
+//! - [`sorted_set`]: small sets kept as sorted vectors;
 //! - [`preferences`]: the placement preferences annotation;
 //! - [`fit`]: how many pods of a Job's template fit in a cluster, node by node;
 //! - [`manifest`]: reading and validating a Job as the API server would;
@@ -52,6 +53,7 @@ pub mod planner;
 pub mod preferences;
 pub mod render;
 pub mod reports;
+pub mod sorted_set;
 pub mod spill;
 pub mod split;
 pub mod status;

@@ -14,7 +14,7 @@
 
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 
 use jiff::Timestamp;
@@ -26,6 +26,7 @@ use crate::model::job::{
     ClusterName, Deletion, Detail, FederatedJob, Observed, ObservedPhase, Shard, ShardState,
     StopReason, Uid, Unplaced,
 };
+use crate::model::sorted_set::SortedSet;
 use fedjob_proto::names::shard_name;
 
 /// First byte of a record in this encoding; JSON records (store format 1) start with `{`.
@@ -261,7 +262,7 @@ pub fn decode(bytes: &[u8]) -> Result<FederatedJob, DecodeError> {
         .members
         .iter()
         .map(|&i| strings.cluster(i))
-        .collect::<Result<BTreeSet<_>, _>>()?;
+        .collect::<Result<SortedSet<_>, _>>()?;
     let mut planned = BTreeMap::new();
     for pair in message.planned.chunks(2) {
         let [cluster, parallelism] = pair else {
