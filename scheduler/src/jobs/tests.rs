@@ -254,10 +254,10 @@ fn shard_counts_follow_creates_state_changes_and_deletes() {
 }
 
 proptest::proptest! {
-    /// For any sequence of creates, changes and deletes of a few Jobs, the counts the index
-    /// keeps are those counted from scratch over the Jobs it holds.
+    /// For any sequence of creates, changes and deletes of a few Jobs, the counts and the
+    /// Jobs per cluster the index keeps are those found from scratch over the Jobs it holds.
     #[test]
-    fn shard_counts_kept_equal_counts_from_scratch(
+    fn shard_counts_and_jobs_per_cluster_kept_equal_those_from_scratch(
         steps in proptest::collection::vec(
             (0..3usize, proptest::option::of(proptest::collection::vec((0..4usize, 0..6usize), 0..6))),
             1..40,
@@ -270,6 +270,17 @@ proptest::proptest! {
             let job = shards.as_ref().map(|s| Arc::new(stored(&with_shards(&base, s))));
             index.insert(&format!("default/j{key}"), job);
             proptest::prop_assert_eq!(index.shard_counts(), live_from_scratch(&index));
+            for cluster in ["c0", "c1", "c2", "c3", "c4"] {
+                let mut kept = index.in_cluster(cluster);
+                kept.sort();
+                let mut scratch: Vec<String> = index
+                    .keys()
+                    .filter(|k| index.get(k).unwrap().record.clusters().contains(cluster))
+                    .cloned()
+                    .collect();
+                scratch.sort();
+                proptest::prop_assert_eq!(kept, scratch, "{}", cluster);
+            }
         }
     }
 }
