@@ -3,9 +3,11 @@
 //! A Job over 100 clusters names each of them three times (its members, its planned
 //! parallelism, its shards), and the scheduler holds every Job: at 100 clusters × 10,000 Jobs
 //! that was three million owned copies of a hundred strings. A [`ClusterName`] is a pointer to
-//! the one shared copy, so a Job holding it costs 16 bytes and no allocation, and copying a
+//! the one shared copy, so a Job holding it costs 8 bytes and no allocation, and copying a
 //! Job (as every change does) copies the pointer without touching a reference count that
-//! every Job in the cluster shares.
+//! every Job in the cluster shares. The pointer is thin (to a shared `&str`, not to the text
+//! with its length beside the pointer): 8 bytes less per shard, per member and per planned
+//! share, 24 MB at 100 clusters × 10,000 Jobs, for one more (always cached) load to read it.
 //!
 //! Names are never freed: there are as many as clusters ever registered, which the
 //! federation's operators control. Two names are equal exactly when they point to the same
@@ -20,14 +22,15 @@ use std::sync::LazyLock;
 use parking_lot::Mutex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::fast_hash::FastSet;
+use crate::fast_hash::FastMap;
 
-/// Every name interned so far.
-static NAMES: LazyLock<Mutex<FastSet<&'static str>>> = LazyLock::new(Mutex::default);
+/// Every name interned so far: its text, and the one shared reference to it.
+static NAMES: LazyLock<Mutex<FastMap<&'static str, &'static &'static str>>> =
+    LazyLock::new(Mutex::default);
 
 /// The name of a member cluster, shared with every other holder of the same name.
 #[derive(Clone, Copy)]
-pub struct ClusterName(&'static str);
+pub struct ClusterName(&'static &'static str);
 
 impl ClusterName {
     /// The shared copy of `name`.
@@ -36,8 +39,9 @@ impl ClusterName {
         if let Some(shared) = names.get(name) {
             return Self(shared);
         }
-        let shared: &'static str = Box::leak(name.into());
-        names.insert(shared);
+        let text: &'static str = Box::leak(name.into());
+        let shared: &'static &'static str = Box::leak(Box::new(text));
+        names.insert(text, shared);
         Self(shared)
     }
 
@@ -66,7 +70,7 @@ impl Ord for ClusterName {
         if self == other {
             std::cmp::Ordering::Equal
         } else {
-            self.0.cmp(other.0)
+            self.as_str().cmp(other.as_str())
         }
     }
 }
@@ -74,7 +78,7 @@ impl Ord for ClusterName {
 impl Hash for ClusterName {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // As the text hashes: maps keyed by names are looked up by `&str`.
-        self.0.hash(state);
+        self.as_str().hash(state);
     }
 }
 
@@ -82,19 +86,19 @@ impl Deref for ClusterName {
     type Target = str;
 
     fn deref(&self) -> &str {
-        self.0
+        self.as_str()
     }
 }
 
 impl Borrow<str> for ClusterName {
     fn borrow(&self) -> &str {
-        self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for ClusterName {
     fn as_ref(&self) -> &str {
-        self.0
+        self.as_str()
     }
 }
 
@@ -166,19 +170,19 @@ impl PartialEq<ClusterName> for String {
 
 impl fmt::Display for ClusterName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for ClusterName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl Serialize for ClusterName {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -208,6 +212,8 @@ mod tests {
         assert_eq!("eu-west", a);
         assert_eq!(a.to_string(), "eu-west");
         assert_eq!(format!("{a:?}"), "\"eu-west\"");
+        // Thin: one pointer, as often as a Job names a cluster.
+        assert_eq!(size_of::<ClusterName>(), 8);
     }
 
     #[test]

@@ -430,7 +430,7 @@ mod tests {
             size_of::<Observed>()
         );
         assert!(
-            size_of::<Shard>() <= 168,
+            size_of::<Shard>() <= 160,
             "Shard: {} bytes",
             size_of::<Shard>()
         );
