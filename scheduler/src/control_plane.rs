@@ -90,7 +90,10 @@ impl ControlPlane {
             clusters = clusters.views().len(),
             "state loaded"
         );
-        let writes = WriteTurns::new(settings.concurrent_job_writes);
+        let writes = WriteTurns::new(
+            settings.concurrent_job_writes,
+            metrics.job_writes_waiting.clone(),
+        );
         Ok(Arc::new(Self {
             store,
             settings,

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub store_batch: Histogram,
     /// Agent streams open.
     pub agent_sessions: Gauge,
+    /// Users' writes of Jobs waiting for a turn (`--concurrent-job-writes`).
+    pub job_writes_waiting: Gauge,
     /// Shard status reports received.
     pub shard_reports: Counter,
     /// Writes of shard reports applied to their Job's counters alone.
@@ -122,6 +124,7 @@ impl Metrics {
         let store_commit = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let store_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         let agent_sessions = Gauge::default();
+        let job_writes_waiting = Gauge::default();
         let shard_reports = Counter::default();
         let reports_counted = Counter::default();
         let reports_replanned = Counter::default();
@@ -165,6 +168,11 @@ impl Metrics {
             "agent_sessions",
             "Agent streams open",
             agent_sessions.clone(),
+        );
+        registry.register(
+            "job_writes_waiting",
+            "Users' writes of Jobs waiting for a turn (--concurrent-job-writes)",
+            job_writes_waiting.clone(),
         );
         registry.register(
             "shard_reports",
@@ -212,6 +220,7 @@ impl Metrics {
             store_commit,
             store_batch,
             agent_sessions,
+            job_writes_waiting,
             shard_reports,
             reports_counted,
             reports_replanned,
