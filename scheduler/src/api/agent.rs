@@ -319,7 +319,7 @@ impl Session {
     /// version posted before each change, or, when the session opens, since what the agent
     /// holds (`held`, by Job key).
     async fn dispatch(
-        &mut self,
+        &self,
         changes: impl IntoIterator<Item = (Arc<str>, Changed)>,
         held: Option<&HashMap<String, Told<'_>>>,
     ) -> Result<(), ()> {

@@ -83,9 +83,8 @@ impl SessionInbox {
     /// between the version it knew and the newest. Publications reach here in the order the
     /// index took them; an older one never replaces a newer one all the same.
     ///
-    /// The key is the publication's, shared by every session told of it (and kept by those
-    /// sessions' record of what they sent): a copy per session was an allocation per
-    /// cluster per change, and a million copies held at 100 clusters × 10,000 Jobs.
+    /// The key is the publication's, shared by every session told of it: a copy per session
+    /// was an allocation per cluster per change.
     pub fn post(&self, key: &Arc<str>, change: Changed) {
         {
             let mut changed = self.changed.lock();

@@ -117,8 +117,8 @@ impl Uid {
     pub fn is(&self, text: &str) -> bool {
         match self {
             Self::None => text.is_empty(),
-            // Written out and compared: agent sessions ask on every change of every Job, and
-            // writing 16 bytes out costs less than parsing 36 characters.
+            // Written out and compared: writing 16 bytes out costs less than parsing 36
+            // characters.
             Self::Uuid(bytes) => is_canonical(&uuid::Uuid::from_bytes(*bytes), text),
             Self::Text(t) => **t == *text,
         }
