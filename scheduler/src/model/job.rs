@@ -338,11 +338,26 @@ impl FederatedJob {
 
     /// Every cluster that has a share or a shard of this Job.
     pub fn clusters(&self) -> BTreeSet<&str> {
-        self.members
-            .iter()
-            .map(ClusterName::as_str)
-            .chain(self.shards.iter().map(|s| s.cluster.as_str()))
-            .collect()
+        self.cluster_names().map(|c| c.as_str()).collect()
+    }
+
+    /// Every cluster that has a share or a shard of this Job, in name order, each once, while
+    /// the shards are in cluster order (as they are outside the planner): members and shards
+    /// are walked together, comparing names by pointer where they are the same.
+    pub fn cluster_names(&self) -> impl Iterator<Item = ClusterName> + '_ {
+        let mut members = self.members.iter().copied().peekable();
+        let mut shards = self.shards.iter().map(|s| s.cluster).peekable();
+        std::iter::from_fn(move || {
+            let next = match (members.peek(), shards.peek()) {
+                (Some(m), Some(s)) => *m.min(s),
+                (Some(m), None) => *m,
+                (None, Some(s)) => *s,
+                (None, None) => return None,
+            };
+            members.next_if_eq(&next);
+            while shards.next_if_eq(&next).is_some() {}
+            Some(next)
+        })
     }
 
     /// Finds a shard by cluster and name.
