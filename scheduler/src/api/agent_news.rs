@@ -91,11 +91,12 @@ pub fn news<'a>(
             tell(News::Assign { job, shard });
         }
     }
-    for &(name, _) in told.map_or(&[][..], |t| t.shards.as_slice()) {
-        if !shards.iter().any(|s| s.name == name) {
+    let Some(told) = told else { return };
+    for &(shard, _) in &told.shards {
+        if !shards.iter().any(|s| s.name == shard) {
             tell(News::Forget {
-                uid: told.map_or("", |t| t.uid),
-                shard: name,
+                uid: told.uid,
+                shard,
             });
         }
     }
